@@ -1,0 +1,77 @@
+"""Build the plan-and-execute graph. `graph` is the default compiled graph for langgraph.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Checkpointer
+
+from graph.context import Context
+from graph.nodes import act, finalize, observe, plan, summarize
+from graph.nodes.base import NodeDeps
+from graph.reasoning import Reasoner
+from graph.routing import route_after_observe, route_after_plan, route_after_summarize
+from graph.state import InputState, OutputState, State, StepTask
+from tools import default_registry
+from tools.registry import ToolRegistry
+
+NEXT = ["act", "plan", "summarize", "finalize"]
+
+
+def build_graph(
+    *,
+    model: BaseChatModel | str | Reasoner | None = None,
+    tools: ToolRegistry | None = None,
+    checkpointer: Checkpointer = None,
+    name: str = "nova-duet",
+) -> Any:
+    """Compile the graph.
+
+    Args:
+        model: the reasoning model: a LangChain chat model, an `init_chat_model` string or
+            a Bedrock model id. None uses `Context.model` (Nova 2 Lite) at run time.
+            A `plan_file` in the run context selects the offline planner instead.
+        tools: the tool registry; the default holds the built-in executors.
+        checkpointer: where runs are saved so they can resume (None: not saved).
+        name: the graph's name in traces and Studio.
+    """
+    deps = NodeDeps(registry=tools if tools is not None else default_registry(), model=model)
+
+    async def plan_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await plan.plan(state, runtime, deps)
+
+    async def act_node(task: StepTask, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await act.act(task, runtime, deps)
+
+    async def observe_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await observe.observe(state, runtime, deps)
+
+    async def summarize_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await summarize.summarize(state, runtime, deps)
+
+    async def finalize_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await finalize.finalize(state, runtime, deps)
+
+    builder = StateGraph(
+        State, context_schema=Context, input_schema=InputState, output_schema=OutputState
+    )
+    builder.add_node("plan", plan_node)
+    builder.add_node("act", act_node)
+    builder.add_node("observe", observe_node)
+    builder.add_node("summarize", summarize_node)
+    builder.add_node("finalize", finalize_node)
+    builder.add_edge(START, "plan")
+    builder.add_conditional_edges("plan", route_after_plan, NEXT)
+    # Every act task of a wave writes to this edge; observe runs once, after all of them.
+    builder.add_edge("act", "observe")
+    builder.add_conditional_edges("observe", route_after_observe, NEXT)
+    builder.add_conditional_edges("summarize", route_after_summarize,
+                                  ["act", "plan", "finalize"])
+    builder.add_edge("finalize", END)
+    return builder.compile(checkpointer=checkpointer, name=name)
+
+
+graph = build_graph()

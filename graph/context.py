@@ -1,0 +1,92 @@
+"""Run configuration: a typed LangGraph context schema, so LangGraph Studio renders it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tools.sandbox import SandboxPolicy
+
+DEFAULT_MODEL = "us.amazon.nova-2-lite-v1:0"
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Settings of one run. Every field has a default; pass only what you change."""
+
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={
+            "description": (
+                "Reasoning model: a Bedrock model id (Nova 2 Lite by default) or an "
+                "init_chat_model string such as 'bedrock_converse:us.amazon.nova-2-lite-v1:0'."
+            )
+        },
+    )
+    region: str = field(
+        default="us-east-1", metadata={"description": "AWS region of the Bedrock endpoint."}
+    )
+    reasoning_effort: str | None = field(
+        default=None,
+        metadata={"description": "Nova 2 extended thinking: 'low', 'medium', 'high' or none."},
+    )
+    bedrock_endpoint_url: str | None = field(
+        default=None,
+        metadata={"description": "Override the Bedrock runtime endpoint (VPC endpoint, tests)."},
+    )
+    plan_file: str | None = field(
+        default=None,
+        metadata={
+            "description": (
+                "Offline planner mode: run the plan in this JSON or YAML file instead of "
+                "asking the model, and write a templated answer."
+            )
+        },
+    )
+    max_plan_attempts: int = field(
+        default=3,
+        metadata={"description": "Model outputs tried per plan before the run fails."},
+    )
+    max_replans: int = field(default=3, metadata={"description": "Replans allowed per run."})
+    max_steps: int = field(default=50, metadata={"description": "Steps executed per run."})
+    max_tool_calls: int = field(
+        default=100, metadata={"description": "Tool calls per run, retries included."}
+    )
+    deadline_seconds: float = field(
+        default=600.0, metadata={"description": "Wall-clock limit of a run, in seconds."}
+    )
+    token_budget: int = field(
+        default=200_000,
+        metadata={"description": "Reasoning-model tokens (input + output) per run."},
+    )
+    max_stalled_replans: int = field(
+        default=2,
+        metadata={"description": "Replans in a row without a new successful step: a loop."},
+    )
+    summarize_threshold_tokens: int = field(
+        default=6_000,
+        metadata={
+            "description": "Fold older results into the summary when a prompt would pass this."
+        },
+    )
+    keep_recent_results: int = field(
+        default=8, metadata={"description": "Results kept verbatim when folding."}
+    )
+    step_timeout_seconds: float = field(
+        default=60.0, metadata={"description": "Time limit of one tool call."}
+    )
+    max_retries: int = field(
+        default=2, metadata={"description": "Retries of a step whose error is retryable."}
+    )
+    allowed_hosts: list[str] = field(
+        default_factory=lambda: ["127.0.0.1", "localhost"],
+        metadata={"description": "Hosts (or host:port) executors may reach; all else is blocked."},
+    )
+    max_response_bytes: int = field(
+        default=256_000, metadata={"description": "Largest tool response read, in bytes."}
+    )
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        """The sandbox executors run under for this run."""
+        return SandboxPolicy(
+            allowed_hosts=tuple(self.allowed_hosts), max_response_bytes=self.max_response_bytes
+        )

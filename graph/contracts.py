@@ -1,0 +1,194 @@
+"""The JSON contract between the reasoning agent and the execution agent.
+
+These names are binding: tests outside this repository rely on them. `duet schema`
+exports them as JSON Schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+JsonValue = Any
+
+
+class Step(BaseModel):
+    """One tool call of a plan."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Unique in the plan, e.g. 's1'.", min_length=1, max_length=64)
+    tool: str = Field(description="The name of a registered tool.")
+    args: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description=(
+            "Arguments matching the tool's schema. A string value of the form "
+            "'${s1.output.path.to.value}' is replaced by that part of a dependency's output."
+        ),
+    )
+    depends_on: list[str] = Field(
+        default_factory=list, description="Ids of earlier steps that must succeed first."
+    )
+    description: str = Field(default="", description="Why this step is in the plan.")
+    needs_judgment: bool = Field(
+        default=False,
+        description="True when the reasoning agent must read this step's output before going on.",
+    )
+    side_effects: bool = Field(
+        default=False,
+        description="True when this step changes something, even if its tool usually does not.",
+    )
+
+
+class Plan(BaseModel):
+    """A goal broken into steps; steps without a dependency between them run in parallel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: str = Field(description="What the user asked for, in one sentence.")
+    steps: list[Step] = Field(description="The steps, in an order that respects depends_on.")
+
+    @model_validator(mode="after")
+    def _check_dependencies(self) -> Plan:
+        """Reject duplicate ids, unknown dependencies and cycles; the model gets this text back."""
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+        ids = {step.id for step in self.steps}
+        for step in self.steps:
+            unknown = [dep for dep in step.depends_on if dep not in ids]
+            if unknown:
+                raise ValueError(f"step {step.id!r} depends on unknown step ids {unknown}")
+        cycle = _find_cycle({step.id: step.depends_on for step in self.steps})
+        if cycle:
+            raise ValueError(f"dependency cycle: {' -> '.join(cycle)}")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of what the plan does (tools, arguments, wiring), ignoring ids and prose.
+
+        Two plans with the same fingerprint would do the same thing: repeating one is a loop.
+        """
+        position = {step.id: index for index, step in enumerate(self.steps)}
+        canonical = [
+            [step.tool, step.args, sorted(position[dep] for dep in step.depends_on)]
+            for step in self.steps
+        ]
+        blob = json.dumps(canonical, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """Return one dependency cycle as a list of ids, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in edges.get(node, []):
+            if state.get(dep) == 1:
+                return path[path.index(dep) :] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in edges:
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+StepStatus = Literal["ok", "error", "rejected", "timeout", "blocked"]
+
+
+class StepError(BaseModel):
+    """Why a step did not succeed."""
+
+    type: str = Field(description="The error class, e.g. 'UnknownTool' or 'ActTimeoutError'.")
+    message: str
+    retryable: bool = False
+
+
+class StepResult(BaseModel):
+    """The typed record of one executed (or refused) step."""
+
+    step_id: str
+    tool: str = ""
+    status: StepStatus
+    output: JsonValue = None
+    error: StepError | None = None
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    duration_ms: float = 0.0
+    attempts: int = 0
+    plan_version: int = Field(default=1, description="Which plan (1 = first, 2 = first replan...).")
+
+
+class Decision(BaseModel):
+    """What the reasoning agent decides after reading new results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["continue", "replan", "finish"] = Field(
+        description=(
+            "'continue' runs the rest of the plan, 'replan' writes a new plan, "
+            "'finish' stops and writes the answer."
+        )
+    )
+    reason: str = Field(description="One or two sentences: why.")
+
+
+class RunStatus(StrEnum):
+    """How a run ended. Every run ends with exactly one of these."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    LOOP_DETECTED = "loop_detected"
+    NEEDS_APPROVAL = "needs_approval"
+    CANCELLED = "cancelled"
+
+
+class Usage(BaseModel):
+    """Reasoning-model usage of one run."""
+
+    reasoning_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            reasoning_calls=self.reasoning_calls + other.reasoning_calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class FinalState(BaseModel):
+    """What a finished run reports (`duet run --json`)."""
+
+    status: RunStatus
+    final_answer: str | None
+    results: list[StepResult]
+    reason: str = ""
+    usage: Usage = Field(default_factory=Usage)
+
+
+def contract_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every contract, by name."""
+    models: list[type[BaseModel]] = [Plan, Step, StepResult, StepError, Decision, FinalState]
+    return {model.__name__: model.model_json_schema() for model in models}

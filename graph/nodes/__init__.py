@@ -1,0 +1,1 @@
+"""The graph's nodes: plan, act, observe, summarize, finalize."""

@@ -1,0 +1,93 @@
+"""`act`: run one step of the plan. LangGraph runs the steps of a wave as parallel tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.contracts import StepError, StepResult
+from graph.nodes.base import NodeDeps, runtime_context
+from graph.state import StepTask
+from tools.errors import ToolError
+from tools.sandbox import use_policy
+
+BACKOFF_SECONDS = 0.2
+
+
+def _emit(runtime: Runtime[Context] | None, event: dict[str, Any]) -> None:
+    writer = getattr(runtime, "stream_writer", None)
+    if writer is not None:
+        writer(event)
+
+
+def _as_json(output: Any, limit: int) -> Any:
+    """Tool output as plain JSON, capped at `limit` characters so no result floods the state."""
+    text = json.dumps(output, default=str, ensure_ascii=False)
+    if len(text) > limit:
+        return {"truncated": True, "size": len(text), "preview": text[:limit]}
+    return json.loads(text)
+
+
+def _error_of(exc: BaseException, timeout: float) -> tuple[str, StepError]:
+    if isinstance(exc, TimeoutError):
+        return "timeout", StepError(type="StepTimeout", retryable=True,
+                                    message=f"no result within {timeout:g}s")
+    if isinstance(exc, ToolError):
+        return exc.status, StepError(type=exc.type_name, message=str(exc),
+                                     retryable=exc.retryable)
+    return "error", StepError(type=type(exc).__name__, message=str(exc) or repr(exc))
+
+
+async def act(task: StepTask, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
+    """Execute one step with a timeout, retrying only errors marked retryable.
+
+    Never raises: every failure becomes a typed `StepResult`.
+    """
+    context = runtime_context(runtime)
+    step = task["step"]
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    base = {"step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
+            "started_at": started}
+    _emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
+    if task.get("problem"):
+        result = StepResult(**base, status="error",
+                            error=StepError(type="ReferenceError", message=task["problem"]))
+    else:
+        result = await _run_with_retries(task, context, deps, base, runtime)
+    result.duration_ms = (time.perf_counter() - clock) * 1000
+    _emit(runtime, {"event": "step_finished", "step_id": step.id, "tool": step.tool,
+                    "status": result.status, "duration_ms": round(result.duration_ms, 1),
+                    "attempts": result.attempts})
+    return {"results": [result]}
+
+
+async def _run_with_retries(
+    task: StepTask, context: Context, deps: NodeDeps, base: dict[str, Any],
+    runtime: Runtime[Context] | None,
+) -> StepResult:
+    tool = deps.registry.get(task["step"].tool).tool
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            with use_policy(context.sandbox_policy()):
+                output = await asyncio.wait_for(tool.ainvoke(task["args"]),
+                                                context.step_timeout_seconds)
+            return StepResult(**base, status="ok", attempts=attempts,
+                              output=_as_json(output, context.max_response_bytes))
+        except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
+            status, error = _error_of(exc, context.step_timeout_seconds)
+        if not (error.retryable and attempts <= context.max_retries):
+            return StepResult(**base, status=status, error=error, attempts=attempts)
+        _emit(runtime, {"event": "step_retried", "step_id": task["step"].id,
+                        "attempt": attempts, "error": error.type})
+        # Exponential backoff with jitter, so parallel retries do not stampede.
+        await asyncio.sleep(BACKOFF_SECONDS * 2 ** (attempts - 1) * (0.5 + random.random()))

@@ -1,0 +1,36 @@
+"""`finalize`: write the answer, citing step ids; an honest partial answer after a guard stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.contracts import RunStatus, Usage
+from graph.guards import tokens_spent
+from graph.nodes.base import NodeDeps, runtime_context
+from graph.reasoning import ReasoningError, templated_answer
+from graph.state import State
+
+
+async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
+    """Set the final status (if no earlier node did) and write `final_answer`."""
+    context = runtime_context(runtime)
+    status = RunStatus(state.get("status") or RunStatus.COMPLETED)
+    reason = state.get("reason", "")
+    usage = state.get("usage", Usage())
+    arguments = {"task": state["task"], "status": status.value, "reason": reason,
+                 "summary": state.get("summary", ""),
+                 "results": state.get("results", [])[state.get("summarized_count", 0):]}
+    try:
+        if tokens_spent(usage, context):
+            raise ReasoningError("the token budget is spent, so the model was not asked")
+        reply = await deps.reasoner(context).answer(**arguments)
+        answer, spent = reply.value, reply.usage
+    except Exception as exc:  # noqa: BLE001 - the run must still end with an answer
+        # The template reports every step; the note says why no model wrote it.
+        answer = f"{templated_answer(**arguments)}\n(written without the model: {exc})"
+        spent = Usage()
+    return {"status": status, "reason": reason, "final_answer": answer, "usage": spent,
+            "next_steps": []}

@@ -1,0 +1,50 @@
+"""`summarize`: fold older results into a running summary so prompts stay bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.nodes.base import NodeDeps, never_raises, runtime_context
+from graph.reasoning import ReasoningError
+from graph.rendering import estimate_tokens, render_results
+from graph.state import State
+
+SUMMARY_MAX_CHARS = 4_000
+
+
+def prompt_estimate(state: State) -> int:
+    """Estimated tokens the next reasoning call spends on run history (summary, plan, results)."""
+    recent = state.get("results", [])[state.get("summarized_count", 0):]
+    plan = state.get("plan")
+    plan_text = plan.model_dump_json() if plan else ""
+    return estimate_tokens(state.get("summary", "") + plan_text + render_results(recent))
+
+
+def needs_summary(state: State, context: Context) -> bool:
+    """True when the history passes the threshold and there are old results to fold."""
+    unsummarized = len(state.get("results", [])) - state.get("summarized_count", 0)
+    return (unsummarized > context.keep_recent_results
+            and prompt_estimate(state) > context.summarize_threshold_tokens)
+
+
+@never_raises("summarize")
+async def summarize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
+    """Fold all but the `keep_recent_results` newest results into the summary."""
+    context = runtime_context(runtime)
+    results = state.get("results", [])
+    start = state.get("summarized_count", 0)
+    end = max(start, len(results) - context.keep_recent_results)
+    try:
+        reply = await deps.reasoner(context).summarize(
+            task=state["task"], summary=state.get("summary", ""), results=results[start:end]
+        )
+    except ReasoningError as exc:
+        return {"status": "failed", "reason": str(exc), "usage": exc.usage}
+    summary = reply.value
+    if len(summary) > SUMMARY_MAX_CHARS:
+        # The model was asked for a short summary; this cap holds even if it ignores that.
+        summary = "..." + summary[-SUMMARY_MAX_CHARS:]
+    return {"summary": summary, "summarized_count": end, "usage": reply.usage}

@@ -1,0 +1,81 @@
+"""Where a plan stands: which steps are done, which can run next, with what arguments."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from graph.contracts import Plan, Step, StepResult
+
+REFERENCE = re.compile(r"^\$\{([A-Za-z0-9_.-]+)\}$")
+
+
+class ReferenceProblem(Exception):
+    """A `${step.output...}` reference that cannot be resolved."""
+
+
+def results_of_plan(results: list[StepResult], plan_version: int) -> dict[str, StepResult]:
+    """The results of one plan version, by step id."""
+    return {r.step_id: r for r in results if r.plan_version == plan_version}
+
+
+def ready_steps(plan: Plan, done: dict[str, StepResult]) -> list[Step]:
+    """Steps not yet run whose dependencies all succeeded, in plan order."""
+    return [
+        step
+        for step in plan.steps
+        if step.id not in done
+        and all(dep in done and done[dep].status == "ok" for dep in step.depends_on)
+    ]
+
+
+def plan_finished(plan: Plan, done: dict[str, StepResult]) -> bool:
+    """True when every step of the plan has a result."""
+    return all(step.id in done for step in plan.steps)
+
+
+def plan_succeeded(plan: Plan, done: dict[str, StepResult]) -> bool:
+    """True when every step of the plan succeeded."""
+    return all(step.id in done and done[step.id].status == "ok" for step in plan.steps)
+
+
+def references_in(value: Any) -> list[str]:
+    """Every `${...}` reference path in an argument value."""
+    if isinstance(value, str):
+        match = REFERENCE.match(value)
+        return [match.group(1)] if match else []
+    if isinstance(value, dict):
+        return [ref for item in value.values() for ref in references_in(item)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in references_in(item)]
+    return []
+
+
+def check_references(step: Step) -> str | None:
+    """Why the step's references are invalid (not `<dep>.output...` of a dependency), or None."""
+    for ref in references_in(step.args):
+        step_id, _, rest = ref.partition(".")
+        if step_id not in step.depends_on:
+            return f"reference ${{{ref}}} names {step_id!r}, which is not in depends_on"
+        if not (rest == "output" or rest.startswith("output.")):
+            return f"reference ${{{ref}}} must read '{step_id}.output' or a part of it"
+    return None
+
+
+def resolve_args(args: Any, done: dict[str, StepResult]) -> Any:
+    """Replace each `${s1.output.a.0.b}` with that value from the finished step s1."""
+    if isinstance(args, dict):
+        return {key: resolve_args(value, done) for key, value in args.items()}
+    if isinstance(args, list):
+        return [resolve_args(value, done) for value in args]
+    match = REFERENCE.match(args) if isinstance(args, str) else None
+    if not match:
+        return args
+    step_id, *path = match.group(1).split(".")
+    value: Any = done[step_id].output
+    for part in path[1:]:
+        try:
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ReferenceProblem(f"${{{match.group(1)}}}: no {part!r} in the output") from None
+    return value

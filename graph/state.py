@@ -1,0 +1,52 @@
+"""Graph state: what the caller passes in, what it gets back, and what the nodes share."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, Usage
+
+
+class StepTask(TypedDict):
+    """The input of one `act` task: a step with its references already resolved."""
+
+    step: Step
+    args: dict[str, Any]
+    plan_version: int
+    problem: str | None
+
+
+class InputState(TypedDict):
+    """What a caller passes to `invoke`."""
+
+    task: str
+
+
+class OutputState(TypedDict, total=False):
+    """What a finished run returns (the final state fields of the contract)."""
+
+    status: RunStatus
+    final_answer: str | None
+    results: list[StepResult]
+    reason: str
+    usage: Usage
+
+
+class State(InputState, OutputState, total=False):
+    """Everything the nodes share. Nodes return only the keys they change."""
+
+    results: Annotated[list[StepResult], operator.add]
+    usage: Annotated[Usage, operator.add]
+    plan: Plan | None
+    plan_version: int
+    next_steps: list[StepTask]
+    observed_count: int
+    plan_fingerprints: list[str]
+    replans: int
+    stalled_replans: int
+    ok_at_last_plan: int
+    decision: Decision | None
+    summary: str
+    summarized_count: int
+    started_at: float

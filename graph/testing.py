@@ -1,0 +1,90 @@
+"""Scripted chat models: test your tools and prompts against the graph without AWS.
+
+>>> model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="done"), "answer"])
+>>> graph = build_graph(model=model, tools=my_registry)
+
+Each reasoning call takes the next response. A pydantic object (a `Plan`, a `Decision`)
+becomes a structured tool call, a string becomes plain text, a `ToolCall` dict is sent as
+is (to script malformed output), an exception is raised, and a callable is called with the
+prompt messages and its return value used. `prompts` records what the model was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel, ConfigDict, Field
+
+from graph.rendering import estimate_tokens
+
+Response = BaseModel | str | dict[str, Any] | Exception | Callable[[list[BaseMessage]], Any]
+
+
+class ScriptOver(Exception):
+    """The script has no response left for a reasoning call."""
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A chat model that replays scripted responses in order and records every prompt."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    responses: list[Any] = Field(default_factory=list)
+    prompts: list[list[BaseMessage]] = Field(default_factory=list)
+    bound_tools: list[str] = Field(default_factory=list)
+    lock: Any = Field(default_factory=threading.Lock, exclude=True)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+        """Return a view of this model (same script) that answers with tool calls."""
+        names = [convert_to_openai_tool(tool)["function"]["name"] for tool in tools]
+        return self.model_copy(update={"bound_tools": names})
+
+    def _next_response(self, messages: list[BaseMessage]) -> Any:
+        with self.lock:
+            self.prompts.append(list(messages))
+            if not self.responses:
+                raise ScriptOver(f"no scripted response left for call {len(self.prompts)}")
+            response = self.responses.pop(0)
+        return response(messages) if callable(response) else response
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        response = self._next_response(messages)
+        if isinstance(response, Exception):
+            raise response
+        if isinstance(response, BaseModel):
+            name = self.bound_tools[0] if self.bound_tools else type(response).__name__
+            response = {"name": name, "args": response.model_dump(mode="json")}
+        if isinstance(response, dict):
+            call = {"id": f"call_{len(self.prompts)}", "type": "tool_call", **response}
+            message = AIMessage(content="", tool_calls=[call])
+            output_text = json.dumps(response.get("args"), default=str)
+        else:
+            message = AIMessage(content=str(response))
+            output_text = str(response)
+        message.usage_metadata = {
+            "input_tokens": sum(estimate_tokens(str(m.content)) for m in messages),
+            "output_tokens": estimate_tokens(output_text),
+            "total_tokens": 0,
+        }
+        message.usage_metadata["total_tokens"] = (
+            message.usage_metadata["input_tokens"] + message.usage_metadata["output_tokens"]
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])

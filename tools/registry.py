@@ -1,0 +1,145 @@
+"""The tool registry: the only tools a plan may name, with their argument schemas.
+
+The planner's prompt lists exactly what is registered here, and every step is checked
+against it before anything runs, so a hallucinated tool or a bad argument never executes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, ValidationError
+
+
+class StepRefused(Exception):
+    """A step names an unknown tool or gives arguments that do not fit its schema."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(message)
+        self.type_name = type_name
+
+
+@dataclass(frozen=True)
+class RegisteredTool:
+    """A LangChain tool plus what the graph must know about it.
+
+    `unavailable_reason` returns why the tool cannot run here (missing credentials,
+    say) or None; an unavailable tool is listed to the planner as such and refused.
+    """
+
+    tool: BaseTool
+    side_effects: bool = False
+    unavailable_reason: Callable[[], str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        """The name plans use."""
+        return self.tool.name
+
+    def why_unavailable(self) -> str | None:
+        """None when the tool can run now, else the reason it cannot."""
+        return self.unavailable_reason() if self.unavailable_reason else None
+
+    def args_json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the tool's arguments."""
+        schema = self.tool.args_schema
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            return schema.model_json_schema()
+        return dict(schema or {})
+
+
+class ToolRegistry:
+    """Named tools available to plans."""
+
+    def __init__(self, tools: Iterable[BaseTool | RegisteredTool] = ()):
+        self._tools: dict[str, RegisteredTool] = {}
+        for tool in tools:
+            self.register(tool)
+
+    def register(
+        self,
+        tool: BaseTool | RegisteredTool,
+        *,
+        side_effects: bool = False,
+        unavailable_reason: Callable[[], str | None] | None = None,
+    ) -> RegisteredTool:
+        """Add a tool; a second tool with the same name is an error."""
+        entry = (
+            tool
+            if isinstance(tool, RegisteredTool)
+            else RegisteredTool(tool, side_effects, unavailable_reason)
+        )
+        if entry.name in self._tools:
+            raise ValueError(f"a tool named {entry.name!r} is already registered")
+        self._tools[entry.name] = entry
+        return entry
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self):
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def names(self) -> list[str]:
+        """Registered tool names, in registration order."""
+        return list(self._tools)
+
+    def get(self, name: str) -> RegisteredTool:
+        """The tool called `name`; raises `StepRefused` when there is none."""
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise StepRefused(
+                "UnknownTool", f"no tool named {name!r}; registered tools: {self.names()}"
+            ) from None
+
+    def check(
+        self, tool_name: str, args: dict[str, Any], deferred: frozenset[str] = frozenset()
+    ) -> RegisteredTool:
+        """Return the tool if `args` fit its schema and it can run; raise `StepRefused` if not.
+
+        Arguments named in `deferred` are filled in later (from another step's output), so
+        only their presence is known now; they are checked again when the step runs.
+        """
+        entry = self.get(tool_name)
+        reason = entry.why_unavailable()
+        if reason:
+            raise StepRefused("ToolUnavailable", f"tool {tool_name!r} is unavailable: {reason}")
+        schema = entry.tool.args_schema
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            try:
+                schema.model_validate(args)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}"
+                    for err in exc.errors()
+                    if not (err["loc"] and err["loc"][0] in deferred)
+                )
+                if problems:
+                    raise StepRefused(
+                        "InvalidArguments", f"bad arguments for {tool_name!r}: {problems}"
+                    ) from None
+        return entry
+
+    def describe(self) -> str:
+        """The tool listing the planner sees: name, effects, availability, argument schema."""
+        blocks = []
+        for entry in self:
+            reason = entry.why_unavailable()
+            header = f"### {entry.name}"
+            if entry.side_effects:
+                header += " (changes things)"
+            if reason:
+                header += f" (UNAVAILABLE: {reason})"
+            properties = entry.args_json_schema().get("properties", {})
+            required = entry.args_json_schema().get("required", [])
+            args = json.dumps({"properties": properties, "required": required}, sort_keys=True)
+            blocks.append(f"{header}\n{entry.tool.description.strip()}\nArguments: {args}")
+        return "\n\n".join(blocks)

@@ -1,0 +1,69 @@
+"""The sandbox every executor runs under: which hosts it may reach and how much it may read.
+
+The act node installs the run's policy with `use_policy`; executors read it with
+`current_policy()`. Outside a run the policy allows no host at all, so a tool called
+by hand cannot reach the network by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from tools.errors import BlockedError
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Limits for one run.
+
+    `allowed_hosts` entries are `host` (any port) or `host:port`.
+    """
+
+    allowed_hosts: tuple[str, ...] = ()
+    max_response_bytes: int = 256_000
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def allows(self, url: str) -> bool:
+        """True when `url` is http(s) and its host (and port, if the entry names one) is allowed."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        host = parts.hostname.lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        for entry in self.allowed_hosts:
+            entry_host, _, entry_port = entry.lower().rpartition(":")
+            if not entry_host or not entry_port.isdigit():
+                entry_host, entry_port = entry.lower(), ""
+            if entry_host == host and (not entry_port or int(entry_port) == port):
+                return True
+        return False
+
+    def check(self, url: str) -> None:
+        """Raise `BlockedError` unless `url` is allowed."""
+        if not self.allows(url):
+            raise BlockedError(
+                f"{url!r} is outside the allowlist {list(self.allowed_hosts)}; "
+                "add its host to `allowed_hosts` in the run context to allow it"
+            )
+
+
+_policy: ContextVar[SandboxPolicy] = ContextVar("duet_sandbox_policy", default=SandboxPolicy())
+
+
+def current_policy() -> SandboxPolicy:
+    """The policy of the run this code executes in (deny-all outside a run)."""
+    return _policy.get()
+
+
+@contextmanager
+def use_policy(policy: SandboxPolicy) -> Iterator[SandboxPolicy]:
+    """Run the enclosed block under `policy`."""
+    token = _policy.set(policy)
+    try:
+        yield policy
+    finally:
+        _policy.reset(token)
