@@ -42,6 +42,10 @@ class Context:
             )
         },
     )
+    plan_variables: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"description": "Values for `{{ name }}` placeholders in the plan file."},
+    )
     max_plan_attempts: int = field(
         default=3,
         metadata={"description": "Model outputs tried per plan before the run fails."},

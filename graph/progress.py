@@ -7,7 +7,7 @@ from typing import Any
 
 from graph.contracts import Plan, Step, StepResult
 
-REFERENCE = re.compile(r"^\$\{([A-Za-z0-9_.-]+)\}$")
+REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 
 
 class ReferenceProblem(Exception):
@@ -42,8 +42,7 @@ def plan_succeeded(plan: Plan, done: dict[str, StepResult]) -> bool:
 def references_in(value: Any) -> list[str]:
     """Every `${...}` reference path in an argument value."""
     if isinstance(value, str):
-        match = REFERENCE.match(value)
-        return [match.group(1)] if match else []
+        return REFERENCE.findall(value)
     if isinstance(value, dict):
         return [ref for item in value.values() for ref in references_in(item)]
     if isinstance(value, list):
@@ -62,20 +61,30 @@ def check_references(step: Step) -> str | None:
     return None
 
 
-def resolve_args(args: Any, done: dict[str, StepResult]) -> Any:
-    """Replace each `${s1.output.a.0.b}` with that value from the finished step s1."""
-    if isinstance(args, dict):
-        return {key: resolve_args(value, done) for key, value in args.items()}
-    if isinstance(args, list):
-        return [resolve_args(value, done) for value in args]
-    match = REFERENCE.match(args) if isinstance(args, str) else None
-    if not match:
-        return args
-    step_id, *path = match.group(1).split(".")
+def _lookup(ref: str, done: dict[str, StepResult]) -> Any:
+    step_id, *path = ref.split(".")
     value: Any = done[step_id].output
     for part in path[1:]:
         try:
             value = value[int(part)] if isinstance(value, list) else value[part]
         except (KeyError, IndexError, ValueError, TypeError):
-            raise ReferenceProblem(f"${{{match.group(1)}}}: no {part!r} in the output") from None
+            raise ReferenceProblem(f"${{{ref}}}: no {part!r} in the output") from None
     return value
+
+
+def resolve_args(args: Any, done: dict[str, StepResult]) -> Any:
+    """Replace `${s1.output.a.0.b}` with that value from the finished step s1.
+
+    A string that is one whole reference takes the value as is (a number stays a number);
+    a reference inside a longer string is written into it as text.
+    """
+    if isinstance(args, dict):
+        return {key: resolve_args(value, done) for key, value in args.items()}
+    if isinstance(args, list):
+        return [resolve_args(value, done) for value in args]
+    if not isinstance(args, str):
+        return args
+    whole = REFERENCE.fullmatch(args)
+    if whole:
+        return _lookup(whole.group(1), done)
+    return REFERENCE.sub(lambda match: str(_lookup(match.group(1), done)), args)

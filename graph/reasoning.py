@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import yaml
+from jinja2 import Environment, StrictUndefined, TemplateError
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, ValidationError
@@ -186,16 +187,22 @@ class PlanFileReasoner:
     finishes, and the run reports the failure.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, variables: dict[str, str] | None = None):
         self.path = Path(path)
+        self.variables = variables or {}
 
     def load_plan(self) -> Plan:
-        """Read and validate the plan file; raise `ReasoningError` with the problem."""
+        """Read, render (Jinja `{{ name }}` from `variables`) and validate the plan file.
+
+        Raises `ReasoningError` with the problem.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
+            template = Environment(undefined=StrictUndefined).from_string(
+                self.path.read_text(encoding="utf-8"))
+            text = template.render(**self.variables)
             data = json.loads(text) if self.path.suffix == ".json" else yaml.safe_load(text)
             return Plan.model_validate(data)
-        except (OSError, ValueError, yaml.YAMLError, ValidationError) as exc:
+        except (OSError, ValueError, yaml.YAMLError, ValidationError, TemplateError) as exc:
             raise ReasoningError(f"plan file {str(self.path)!r} is not a valid plan: {exc}") from exc
 
     async def plan(
@@ -305,7 +312,7 @@ def chat_model_from_spec(spec: str, context: Context) -> BaseChatModel:
 def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | None) -> Reasoner:
     """Pick the reasoner of a run: offline plan file, the graph's model, or the context's model."""
     if context.plan_file:
-        return PlanFileReasoner(context.plan_file)
+        return PlanFileReasoner(context.plan_file, context.plan_variables)
     if model is None:
         model = context.model
     if isinstance(model, str):

@@ -1,0 +1,127 @@
+"""The CRM web application: HTML pages for people and browsers, a JSON API for tools."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, Form, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+
+from demo_site.db import Store
+
+_templates = Environment(
+    loader=FileSystemLoader(str(files("demo_site").joinpath("templates"))),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+class NoteIn(BaseModel):
+    """A new note."""
+
+    customer_id: int
+    text: str
+
+
+class InvoicePatch(BaseModel):
+    """A change of invoice status."""
+
+    status: Literal["open", "paid", "overdue", "reminded"]
+
+
+def create_app(db_path: str | Path) -> FastAPI:
+    """The CRM app over the SQLite file `db_path` (created and seeded if new)."""
+    store = Store(db_path)
+    app = FastAPI(title="Demo CRM")
+    app.state.store = store
+
+    def page(name: str, **values: object) -> HTMLResponse:
+        return HTMLResponse(_templates.get_template(name).render(**values))
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse)
+    def home() -> HTMLResponse:
+        return page("home.html", customers=store.customers(),
+                    overdue=store.invoices(status="overdue"))
+
+    @app.get("/customers", response_class=HTMLResponse)
+    def customers_page() -> HTMLResponse:
+        return page("customers.html", customers=store.customers())
+
+    @app.get("/customers/{customer_id}", response_class=HTMLResponse)
+    def customer_page(customer_id: int) -> HTMLResponse:
+        customer = store.customer(customer_id)
+        if customer is None:
+            raise HTTPException(404, "no such customer")
+        return page("customer.html", customer=customer, orders=store.orders(customer_id),
+                    invoices=store.invoices(customer_id=customer_id),
+                    notes=store.notes(customer_id))
+
+    @app.post("/customers/{customer_id}/notes")
+    def add_note_form(customer_id: int, text: str = Form(...)) -> RedirectResponse:
+        store.add_note(customer_id, text, None)
+        return RedirectResponse(f"/customers/{customer_id}", status_code=303)
+
+    @app.get("/invoices", response_class=HTMLResponse)
+    def invoices_page(status: str | None = None) -> HTMLResponse:
+        return page("invoices.html", invoices=store.invoices(status=status),
+                    names={c["id"]: c["name"] for c in store.customers()})
+
+    @app.get("/api/customers")
+    def api_customers() -> list[dict]:
+        return store.customers()
+
+    @app.get("/api/customers/{customer_id}")
+    def api_customer(customer_id: int) -> dict:
+        customer = store.customer(customer_id)
+        if customer is None:
+            raise HTTPException(404, "no such customer")
+        return customer
+
+    @app.get("/api/orders")
+    def api_orders(customer_id: int | None = None) -> list[dict]:
+        return store.orders(customer_id)
+
+    @app.get("/api/invoices")
+    def api_invoices(status: str | None = None, customer_id: int | None = None) -> list[dict]:
+        return store.invoices(status=status, customer_id=customer_id)
+
+    @app.patch("/api/invoices/{invoice_id}")
+    def api_patch_invoice(invoice_id: int, change: InvoicePatch) -> dict:
+        invoice = store.set_invoice_status(invoice_id, change.status)
+        if invoice is None:
+            raise HTTPException(404, "no such invoice")
+        return invoice
+
+    @app.get("/api/notes")
+    def api_notes(customer_id: int | None = None) -> list[dict]:
+        return store.notes(customer_id)
+
+    @app.post("/api/notes", status_code=201)
+    def api_add_note(
+        note: NoteIn, idempotency_key: str | None = Header(default=None)
+    ) -> dict:
+        if store.customer(note.customer_id) is None:
+            raise HTTPException(404, "no such customer")
+        created, _ = store.add_note(note.customer_id, note.text, idempotency_key)
+        return created
+
+    @app.get("/slow")
+    async def slow(seconds: float = 1.0) -> dict[str, float]:
+        """Answers after `seconds` (tests of timeouts and kills)."""
+        await asyncio.sleep(min(seconds, 120.0))
+        return {"slept": seconds}
+
+    @app.get("/redirect")
+    def redirect(to: str, request: Request) -> RedirectResponse:
+        """Redirects anywhere (tests of the allowlist on redirects)."""
+        return RedirectResponse(to, status_code=302)
+
+    return app
