@@ -1,0 +1,55 @@
+"""Checkpointers: SQLite by default (a file you can find), Postgres with a postgresql:// URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from graph.contracts import Decision, Plan, RunStatus, Step, StepError, StepResult, Usage
+
+# The types our state holds; only these (and LangChain's own) are read back from a checkpoint.
+STATE_TYPES = (Plan, Step, StepResult, StepError, Decision, Usage, RunStatus)
+
+
+def serializer() -> JsonPlusSerializer:
+    """The checkpoint serializer, allowing exactly our state types."""
+    return JsonPlusSerializer(
+        allowed_msgpack_modules=[(t.__module__, t.__name__) for t in STATE_TYPES]
+    )
+
+
+def duet_home() -> Path:
+    """Where runs, checkpoints and traces live: `$DUET_HOME`, else `~/.nova-duet`."""
+    home = Path(os.environ.get("DUET_HOME") or Path.home() / ".nova-duet")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_checkpointer_url() -> str:
+    """`$DUET_CHECKPOINTER` if set, else the SQLite file in `duet_home()`."""
+    return os.environ.get("DUET_CHECKPOINTER") or str(duet_home() / "checkpoints.sqlite")
+
+
+@asynccontextmanager
+async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
+    """Open the checkpointer at `url`: a SQLite path, or a postgresql:// URL."""
+    url = url or default_checkpointer_url()
+    if url.startswith(("postgresql://", "postgres://")):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(url, serde=serializer()) as saver:
+            await saver.setup()
+            yield saver
+        return
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with aiosqlite.connect(url) as conn:
+        saver = AsyncSqliteSaver(conn, serde=serializer())
+        await saver.setup()
+        yield saver

@@ -1,0 +1,198 @@
+"""The `duet` command: run, resume and inspect runs; print the contracts; run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graph.checkpoints import default_checkpointer_url, duet_home
+from graph.context import Context
+from graph.contracts import FinalState, RunStatus, contract_schemas
+from graph.reasoning import ConfigurationError
+from graph.runner import UnknownThread, final_state, run_thread, thread_state, trace_path
+
+app = typer.Typer(help="nova-duet: Nova 2 Lite plans, executors act.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_CONFIG = 2
+STATUS_STYLE = {"ok": "green", "error": "red", "rejected": "magenta", "timeout": "yellow",
+                "blocked": "red"}
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    """One live progress line per node update and step event."""
+    kind = event["event"]
+    if kind == "step_started":
+        console.print(f"  [dim]→ {event['step_id']}[/] {event['tool']}")
+    elif kind == "step_finished":
+        style = STATUS_STYLE.get(event["status"], "white")
+        console.print(f"  [{style}]✓ {event['step_id']} {event['status']}[/] "
+                      f"[dim]{event['duration_ms']:.0f} ms, {event['attempts']} attempt(s)[/]")
+    elif kind == "step_retried":
+        console.print(f"  [yellow]↻ {event['step_id']} retry after {event['error']}[/]")
+    elif kind == "node" and event.keys() - {"t", "thread_id", "event", "node"}:
+        # A node update with nothing to say (act's results are on the step lines) is skipped.
+        line = f"[bold cyan]● {event['node']}[/]"
+        if "plan" in event:
+            ids = ", ".join(s["id"] for s in event["plan"])
+            line += f" plan v{event['plan_version']}: {len(event['plan'])} steps ({ids})"
+        if "decision" in event:
+            line += f" decision: {event['decision']['action']} - {event['decision']['reason']}"
+        if "rejected" in event:
+            line += f" [magenta]rejected: {event['rejected']}[/]"
+        if "summarized_count" in event:
+            line += f" folded {event['summarized_count']} results into the summary"
+        if event.get("status"):
+            line += f" status: {event['status']}"
+        console.print(line)
+
+
+def _report(thread_id: str, final: FinalState, as_json: bool) -> None:
+    if as_json:
+        payload = {"thread_id": thread_id, **final.model_dump(mode="json")}
+        typer.echo(json.dumps(payload, indent=1))
+    else:
+        style = "green" if final.status == RunStatus.COMPLETED else "red"
+        console.rule(f"[{style}]{final.status.value}[/] {final.reason}")
+        console.print(final.final_answer or "(no answer)", markup=False)
+        console.print(
+            f"\n[dim]thread {thread_id} · {final.usage.reasoning_calls} reasoning calls, "
+            f"{final.usage.total_tokens} tokens\ncheckpoint: {default_checkpointer_url()}\n"
+            f"trace: {trace_path(thread_id)}\nresume: duet resume {thread_id} · "
+            f"inspect: duet show {thread_id}[/]"
+        )
+    raise typer.Exit(0 if final.status == RunStatus.COMPLETED else 1)
+
+
+def _execute(task: str | None, thread: str | None, as_json: bool, **kwargs: Any) -> None:
+    on_event = (lambda event: None) if as_json else _print_event
+    try:
+        thread_id, final = asyncio.run(
+            run_thread(task, thread_id=thread, on_event=on_event, **kwargs))
+    except (ConfigurationError, UnknownThread) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    except KeyboardInterrupt:
+        err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")
+        raise typer.Exit(1) from None
+    _report(thread_id, final, as_json)
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--var takes NAME=VALUE, not {pair!r}")
+        parsed[name] = value
+    return parsed
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="What you want done.")],
+    plan_file: Annotated[Path | None, typer.Option(help="Offline planner: run this plan.")] = None,
+    var: Annotated[list[str], typer.Option(help="NAME=VALUE for the plan file.")] = [],  # noqa: B006
+    model: Annotated[str | None, typer.Option(help="Bedrock model id or provider:model.")] = None,
+    thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    allow_host: Annotated[list[str], typer.Option(help="Extra allowed host[:port].")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Run a task; exit 0 only when it completes."""
+    context = Context(plan_file=str(plan_file) if plan_file else None,
+                      plan_variables=_parse_vars(var),
+                      allowed_hosts=[*Context().allowed_hosts, *allow_host])
+    if model:
+        context.model = model
+    _execute(task, thread, as_json, context=context)
+
+
+@app.command()
+def resume(
+    thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Continue a run from its last checkpoint; completed steps are not redone."""
+    _execute(None, thread, as_json)
+
+
+@app.command()
+def show(
+    thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show a run's plan, steps, results, timings and tokens."""
+    try:
+        values = asyncio.run(thread_state(thread))
+    except UnknownThread as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    final = final_state(values)
+    if as_json:
+        typer.echo(json.dumps({"thread_id": thread, "task": values.get("task"),
+                               **final.model_dump(mode="json")}, indent=1))
+        return
+    status = final.status.value if values.get("status") else f"not ended (duet resume {thread})"
+    console.print(f"[bold]{values.get('task')}[/]\nstatus: {status} {final.reason}")
+    table = Table("plan", "step", "tool", "status", "attempts", "ms", "error")
+    for r in final.results:
+        table.add_row(str(r.plan_version), r.step_id, r.tool,
+                      f"[{STATUS_STYLE.get(r.status, 'white')}]{r.status}[/]", str(r.attempts),
+                      f"{r.duration_ms:.0f}", r.error.message[:80] if r.error else "")
+    console.print(table)
+    usage = final.usage
+    console.print(f"reasoning calls {usage.reasoning_calls}, input tokens {usage.input_tokens}, "
+                  f"output tokens {usage.output_tokens}")
+    if final.final_answer:
+        console.rule("answer")
+        console.print(final.final_answer, markup=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the contracts (Plan, Step, StepResult, Decision, ...)."""
+    typer.echo(json.dumps(contract_schemas(), indent=1))
+
+
+DEMO_TASK = ("Follow up every overdue invoice in the CRM: add a reminder note to each "
+             "customer, mark the invoices as reminded, and verify none is left overdue.")
+
+
+@app.command()
+def demo(
+    model: Annotated[str | None, typer.Option(help="Plan with this model instead of the "
+                                                   "offline plan file.")] = None,
+    port: Annotated[int, typer.Option(help="Port of the demo site (0: any free port).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Start the demo CRM on 127.0.0.1 (fresh data) and run the follow-up task against it."""
+    from demo_site import serve
+
+    site_dir = duet_home() / "demo"
+    shutil.rmtree(site_dir, ignore_errors=True)
+    site_dir.mkdir(parents=True)
+    with serve(site_dir / "crm.sqlite", port) as url:
+        if not as_json:
+            console.print(f"[bold]demo site[/] {url} (data: {site_dir / 'crm.sqlite'})")
+        plan_file = files("demo_site").joinpath("plans/overdue_followup.yaml")
+        context = Context(plan_file=None if model else str(plan_file),
+                          plan_variables={"site": url})
+        if model:
+            context.model = model
+            task = f"{DEMO_TASK} The CRM's JSON API is at {url}/api."
+        else:
+            task = DEMO_TASK
+            if not as_json:
+                console.print("[dim]offline planner mode: the plan comes from "
+                              f"{plan_file}; pass --model to plan with Nova 2 Lite[/]")
+        _execute(task, None, as_json, context=context)

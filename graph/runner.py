@@ -1,0 +1,152 @@
+"""Run, resume and inspect threads with a checkpointer: what the CLI (and notebooks) call.
+
+Each run streams node updates and step events to `on_event`, appends them to a JSONL trace
+in `duet_home()/traces/`, and saves the run's settings so `resume` continues it as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.builder import build_graph
+from graph.checkpoints import duet_home, open_checkpointer
+from graph.context import Context
+from graph.contracts import FinalState, RunStatus, Usage
+from graph.reasoning import resolve_reasoner
+from tools.registry import ToolRegistry
+
+Event = dict[str, Any]
+
+
+class UnknownThread(Exception):
+    """No saved run has this thread id."""
+
+
+def trace_path(thread_id: str) -> Path:
+    """The JSONL trace of a thread."""
+    return duet_home() / "traces" / f"{thread_id}.jsonl"
+
+
+def _settings_path(thread_id: str) -> Path:
+    return duet_home() / "runs" / f"{thread_id}.json"
+
+
+def _summarize_update(node: str, update: dict[str, Any]) -> Event:
+    """The part of a node update worth a trace line (never raw tool output)."""
+    event: Event = {"event": "node", "node": node}
+    if plan := update.get("plan"):
+        event["plan"] = [{"id": s.id, "tool": s.tool, "depends_on": s.depends_on}
+                         for s in plan.steps]
+        event["plan_version"] = update.get("plan_version")
+    if decision := update.get("decision"):
+        event["decision"] = decision.model_dump()
+    for key in ("status", "reason", "summarized_count"):
+        if update.get(key) is not None:
+            event[key] = update[key]
+    if usage := update.get("usage"):
+        event["usage"] = usage.model_dump()
+    if rejected := [r for r in update.get("results", []) if r.status == "rejected"]:
+        event["rejected"] = [{"step_id": r.step_id, "error": r.error.message} for r in rejected]
+    return event
+
+
+def final_state(values: dict[str, Any]) -> FinalState:
+    """The contract's final fields from a thread's state values."""
+    return FinalState(
+        status=values.get("status") or RunStatus.FAILED,
+        final_answer=values.get("final_answer"),
+        results=values.get("results", []),
+        reason=values.get("reason", "") if values.get("status") else "the run has not ended",
+        usage=values.get("usage") or Usage(),
+    )
+
+
+async def run_thread(
+    task: str | None,
+    *,
+    thread_id: str | None = None,
+    context: Context | None = None,
+    model: BaseChatModel | str | None = None,
+    tools: ToolRegistry | None = None,
+    checkpointer_url: str | None = None,
+    on_event: Callable[[Event], None] = lambda event: None,
+) -> tuple[str, FinalState]:
+    """Start a run of `task`, or with `task=None` resume `thread_id` from its last checkpoint.
+
+    Returns the thread id and the final state. Raises `ConfigurationError` before any work
+    when the reasoning model cannot be used (no AWS credentials, say).
+    """
+    if task is None:
+        if thread_id is None:
+            raise UnknownThread("resume needs a thread id")
+        saved = _load_settings(thread_id)
+        context = Context(**saved["context"])
+        model = model or saved.get("model")
+    else:
+        thread_id = thread_id or uuid.uuid4().hex[:12]
+        context = context or Context()
+        _save_settings(thread_id, task, context, model)
+    resolve_reasoner(context, model)  # fail fast on configuration, before any work
+    config = {"configurable": {"thread_id": thread_id}}
+    trace = trace_path(thread_id)
+    trace.parent.mkdir(parents=True, exist_ok=True)
+
+    def emit(event: Event) -> None:
+        event = {"t": round(time.time(), 3), "thread_id": thread_id, **event}
+        with trace.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(event, default=str) + "\n")
+        on_event(event)
+
+    async with open_checkpointer(checkpointer_url) as saver:
+        graph = build_graph(model=model, tools=tools, checkpointer=saver)
+        if task is None and not (await graph.aget_state(config)).next:
+            emit({"event": "resume", "note": "the run had already ended"})
+        else:
+            emit({"event": "run_started" if task else "resume"})
+            inputs = {"task": task} if task else None
+            async for mode, chunk in graph.astream(
+                inputs, config, context=context, stream_mode=["updates", "custom"]
+            ):
+                if mode == "custom":
+                    emit(chunk)
+                    continue
+                for node, update in chunk.items():
+                    if isinstance(update, dict) and not node.startswith("__"):
+                        emit(_summarize_update(node, update))
+        state = await graph.aget_state(config)
+    final = final_state(state.values)
+    emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
+    return thread_id, final
+
+
+async def thread_state(thread_id: str, checkpointer_url: str | None = None) -> dict[str, Any]:
+    """The saved state values of a thread (raises `UnknownThread`)."""
+    async with open_checkpointer(checkpointer_url) as saver:
+        graph = build_graph(checkpointer=saver)
+        state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    if not state.values:
+        raise UnknownThread(f"no saved run has thread id {thread_id!r}")
+    return state.values
+
+
+def _save_settings(thread_id: str, task: str, context: Context, model: object) -> None:
+    path = _settings_path(thread_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model_spec = model if isinstance(model, str) else None
+    path.write_text(json.dumps({"task": task, "context": dataclasses.asdict(context),
+                                "model": model_spec}, indent=1))
+
+
+def _load_settings(thread_id: str) -> dict[str, Any]:
+    path = _settings_path(thread_id)
+    if not path.exists():
+        raise UnknownThread(f"no saved run has thread id {thread_id!r} (looked in {path})")
+    return json.loads(path.read_text())
