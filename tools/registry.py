@@ -114,15 +114,19 @@ class ToolRegistry:
             raise StepRefused("ToolUnavailable", f"tool {tool_name!r} is unavailable: {reason}")
         schema = entry.tool.args_schema
         if isinstance(schema, type) and issubclass(schema, BaseModel):
+            # Unknown argument names are refused even where the schema would ignore them:
+            # a hallucinated argument means the planner misread the tool.
+            problems = [f"{name}: not an argument of this tool"
+                        for name in args if name not in schema.model_fields]
             try:
                 schema.model_validate(args)
             except ValidationError as exc:
-                problems = "; ".join(
+                problems += [
                     f"{'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}"
                     for err in exc.errors()
                     if not (err["loc"] and err["loc"][0] in deferred)
-                )
-                if problems:
+                ]
+            if problems:
                     raise StepRefused(
                         "InvalidArguments", f"bad arguments for {tool_name!r}: {problems}"
                     ) from None

@@ -1,0 +1,84 @@
+"""Test set-up: no network but loopback, no real AWS credentials, a private DUET_HOME."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.converse import ConverseStub, start
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check(sock: socket.socket, address: object) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConnectionRefusedError(f"tests may not reach {host}: loopback only")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    _check(self, address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    _check(self, address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any connection that would leave the machine (pydantic-ai's ALLOW_MODEL_REQUESTS)."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private DUET_HOME and an AWS environment with no credentials anywhere."""
+    home = tmp_path / "duet-home"
+    monkeypatch.setenv("DUET_HOME", str(home))
+    monkeypatch.delenv("DUET_CHECKPOINTER", raising=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "NOVA_ACT_API_KEY",
+                 "LANGSMITH_API_KEY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home
+
+
+@pytest.fixture
+def aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials: enough to sign a request to a loopback server, useless elsewhere."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture
+def converse(aws_test_credentials: None):
+    """A scripted Converse server on loopback; append answers to `.script`."""
+    stub = ConverseStub()
+    server = start(stub)
+    yield stub
+    server.shutdown()
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    """The demo CRM on a free loopback port, with fresh data; yields its base URL."""
+    from demo_site import serve
+
+    with serve(tmp_path / "crm.sqlite") as url:
+        yield url
