@@ -108,7 +108,9 @@ class Store:
             return self.rows("SELECT * FROM notes ORDER BY id")
         return self.rows("SELECT * FROM notes WHERE customer_id = ? ORDER BY id", customer_id)
 
-    def add_note(self, customer_id: int, text: str, idempotency_key: str | None) -> tuple[dict, bool]:
+    def add_note(
+        self, customer_id: int, text: str, idempotency_key: str | None
+    ) -> tuple[dict, bool]:
         """Add a note; with a key seen before, return the earlier note and False (not created)."""
         with self.connect() as db:
             if idempotency_key:

@@ -196,3 +196,7 @@ def demo(
                 console.print("[dim]offline planner mode: the plan comes from "
                               f"{plan_file}; pass --model to plan with Nova 2 Lite[/]")
         _execute(task, None, as_json, context=context)
+
+
+if __name__ == "__main__":
+    app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from tools.sandbox import SandboxPolicy
@@ -23,7 +24,8 @@ class Context:
         },
     )
     region: str = field(
-        default="us-east-1", metadata={"description": "AWS region of the Bedrock endpoint."}
+        default_factory=lambda: os.environ.get("AWS_REGION", "us-east-1"),
+        metadata={"description": "AWS region of the Bedrock endpoint ($AWS_REGION)."},
     )
     reasoning_effort: str | None = field(
         default=None,

@@ -26,7 +26,8 @@ def budget_stop(
         return RunStatus.BUDGET_EXHAUSTED, f"step budget spent ({steps}/{context.max_steps})"
     calls = sum(r.attempts for r in results)
     if calls >= context.max_tool_calls:
-        return RunStatus.BUDGET_EXHAUSTED, f"tool-call budget spent ({calls}/{context.max_tool_calls})"
+        return (RunStatus.BUDGET_EXHAUSTED,
+                f"tool-call budget spent ({calls}/{context.max_tool_calls})")
     if usage.total_tokens >= context.token_budget:
         return (RunStatus.BUDGET_EXHAUSTED,
                 f"token budget spent ({usage.total_tokens}/{context.token_budget})")

@@ -203,7 +203,8 @@ class PlanFileReasoner:
             data = json.loads(text) if self.path.suffix == ".json" else yaml.safe_load(text)
             return Plan.model_validate(data)
         except (OSError, ValueError, yaml.YAMLError, ValidationError, TemplateError) as exc:
-            raise ReasoningError(f"plan file {str(self.path)!r} is not a valid plan: {exc}") from exc
+            raise ReasoningError(
+                f"plan file {str(self.path)!r} is not a valid plan: {exc}") from exc
 
     async def plan(
         self, *, task: str, tools: str, summary: str, results: list[StepResult],

@@ -27,6 +27,6 @@ def _template(name: str) -> tuple[Template, Template]:
 
 
 def load_prompt(name: str, **variables: object) -> list[BaseMessage]:
-    """Render prompt `name` (plan, observe, summarize, finalize) into a system and a user message."""
+    """Render prompt `name` (plan, observe, summarize, finalize) as system and user messages."""
     system, user = _template(name)
     return [SystemMessage(system.render(**variables)), HumanMessage(user.render(**variables))]

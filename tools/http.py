@@ -67,7 +67,8 @@ async def http_request(
     else:
         result["text"] = text
     if response.status_code >= 500:
-        raise ToolError(f"{method} {url} answered {response.status_code}: {text[:200]}", retryable=True)
+        raise ToolError(f"{method} {url} answered {response.status_code}: {text[:200]}",
+                        retryable=True)
     if response.status_code >= 400:
         raise ToolError(f"{method} {url} answered {response.status_code}: {text[:500]}")
     return result

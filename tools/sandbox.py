@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from tools.errors import BlockedError
@@ -25,7 +25,6 @@ class SandboxPolicy:
 
     allowed_hosts: tuple[str, ...] = ()
     max_response_bytes: int = 256_000
-    extra: dict[str, object] = field(default_factory=dict)
 
     def allows(self, url: str) -> bool:
         """True when `url` is http(s) and its host (and port, if the entry names one) is allowed."""
@@ -51,12 +50,13 @@ class SandboxPolicy:
             )
 
 
-_policy: ContextVar[SandboxPolicy] = ContextVar("duet_sandbox_policy", default=SandboxPolicy())
+DENY_ALL = SandboxPolicy()
+_policy: ContextVar[SandboxPolicy | None] = ContextVar("duet_sandbox_policy", default=None)
 
 
 def current_policy() -> SandboxPolicy:
     """The policy of the run this code executes in (deny-all outside a run)."""
-    return _policy.get()
+    return _policy.get() or DENY_ALL
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from graph.context import Context
 from graph.contracts import Plan, RunStatus, StepResult
 from graph.progress import ReferenceProblem, ready_steps, resolve_args, results_of_plan
 from graph.reasoning import Reasoner, resolve_reasoner
-from graph.state import State, StepTask
+from graph.state import StepTask
 from tools.registry import ToolRegistry
 
 log = logging.getLogger("duet")

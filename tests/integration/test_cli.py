@@ -1,0 +1,123 @@
+"""The `duet` command as a user runs it: real processes, real SQLite checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graph.builder import graph
+
+DUET = [sys.executable, "-m", "graph.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def duet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*DUET, *args], capture_output=True, text=True, timeout=timeout,
+                          env=os.environ.copy(), cwd=ROOT)
+
+
+def test_schema_prints_the_contracts():
+    out = duet("schema")
+    assert out.returncode == 0
+    assert {"Plan", "StepResult", "Decision"} <= json.loads(out.stdout).keys()
+
+
+def test_run_without_credentials_fails_before_work_with_what_to_set():
+    out = duet("run", "count invoices", "--json")
+    assert out.returncode == 2
+    assert "AWS_ACCESS_KEY_ID" in out.stderr and "--plan-file" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_demo_completes_against_the_local_site():
+    out = duet("demo", "--json")
+    assert out.returncode == 0, out.stderr
+    final = json.loads(out.stdout)
+    assert final["status"] == "completed"
+    assert {r["step_id"] for r in final["results"]} == {
+        "s1", "note1", "note2", "note3", "mark1", "mark2", "mark3", "verify"}
+    verify = next(r for r in final["results"] if r["step_id"] == "verify")
+    assert verify["output"]["json"] == []
+    assert "[verify]" in final["final_answer"]
+    shown = duet("show", final["thread_id"], "--json")
+    assert json.loads(shown.stdout)["status"] == "completed"
+
+
+def test_run_with_a_failing_step_exits_nonzero(tmp_path, site):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/999"}}]}))
+    out = duet("run", "read customer 999", "--plan-file", str(plan), "--json")
+    assert out.returncode == 1
+    final = json.loads(out.stdout)
+    assert final["status"] == "failed" and final["results"][0]["status"] == "error"
+
+
+def test_readme_diagram_matches_the_compiled_graph():
+    readme = (ROOT / "README.md").read_text()
+    diagram = graph.get_graph().draw_mermaid().strip()
+    assert f"```mermaid\n{diagram}\n```" in readme, "regenerate the README diagram"
+
+
+KILL_PLAN = """
+goal: write three notes, wait, then write one more
+steps:
+{% for n in range(3) %}
+  - id: note{{ n }}
+    tool: http_request
+    args: {url: "{{ site }}/api/notes", method: POST,
+           json_body: {customer_id: 1, text: "note {{ n }}"}}
+{% endfor %}
+  - id: wait
+    tool: http_request
+    depends_on: [note0, note1, note2]
+    args: {url: "{{ site }}/slow?seconds=3"}
+  - id: last
+    tool: http_request
+    depends_on: [wait]
+    args: {url: "{{ site }}/api/notes", method: POST, json_body: {customer_id: 1, text: "last"}}
+"""
+
+
+def _trace_events(home: Path, thread: str) -> list[dict]:
+    path = home / "traces" / f"{thread}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(180)
+def test_killed_run_resumes_without_redoing_completed_steps(tmp_path, site, isolated_env):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(KILL_PLAN)
+    proc = subprocess.Popen(
+        [*DUET, "run", "notes then wait", "--plan-file", str(plan), "--var", f"site={site}",
+         "--thread", "kill-me", "--json"], cwd=ROOT, env=os.environ.copy(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any(e.get("event") == "step_started" and e.get("step_id") == "wait"
+                  for e in _trace_events(isolated_env, "kill-me")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never reached wait"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    out = duet("resume", "kill-me", "--json")
+    assert out.returncode == 0, out.stderr
+    final = json.loads(out.stdout)
+    assert final["status"] == "completed"
+    db = sqlite3.connect(tmp_path / "crm.sqlite")
+    texts = sorted(row[0] for row in db.execute("SELECT text FROM notes"))
+    assert texts == ["last", "note 0", "note 1", "note 2"], "each write happened exactly once"
+    started = [e["step_id"] for e in _trace_events(isolated_env, "kill-me")
+               if e.get("event") == "step_started"]
+    assert sorted(s for s in started if s.startswith("note")) == ["note0", "note1", "note2"]
+    assert started.count("wait") == 2  # the step in flight at the kill ran again

@@ -1,0 +1,73 @@
+"""Routers and the decision trigger: pure functions of state and context."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from graph.context import Context
+from graph.contracts import Decision, Plan, RunStatus, Step, StepResult
+from graph.nodes.observe import decision_trigger
+from graph.progress import resolve_args
+from graph.routing import route_after_observe, route_after_plan, route_after_summarize
+
+RUNTIME = Runtime(context=Context())
+PLAN = Plan(goal="g", steps=[Step(id="a", tool="t"), Step(id="b", tool="t", depends_on=["a"]),
+                             Step(id="c", tool="t", depends_on=["b"], needs_judgment=True)])
+
+
+def ok(step_id: str, output=None) -> StepResult:
+    return StepResult(step_id=step_id, status="ok", output=output)
+
+
+def task(step_id: str) -> dict:
+    return {"step": Step(id=step_id, tool="t"), "args": {}, "plan_version": 1, "problem": None}
+
+
+def test_a_status_always_routes_to_finalize():
+    state = {"status": RunStatus.BUDGET_EXHAUSTED, "next_steps": [task("a")]}
+    assert route_after_plan(state, RUNTIME) == "finalize"
+    assert route_after_observe(state, RUNTIME) == "finalize"
+    assert route_after_summarize(state) == "finalize"
+
+
+def test_queued_steps_become_one_send_each():
+    sends = route_after_observe({"next_steps": [task("a"), task("b")]}, RUNTIME)
+    assert [s.node for s in sends] == ["act", "act"] and all(isinstance(s, Send) for s in sends)
+    assert [s.arg["step"].id for s in sends] == ["a", "b"]
+
+
+def test_replan_decision_routes_to_plan():
+    state = {"decision": Decision(action="replan", reason="r"), "next_steps": []}
+    assert route_after_plan(state, RUNTIME) == "plan"
+    assert route_after_observe(state, RUNTIME) == "plan"
+
+
+def test_nothing_queued_routes_to_finalize():
+    assert route_after_observe({"next_steps": []}, RUNTIME) == "finalize"
+
+
+def test_large_history_routes_to_summarize_first():
+    big = [StepResult(step_id=f"s{i}", status="ok", output="x" * 4000) for i in range(20)]
+    state = {"results": big, "next_steps": [task("a")]}
+    small = Runtime(context=Context(summarize_threshold_tokens=1000, keep_recent_results=2))
+    assert route_after_observe(state, small) == "summarize"
+    assert route_after_observe({**state, "summarized_count": 18}, small) != "summarize"
+
+
+def test_decision_trigger_fires_only_when_there_is_something_to_decide():
+    assert decision_trigger(PLAN, [ok("a")], {"a": ok("a")}) is None
+    failed = StepResult(step_id="a", status="error")
+    assert "did not succeed" in decision_trigger(PLAN, [failed], {"a": failed})
+    done = {"a": ok("a"), "b": ok("b")}
+    assert decision_trigger(PLAN, [ok("b")], done) is None
+    done["c"] = ok("c")
+    assert decision_trigger(PLAN, [ok("c")], done) == "the plan finished"
+    plan = Plan(goal="g", steps=[*PLAN.steps, Step(id="d", tool="t", depends_on=["c"])])
+    assert "judgment" in decision_trigger(plan, [ok("c")], done)
+
+
+def test_references_resolve_typed_or_into_text():
+    done = {"a": ok("a", {"json": [{"id": 7}]})}
+    assert resolve_args({"n": "${a.output.json.0.id}"}, done) == {"n": 7}
+    assert resolve_args({"u": "/x/${a.output.json.0.id}/y"}, done) == {"u": "/x/7/y"}
