@@ -87,3 +87,16 @@ def test_sandbox_allowlist(url, allowed):
 
 def test_default_policy_allows_nothing():
     assert not SandboxPolicy().allows("http://127.0.0.1/")
+
+
+def test_langgraph_json_names_the_compiled_graph():
+    import importlib
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).resolve().parents[2] / "langgraph.json").read_text())
+    module_path, _, attribute = config["graphs"]["nova-duet"].partition(":")
+    module = importlib.import_module(module_path.removeprefix("./").removesuffix(".py")
+                                     .replace("/", "."))
+    compiled = getattr(module, attribute)
+    assert set(compiled.get_graph().nodes) >= {"plan", "act", "observe", "summarize", "finalize"}
