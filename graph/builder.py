@@ -10,15 +10,20 @@ from langgraph.runtime import Runtime
 from langgraph.types import Checkpointer
 
 from graph.context import Context
-from graph.nodes import act, finalize, observe, plan, summarize
+from graph.nodes import act, approve, finalize, observe, plan, summarize
 from graph.nodes.base import NodeDeps
 from graph.reasoning import Reasoner
-from graph.routing import route_after_observe, route_after_plan, route_after_summarize
+from graph.routing import (
+    route_after_approve,
+    route_after_observe,
+    route_after_plan,
+    route_after_summarize,
+)
 from graph.state import InputState, OutputState, State, StepTask
 from tools import default_registry
 from tools.registry import ToolRegistry
 
-NEXT = ["act", "plan", "summarize", "finalize"]
+NEXT = ["act", "approve", "plan", "summarize", "finalize"]
 
 
 def build_graph(
@@ -43,6 +48,9 @@ def build_graph(
     async def plan_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return await plan.plan(state, runtime, deps)
 
+    async def approve_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await approve.approve(state, runtime, deps)
+
     async def act_node(task: StepTask, runtime: Runtime[Context]) -> dict[str, Any]:
         return await act.act(task, runtime, deps)
 
@@ -59,6 +67,7 @@ def build_graph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
     builder.add_node("plan", plan_node)
+    builder.add_node("approve", approve_node)
     builder.add_node("act", act_node)
     builder.add_node("observe", observe_node)
     builder.add_node("summarize", summarize_node)
@@ -69,7 +78,8 @@ def build_graph(
     builder.add_edge("act", "observe")
     builder.add_conditional_edges("observe", route_after_observe, NEXT)
     builder.add_conditional_edges("summarize", route_after_summarize,
-                                  ["act", "plan", "finalize"])
+                                  ["act", "approve", "plan", "finalize"])
+    builder.add_conditional_edges("approve", route_after_approve, ["act", "observe"])
     builder.add_edge("finalize", END)
     return builder.compile(checkpointer=checkpointer, name=name)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sys
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -25,6 +27,8 @@ console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 EXIT_CONFIG = 2
+Approval = Literal["ask", "auto", "deny"]
+Decide = Literal["approve", "reject"]
 STATUS_STYLE = {"ok": "green", "error": "red", "rejected": "magenta", "timeout": "yellow",
                 "blocked": "red"}
 
@@ -74,11 +78,33 @@ def _report(thread_id: str, final: FinalState, as_json: bool) -> None:
     raise typer.Exit(0 if final.status == RunStatus.COMPLETED else 1)
 
 
-def _execute(task: str | None, thread: str | None, as_json: bool, **kwargs: Any) -> None:
+def _ask_human(request: dict[str, Any]) -> dict[str, str]:
+    """Ask on the terminal whether each step that changes things may run."""
+    answers = {}
+    for step in request["steps"]:
+        console.print(f"[yellow]approval needed[/] {step['step_id']}: {step['tool']} "
+                      f"{json.dumps(step['args'])}", markup=True, highlight=False)
+        approved = typer.confirm("  run this step?", default=False)
+        answers[step["step_id"]] = "approve" if approved else "reject"
+    return answers
+
+
+def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], dict] | None:
+    """How approvals are answered: a fixed answer, the terminal, or not at all (the run waits)."""
+    if decide:
+        return lambda request: {step["step_id"]: decide for step in request["steps"]}
+    if not as_json and sys.stdin.isatty():
+        return _ask_human
+    return None
+
+
+def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
+             **kwargs: Any) -> None:
     on_event = (lambda event: None) if as_json else _print_event
     try:
-        thread_id, final = asyncio.run(
-            run_thread(task, thread_id=thread, on_event=on_event, **kwargs))
+        thread_id, final = asyncio.run(run_thread(
+            task, thread_id=thread, on_event=on_event, decide=_decider(decide, as_json),
+            **kwargs))
     except (ConfigurationError, UnknownThread) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
@@ -106,11 +132,13 @@ def run(
     model: Annotated[str | None, typer.Option(help="Bedrock model id or provider:model.")] = None,
     thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
     allow_host: Annotated[list[str], typer.Option(help="Extra allowed host[:port].")] = [],  # noqa: B006
+    approve: Annotated[Approval, typer.Option(help="Steps that change things: ask a human, "
+                                                   "run them, or reject them.")] = "ask",
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
     """Run a task; exit 0 only when it completes."""
     context = Context(plan_file=str(plan_file) if plan_file else None,
-                      plan_variables=_parse_vars(var),
+                      plan_variables=_parse_vars(var), approval=approve,
                       allowed_hosts=[*Context().allowed_hosts, *allow_host])
     if model:
         context.model = model
@@ -120,10 +148,11 @@ def run(
 @app.command()
 def resume(
     thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
+    decide: Annotated[Decide | None, typer.Option(help="Answer every pending approval so.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
     """Continue a run from its last checkpoint; completed steps are not redone."""
-    _execute(None, thread, as_json)
+    _execute(None, thread, as_json, decide)
 
 
 @app.command()
@@ -164,6 +193,14 @@ def schema() -> None:
     typer.echo(json.dumps(contract_schemas(), indent=1))
 
 
+@app.command()
+def diagram() -> None:
+    """Print the state machine as a Mermaid diagram (the README's, generated)."""
+    from graph.builder import graph
+
+    typer.echo(graph.get_graph().draw_mermaid().strip())
+
+
 DEMO_TASK = ("Follow up every overdue invoice in the CRM: add a reminder note to each "
              "customer, mark the invoices as reminded, and verify none is left overdue.")
 
@@ -173,6 +210,8 @@ def demo(
     model: Annotated[str | None, typer.Option(help="Plan with this model instead of the "
                                                    "offline plan file.")] = None,
     port: Annotated[int, typer.Option(help="Port of the demo site (0: any free port).")] = 0,
+    approve: Annotated[Approval, typer.Option(help="Steps that change things: the demo runs "
+                                                   "them ('auto'); 'ask' shows each.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
     """Start the demo CRM on 127.0.0.1 (fresh data) and run the follow-up task against it."""
@@ -186,7 +225,7 @@ def demo(
             console.print(f"[bold]demo site[/] {url} (data: {site_dir / 'crm.sqlite'})")
         plan_file = files("demo_site").joinpath("plans/overdue_followup.yaml")
         context = Context(plan_file=None if model else str(plan_file),
-                          plan_variables={"site": url})
+                          plan_variables={"site": url}, approval=approve)
         if model:
             context.model = model
             task = f"{DEMO_TASK} The CRM's JSON API is at {url}/api."

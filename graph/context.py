@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tools.sandbox import SandboxPolicy
 
@@ -47,6 +48,15 @@ class Context:
     plan_variables: dict[str, str] = field(
         default_factory=dict,
         metadata={"description": "Values for `{{ name }}` placeholders in the plan file."},
+    )
+    approval: Literal["ask", "auto", "deny"] = field(
+        default="ask",
+        metadata={
+            "description": (
+                "Steps that change things: 'ask' pauses for a human (LangGraph interrupt), "
+                "'auto' runs them, 'deny' rejects them."
+            )
+        },
     )
     max_plan_attempts: int = field(
         default=3,

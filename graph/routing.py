@@ -12,12 +12,17 @@ from graph.nodes.base import runtime_context
 from graph.nodes.summarize import needs_summary
 from graph.state import State
 
-Move = Literal["plan", "summarize", "finalize"]
+Move = Literal["plan", "summarize", "approve", "observe", "finalize"]
 
 
-def _wave_or(state: State, fallback: Literal["plan", "finalize"]) -> list[Send] | Move:
+def _wave_or(state: State, fallback: Literal["observe", "finalize"]) -> list[Send] | Move:
+    """The queued wave: to `approve` if a step awaits approval, else one `act` task a step."""
     tasks = state.get("next_steps") or []
-    return [Send("act", task) for task in tasks] if tasks else fallback
+    if not tasks:
+        return fallback
+    if not all(task["approved"] for task in tasks):
+        return "approve"
+    return [Send("act", task) for task in tasks]
 
 
 def _next(state: State) -> list[Send] | Move:
@@ -48,3 +53,8 @@ def route_after_observe(state: State, runtime: Runtime[Context]) -> list[Send] |
 def route_after_summarize(state: State) -> list[Send] | Move:
     """After `summarize`: the next wave, a replan, or the end."""
     return _next(state)
+
+
+def route_after_approve(state: State) -> list[Send] | Move:
+    """After `approve`: the approved steps to `act`; `observe` when none is left to run."""
+    return _wave_or(state, "observe")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langgraph.types import Command
 
 from graph.builder import build_graph
 from graph.checkpoints import duet_home, open_checkpointer
@@ -58,15 +59,17 @@ def _summarize_update(node: str, update: dict[str, Any]) -> Event:
     return event
 
 
-def final_state(values: dict[str, Any]) -> FinalState:
-    """The contract's final fields from a thread's state values."""
-    return FinalState(
-        status=values.get("status") or RunStatus.FAILED,
-        final_answer=values.get("final_answer"),
-        results=values.get("results", []),
-        reason=values.get("reason", "") if values.get("status") else "the run has not ended",
-        usage=values.get("usage") or Usage(),
-    )
+def final_state(values: dict[str, Any], waiting: list[Any] = ()) -> FinalState:
+    """The contract's final fields from a thread's state values and pending interrupts."""
+    status, reason = values.get("status"), values.get("reason", "")
+    if not status and waiting:
+        steps = [s["step_id"] for w in waiting for s in w.value.get("steps", [])]
+        status, reason = RunStatus.NEEDS_APPROVAL, f"steps {steps} wait for approval"
+    elif not status:
+        status, reason = RunStatus.FAILED, "the run has not ended"
+    return FinalState(status=status, final_answer=values.get("final_answer"),
+                      results=values.get("results", []), reason=reason,
+                      usage=values.get("usage") or Usage())
 
 
 async def run_thread(
@@ -78,9 +81,12 @@ async def run_thread(
     tools: ToolRegistry | None = None,
     checkpointer_url: str | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
+    decide: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> tuple[str, FinalState]:
     """Start a run of `task`, or with `task=None` resume `thread_id` from its last checkpoint.
 
+    When the run pauses for approval, `decide(request)` answers it (see `approve`); without
+    `decide` the run stops there with status `needs_approval`, resumable later.
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
     when the reasoning model cannot be used (no AWS credentials, say).
     """
@@ -107,13 +113,23 @@ async def run_thread(
 
     async with open_checkpointer(checkpointer_url) as saver:
         graph = build_graph(model=model, tools=tools, checkpointer=saver)
-        if task is None and not (await graph.aget_state(config)).next:
+        state = await graph.aget_state(config)
+        inputs: Any
+        if task is not None:
+            emit({"event": "run_started"})
+            inputs = {"task": task}
+        elif not state.next:
             emit({"event": "resume", "note": "the run had already ended"})
+            inputs = _NO_ANSWER
         else:
-            emit({"event": "run_started" if task else "resume"})
-            inputs = {"task": task} if task else None
+            emit({"event": "resume"})
+            inputs = _answer(state.interrupts, decide, emit) if state.interrupts else None
+        while inputs is not _NO_ANSWER:
+            # "sync": each checkpoint is on disk before the next step starts, so a killed
+            # process never resumes from before a step whose effects already happened.
             async for mode, chunk in graph.astream(
-                inputs, config, context=context, stream_mode=["updates", "custom"]
+                inputs, config, context=context, stream_mode=["updates", "custom"],
+                durability="sync",
             ):
                 if mode == "custom":
                     emit(chunk)
@@ -121,10 +137,25 @@ async def run_thread(
                 for node, update in chunk.items():
                     if isinstance(update, dict) and not node.startswith("__"):
                         emit(_summarize_update(node, update))
-        state = await graph.aget_state(config)
-    final = final_state(state.values)
+            state = await graph.aget_state(config)
+            inputs = _answer(state.interrupts, decide, emit) if state.interrupts else _NO_ANSWER
+    final = final_state(state.values, list(state.interrupts))
     emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
     return thread_id, final
+
+
+_NO_ANSWER = object()
+
+
+def _answer(waiting: Any, decide: Callable | None, emit: Callable[[Event], None]) -> Any:
+    """A resume command answering pending approvals, or `_NO_ANSWER` to stop and wait."""
+    for pending in waiting:
+        emit({"event": "approval_requested", "steps": pending.value.get("steps", [])})
+    if decide is None:
+        return _NO_ANSWER
+    answers = {pending.id: decide(pending.value) for pending in waiting}
+    emit({"event": "approval_answered", "answers": list(answers.values())})
+    return Command(resume=answers)
 
 
 async def thread_state(thread_id: str, checkpointer_url: str | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ class StepTask(TypedDict):
     args: dict[str, Any]
     plan_version: int
     problem: str | None
+    approved: bool
 
 
 class InputState(TypedDict):

@@ -1,7 +1,7 @@
 """Executors the plans call, and the registry that lists them."""
 
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
-from tools.http import http_request_tool
+from tools.http import http_changes_things, http_request_tool
 from tools.registry import RegisteredTool, StepRefused, ToolRegistry
 from tools.sandbox import SandboxPolicy, current_policy, use_policy
 
@@ -9,7 +9,7 @@ from tools.sandbox import SandboxPolicy, current_policy, use_policy
 def default_registry() -> ToolRegistry:
     """A registry of the built-in executors."""
     registry = ToolRegistry()
-    registry.register(http_request_tool, side_effects=True)
+    registry.register(http_request_tool, side_effects=http_changes_things)
     return registry
 
 

@@ -26,6 +26,11 @@ class HttpRequestArgs(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+def http_changes_things(args: dict[str, Any]) -> bool:
+    """Every method but GET may change something on the server."""
+    return str(args.get("method", "GET")).upper() != "GET"
+
+
 async def _check_host(request: httpx.Request) -> None:
     # Runs before every request, redirects included, so no socket opens to a host
     # outside the allowlist.

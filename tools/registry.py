@@ -27,18 +27,25 @@ class StepRefused(Exception):
 class RegisteredTool:
     """A LangChain tool plus what the graph must know about it.
 
+    `side_effects` is a flag, or a function of the call's arguments (an HTTP GET reads,
+    a POST writes).
+
     `unavailable_reason` returns why the tool cannot run here (missing credentials,
     say) or None; an unavailable tool is listed to the planner as such and refused.
     """
 
     tool: BaseTool
-    side_effects: bool = False
+    side_effects: bool | Callable[[dict[str, Any]], bool] = False
     unavailable_reason: Callable[[], str | None] | None = None
 
     @property
     def name(self) -> str:
         """The name plans use."""
         return self.tool.name
+
+    def changes_things(self, args: dict[str, Any]) -> bool:
+        """True when a call with `args` has side effects (and so may need approval)."""
+        return self.side_effects(args) if callable(self.side_effects) else self.side_effects
 
     def why_unavailable(self) -> str | None:
         """None when the tool can run now, else the reason it cannot."""
@@ -64,7 +71,7 @@ class ToolRegistry:
         self,
         tool: BaseTool | RegisteredTool,
         *,
-        side_effects: bool = False,
+        side_effects: bool | Callable[[dict[str, Any]], bool] = False,
         unavailable_reason: Callable[[], str | None] | None = None,
     ) -> RegisteredTool:
         """Add a tool; a second tool with the same name is an error."""
@@ -139,7 +146,7 @@ class ToolRegistry:
             reason = entry.why_unavailable()
             header = f"### {entry.name}"
             if entry.side_effects:
-                header += " (changes things)"
+                header += " (may change things)"
             if reason:
                 header += f" (UNAVAILABLE: {reason})"
             properties = entry.args_json_schema().get("properties", {})

@@ -64,9 +64,12 @@ def never_raises(name: str) -> Callable[[Node], Node]:
 
 
 def next_wave(
-    plan: Plan, plan_version: int, results: list[StepResult], context: Context
+    plan: Plan, plan_version: int, results: list[StepResult], context: Context, deps: NodeDeps
 ) -> list[StepTask]:
-    """The steps that can run now, with references resolved, within the step budget."""
+    """The steps that can run now, with references resolved, within the step budget.
+
+    A step that changes things is queued unapproved: the `approve` node sees it first.
+    """
     done = results_of_plan(results, plan_version)
     remaining = context.max_steps - sum(1 for r in results if r.status != "rejected")
     tasks: list[StepTask] = []
@@ -75,7 +78,9 @@ def next_wave(
             args, problem = resolve_args(step.args, done), None
         except ReferenceProblem as exc:
             args, problem = step.args, str(exc)
-        tasks.append(StepTask(step=step, args=args, plan_version=plan_version, problem=problem))
+        changes = step.side_effects or deps.registry.get(step.tool).changes_things(args)
+        tasks.append(StepTask(step=step, args=args, plan_version=plan_version, problem=problem,
+                              approved=problem is not None or not changes))
     return tasks
 
 

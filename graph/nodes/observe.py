@@ -55,7 +55,7 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
 
     trigger = decision_trigger(plan, new, done)
     if trigger is None:
-        return update | {"next_steps": next_wave(plan, version, results, context)}
+        return update | {"next_steps": next_wave(plan, version, results, context, deps)}
 
     try:
         reply = await deps.reasoner(context).observe(
@@ -69,7 +69,7 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     if decision.action == "finish":
         return update | {"status": end_status(plan, done), "reason": decision.reason}
     if decision.action == "continue":
-        wave = next_wave(plan, version, results, context)
+        wave = next_wave(plan, version, results, context, deps)
         if not wave:
             return update | {"status": end_status(plan, done),
                              "reason": f"nothing left to run: {decision.reason}"}

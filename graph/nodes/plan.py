@@ -88,4 +88,4 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
         }
     if not new_plan.steps:
         return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool"}
-    return update | {"next_steps": next_wave(new_plan, version, results, context)}
+    return update | {"next_steps": next_wave(new_plan, version, results, context, deps)}

@@ -100,7 +100,7 @@ def test_killed_run_resumes_without_redoing_completed_steps(tmp_path, site, isol
     plan.write_text(KILL_PLAN)
     proc = subprocess.Popen(
         [*DUET, "run", "notes then wait", "--plan-file", str(plan), "--var", f"site={site}",
-         "--thread", "kill-me", "--json"], cwd=ROOT, env=os.environ.copy(),
+         "--thread", "kill-me", "--approve", "auto", "--json"], cwd=ROOT, env=os.environ.copy(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not any(e.get("event") == "step_started" and e.get("step_id") == "wait"

@@ -41,7 +41,7 @@ def test_long_outputs_are_cut_in_prompts():
 
 def test_planner_prompt_lists_exactly_the_registered_tools():
     listing = default_registry().describe()
-    assert listing.count("### ") == 1 and "### http_request (changes things)" in listing
+    assert listing.count("### ") == 1 and "### http_request (may change things)" in listing
 
 
 def test_registry_refuses_duplicates_and_unknown_tools():

@@ -9,7 +9,12 @@ from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, Step, StepResult
 from graph.nodes.observe import decision_trigger
 from graph.progress import resolve_args
-from graph.routing import route_after_observe, route_after_plan, route_after_summarize
+from graph.routing import (
+    route_after_approve,
+    route_after_observe,
+    route_after_plan,
+    route_after_summarize,
+)
 
 RUNTIME = Runtime(context=Context())
 PLAN = Plan(goal="g", steps=[Step(id="a", tool="t"), Step(id="b", tool="t", depends_on=["a"]),
@@ -20,8 +25,9 @@ def ok(step_id: str, output=None) -> StepResult:
     return StepResult(step_id=step_id, status="ok", output=output)
 
 
-def task(step_id: str) -> dict:
-    return {"step": Step(id=step_id, tool="t"), "args": {}, "plan_version": 1, "problem": None}
+def task(step_id: str, approved: bool = True) -> dict:
+    return {"step": Step(id=step_id, tool="t"), "args": {}, "plan_version": 1, "problem": None,
+            "approved": approved}
 
 
 def test_a_status_always_routes_to_finalize():
@@ -35,6 +41,13 @@ def test_queued_steps_become_one_send_each():
     sends = route_after_observe({"next_steps": [task("a"), task("b")]}, RUNTIME)
     assert [s.node for s in sends] == ["act", "act"] and all(isinstance(s, Send) for s in sends)
     assert [s.arg["step"].id for s in sends] == ["a", "b"]
+
+
+def test_a_wave_with_an_unapproved_step_goes_to_approve_first():
+    state = {"next_steps": [task("a"), task("b", approved=False)]}
+    assert route_after_observe(state, RUNTIME) == "approve"
+    assert route_after_approve({"next_steps": [task("a")]}) == [Send("act", task("a"))]
+    assert route_after_approve({"next_steps": []}) == "observe"
 
 
 def test_replan_decision_routes_to_plan():
