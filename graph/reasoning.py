@@ -261,6 +261,15 @@ def templated_answer(
 
 
 def _brief(output: object, limit: int = 160) -> str:
+    """A short rendering of a result, without the envelope of the built-in executors."""
+    if isinstance(output, dict):
+        for key in ("json", "rows", "text"):
+            if key in output:
+                output = output[key]
+                break
+    if isinstance(output, list):
+        head = json.dumps(output[:2], default=str, ensure_ascii=False)
+        return f"{len(output)} item(s): {head[:limit]}" + ("..." if len(head) > limit else "")
     text = json.dumps(output, default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "..."
 

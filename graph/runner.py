@@ -22,6 +22,7 @@ from graph.checkpoints import duet_home, open_checkpointer
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, Usage
 from graph.reasoning import resolve_reasoner
+from tools import default_registry
 from tools.registry import ToolRegistry
 
 Event = dict[str, Any]
@@ -111,37 +112,47 @@ async def run_thread(
             out.write(json.dumps(event, default=str) + "\n")
         on_event(event)
 
+    registry = tools if tools is not None else default_registry()
     async with open_checkpointer(checkpointer_url) as saver:
-        graph = build_graph(model=model, tools=tools, checkpointer=saver)
-        state = await graph.aget_state(config)
-        inputs: Any
-        if task is not None:
-            emit({"event": "run_started"})
-            inputs = {"task": task}
-        elif not state.next:
-            emit({"event": "resume", "note": "the run had already ended"})
-            inputs = _NO_ANSWER
-        else:
-            emit({"event": "resume"})
-            inputs = _answer(state.interrupts, decide, emit) if state.interrupts else None
-        while inputs is not _NO_ANSWER:
-            # "sync": each checkpoint is on disk before the next step starts, so a killed
-            # process never resumes from before a step whose effects already happened.
-            async for mode, chunk in graph.astream(
-                inputs, config, context=context, stream_mode=["updates", "custom"],
-                durability="sync",
-            ):
-                if mode == "custom":
-                    emit(chunk)
-                    continue
-                for node, update in chunk.items():
-                    if isinstance(update, dict) and not node.startswith("__"):
-                        emit(_summarize_update(node, update))
-            state = await graph.aget_state(config)
-            inputs = _answer(state.interrupts, decide, emit) if state.interrupts else _NO_ANSWER
-    final = final_state(state.values, list(state.interrupts))
+        try:
+            final = await _drive(build_graph(model=model, tools=registry, checkpointer=saver),
+                                 task, config, context, decide, emit)
+        finally:
+            await registry.aclose()
     emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
     return thread_id, final
+
+
+async def _drive(graph: Any, task: str | None, config: dict[str, Any], context: Context,
+                 decide: Callable | None, emit: Callable[[Event], None]) -> FinalState:
+    """Stream the run to its end or to an approval nobody answers; return its final state."""
+    state = await graph.aget_state(config)
+    inputs: Any
+    if task is not None:
+        emit({"event": "run_started"})
+        inputs = {"task": task}
+    elif not state.next:
+        emit({"event": "resume", "note": "the run had already ended"})
+        inputs = _NO_ANSWER
+    else:
+        emit({"event": "resume"})
+        inputs = _answer(state.interrupts, decide, emit) if state.interrupts else None
+    while inputs is not _NO_ANSWER:
+        # "sync": each checkpoint is on disk before the next step starts, so a killed
+        # process never resumes from before a step whose effects already happened.
+        async for mode, chunk in graph.astream(
+            inputs, config, context=context, stream_mode=["updates", "custom"],
+            durability="sync",
+        ):
+            if mode == "custom":
+                emit(chunk)
+                continue
+            for node, update in chunk.items():
+                if isinstance(update, dict) and not node.startswith("__"):
+                    emit(_summarize_update(node, update))
+        state = await graph.aget_state(config)
+        inputs = _answer(state.interrupts, decide, emit) if state.interrupts else _NO_ANSWER
+    return final_state(state.values, list(state.interrupts))
 
 
 _NO_ANSWER = object()

@@ -1,20 +1,32 @@
 """Executors the plans call, and the registry that lists them."""
 
+from tools.browser import BrowserPool, PlaywrightExecutor
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
 from tools.http import http_changes_things, http_request_tool
 from tools.registry import RegisteredTool, StepRefused, ToolRegistry
 from tools.sandbox import SandboxPolicy, current_policy, use_policy
 
 
-def default_registry() -> ToolRegistry:
-    """A registry of the built-in executors."""
+def default_registry(max_browser_sessions: int = 4) -> ToolRegistry:
+    """A registry of the built-in executors: HTTP, the offline browser executor, Nova Act.
+
+    Browser sessions start on first use; `await registry.aclose()` stops them.
+    """
     registry = ToolRegistry()
     registry.register(http_request_tool, side_effects=http_changes_things)
+    pool = BrowserPool(max_browser_sessions)
+    registry.on_close(pool.aclose)
+    goto, click, fill, read = PlaywrightExecutor(pool).tools()
+    registry.register(goto)
+    registry.register(click, side_effects=True)
+    registry.register(fill, side_effects=True)
+    registry.register(read)
     return registry
 
 
 __all__ = [
-    "BlockedError", "RegisteredTool", "SandboxPolicy", "StepRefused", "ToolError",
+    "BlockedError", "BrowserPool", "PlaywrightExecutor", "RegisteredTool", "SandboxPolicy",
+    "StepRefused", "ToolError",
     "ToolRegistry", "ToolUnavailableError", "current_policy", "default_registry",
     "http_request_tool", "use_policy",
 ]

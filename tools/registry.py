@@ -7,7 +7,7 @@ against it before anything runs, so a hallucinated tool or a bad argument never 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +64,18 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[BaseTool | RegisteredTool] = ()):
         self._tools: dict[str, RegisteredTool] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         for tool in tools:
             self.register(tool)
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run `closer` on `aclose` (to stop browsers the tools started)."""
+        self._closers.append(closer)
+
+    async def aclose(self) -> None:
+        """Release what the tools hold (browser sessions); the registry stays usable."""
+        for closer in self._closers:
+            await closer()
 
     def register(
         self,

@@ -42,10 +42,14 @@ def test_demo_completes_against_the_local_site():
     assert out.returncode == 0, out.stderr
     final = json.loads(out.stdout)
     assert final["status"] == "completed"
-    assert {r["step_id"] for r in final["results"]} == {
-        "s1", "note1", "note2", "note3", "mark1", "mark2", "mark3", "verify"}
-    verify = next(r for r in final["results"] if r["step_id"] == "verify")
-    assert verify["output"]["json"] == []
+    results = {r["step_id"]: r for r in final["results"]}
+    assert set(results) == {"s1", "note1", "note2", "note3", "mark1", "mark2", "mark3",
+                            "verify", "open_page", "read_page"}
+    assert results["verify"]["output"]["json"] == []
+    # The browser step read the page a person would see: three reminded invoices.
+    rows = results["read_page"]["output"]["rows"]
+    assert [(r["ID"], r["Status"]) for r in rows] == [
+        ("1002", "reminded"), ("1005", "reminded"), ("1007", "reminded")]
     assert "[verify]" in final["final_answer"]
     shown = duet("show", final["thread_id"], "--json")
     assert json.loads(shown.stdout)["status"] == "completed"

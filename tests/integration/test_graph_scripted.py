@@ -280,5 +280,7 @@ async def test_summarization_keeps_every_prompt_bounded_over_50_steps():
     assert 50 * len(big) > 3 * max(sizes)
 
 
-async def test_default_registry_lists_the_http_tool():
-    assert default_registry().names() == ["http_request"]
+async def test_default_registry_lists_the_built_in_executors():
+    names = default_registry().names()
+    assert names[:5] == ["http_request", "browser_goto", "browser_click", "browser_fill",
+                         "browser_read"]

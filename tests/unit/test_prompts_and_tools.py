@@ -40,8 +40,10 @@ def test_long_outputs_are_cut_in_prompts():
 
 
 def test_planner_prompt_lists_exactly_the_registered_tools():
-    listing = default_registry().describe()
-    assert listing.count("### ") == 1 and "### http_request (may change things)" in listing
+    registry = default_registry()
+    listing = registry.describe()
+    assert listing.count("### ") == len(registry)
+    assert "### http_request (may change things)" in listing
 
 
 def test_registry_refuses_duplicates_and_unknown_tools():

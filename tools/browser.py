@@ -1,0 +1,290 @@
+"""Browser sessions and the offline browser executor (Playwright over Debian's Chromium).
+
+A session is one Chromium process (own profile) behind its own allowlist proxy, driven
+over CDP. Steps name a `session` to share one (a logged-in page, a form filled in two
+steps); without a name each step gets a fresh session, so independent steps run in
+parallel. The same sessions serve the Nova Act executor (`tools.nova_act`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.chromium import Chromium
+from tools.errors import BlockedError, ToolError
+from tools.proxy import AllowlistProxy
+from tools.sandbox import SandboxPolicy, current_policy
+
+ELEMENT_TIMEOUT_MS = 5_000
+NAVIGATION_TIMEOUT_MS = 20_000
+
+
+@dataclass
+class BrowserSession:
+    """One browser: its process, its proxy, and a Playwright page when one is connected."""
+
+    chromium: Chromium
+    proxy: AllowlistProxy
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    page: Any = None
+    browser: Any = None
+
+    @property
+    def cdp_url(self) -> str:
+        """Where CDP clients (Playwright, Nova Act) connect."""
+        return self.chromium.cdp_url
+
+    def close(self) -> None:
+        """Stop the browser and its proxy."""
+        self.chromium.close()
+        self.proxy.close()
+
+
+class BrowserPool:
+    """Browser sessions with a concurrency limit, closed on every path by `aclose`."""
+
+    def __init__(self, max_sessions: int = 4):
+        self.max_sessions = max_sessions
+        self._slots = asyncio.Semaphore(max_sessions)
+        self._named: dict[tuple[str, str], BrowserSession] = {}
+        self._playwright: Any = None
+
+    def _launch(self, policy: SandboxPolicy) -> BrowserSession:
+        proxy = AllowlistProxy(policy).start()
+        try:
+            return BrowserSession(Chromium(proxy.url).start(), proxy)
+        except Exception:
+            proxy.close()
+            raise
+
+    async def launch(self, policy: SandboxPolicy) -> BrowserSession:
+        """A new session under `policy` (waits for a free slot)."""
+        await self._slots.acquire()
+        try:
+            return await asyncio.to_thread(self._launch, policy)
+        except Exception:
+            self._slots.release()
+            raise
+
+    async def release(self, session: BrowserSession) -> None:
+        """Close a session and free its slot."""
+        if session.browser is not None:
+            await _quietly(session.browser.close())
+        await asyncio.to_thread(session.close)
+        self._slots.release()
+
+    async def named(self, scope: str, name: str, policy: SandboxPolicy) -> BrowserSession:
+        """The session `name` of run `scope`, launched on first use and kept until `aclose`."""
+        key = (scope, name)
+        if key not in self._named:
+            self._named[key] = await self.launch(policy)
+        return self._named[key]
+
+    async def playwright_page(self, session: BrowserSession) -> Any:
+        """The session's page, connecting Playwright over CDP on first use."""
+        if session.page is None:
+            if self._playwright is None:
+                from playwright.async_api import async_playwright
+
+                self._playwright = await async_playwright().start()
+            session.browser = await self._playwright.chromium.connect_over_cdp(session.cdp_url)
+            context = session.browser.contexts[0]
+            session.page = context.pages[0] if context.pages else await context.new_page()
+        return session.page
+
+    async def aclose(self) -> None:
+        """Close every session and Playwright."""
+        named, self._named = list(self._named.values()), {}
+        for session in named:
+            await self.release(session)
+        if self._playwright is not None:
+            await _quietly(self._playwright.stop())
+            self._playwright = None
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:  # noqa: BLE001 - closing a browser that already died is fine
+        pass
+
+
+def run_scope() -> str:
+    """The id of the run a tool executes in (the LangGraph thread), for named sessions."""
+    try:
+        from langgraph.config import get_config
+
+        return str(get_config()["configurable"].get("thread_id", "default"))
+    except RuntimeError:
+        return "default"
+
+
+class Target(BaseModel):
+    """Which element: a CSS selector, or an ARIA role with an accessible name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    selector: str | None = Field(default=None, description="CSS selector.")
+    role: str | None = Field(default=None, description="ARIA role, e.g. 'button', 'textbox'.")
+    name: str | None = Field(default=None, description="Accessible name, with `role`.")
+    session: str | None = Field(
+        default=None, description="Share a browser with other steps of this name.")
+
+
+class GotoArgs(BaseModel):
+    """Arguments of `browser_goto`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Absolute URL on an allowed host.")
+    session: str | None = Target.model_fields["session"]
+
+
+class FillArgs(Target):
+    """Arguments of `browser_fill`."""
+
+    value: str = Field(description="Text to type into the element.")
+
+
+class ReadArgs(Target):
+    """Arguments of `browser_read`."""
+
+    kind: Literal["text", "table"] = Field(
+        default="text", description="'text': the element's text; 'table': rows as objects.")
+
+
+class PlaywrightExecutor:
+    """Deterministic browser tools: goto, click, fill, read. No model involved."""
+
+    def __init__(self, pool: BrowserPool):
+        self.pool = pool
+
+    async def _with_page(self, session_name: str | None, action: Any) -> dict[str, Any]:
+        policy = current_policy()
+        if session_name:
+            session = await self.pool.named(run_scope(), session_name, policy)
+        else:
+            session = await self.pool.launch(policy)
+        try:
+            async with session.lock:
+                page = await self.pool.playwright_page(session)
+                blocked_before = len(session.proxy.blocked)
+                result = await action(page)
+                blocked = session.proxy.blocked[blocked_before:]
+                if not policy.allows(page.url) and page.url != "about:blank":
+                    raise BlockedError(f"the page went to {page.url}, outside the allowlist")
+                if blocked:
+                    result["blocked_requests"] = blocked
+                return {"url": page.url, **result}
+        except BlockedError:
+            raise
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise _as_tool_error(exc) from exc
+        finally:
+            if not session_name:
+                await self.pool.release(session)
+
+    async def goto(self, url: str, session: str | None = None) -> dict[str, Any]:
+        """Open `url`; a URL or redirect outside the allowlist is blocked."""
+        current_policy().check(url)
+
+        async def action(page: Any) -> dict[str, Any]:
+            response = await page.goto(url, timeout=NAVIGATION_TIMEOUT_MS)
+            return {"status": response.status if response else None,
+                    "title": await page.title()}
+
+        return await self._with_page(session, action)
+
+    async def click(self, selector: str | None = None, role: str | None = None,
+                    name: str | None = None, session: str | None = None) -> dict[str, Any]:
+        """Click an element of the session's current page."""
+        async def action(page: Any) -> dict[str, Any]:
+            await (await _find(page, selector, role, name)).click(timeout=ELEMENT_TIMEOUT_MS)
+            await page.wait_for_load_state()
+            return {"title": await page.title()}
+
+        return await self._with_page(session, action)
+
+    async def fill(self, value: str, selector: str | None = None, role: str | None = None,
+                   name: str | None = None, session: str | None = None) -> dict[str, Any]:
+        """Type `value` into an element of the session's current page."""
+        async def action(page: Any) -> dict[str, Any]:
+            await (await _find(page, selector, role, name)).fill(value,
+                                                                 timeout=ELEMENT_TIMEOUT_MS)
+            return {"filled": value}
+
+        return await self._with_page(session, action)
+
+    async def read(self, selector: str | None = None, role: str | None = None,
+                   name: str | None = None, kind: str = "text",
+                   session: str | None = None) -> dict[str, Any]:
+        """Read an element's text, or a table's rows (header cells as keys)."""
+        async def action(page: Any) -> dict[str, Any]:
+            locator = await _find(page, selector, role, name)
+            if kind == "table":
+                return {"rows": await locator.evaluate(_TABLE_ROWS_JS)}
+            return {"text": (await locator.inner_text()).strip()}
+
+        return await self._with_page(session, action)
+
+    def tools(self) -> list[StructuredTool]:
+        """The four tools, for a `ToolRegistry`."""
+        return [
+            StructuredTool.from_function(
+                coroutine=self.goto, name="browser_goto", args_schema=GotoArgs,
+                description="Open a URL in a browser session (offline executor, no model)."),
+            StructuredTool.from_function(
+                coroutine=self.click, name="browser_click", args_schema=Target,
+                description="Click an element (CSS selector, or ARIA role and name)."),
+            StructuredTool.from_function(
+                coroutine=self.fill, name="browser_fill", args_schema=FillArgs,
+                description="Type text into a form field (CSS selector, or role and name)."),
+            StructuredTool.from_function(
+                coroutine=self.read, name="browser_read", args_schema=ReadArgs,
+                description="Read an element's text, or a table as rows (kind='table')."),
+        ]
+
+
+_TABLE_ROWS_JS = """table => {
+  const headers = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim());
+  return [...table.querySelectorAll('tbody tr')].map(tr => Object.fromEntries(
+    [...tr.querySelectorAll('td')].map((td, i) => [headers[i] || String(i), td.innerText.trim()])));
+}"""
+
+
+async def _find(page: Any, selector: str | None, role: str | None, name: str | None) -> Any:
+    """The first element matching the target; `ElementNotFound` if none appears in time."""
+    if selector:
+        locator, target = page.locator(selector).first, f"selector {selector!r}"
+    elif role:
+        locator, target = page.get_by_role(role, name=name).first, f"role {role!r} {name!r}"
+    else:
+        raise ToolError("give a CSS `selector`, or an ARIA `role` (with `name`)",
+                        type_name="BadTarget")
+    try:
+        await locator.wait_for(state="attached", timeout=ELEMENT_TIMEOUT_MS)
+    except Exception as exc:
+        if type(exc).__name__ != "TimeoutError":
+            raise
+        raise ToolError(f"no element matches {target} on {page.url}",
+                        type_name="ElementNotFound") from None
+    return locator
+
+
+def _as_tool_error(exc: Exception) -> ToolError:
+    """Playwright's errors as typed tool errors (a timeout may pass; a crash will not)."""
+    name = type(exc).__name__
+    message = str(exc).splitlines()[0] if str(exc) else name
+    if name == "TimeoutError":
+        return ToolError(f"timed out: {message}", retryable=True, type_name="BrowserTimeout")
+    if "crash" in message.lower() or "closed" in message.lower():
+        return ToolError(f"the browser failed: {message}", retryable=True,
+                         type_name="BrowserCrashed")
+    return ToolError(message, type_name=f"Browser{name}")

@@ -1,0 +1,77 @@
+"""Debian's Chromium, headless on loopback with a CDP port, behind the allowlist proxy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tools.errors import ToolUnavailableError
+
+# Background services would try to reach Google and hang or spam a closed network.
+QUIET_FLAGS = [
+    "--headless=new", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-default-browser-check", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
+    "--window-size=1280,900",
+]
+
+
+def chromium_path() -> str:
+    """The Chromium binary: `$DUET_CHROMIUM`, else `chromium` on PATH."""
+    path = os.environ.get("DUET_CHROMIUM") or shutil.which("chromium")
+    if not path:
+        raise ToolUnavailableError(
+            "Chromium is not installed: run `bash scripts/setup` (it installs Debian's "
+            "`chromium` package) or set DUET_CHROMIUM to a Chromium binary")
+    return path
+
+
+class Chromium:
+    """One headless Chromium process with its own profile; every request goes via `proxy_url`."""
+
+    def __init__(self, proxy_url: str, downloads_dir: Path | None = None):
+        self.proxy_url = proxy_url
+        self.profile = Path(tempfile.mkdtemp(prefix="duet-chromium-"))
+        self.downloads_dir = downloads_dir or self.profile / "downloads"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.cdp_url = ""
+
+    def start(self, timeout: float = 30.0) -> Chromium:
+        """Launch and wait for the DevTools port; raises `ToolUnavailableError` if it fails."""
+        flags = [*QUIET_FLAGS, f"--user-data-dir={self.profile}",
+                 "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+                 f"--proxy-server={self.proxy_url}",
+                 # Chromium skips proxies for loopback unless told not to: the allowlist
+                 # must see loopback requests too.
+                 "--proxy-bypass-list=<-loopback>"]
+        if os.geteuid() == 0:
+            flags.append("--no-sandbox")  # Chromium's own sandbox refuses to run as root
+        self.process = subprocess.Popen([chromium_path(), *flags, "about:blank"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = self.profile / "DevToolsActivePort"
+        deadline = time.monotonic() + timeout
+        while not port_file.exists() or not port_file.read_text().strip():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise ToolUnavailableError("Chromium did not start (no DevTools port)",
+                                           retryable=True)
+            time.sleep(0.05)
+        port = port_file.read_text().split()[0]
+        self.cdp_url = f"http://127.0.0.1:{port}"
+        return self
+
+    def close(self) -> None:
+        """Stop the process and delete the profile."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
