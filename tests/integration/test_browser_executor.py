@@ -9,8 +9,15 @@ import pytest
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, RunStatus, Step, build_graph
 from graph.testing import ScriptedChatModel
-from tools import BlockedError, BrowserPool, PlaywrightExecutor, SandboxPolicy, ToolError
-from tools import default_registry, use_policy
+from tools import (
+    BlockedError,
+    BrowserPool,
+    PlaywrightExecutor,
+    SandboxPolicy,
+    ToolError,
+    default_registry,
+    use_policy,
+)
 
 pytestmark = pytest.mark.browser
 
