@@ -88,7 +88,7 @@ class Context:
         default=8, metadata={"description": "Results kept verbatim when folding."}
     )
     step_timeout_seconds: float = field(
-        default=60.0, metadata={"description": "Time limit of one tool call."}
+        default=300.0, metadata={"description": "Time limit of one tool call."}
     )
     max_retries: int = field(
         default=2, metadata={"description": "Retries of a step whose error is retryable."}
@@ -100,9 +100,17 @@ class Context:
     max_response_bytes: int = field(
         default=256_000, metadata={"description": "Largest tool response read, in bytes."}
     )
+    browser_max_steps: int = field(
+        default=30, metadata={"description": "Nova Act observe-act cycles per browser step."}
+    )
+    browser_timeout_seconds: int = field(
+        default=240, metadata={"description": "Time limit of one Nova Act browser step."}
+    )
 
     def sandbox_policy(self) -> SandboxPolicy:
         """The sandbox executors run under for this run."""
         return SandboxPolicy(
-            allowed_hosts=tuple(self.allowed_hosts), max_response_bytes=self.max_response_bytes
+            allowed_hosts=tuple(self.allowed_hosts), max_response_bytes=self.max_response_bytes,
+            browser_max_steps=self.browser_max_steps,
+            browser_timeout_seconds=self.browser_timeout_seconds,
         )

@@ -82,3 +82,37 @@ def site(tmp_path: Path):
 
     with serve(tmp_path / "crm.sqlite") as url:
         yield url
+
+
+NOVA_ACT_VERSION = "3.4.187.0"  # the seam below was read off this version
+
+
+@pytest.fixture
+def nova_act_service(monkeypatch: pytest.MonkeyPatch, aws_test_credentials: None):
+    """A scripted Nova Act service on loopback, wired into the real SDK's IAM backend.
+
+    The SDK fixes its endpoint in `StarburstClient._resolve_endpoints`: this fixture is the
+    one place that redirects it, and fails loudly if the pinned version or the seam moved.
+    """
+    from importlib.metadata import version
+
+    from nova_act.impl.backends.starburst.client import StarburstClient
+
+    from tests.fixtures.nova_act_service import NovaActService
+    from tests.fixtures.nova_act_service import start as start_service
+
+    assert version("nova-act") == NOVA_ACT_VERSION, "re-check the Nova Act seam for this version"
+    assert callable(getattr(StarburstClient, "_resolve_endpoints", None)), "the seam moved"
+    service = NovaActService()
+    server = start_service(service)
+
+    def _resolve_endpoints(self: StarburstClient) -> None:
+        self._api_url = service.url
+
+    monkeypatch.setattr(StarburstClient, "_resolve_endpoints", _resolve_endpoints)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", service.url)
+    monkeypatch.setenv("NOVA_ACT_WORKFLOW", "duet-tests")
+    # Makes the SDK send the simplified DOM with element boxes, which scripts click on.
+    monkeypatch.setenv("NOVA_ACT_REPLAYABLE", "1")
+    yield service
+    server.shutdown()

@@ -3,6 +3,7 @@
 from tools.browser import BrowserPool, PlaywrightExecutor
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
 from tools.http import http_changes_things, http_request_tool
+from tools.nova_act import NovaActExecutor, nova_act_unavailable
 from tools.registry import RegisteredTool, StepRefused, ToolRegistry
 from tools.sandbox import SandboxPolicy, current_policy, use_policy
 
@@ -21,12 +22,15 @@ def default_registry(max_browser_sessions: int = 4) -> ToolRegistry:
     registry.register(click, side_effects=True)
     registry.register(fill, side_effects=True)
     registry.register(read)
+    act, extract = NovaActExecutor(pool).tools()
+    registry.register(act, side_effects=True, unavailable_reason=nova_act_unavailable)
+    registry.register(extract, unavailable_reason=nova_act_unavailable)
     return registry
 
 
 __all__ = [
-    "BlockedError", "BrowserPool", "PlaywrightExecutor", "RegisteredTool", "SandboxPolicy",
-    "StepRefused", "ToolError",
+    "BlockedError", "BrowserPool", "NovaActExecutor", "PlaywrightExecutor", "RegisteredTool",
+    "SandboxPolicy", "StepRefused", "ToolError",
     "ToolRegistry", "ToolUnavailableError", "current_policy", "default_registry",
     "http_request_tool", "use_policy",
 ]

@@ -9,6 +9,8 @@ parallel. The same sessions serve the Nova Act executor (`tools.nova_act`).
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +21,8 @@ from tools.chromium import Chromium
 from tools.errors import BlockedError, ToolError
 from tools.proxy import AllowlistProxy
 from tools.sandbox import SandboxPolicy, current_policy
+
+log = logging.getLogger("duet.browser")
 
 ELEMENT_TIMEOUT_MS = 5_000
 NAVIGATION_TIMEOUT_MS = 20_000
@@ -33,6 +37,8 @@ class BrowserSession:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     page: Any = None
     browser: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)  # what an executor keeps per session
+    on_close: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def cdp_url(self) -> str:
@@ -40,7 +46,12 @@ class BrowserSession:
         return self.chromium.cdp_url
 
     def close(self) -> None:
-        """Stop the browser and its proxy."""
+        """Run the executors' closers, then stop the browser and its proxy."""
+        for closer in self.on_close:
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - closing must go on: the browser must stop
+                log.warning("closing a browser session: %s failed", closer, exc_info=True)
         self.chromium.close()
         self.proxy.close()
 

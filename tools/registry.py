@@ -133,8 +133,10 @@ class ToolRegistry:
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             # Unknown argument names are refused even where the schema would ignore them:
             # a hallucinated argument means the planner misread the tool.
+            known = {alias for name, spec in schema.model_fields.items()
+                     for alias in (name, spec.alias) if alias}
             problems = [f"{name}: not an argument of this tool"
-                        for name in args if name not in schema.model_fields]
+                        for name in args if name not in known]
             try:
                 schema.model_validate(args)
             except ValidationError as exc:

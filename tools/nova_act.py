@@ -1,0 +1,213 @@
+"""The Nova Act executor: `browser_act` and `browser_extract` over the real `nova_act` SDK.
+
+Each step drives a browser session (Debian's Chromium behind the allowlist proxy, from the
+`BrowserPool`) over CDP. The SDK's own `state_guardrail` enforces the same allowlist, file
+access is closed (`SecurityOptions`), and every SDK error becomes a typed `ToolError`.
+
+Auth: `NOVA_ACT_API_KEY`, or AWS credentials plus `NOVA_ACT_WORKFLOW` (the name of a Nova
+Act workflow definition, for the IAM backend). Without either, both tools are listed to the
+planner as unavailable, with what to set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jsonschema
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.browser import BrowserPool, BrowserSession, Target, run_scope
+from tools.errors import BlockedError, ToolError, ToolUnavailableError
+from tools.sandbox import SandboxPolicy, current_policy
+
+# We always drive Debian's Chromium over CDP: the SDK must never download a browser.
+os.environ.setdefault("NOVA_ACT_SKIP_PLAYWRIGHT_INSTALL", "1")
+
+NOVA_ACT_MODEL = "nova-act-latest"
+MISSING_AUTH = ("Nova Act needs credentials: set NOVA_ACT_API_KEY (a Nova Act API key), or "
+                "AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) plus "
+                "NOVA_ACT_WORKFLOW (the name of a Nova Act workflow definition)")
+
+
+def nova_act_unavailable() -> str | None:
+    """Why the Nova Act tools cannot run here, or None when credentials are set."""
+    if os.environ.get("NOVA_ACT_API_KEY"):
+        return None
+    if os.environ.get("NOVA_ACT_WORKFLOW"):
+        import boto3
+
+        if boto3.Session().get_credentials() is not None:
+            return None
+    return MISSING_AUTH
+
+
+class ActArgs(BaseModel):
+    """Arguments of `browser_act`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instruction: str = Field(description="What to do on the page, in plain words.")
+    start_url: str = Field(description="Where to start (an allowed host).")
+    session: str | None = Target.model_fields["session"]
+
+
+class ExtractArgs(ActArgs):
+    """Arguments of `browser_extract`."""
+
+    json_schema: dict[str, Any] = Field(
+        alias="schema", description="JSON Schema the extracted data must match.")
+
+
+class NovaActExecutor:
+    """Nova Act in pooled browser sessions; one SDK instance (and one thread) per session."""
+
+    def __init__(self, pool: BrowserPool, model_id: str = NOVA_ACT_MODEL):
+        self.pool = pool
+        self.model_id = model_id
+
+    async def act(self, instruction: str, start_url: str,
+                  session: str | None = None) -> dict[str, Any]:
+        """Carry out `instruction` in the browser; returns what the agent reported."""
+        def run(nova: Any, policy: SandboxPolicy) -> dict[str, Any]:
+            result = nova.act(instruction, max_steps=policy.browser_max_steps,
+                              timeout=policy.browser_timeout_seconds)
+            return {"response": getattr(result, "response", None),
+                    "steps": result.metadata.num_steps_executed}
+
+        return await self._in_session(session, start_url, run)
+
+    async def extract(self, instruction: str, start_url: str, json_schema: dict[str, Any],
+                      session: str | None = None) -> dict[str, Any]:
+        """Read data from the page; the result must validate against `json_schema`."""
+        def run(nova: Any, policy: SandboxPolicy) -> dict[str, Any]:
+            result = nova.act_get(instruction, schema=json_schema,
+                                  max_steps=policy.browser_max_steps,
+                                  timeout=policy.browser_timeout_seconds)
+            try:
+                jsonschema.validate(result.parsed_response, json_schema)
+            except jsonschema.ValidationError as exc:
+                raise ToolError(f"the extracted data does not match the schema: {exc.message}",
+                                type_name="SchemaMismatch") from None
+            return {"data": result.parsed_response,
+                    "steps": result.metadata.num_steps_executed}
+
+        return await self._in_session(session, start_url, run)
+
+    async def _in_session(self, name: str | None, start_url: str,
+                          run: Callable[[Any, SandboxPolicy], dict[str, Any]]) -> dict[str, Any]:
+        if reason := nova_act_unavailable():
+            raise ToolUnavailableError(reason)
+        policy = current_policy()
+        policy.check(start_url)
+        session = (await self.pool.named(run_scope(), name, policy) if name
+                   else await self.pool.launch(policy))
+        try:
+            async with session.lock:
+                worker = _worker_of(session)
+                return await asyncio.get_running_loop().run_in_executor(
+                    worker, self._drive, session, policy, start_url, run)
+        finally:
+            if not name:
+                await self.pool.release(session)
+
+    def _drive(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
+               run: Callable[[Any, SandboxPolicy], dict[str, Any]]) -> dict[str, Any]:
+        """In the session's own thread: start (or reuse) the SDK, run, map errors."""
+        from nova_act.types.errors import NovaActError
+
+        try:
+            nova = session.extras.get("nova")
+            if nova is None:
+                nova = self._start(session, policy, start_url)
+            elif nova.page.url != start_url:
+                nova.go_to_url(start_url)
+            return run(nova, policy)
+        except NovaActError as exc:
+            raise as_tool_error(exc) from None
+
+    def _start(self, session: BrowserSession, policy: SandboxPolicy, start_url: str) -> Any:
+        from nova_act import NovaAct, SecurityOptions, Workflow
+        from nova_act.types.guardrail import GuardrailDecision
+
+        def guardrail(state: Any) -> Any:
+            allowed = policy.allows(state.browser_url) or state.browser_url == "about:blank"
+            return GuardrailDecision.PASS if allowed else GuardrailDecision.BLOCK
+
+        auth: dict[str, Any] = {}
+        if key := os.environ.get("NOVA_ACT_API_KEY"):
+            auth["nova_act_api_key"] = key
+        else:
+            workflow = Workflow(
+                model_id=self.model_id,
+                boto_session_kwargs={"region_name": os.environ.get("AWS_REGION", "us-east-1")},
+                workflow_definition_name=os.environ["NOVA_ACT_WORKFLOW"])
+            workflow.__enter__()
+            session.on_close.append(lambda: workflow.__exit__(None, None, None))
+            auth["workflow"] = workflow
+        nova = NovaAct(
+            starting_page=start_url, cdp_endpoint_url=session.cdp_url, tty=False,
+            # A plain-http page has no certificate to check (the SDK would probe port 443).
+            ignore_https_errors=start_url.startswith("http://"),
+            state_guardrail=guardrail,
+            security_options=SecurityOptions(allowed_file_open_paths=[],
+                                             allowed_file_upload_paths=[]),
+            **auth)
+        nova.start()
+        session.extras["nova"] = nova
+        session.on_close.insert(0, nova.stop)
+        return nova
+
+    def tools(self) -> list[StructuredTool]:
+        """`browser_act` and `browser_extract`, for a `ToolRegistry`."""
+        return [
+            StructuredTool.from_function(
+                coroutine=self.act, name="browser_act", args_schema=ActArgs,
+                description="Nova Act: carry out an instruction in a real browser, starting at "
+                            "start_url (clicks, typing, navigation). Use for pages without an "
+                            "API."),
+            StructuredTool.from_function(
+                coroutine=self._extract_tool, name="browser_extract", args_schema=ExtractArgs,
+                description="Nova Act: read data from a page as JSON matching `schema`."),
+        ]
+
+    async def _extract_tool(self, instruction: str, start_url: str,
+                            json_schema: dict[str, Any] | None = None,
+                            session: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        schema = json_schema if json_schema is not None else kwargs["schema"]
+        return await self.extract(instruction, start_url, schema, session)
+
+
+def _worker_of(session: BrowserSession) -> ThreadPoolExecutor:
+    """The session's single thread: a NovaAct instance must stay on the thread that made it."""
+    worker = session.extras.get("worker")
+    if worker is None:
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nova-act")
+        session.extras["worker"] = worker
+        session.on_close.append(lambda: worker.shutdown(wait=False, cancel_futures=True))
+    return worker
+
+
+RETRYABLE = ("ActTimeoutError", "ActRateLimitExceededError", "ActRequestThrottledError",
+             "ActServerError", "ActServiceUnavailableError", "ActInternalServerError",
+             "ActBadResponseError", "StartFailed")
+
+
+def as_tool_error(exc: Exception) -> ToolError:
+    """A Nova Act SDK error as a typed `ToolError` (the type name is the SDK's class)."""
+    from nova_act.types.act_errors import ActStateGuardrailError
+    from nova_act.types.errors import AuthError, IAMAuthError
+
+    message = str(getattr(exc, "message", "") or exc).strip().splitlines()
+    text = message[0] if message else type(exc).__name__
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, ActStateGuardrailError):
+        return BlockedError(f"Nova Act's guardrail blocked the page: {text}",
+                            type_name=type(exc).__name__)
+    if isinstance(exc, (AuthError, IAMAuthError)):
+        return ToolUnavailableError(f"{MISSING_AUTH} ({text})", type_name=type(exc).__name__)
+    return ToolError(text, retryable=bool(names & set(RETRYABLE)), type_name=type(exc).__name__)
