@@ -194,6 +194,19 @@ def schema() -> None:
 
 
 @app.command()
+def doctor() -> None:
+    """Check the browser, the demo site, checkpoints and credentials; say what is missing."""
+    from graph.doctor import run_checks
+
+    checks = run_checks()
+    for check in checks:
+        mark = "[green]✓[/]" if check.ok else ("[red]✗[/]" if check.required else "[yellow]![/]")
+        console.print(f"{mark} [bold]{check.name}[/]: ", end="")
+        console.print(check.detail, markup=False)
+    raise typer.Exit(0 if all(c.ok for c in checks if c.required) else 1)
+
+
+@app.command()
 def diagram() -> None:
     """Print the state machine as a Mermaid diagram (the README's, generated)."""
     from graph.builder import graph

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -106,6 +107,19 @@ class Context:
     browser_timeout_seconds: int = field(
         default=240, metadata={"description": "Time limit of one Nova Act browser step."}
     )
+    browser_cdp_url: str | None = field(
+        default=None,
+        metadata={"description": "Use this remote browser over CDP instead of a local Chromium."},
+    )
+    browser_cdp_headers: dict[str, str] = field(
+        default_factory=lambda: json.loads(os.environ.get("DUET_BROWSER_CDP_HEADERS") or "{}"),
+        metadata={
+            "description": (
+                "Headers for the remote browser's CDP connection (auth); default from "
+                "$DUET_BROWSER_CDP_HEADERS (JSON). Never saved with a run."
+            )
+        },
+    )
 
     def sandbox_policy(self) -> SandboxPolicy:
         """The sandbox executors run under for this run."""
@@ -113,4 +127,6 @@ class Context:
             allowed_hosts=tuple(self.allowed_hosts), max_response_bytes=self.max_response_bytes,
             browser_max_steps=self.browser_max_steps,
             browser_timeout_seconds=self.browser_timeout_seconds,
+            cdp_endpoint_url=self.browser_cdp_url,
+            cdp_headers=tuple(self.browser_cdp_headers.items()),
         )

@@ -183,8 +183,10 @@ def _save_settings(thread_id: str, task: str, context: Context, model: object) -
     path = _settings_path(thread_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     model_spec = model if isinstance(model, str) else None
-    path.write_text(json.dumps({"task": task, "context": dataclasses.asdict(context),
-                                "model": model_spec}, indent=1))
+    settings = dataclasses.asdict(context)
+    settings.pop("browser_cdp_headers")  # may hold credentials: resume reads them anew
+    path.write_text(json.dumps({"task": task, "context": settings, "model": model_spec},
+                               indent=1))
 
 
 def _load_settings(thread_id: str) -> dict[str, Any]:

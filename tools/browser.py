@@ -30,20 +30,21 @@ NAVIGATION_TIMEOUT_MS = 20_000
 
 @dataclass
 class BrowserSession:
-    """One browser: its process, its proxy, and a Playwright page when one is connected."""
+    """One browser: its CDP address, and (when local) its process and allowlist proxy."""
 
-    chromium: Chromium
-    proxy: AllowlistProxy
+    cdp_url: str
+    cdp_headers: dict[str, str] = field(default_factory=dict)
+    chromium: Chromium | None = None
+    proxy: AllowlistProxy | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     page: Any = None
     browser: Any = None
     extras: dict[str, Any] = field(default_factory=dict)  # what an executor keeps per session
     on_close: list[Callable[[], object]] = field(default_factory=list)
 
-    @property
-    def cdp_url(self) -> str:
-        """Where CDP clients (Playwright, Nova Act) connect."""
-        return self.chromium.cdp_url
+    def blocked(self) -> list[str]:
+        """URLs the proxy refused so far (a remote browser enforces its own policy)."""
+        return self.proxy.blocked if self.proxy else []
 
     def close(self) -> None:
         """Run the executors' closers, then stop the browser and its proxy."""
@@ -52,8 +53,10 @@ class BrowserSession:
                 closer()
             except Exception:  # noqa: BLE001 - closing must go on: the browser must stop
                 log.warning("closing a browser session: %s failed", closer, exc_info=True)
-        self.chromium.close()
-        self.proxy.close()
+        if self.chromium:
+            self.chromium.close()
+        if self.proxy:
+            self.proxy.close()
 
 
 class BrowserPool:
@@ -66,15 +69,22 @@ class BrowserPool:
         self._playwright: Any = None
 
     def _launch(self, policy: SandboxPolicy) -> BrowserSession:
+        if policy.cdp_endpoint_url:
+            return BrowserSession(policy.cdp_endpoint_url, dict(policy.cdp_headers))
         proxy = AllowlistProxy(policy).start()
         try:
-            return BrowserSession(Chromium(proxy.url).start(), proxy)
+            chromium = Chromium(proxy.url).start()
         except Exception:
             proxy.close()
             raise
+        return BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
 
     async def launch(self, policy: SandboxPolicy) -> BrowserSession:
-        """A new session under `policy` (waits for a free slot)."""
+        """A new session under `policy` (waits for a free slot).
+
+        Locally a new Chromium behind its own allowlist proxy; with `policy.cdp_endpoint_url`
+        a session of that remote browser (a managed, sandboxed browser service, say).
+        """
         await self._slots.acquire()
         try:
             return await asyncio.to_thread(self._launch, policy)
@@ -103,7 +113,8 @@ class BrowserPool:
                 from playwright.async_api import async_playwright
 
                 self._playwright = await async_playwright().start()
-            session.browser = await self._playwright.chromium.connect_over_cdp(session.cdp_url)
+            session.browser = await self._playwright.chromium.connect_over_cdp(
+                session.cdp_url, headers=session.cdp_headers or None)
             context = session.browser.contexts[0]
             session.page = context.pages[0] if context.pages else await context.new_page()
         return session.page
@@ -184,9 +195,9 @@ class PlaywrightExecutor:
         try:
             async with session.lock:
                 page = await self.pool.playwright_page(session)
-                blocked_before = len(session.proxy.blocked)
+                blocked_before = len(session.blocked())
                 result = await action(page)
-                blocked = session.proxy.blocked[blocked_before:]
+                blocked = session.blocked()[blocked_before:]
                 if not policy.allows(page.url) and page.url != "about:blank":
                     raise BlockedError(f"the page went to {page.url}, outside the allowlist")
                 if blocked:

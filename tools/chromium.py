@@ -24,7 +24,7 @@ QUIET_FLAGS = [
 def chromium_path() -> str:
     """The Chromium binary: `$DUET_CHROMIUM`, else `chromium` on PATH."""
     path = os.environ.get("DUET_CHROMIUM") or shutil.which("chromium")
-    if not path:
+    if not path or not os.access(path, os.X_OK):
         raise ToolUnavailableError(
             "Chromium is not installed: run `bash scripts/setup` (it installs Debian's "
             "`chromium` package) or set DUET_CHROMIUM to a Chromium binary")

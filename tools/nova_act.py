@@ -150,7 +150,8 @@ class NovaActExecutor:
             session.on_close.append(lambda: workflow.__exit__(None, None, None))
             auth["workflow"] = workflow
         nova = NovaAct(
-            starting_page=start_url, cdp_endpoint_url=session.cdp_url, tty=False,
+            starting_page=start_url, cdp_endpoint_url=session.cdp_url,
+            cdp_headers=session.cdp_headers or None, tty=False,
             # A plain-http page has no certificate to check (the SDK would probe port 443).
             ignore_https_errors=start_url.startswith("http://"),
             state_guardrail=guardrail,

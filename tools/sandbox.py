@@ -21,13 +21,16 @@ class SandboxPolicy:
     """Limits for one run: where executors may go, how much they may read, how long a
     browser agent may work.
 
-    `allowed_hosts` entries are `host` (any port) or `host:port`.
+    `allowed_hosts` entries are `host` (any port) or `host:port`. `cdp_endpoint_url` (with
+    `cdp_headers`) points the browser executors at a remote browser instead of a local one.
     """
 
     allowed_hosts: tuple[str, ...] = ()
     max_response_bytes: int = 256_000
     browser_max_steps: int = 30
     browser_timeout_seconds: int = 240
+    cdp_endpoint_url: str | None = None
+    cdp_headers: tuple[tuple[str, str], ...] = ()
 
     def allows(self, url: str) -> bool:
         """True when `url` is http(s) and its host (and port, if the entry names one) is allowed."""

@@ -103,3 +103,27 @@ async def test_independent_browser_steps_run_in_parallel_sessions(site):
     (a_start, a_ms), (b_start, b_ms) = [(r.started_at.timestamp(), r.duration_ms)
                                         for r in out["results"]]
     assert max(a_start, b_start) < min(a_start + a_ms / 1000, b_start + b_ms / 1000)
+
+
+async def test_a_remote_browser_over_cdp_is_one_setting_away(site):
+    import httpx
+
+    from tools.chromium import Chromium
+    from tools.proxy import AllowlistProxy
+
+    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
+    proxy = AllowlistProxy(policy).start()
+    remote = Chromium(proxy.url).start()  # stands in for a managed browser service
+    pool = BrowserPool()
+    try:
+        with use_policy(SandboxPolicy(allowed_hosts=policy.allowed_hosts,
+                                      cdp_endpoint_url=remote.cdp_url,
+                                      cdp_headers=(("Authorization", "Bearer x"),))):
+            opened = await PlaywrightExecutor(pool).goto(f"{site}/invoices", session="remote")
+        assert opened["title"] == "Invoices"
+        pages = httpx.get(f"{remote.cdp_url}/json/list").json()
+        assert any(p["url"] == f"{site}/invoices" for p in pages), "the remote browser was used"
+    finally:
+        await pool.aclose()
+        remote.close()
+        proxy.close()

@@ -125,3 +125,17 @@ def test_killed_run_resumes_without_redoing_completed_steps(tmp_path, site, isol
                if e.get("event") == "step_started"]
     assert sorted(s for s in started if s.startswith("note")) == ["note0", "note1", "note2"]
     assert started.count("wait") == 2  # the step in flight at the kill ran again
+
+
+def test_doctor_reports_what_is_there_and_what_is_missing():
+    out = duet("doctor")
+    assert out.returncode == 0, out.stdout
+    assert "✓ browser" in out.stdout and "✓ demo site" in out.stdout
+    assert "! Nova Act: Nova Act needs credentials" in out.stdout
+    assert "! Nova 2 Lite (Bedrock)" in out.stdout
+
+
+def test_doctor_fails_without_a_browser(monkeypatch, tmp_path):
+    monkeypatch.setenv("DUET_CHROMIUM", str(tmp_path / "no-chromium"))
+    out = duet("doctor")
+    assert out.returncode == 1 and "✗ browser" in out.stdout

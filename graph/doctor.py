@@ -1,0 +1,79 @@
+"""`duet doctor`: what this machine has and lacks for each mode, and how to fix it."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from graph.checkpoints import default_checkpointer_url
+from graph.context import DEFAULT_MODEL, Context
+from graph.reasoning import ConfigurationError, require_aws_credentials
+from tools.chromium import Chromium, chromium_path
+from tools.errors import ToolUnavailableError
+from tools.nova_act import nova_act_unavailable
+from tools.proxy import AllowlistProxy
+from tools.sandbox import SandboxPolicy
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: what was checked, whether it is usable, and what to do if not."""
+
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def check_browser() -> Check:
+    """Chromium is installed and starts headless with a CDP port."""
+    try:
+        path = chromium_path()
+        proxy = AllowlistProxy(SandboxPolicy()).start()
+        try:
+            browser = Chromium(proxy.url).start()
+            browser.close()
+        finally:
+            proxy.close()
+    except ToolUnavailableError as exc:
+        return Check("browser", False, str(exc))
+    return Check("browser", True, f"{path} starts headless with a CDP port")
+
+
+def check_demo_site() -> Check:
+    """The bundled CRM starts on loopback and answers."""
+    from demo_site import serve
+
+    with tempfile.TemporaryDirectory() as folder, serve(Path(folder) / "crm.sqlite") as url:
+        healthy = httpx.get(f"{url}/health", timeout=10).json() == {"status": "ok"}
+    return Check("demo site", healthy, "starts on 127.0.0.1 and answers /health")
+
+
+def check_bedrock(context: Context) -> Check:
+    """AWS credentials for Nova 2 Lite on Bedrock (optional: the offline planner needs none)."""
+    try:
+        require_aws_credentials(DEFAULT_MODEL)
+    except ConfigurationError as exc:
+        return Check("Nova 2 Lite (Bedrock)", False, str(exc), required=False)
+    return Check("Nova 2 Lite (Bedrock)", True,
+                 f"credentials found; region {context.region}", required=False)
+
+
+def check_nova_act() -> Check:
+    """Credentials for the Nova Act executor (optional: the offline executor needs none)."""
+    reason = nova_act_unavailable()
+    return Check("Nova Act", reason is None, reason or "credentials found", required=False)
+
+
+def check_checkpoints() -> Check:
+    """Where runs are saved."""
+    return Check("checkpoints", True, default_checkpointer_url())
+
+
+def run_checks() -> list[Check]:
+    """Every check, required ones first."""
+    return [check_browser(), check_demo_site(), check_checkpoints(), check_bedrock(Context()),
+            check_nova_act()]
