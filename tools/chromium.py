@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +44,12 @@ class Chromium:
 
     def start(self, timeout: float = 30.0) -> Chromium:
         """Launch and wait for the DevTools port; raises `ToolUnavailableError` if it fails."""
+        # Downloads land in this session's own folder, never in the user's home.
+        self.downloads_dir.mkdir(parents=True, exist_ok=True)
+        preferences = self.profile / "Default" / "Preferences"
+        preferences.parent.mkdir(parents=True, exist_ok=True)
+        preferences.write_text(json.dumps({"download": {
+            "default_directory": str(self.downloads_dir), "prompt_for_download": False}}))
         flags = [*QUIET_FLAGS, f"--user-data-dir={self.profile}",
                  "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
                  f"--proxy-server={self.proxy_url}",

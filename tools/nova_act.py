@@ -196,6 +196,8 @@ def _worker_of(session: BrowserSession) -> ThreadPoolExecutor:
 RETRYABLE = ("ActTimeoutError", "ActRateLimitExceededError", "ActRequestThrottledError",
              "ActServerError", "ActServiceUnavailableError", "ActInternalServerError",
              "ActBadResponseError", "StartFailed")
+# A spent daily quota is a rate limit that no retry within a run can outwait.
+NOT_RETRYABLE = ("ActDailyQuotaExceededError",)
 
 
 def as_tool_error(exc: Exception) -> ToolError:
@@ -211,4 +213,5 @@ def as_tool_error(exc: Exception) -> ToolError:
                             type_name=type(exc).__name__)
     if isinstance(exc, (AuthError, IAMAuthError)):
         return ToolUnavailableError(f"{MISSING_AUTH} ({text})", type_name=type(exc).__name__)
-    return ToolError(text, retryable=bool(names & set(RETRYABLE)), type_name=type(exc).__name__)
+    retryable = bool(names & set(RETRYABLE)) and type(exc).__name__ not in NOT_RETRYABLE
+    return ToolError(text, retryable=retryable, type_name=type(exc).__name__)
