@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from graph.context import Context
 from graph.contracts import Decision, Plan, StepResult, Usage
-from graph.rendering import estimate_tokens, render_results
+from graph.rendering import estimate_tokens, render_plan, render_results
 from prompts import load_prompt
 
 T = TypeVar("T")
@@ -122,7 +122,7 @@ class ModelReasoner:
             prompt = load_prompt(
                 "plan", tools=tools, task=task, summary=summary,
                 results=render_results(results), feedback=feedback,
-                previous_plan=previous_plan.model_dump_json(indent=1) if previous_plan else "",
+                previous_plan=render_plan(previous_plan) if previous_plan else "",
             )
             try:
                 reply = await self._structured(Plan, prompt)
@@ -138,7 +138,7 @@ class ModelReasoner:
     ) -> Reply[Decision]:
         """Ask for a `Decision` (one retry on invalid output)."""
         prompt = load_prompt(
-            "observe", task=task, plan=plan.model_dump_json(indent=1), summary=summary,
+            "observe", task=task, plan=render_plan(plan), summary=summary,
             results=render_results(results), trigger=trigger,
         )
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from graph.contracts import StepResult
+from graph.contracts import Plan, StepResult
 
 FENCE_TAG = "untrusted_tool_output"
 RESULT_OUTPUT_CHARS = 1_500
@@ -37,6 +37,13 @@ def render_result(result: StepResult, max_chars: int = RESULT_OUTPUT_CHARS) -> s
     if len(body) > max_chars:
         body = body[:max_chars] + f"... [{len(body) - max_chars} more characters cut]"
     return f"{header}\n{fence(body)}"
+
+
+def render_plan(plan: Plan) -> str:
+    """A plan as a prompt sees it: the goal, then one compact JSON line per step."""
+    lines = [f"goal: {plan.goal}"]
+    lines += [step.model_dump_json(exclude_defaults=True) for step in plan.steps]
+    return "\n".join(lines)
 
 
 def render_results(results: Iterable[StepResult]) -> str:

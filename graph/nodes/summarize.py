@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.nodes.base import NodeDeps, never_raises, runtime_context
 from graph.reasoning import ReasoningError
-from graph.rendering import estimate_tokens, render_results
+from graph.rendering import estimate_tokens, render_plan, render_results
 from graph.state import State
 
 SUMMARY_MAX_CHARS = 4_000
@@ -19,14 +19,19 @@ def prompt_estimate(state: State) -> int:
     """Estimated tokens the next reasoning call spends on run history (summary, plan, results)."""
     recent = state.get("results", [])[state.get("summarized_count", 0):]
     plan = state.get("plan")
-    plan_text = plan.model_dump_json() if plan else ""
+    plan_text = render_plan(plan) if plan else ""
     return estimate_tokens(state.get("summary", "") + plan_text + render_results(recent))
 
 
 def needs_summary(state: State, context: Context) -> bool:
-    """True when the history passes the threshold and there are old results to fold."""
+    """True when the history passes the threshold and enough old results wait to be folded.
+
+    Folding waits for twice `keep_recent_results` unsummarized results, so a run whose
+    fixed part (a long plan, say) alone passes the threshold folds every
+    `keep_recent_results` steps, not at every step.
+    """
     unsummarized = len(state.get("results", [])) - state.get("summarized_count", 0)
-    return (unsummarized > context.keep_recent_results
+    return (unsummarized >= 2 * context.keep_recent_results
             and prompt_estimate(state) > context.summarize_threshold_tokens)
 
 

@@ -1,0 +1,153 @@
+"""Turn the figures into a Markdown table, a JSON file and PNG charts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+GOALS = {
+    "parallel": "wall time within 1.10x of the critical path plus the reasoning calls",
+    "context": "largest prompt of the run within 1.2x of the largest by step 20 (summarizing)",
+    "overhead": "under 2x a bare LangGraph loop, and a few milliseconds a step",
+}
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
+            "system": platform.platform()}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as Markdown tables, with each goal met or missed."""
+    m = results["machine"]
+    out = [f"Measured on {m['cores']} cores of {m['cpu']}, Python {m['python']} "
+           f"(size `{results['size']}`, latency scale {results['settings']['scale']}).", ""]
+    out += ["**1. Parallel speedup** (k independent steps; times in seconds)", "",
+            "| k | wall | critical path + reasoning | ratio | sequential | ReAct "
+            "| speedup vs sequential | speedup vs ReAct |", "|---|---|---|---|---|---|---|---|"]
+    for r in results["parallel_speedup"]:
+        out.append(f"| {r['k']} | {r['wall_s']:.2f} | {r['critical_path_s']:.2f} | "
+                   f"{r['wall_over_critical_path']:.2f} | {r['sequential_s']:.2f} | "
+                   f"{r['react_s']:.2f} | {r['speedup_vs_sequential']:.2f}x | "
+                   f"{r['speedup_vs_react']:.2f}x |")
+    out += ["", "**2. Reasoning calls, tokens and cost per task** (Nova 2 Lite list prices)", "",
+            "| steps | calls (ours / ReAct) | input tokens (ours / ReAct) | output tokens "
+            "(ours / ReAct) | cost USD (ours / ReAct) | ReAct tokens / ours |",
+            "|---|---|---|---|---|---|"]
+    for r in results["reasoning_cost"]:
+        out.append(f"| {r['steps']} | {r['ours_calls']} / {r['react_calls']} | "
+                   f"{r['ours_input_tokens']} / {r['react_input_tokens']} | "
+                   f"{r['ours_output_tokens']} / {r['react_output_tokens']} | "
+                   f"{r['ours_cost_usd']:.5f} / {r['react_cost_usd']:.5f} | "
+                   f"{r['token_ratio']:.2f}x |")
+    c = results["context_growth"]
+    out += ["", f"**3. Context growth** over a {c['steps']}-step run: largest prompt of the "
+            f"run / largest by step {c['early_steps']} = {c['on_late_over_early']:.2f} with "
+            f"summarization, {c['off_late_over_early']:.2f} without.", ""]
+    o = results["orchestration_overhead"]
+    out += [f"**4. Orchestration overhead** ({o['steps']} steps, SQLite, sync durability): "
+            f"{o['ours_ms_per_step']:.1f} ms a step against {o['bare_ms_per_step']:.1f} ms for "
+            f"a bare LangGraph loop ({o['ratio']:.2f}x).", "",
+            "**5. Start-up** (median of separate processes)", "",
+            "| what | seconds | vs `import langgraph.graph` |", "|---|---|---|"]
+    out += [f"| {r['what']} | {r['seconds']:.2f} | {r['vs_langgraph_import']:.2f}x |"
+            for r in results["startup"]]
+    out += ["", "**6. Memory** (peak RSS of a process each)", "",
+            "| what | MB | vs baseline |", "|---|---|---|"]
+    out += [f"| {r['what']} | {r['peak_mb']:.0f} | {r['vs_baseline']:.2f}x |"
+            for r in results["memory"]]
+    out += ["", "Goals:"] + [f"- {line}" for line in verdicts(results)]
+    return "\n".join(out)
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    """Each goal, met or missed, with the figure that decides it."""
+    worst = max(r["wall_over_critical_path"] for r in results["parallel_speedup"])
+    context = results["context_growth"]["on_late_over_early"]
+    overhead = results["orchestration_overhead"]
+    return [
+        f"{'met' if worst <= 1.10 else 'MISSED'}: {GOALS['parallel']} (worst {worst:.2f})",
+        f"{'met' if context <= 1.2 else 'MISSED'}: {GOALS['context']} ({context:.2f})",
+        f"{'met' if overhead['ratio'] < 2 and overhead['ours_ms_per_step'] < 10 else 'MISSED'}: "
+        f"{GOALS['overhead']} ({overhead['ratio']:.2f}x, {overhead['ours_ms_per_step']:.1f} ms)",
+    ]
+
+
+def charts(results: dict[str, Any], folder: Path) -> list[Path]:
+    """PNG charts of figures 1 to 4."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    rows = results["parallel_speedup"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ks = [r["k"] for r in rows]
+    for key, label in (("wall_s", "nova-duet (parallel)"), ("sequential_s", "same graph, "
+                       "sequential"), ("react_s", "ReAct"), ("critical_path_s",
+                       "critical path + reasoning")):
+        ax.plot(ks, [r[key] for r in rows], marker="o", label=label)
+    ax.set(xlabel="independent steps (k)", ylabel="seconds", title="1. Parallel speedup")
+    ax.legend()
+    paths.append(_save(fig, folder / "parallel_speedup.png"))
+
+    rows = results["reasoning_cost"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.35
+    xs = range(len(rows))
+    ax.bar([x - width / 2 for x in xs], [r["ours_input_tokens"] + r["ours_output_tokens"]
+                                         for r in rows], width, label="nova-duet")
+    ax.bar([x + width / 2 for x in xs], [r["react_input_tokens"] + r["react_output_tokens"]
+                                         for r in rows], width, label="ReAct")
+    ax.set_xticks(list(xs), [f"{r['steps']} steps" for r in rows])
+    ax.set(ylabel="tokens per task", title="2. Reasoning tokens per task")
+    ax.legend()
+    paths.append(_save(fig, folder / "reasoning_tokens.png"))
+
+    series = results["context_growth"]["series"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in series.items():
+        ax.plot(range(1, len(values) + 1), values, ".", markersize=3,
+                label=label.replace("_", " "))
+    ax.set(xlabel="reasoning call", ylabel="prompt tokens", title="3. Context growth")
+    ax.legend()
+    paths.append(_save(fig, folder / "context_growth.png"))
+
+    o = results["orchestration_overhead"]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.bar(["bare LangGraph loop", "nova-duet"], [o["bare_ms_per_step"],
+                                                   o["ours_ms_per_step"]])
+    ax.set(ylabel="ms per step", title="4. Orchestration overhead")
+    paths.append(_save(fig, folder / "overhead.png"))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def write(results: dict[str, Any], folder: Path) -> Path:
+    """Write `<size>.json` and `<size>.md` to `folder`; return the JSON path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{results['size']}.json"
+    path.write_text(json.dumps(results, indent=1))
+    (folder / f"{results['size']}.md").write_text(markdown(results) + "\n")
+    return path

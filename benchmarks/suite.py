@@ -1,0 +1,239 @@
+"""The six figures. Each returns plain data; `report` turns it into a table and charts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langchain.agents import create_agent
+from langgraph.graph import END, START, StateGraph
+
+from benchmarks import sim
+from graph import Context, Plan, build_graph
+from graph.checkpoints import open_checkpointer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _run_graph(plan: Plan, scale: float, *, checkpointer: Any = None,
+                     output_chars: int = 200, thread: str = "bench",
+                     **context: Any) -> tuple[float, sim.SimulatedChatModel, dict]:
+    model = sim.SimulatedChatModel(responses=[sim.graph_responder(plan)] * 10_000, scale=scale)
+    graph = build_graph(model=model, tools=sim.registry(scale, output_chars),
+                        checkpointer=checkpointer)
+    context = {"max_steps": 10_000, "max_tool_calls": 20_000, "token_budget": 10**9,
+               "deadline_seconds": 10_000, **context}
+    start = time.perf_counter()
+    out = await graph.ainvoke({"task": plan.goal}, {"configurable": {"thread_id": thread}},
+                              context=Context(**context),
+                              durability="sync" if checkpointer else None)
+    assert out["status"] == "completed", out.get("reason")
+    return time.perf_counter() - start, model, out
+
+
+async def _run_react(k: int, scale: float) -> tuple[float, sim.SimulatedChatModel]:
+    model = sim.SimulatedChatModel(responses=[sim.react_responder(k)] * (k + 1), scale=scale)
+    agent = create_agent(model, tools=[sim.work_tool(scale)])
+    start = time.perf_counter()
+    out = await agent.ainvoke({"messages": [("user", f"process {k} items")]},
+                              {"recursion_limit": 4 * k + 10})
+    assert "Processed all" in str(out["messages"][-1].content)
+    return time.perf_counter() - start, model
+
+
+def _model_seconds(model: sim.SimulatedChatModel) -> float:
+    return sum(call["seconds"] for call in model.calls)
+
+
+def _tokens(model: sim.SimulatedChatModel) -> dict[str, float]:
+    inputs = sum(c["input_tokens"] for c in model.calls)
+    outputs = sum(c["output_tokens"] for c in model.calls)
+    cost = inputs / 1e6 * sim.PRICE_INPUT_PER_M + outputs / 1e6 * sim.PRICE_OUTPUT_PER_M
+    return {"calls": len(model.calls), "input_tokens": inputs, "output_tokens": outputs,
+            "cost_usd": cost}
+
+
+async def parallel_speedup(ks: list[int], scale: float) -> list[dict[str, float]]:
+    """Figure 1: k independent steps; wall time against the critical path and baselines."""
+    rows = []
+    for k in ks:
+        wall, model, _ = await _run_graph(sim.independent_plan(k), scale)
+        floor = sim.TOOL_S * scale + _model_seconds(model)  # one tool on the critical path
+        sequential, seq_model, _ = await _run_graph(sim.chained_plan(k), scale)
+        react, react_model = await _run_react(k, scale)
+        rows.append({"k": k, "wall_s": wall, "critical_path_s": floor,
+                     "wall_over_critical_path": wall / floor,
+                     "sequential_s": sequential, "react_s": react,
+                     "speedup_vs_sequential": sequential / wall, "speedup_vs_react": react / wall,
+                     "reasoning_calls": len(model.calls), "react_calls": len(react_model.calls)})
+    return rows
+
+
+async def reasoning_cost(sizes: list[int]) -> list[dict[str, float]]:
+    """Figure 2: reasoning calls, tokens and dollars per task, ours against ReAct."""
+    rows = []
+    for n in sizes:
+        _, model, _ = await _run_graph(sim.independent_plan(n), 0.0)
+        _, react_model = await _run_react(n, 0.0)
+        ours, react = _tokens(model), _tokens(react_model)
+        rows.append({"steps": n, **{f"ours_{key}": v for key, v in ours.items()},
+                     **{f"react_{key}": v for key, v in react.items()},
+                     "token_ratio": (react["input_tokens"] + react["output_tokens"])
+                     / (ours["input_tokens"] + ours["output_tokens"]),
+                     "cost_ratio": react["cost_usd"] / ours["cost_usd"]})
+    return rows
+
+
+async def context_growth(steps: int, early_steps: int = 20) -> dict[str, Any]:
+    """Figure 3: prompt tokens of each reasoning call over a long run, summarizing or not.
+
+    Every step needs judgment, so the model is asked after each one; a step's number is
+    the count of `observe` calls so far.
+    """
+    series, ratios = {}, {}
+    for label, threshold in (("summarization_on", 6_000), ("summarization_off", 10**9)):
+        _, model, _ = await _run_graph(sim.chained_plan(steps, judged=True), 0.0,
+                                       output_chars=600, summarize_threshold_tokens=threshold)
+        series[label] = [call["input_tokens"] for call in model.calls]
+        step, early = 0, 0
+        for call in model.calls:
+            step += call["kind"] == "observe"
+            if step <= early_steps:
+                early = max(early, call["input_tokens"])
+        ratios[label] = max(series[label]) / early
+    return {"steps": steps, "early_steps": early_steps, "series": series,
+            "on_late_over_early": ratios["summarization_on"],
+            "off_late_over_early": ratios["summarization_off"]}
+
+
+class _BareState(TypedDict):
+    done: int
+
+
+async def orchestration_overhead(steps: int) -> dict[str, float]:
+    """Figure 4: time per step outside model and tools, against a bare LangGraph loop.
+
+    Both use the same SQLite checkpointer with sync durability; tools and model take no time.
+    """
+    tool = sim.work_tool(0.0)
+
+    async def step(state: _BareState) -> dict[str, int]:
+        await tool.ainvoke({"item": state["done"]})
+        return {"done": state["done"] + 1}
+
+    bare = StateGraph(_BareState)
+    bare.add_node("step", step)
+    bare.add_edge(START, "step")
+    bare.add_conditional_edges("step", lambda s: "step" if s["done"] < steps else END)
+    with tempfile.TemporaryDirectory() as folder:
+        async with open_checkpointer(str(Path(folder) / "bare.sqlite")) as saver:
+            loop = bare.compile(checkpointer=saver)
+            start = time.perf_counter()
+            await loop.ainvoke({"done": 0}, {"configurable": {"thread_id": "bare"},
+                                             "recursion_limit": steps * 2 + 10},
+                               durability="sync")
+            bare_s = time.perf_counter() - start
+        async with open_checkpointer(str(Path(folder) / "ours.sqlite")) as saver:
+            ours_s, _, _ = await _run_graph(sim.chained_plan(steps), 0.0, checkpointer=saver)
+    return {"steps": steps, "ours_ms_per_step": ours_s / steps * 1000,
+            "bare_ms_per_step": bare_s / steps * 1000, "ratio": ours_s / bare_s}
+
+
+def _time_command(code: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(code, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def startup(repeats: int) -> list[dict[str, float]]:
+    """Figure 5: start-up of a process each, against plain Python and bare LangGraph."""
+    python = sys.executable
+    commands = {
+        "python (baseline)": [python, "-c", "pass"],
+        "import langgraph.graph (baseline)": [python, "-c", "import langgraph.graph"],
+        "import graph": [python, "-c", "import graph"],
+        "build the graph": [python, "-c", "from graph import build_graph; build_graph()"],
+        "duet --help": [python, "-m", "graph.cli", "--help"],
+    }
+    timings = {name: _time_command(code, repeats) for name, code in commands.items()}
+    base = timings["import langgraph.graph (baseline)"]
+    return [{"what": name, "seconds": s, "vs_langgraph_import": s / base}
+            for name, s in timings.items()]
+
+
+PROBE = """
+import asyncio, json, sys
+from benchmarks import suite, sim
+from langgraph.checkpoint.memory import InMemorySaver
+mode, n = sys.argv[1], int(sys.argv[2])
+async def main():
+    if mode == "run":
+        await suite._run_graph(sim.chained_plan(n), 0.0)
+    elif mode == "threads":
+        saver = InMemorySaver()
+        await asyncio.gather(*(suite._run_graph(sim.independent_plan(5), 0.0, checkpointer=saver,
+                                                thread=f"t{i}") for i in range(n)))
+    else:
+        from graph import build_graph
+        build_graph()
+asyncio.run(main())
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+print(json.dumps(int(status) / 1024))
+"""
+
+
+def _peak_mb(mode: str, n: int) -> float:
+    out = subprocess.run([sys.executable, "-c", PROBE, mode, str(n)], check=True,
+                         capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def memory(steps: int, threads: int) -> list[dict[str, float]]:
+    """Figure 6: peak RSS of a long run and of concurrent threads, against the bare import."""
+    base = _peak_mb("idle", 0)
+    rows = [{"what": "import and build (baseline)", "peak_mb": base, "vs_baseline": 1.0}]
+    for what, mode, n in ((f"{steps}-step run", "run", steps),
+                          (f"{threads} concurrent threads", "threads", threads)):
+        peak = _peak_mb(mode, n)
+        rows.append({"what": what, "peak_mb": peak, "vs_baseline": peak / base})
+    return rows
+
+
+SIZES = {
+    "full": {"ks": [1, 2, 4, 8, 16], "scale": 1.0, "cost_sizes": [5, 10, 20],
+             "context_steps": 200, "overhead_steps": 200, "repeats": 5, "threads": 50},
+    "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "context_steps": 40,
+              "overhead_steps": 20, "repeats": 1, "threads": 5},
+}
+
+
+def run_all(size: str) -> dict[str, Any]:
+    """Every figure at `size` ('full' or 'smoke')."""
+    p = SIZES[size]
+    return {
+        "size": size,
+        "parallel_speedup": asyncio.run(parallel_speedup(p["ks"], p["scale"])),
+        "reasoning_cost": asyncio.run(reasoning_cost(p["cost_sizes"])),
+        "context_growth": asyncio.run(context_growth(p["context_steps"])),
+        "orchestration_overhead": asyncio.run(orchestration_overhead(p["overhead_steps"])),
+        "startup": startup(p["repeats"]),
+        "memory": memory(p["context_steps"], p["threads"]),
+        "settings": {"model_base_s": sim.MODEL_BASE_S,
+                     "model_per_output_token_s": sim.MODEL_PER_OUTPUT_TOKEN_S,
+                     "tool_s": sim.TOOL_S, "scale": p["scale"],
+                     "price_input_per_m": sim.PRICE_INPUT_PER_M,
+                     "price_output_per_m": sim.PRICE_OUTPUT_PER_M},
+    }

@@ -1,0 +1,29 @@
+"""The benchmark command at its smoke size: every figure is produced (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_smoke_produces_every_figure(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    assert {"parallel_speedup", "reasoning_cost", "context_growth", "orchestration_overhead",
+            "startup", "memory", "machine", "settings"} <= results.keys()
+    speed = results["parallel_speedup"]
+    assert [r["k"] for r in speed] == [1, 4]
+    # Ratios against baselines measured in the same run, not absolute times.
+    assert all(r["speedup_vs_react"] > 0 and r["wall_over_critical_path"] > 0 for r in speed)
+    # Structural facts, not timings: the planner is asked once whatever k is, ReAct k+1 times.
+    assert [r["reasoning_calls"] for r in speed] == [3, 3]
+    assert [r["react_calls"] for r in speed] == [2, 5]
+    growth = results["context_growth"]["series"]
+    assert len(growth["summarization_on"]) > 40
+    assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
