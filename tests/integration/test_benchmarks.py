@@ -27,3 +27,10 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     growth = results["context_growth"]["series"]
     assert len(growth["summarization_on"]) > 40
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
+
+
+def test_readme_shows_the_committed_full_run():
+    table = (ROOT / "benchmarks/results/full.md").read_text().strip()
+    assert table in (ROOT / "README.md").read_text()
+    for chart in ("parallel_speedup", "reasoning_tokens", "context_growth", "overhead"):
+        assert (ROOT / f"benchmarks/results/{chart}.png").stat().st_size > 1000
