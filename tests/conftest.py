@@ -116,3 +116,15 @@ def nova_act_service(monkeypatch: pytest.MonkeyPatch, aws_test_credentials: None
     monkeypatch.setenv("NOVA_ACT_REPLAYABLE", "1")
     yield service
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A private PostgreSQL server for the session; skipped, saying why, if not installed."""
+    from tests.fixtures.postgres import postgres_bin, running_postgres
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed here (bash scripts/setup installs Debian's "
+                    "postgresql package)")
+    with running_postgres() as url:
+        yield url

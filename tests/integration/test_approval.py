@@ -30,12 +30,16 @@ async def look(what: str) -> str:
     return what
 
 
-def graph_with(*responses):
+def approval_tools() -> ToolRegistry:
     sent.clear()
     registry = ToolRegistry([look])
     registry.register(send_email, side_effects=True)
+    return registry
+
+
+def graph_with(*responses):
     model = ScriptedChatModel(responses=list(responses))
-    return build_graph(model=model, tools=registry, checkpointer=InMemorySaver())
+    return build_graph(model=model, tools=approval_tools(), checkpointer=InMemorySaver())
 
 
 PLAN = Plan(goal="g", steps=[

@@ -37,11 +37,13 @@ async def nova(site, nova_act_service):
     await pool.aclose()
 
 
-def add_note_script(text: str):
+def add_note_script(text: str, customer_url: str):
     def script(step: int, observation: dict):
         if step == 0:
-            return observe_then(call("agentType", text, box_of(observation, "<input")))
+            return observe_then(call("goToUrl", customer_url))
         if step == 1:
+            return observe_then(call("agentType", text, box_of(observation, "<input")))
+        if step == 2:
             return observe_then(call("agentClick", box_of(observation, "Add note")))
         count = observation["simplifiedDOM"].count(text)
         return [call("return", json.dumps({"notes": count}))]
@@ -50,16 +52,17 @@ def add_note_script(text: str):
 
 async def test_act_types_clicks_and_returns_schema_valid_data(nova, site, nova_act_service,
                                                               tmp_path):
-    nova_act_service.scripts.append(add_note_script("typed by nova act"))
-    out = await nova.extract("Add the note 'typed by nova act' and count it",
-                             f"{site}/customers/2", NOTES_SCHEMA)
-    assert out["data"] == {"notes": 1} and out["steps"] == 3
+    nova_act_service.scripts.append(add_note_script("typed by nova act", f"{site}/customers/2"))
+    out = await nova.extract("Open Globex, add the note 'typed by nova act' and count it",
+                             f"{site}/customers", NOTES_SCHEMA)
+    assert out["data"] == {"notes": 1} and out["steps"] == 4
     rows = sqlite3.connect(tmp_path / "crm.sqlite").execute("SELECT customer_id, text FROM notes")
     assert rows.fetchall() == [(2, "typed by nova act")]
     operations = [op for op, _ in nova_act_service.requests]
     assert operations[:3] == ["CreateWorkflowRun", "CreateSession", "CreateAct"]
-    assert operations.count("InvokeActStep") == 3 and "UpdateAct" in operations
-    assert nova_act_service.observations[0]["activeURL"] == f"{site}/customers/2"
+    assert operations.count("InvokeActStep") == 4 and "UpdateAct" in operations
+    urls = [o["activeURL"] for o in nova_act_service.observations]
+    assert urls == [f"{site}/customers"] + [f"{site}/customers/2"] * 3
 
 
 async def test_result_that_does_not_match_the_schema_is_an_error(nova, site, nova_act_service):
