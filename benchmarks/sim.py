@@ -24,7 +24,7 @@ from langchain_core.tools import StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
-from graph.contracts import Decision, Plan, Step
+from graph.contracts import NOVA_2_LITE_PRICES, Decision, Plan, Step
 from graph.rendering import estimate_tokens
 from graph.testing import ScriptedChatModel
 from tools import ToolRegistry
@@ -32,8 +32,7 @@ from tools import ToolRegistry
 MODEL_BASE_S = 0.5
 MODEL_PER_OUTPUT_TOKEN_S = 0.004
 TOOL_S = 1.0
-PRICE_INPUT_PER_M = 0.30  # USD per million input tokens, Nova 2 Lite list price (assumed)
-PRICE_OUTPUT_PER_M = 2.50  # USD per million output tokens
+PRICE_INPUT_PER_M, PRICE_OUTPUT_PER_M = NOVA_2_LITE_PRICES
 
 
 class SimulatedChatModel(ScriptedChatModel):

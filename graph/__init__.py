@@ -15,9 +15,11 @@ from graph.contracts import (
     StepResult,
     Usage,
 )
+from graph.embedding import as_tool
 from graph.reasoning import ConfigurationError, ModelReasoner, PlanFileReasoner
 
 __all__ = [
     "ConfigurationError", "Context", "Decision", "FinalState", "ModelReasoner", "Plan",
-    "PlanFileReasoner", "RunStatus", "Step", "StepError", "StepResult", "Usage", "build_graph",
+    "PlanFileReasoner", "RunStatus", "Step", "StepError", "StepResult", "Usage", "as_tool",
+    "build_graph",
 ]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 JsonValue = Any
 
@@ -158,12 +158,23 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# Nova 2 Lite list prices in USD per million tokens (input, output), for estimates only.
+NOVA_2_LITE_PRICES = (0.30, 2.50)
+
+
 class Usage(BaseModel):
     """Reasoning-model usage of one run."""
 
     reasoning_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def estimated_cost_usd(self) -> float:
+        """The cost at Nova 2 Lite list prices (an estimate: check current prices)."""
+        price_in, price_out = NOVA_2_LITE_PRICES
+        return round((self.input_tokens * price_in + self.output_tokens * price_out) / 1e6, 6)
 
     @property
     def total_tokens(self) -> int:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.chromium import Chromium
 from tools.errors import BlockedError, ToolError
 from tools.proxy import AllowlistProxy
-from tools.sandbox import SandboxPolicy, current_policy
+from tools.sandbox import SandboxPolicy, current_policy, run_scope
 
 log = logging.getLogger("duet.browser")
 
@@ -134,16 +134,6 @@ async def _quietly(awaitable: Any) -> None:
         await awaitable
     except Exception:  # noqa: BLE001 - closing a browser that already died is fine
         pass
-
-
-def run_scope() -> str:
-    """The id of the run a tool executes in (the LangGraph thread), for named sessions."""
-    try:
-        from langgraph.config import get_config
-
-        return str(get_config()["configurable"].get("thread_id", "default"))
-    except RuntimeError:
-        return "default"
 
 
 class Target(BaseModel):

@@ -21,9 +21,9 @@ import jsonschema
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.browser import BrowserPool, BrowserSession, Target, run_scope
+from tools.browser import BrowserPool, BrowserSession, Target
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
-from tools.sandbox import SandboxPolicy, current_policy
+from tools.sandbox import SandboxPolicy, current_policy, run_scope
 
 # We always drive Debian's Chromium over CDP: the SDK must never download a browser.
 os.environ.setdefault("NOVA_ACT_SKIP_PLAYWRIGHT_INSTALL", "1")

@@ -65,6 +65,16 @@ def current_policy() -> SandboxPolicy:
     return _policy.get() or DENY_ALL
 
 
+def run_scope() -> str:
+    """The id of the run this code executes in (its LangGraph thread), or 'default'."""
+    try:
+        from langgraph.config import get_config
+
+        return str(get_config()["configurable"].get("thread_id", "default"))
+    except RuntimeError:
+        return "default"
+
+
 @contextmanager
 def use_policy(policy: SandboxPolicy) -> Iterator[SandboxPolicy]:
     """Run the enclosed block under `policy`."""
