@@ -1,4 +1,8 @@
-"""Conditional edges. Each router is small, pure, and reads only the state and the context."""
+"""Conditional edges. Each router is small, pure, and reads only the state and the context.
+
+The runtime is optional: `update_state` (Studio's state editor, time travel) runs routers
+without one, and the context's defaults apply then.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ def _next(state: State) -> list[Send] | Move:
     return _wave_or(state, "finalize")
 
 
-def route_after_plan(state: State, runtime: Runtime[Context]) -> list[Send] | Move:
+def route_after_plan(state: State, runtime: Runtime[Context] | None = None) -> list[Send] | Move:
     """After `plan`: its first wave to `act`; `plan` again if steps were rejected;
     `summarize` first if the history outgrew the threshold; `finalize` when the run ended."""
     if state.get("decision") is not None and needs_summary(state, runtime_context(runtime)):
@@ -43,7 +47,9 @@ def route_after_plan(state: State, runtime: Runtime[Context]) -> list[Send] | Mo
     return _next(state)
 
 
-def route_after_observe(state: State, runtime: Runtime[Context]) -> list[Send] | Move:
+def route_after_observe(
+    state: State, runtime: Runtime[Context] | None = None
+) -> list[Send] | Move:
     """After `observe`: `summarize` when the history passed the threshold, else as `_next`."""
     if needs_summary(state, runtime_context(runtime)):
         return "summarize"
