@@ -305,9 +305,20 @@ def _bedrock_model(
     )
 
 
+@lru_cache(maxsize=16)
+def _scripted_model(path: str) -> BaseChatModel:
+    from graph.testing import load_script
+
+    return load_script(path)
+
+
 def chat_model_from_spec(spec: str, context: Context) -> BaseChatModel:
-    """A chat model from a Bedrock model id or an `init_chat_model` string ('provider:model')."""
+    """A chat model from a Bedrock model id, an `init_chat_model` string ('provider:model'),
+    or 'scripted:/path/script.json' (a `ScriptedChatModel`, one per file and process: for
+    offline tests of a served graph, named as such)."""
     provider, sep, rest = spec.partition(":")
+    if provider == "scripted":
+        return _scripted_model(rest)
     if sep and _PROVIDER_PREFIX.fullmatch(provider) and provider not in ("bedrock_converse",):
         from langchain.chat_models import init_chat_model
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -26,6 +27,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from graph.rendering import estimate_tokens
 
 Response = BaseModel | str | dict[str, Any] | Exception | Callable[[list[BaseMessage]], Any]
+
+
+def load_script(path: str) -> ScriptedChatModel:
+    """A scripted model from a JSON file: a list of {"plan": ...}, {"decision": ...},
+    {"text": ...} or {"tool_call": {"name": ..., "args": ...}} entries, in call order."""
+    from graph.contracts import Decision, Plan
+
+    entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    responses: list[Any] = []
+    for entry in entries:
+        if "plan" in entry:
+            responses.append(Plan.model_validate(entry["plan"]))
+        elif "decision" in entry:
+            responses.append(Decision.model_validate(entry["decision"]))
+        elif "tool_call" in entry:
+            responses.append(entry["tool_call"])
+        else:
+            responses.append(entry["text"])
+    return ScriptedChatModel(responses=responses)
 
 
 class ScriptOver(Exception):

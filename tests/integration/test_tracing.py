@@ -17,6 +17,16 @@ SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-secret-do-not-leak-1234567890",
            "LANGSMITH_API_KEY": "lsv2-key-do-not-leak-5555555555"}
 
 
+def _forget_langsmith_settings(monkeypatch) -> None:
+    """LangSmith caches its environment and client per process; tests change both."""
+    import langsmith.run_trees
+    import langsmith.utils
+
+    langsmith.utils.get_env_var.cache_clear()
+    langsmith.utils.get_tracer_project.cache_clear()
+    monkeypatch.setattr(langsmith.run_trees, "_CLIENT", None)
+
+
 @pytest.fixture
 def langsmith_capture(monkeypatch):
     """A loopback server standing in for the LangSmith API; collects every payload."""
@@ -41,8 +51,11 @@ def langsmith_capture(monkeypatch):
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTDONOTLEAK")
+    _forget_langsmith_settings(monkeypatch)
     yield payloads
     server.shutdown()
+    monkeypatch.undo()
+    _forget_langsmith_settings(monkeypatch)
 
 
 async def test_a_run_posts_a_tree_of_named_runs_without_secrets(langsmith_capture, site):
@@ -78,6 +91,7 @@ async def test_tracing_is_off_unless_turned_on(monkeypatch, site):
 
     server, url = serve(Handler)
     monkeypatch.setenv("LANGSMITH_ENDPOINT", url)
+    _forget_langsmith_settings(monkeypatch)
     model = ScriptedChatModel(responses=[Plan(goal="g", steps=[]), "nothing to do"])
     await build_graph(model=model).ainvoke({"task": "t"}, context=Context())
     wait_for_all_tracers()

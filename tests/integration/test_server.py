@@ -1,0 +1,107 @@
+"""The graph served by `langgraph dev` (what LangGraph Studio talks to), driven by real clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph.pregel.remote import RemoteGraph
+from langgraph_sdk import get_client
+
+from demo_site.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`langgraph dev` on a free loopback port, serving langgraph.json's graph."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "langgraph"), "dev", "--host", "127.0.0.1",
+             "--port", str(port), "--no-browser", "--no-reload"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def _script(tmp_path: Path, site: str) -> str:
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps([
+        {"plan": {"goal": "note", "steps": [
+            {"id": "read", "tool": "http_request", "args": {"url": f"{site}/api/customers/5"}},
+            {"id": "note", "tool": "http_request", "depends_on": ["read"], "args": {
+                "url": f"{site}/api/notes", "method": "POST",
+                "json_body": {"customer_id": 5, "text": "served"}}}]}},
+        {"decision": {"action": "finish", "reason": "noted"}},
+        {"text": "Noted for Hooli [read][note]."},
+    ]))
+    return str(path)
+
+
+async def test_studio_api_stream_interrupt_resume_history(server, site, tmp_path):
+    client = get_client(url=server)
+    assistants = await client.assistants.search(graph_id="nova-duet")
+    assert assistants, "langgraph.json's graph is served"
+    schemas = await client.assistants.get_schemas(assistants[0]["assistant_id"])
+    assert "allowed_hosts" in json.dumps(schemas.get("context_schema"))
+
+    thread = await client.threads.create()
+    context = {"model": f"scripted:{_script(tmp_path, site)}", "approval": "ask"}
+    modes: dict[str, list] = {}
+    async for part in client.runs.stream(
+            thread["thread_id"], "nova-duet", input={"task": "Add a note for Hooli"},
+            context=context, stream_mode=["updates", "custom", "messages-tuple"]):
+        modes.setdefault(part.event.split("|")[0], []).append(part.data)
+    assert "plan" in json.dumps(modes["updates"])
+    assert {"event": "step_started", "step_id": "read", "tool": "http_request"} in modes["custom"]
+    assert modes.get("messages"), "the reasoning model's output streams as messages"
+
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["next"] == ["approve"]
+    interrupt = state["interrupts"][0] if state.get("interrupts") else (
+        state["tasks"][0]["interrupts"][0])
+    assert interrupt["value"]["steps"][0]["step_id"] == "note"
+
+    result = await client.runs.wait(
+        thread["thread_id"], "nova-duet", context=context,
+        command={"resume": {interrupt["id"]: {"note": "approve"}}})
+    assert result["status"] == "completed"
+    assert result["final_answer"] == "Noted for Hooli [read][note]."
+    notes = httpx.get(f"{site}/api/notes?customer_id=5").json()
+    assert [n["text"] for n in notes] == ["served"]
+    history = await client.threads.get_history(thread["thread_id"], limit=50)
+    assert len(history) >= 5
+
+
+async def test_remote_graph_runs_like_a_local_one(server, site, tmp_path):
+    path = tmp_path / "script2.json"
+    path.write_text(json.dumps([
+        {"plan": {"goal": "read", "steps": [
+            {"id": "r", "tool": "http_request", "args": {"url": f"{site}/api/customers/1"}}]}},
+        {"decision": {"action": "finish", "reason": "read"}}, {"text": "Acme Corp [r]."}]))
+    remote = RemoteGraph("nova-duet", url=server)
+    out = await remote.ainvoke({"task": "Who is customer 1?"},
+                               context={"model": f"scripted:{path}"})
+    assert out["status"] == "completed" and out["final_answer"] == "Acme Corp [r]."
