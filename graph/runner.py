@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from tools import default_registry
 from tools.registry import ToolRegistry
 
 Event = dict[str, Any]
+log = logging.getLogger("duet")
 
 
 class UnknownThread(Exception):
@@ -106,10 +108,19 @@ async def run_thread(
     trace = trace_path(thread_id)
     trace.parent.mkdir(parents=True, exist_ok=True)
 
+    trace_failed: list[str] = []
+
     def emit(event: Event) -> None:
         event = {"t": round(time.time(), 3), "thread_id": thread_id, **event}
-        with trace.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(event, default=str) + "\n")
+        try:
+            with trace.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(event, default=str) + "\n")
+        except OSError as exc:
+            # A full disk or a broken trace folder must not stop a run with real effects:
+            # the checkpoint still records every step. Say so once.
+            if not trace_failed:
+                log.warning("cannot write the trace %s: %s", trace, exc)
+            trace_failed.append(str(exc))
         on_event(event)
 
     registry = tools if tools is not None else default_registry()

@@ -139,3 +139,14 @@ def test_doctor_fails_without_a_browser(monkeypatch, tmp_path):
     monkeypatch.setenv("DUET_CHROMIUM", str(tmp_path / "no-chromium"))
     out = duet("doctor")
     assert out.returncode == 1 and "✗ browser" in out.stdout
+
+
+def test_a_trace_that_cannot_be_written_does_not_stop_the_run(tmp_path, site, isolated_env):
+    (isolated_env / "traces" / "no-trace.jsonl").mkdir(parents=True)  # open() will fail
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/2"}}]}))
+    out = duet("run", "read", "--plan-file", str(plan), "--thread", "no-trace", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "completed"
+    assert "cannot write the trace" in out.stderr
