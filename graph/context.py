@@ -37,6 +37,10 @@ class Context:
         default=None,
         metadata={"description": "Override the Bedrock runtime endpoint (VPC endpoint, tests)."},
     )
+    model_timeout_seconds: float = field(
+        default=180.0,
+        metadata={"description": "Time limit of one reasoning call (retries included)."},
+    )
     plan_file: str | None = field(
         default=None,
         metadata={

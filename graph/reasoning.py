@@ -8,6 +8,7 @@ chooses, and with no AWS credentials the model mode fails with what to set.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ class ReasoningError(Exception):
     def __init__(self, message: str, usage: Usage | None = None):
         super().__init__(message)
         self.usage = usage or Usage()
+
+
+class ModelTimeout(ReasoningError):
+    """A reasoning call took longer than `model_timeout_seconds` (not retried as bad output)."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,21 @@ def _usage_of(message: BaseMessage | None, prompt: list[BaseMessage]) -> Usage:
 class ModelReasoner:
     """Reasoning with a LangChain chat model and structured output (tool calling)."""
 
-    def __init__(self, model: BaseChatModel):
+    def __init__(self, model: BaseChatModel, timeout_seconds: float | None = None):
         self.model = model
+        self.timeout_seconds = timeout_seconds
+
+    async def _call(self, runnable: Any, prompt: list[BaseMessage]) -> Any:
+        """One model call, given up after `timeout_seconds` (a hung call must not hang a run)."""
+        try:
+            return await asyncio.wait_for(runnable.ainvoke(prompt), self.timeout_seconds)
+        except TimeoutError:
+            raise ModelTimeout(
+                f"the reasoning model did not answer within {self.timeout_seconds:g}s") from None
 
     async def _structured(self, schema: type[M], prompt: list[BaseMessage]) -> Reply[M]:
         runnable = self.model.with_structured_output(schema, include_raw=True)
-        out: dict[str, Any] = await runnable.ainvoke(prompt)  # type: ignore[assignment]
+        out: dict[str, Any] = await self._call(runnable, prompt)
         usage = _usage_of(out.get("raw"), prompt)
         parsed = out.get("parsed")
         if out.get("parsing_error") is not None or parsed is None:
@@ -126,6 +140,8 @@ class ModelReasoner:
             )
             try:
                 reply = await self._structured(Plan, prompt)
+            except ModelTimeout:
+                raise
             except ReasoningError as exc:
                 spent, feedback = spent + exc.usage, str(exc)
                 continue
@@ -143,13 +159,15 @@ class ModelReasoner:
         )
         try:
             return await self._structured(Decision, prompt)
+        except ModelTimeout:
+            raise
         except ReasoningError as first:
             reply = await self._structured(Decision, prompt)
             return Reply(reply.value, first.usage + reply.usage)
 
     async def _text(self, name: str, **variables: object) -> Reply[str]:
         prompt = load_prompt(name, **variables)
-        message = await self.model.ainvoke(prompt)
+        message = await self._call(self.model, prompt)
         return Reply(_text_of(message), _usage_of(message, prompt))
 
     async def summarize(self, *, task: str, summary: str, results: list[StepResult]) -> Reply[str]:
@@ -293,15 +311,23 @@ def require_aws_credentials(model_id: str) -> None:
 _PROVIDER_PREFIX = re.compile(r"[a-z_-]+")
 
 
+BEDROCK_MAX_ATTEMPTS = 4
+
+
 @lru_cache(maxsize=16)
 def _bedrock_model(
     model_id: str, region: str, endpoint_url: str | None, reasoning_effort: str | None
 ) -> BaseChatModel:
+    from botocore.config import Config
     from langchain_aws import ChatBedrockConverse
 
+    # Throttling and 5xx are retried a bounded number of times, with exponential backoff
+    # and jitter (botocore's "standard" mode); the model call timeout bounds the total.
+    retries = Config(retries={"mode": "standard", "total_max_attempts": BEDROCK_MAX_ATTEMPTS},
+                     connect_timeout=10, read_timeout=120)
     return ChatBedrockConverse(
         model=model_id, region_name=region, endpoint_url=endpoint_url,
-        reasoning_effort=reasoning_effort, temperature=0,
+        reasoning_effort=reasoning_effort, temperature=0, config=retries,
     )
 
 
@@ -337,9 +363,9 @@ def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | N
     if model is None:
         model = context.model
     if isinstance(model, str):
-        return ModelReasoner(chat_model_from_spec(model, context))
+        return ModelReasoner(chat_model_from_spec(model, context), context.model_timeout_seconds)
     if isinstance(model, BaseChatModel):
-        return ModelReasoner(model)
+        return ModelReasoner(model, context.model_timeout_seconds)
     return model
 
 

@@ -93,3 +93,24 @@ async def test_no_credentials_run_fails_before_any_work(site):
     assert out["status"] == RunStatus.FAILED
     assert "No AWS credentials" in out["reason"]
     assert out["results"] == []
+
+
+async def test_bedrock_throttling_and_5xx_are_retried_then_succeed(converse, site):
+    converse.script += [
+        failure(429, "ThrottlingException", "slow down"),
+        failure(500, "InternalServerException", "try again"),
+        tool_input(_read_plan(site)),
+        tool_input(Decision(action="finish", reason="done")),
+        text("3 overdue [s1]"),
+    ]
+    out = await build_graph().ainvoke({"task": "t"}, context=_context(converse))
+    assert out["status"] == RunStatus.COMPLETED
+    assert len(converse.requests) == 5  # the plan call was sent three times
+
+
+async def test_bedrock_retries_are_bounded(converse):
+    converse.script += [failure(503, "ServiceUnavailableException", "down")] * 12
+    out = await build_graph().ainvoke({"task": "t"}, context=_context(converse))
+    assert out["status"] == RunStatus.FAILED
+    # At most 4 attempts per call, 3 plan attempts: never an unbounded loop.
+    assert len(converse.requests) <= 12

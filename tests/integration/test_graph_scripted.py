@@ -284,3 +284,15 @@ async def test_default_registry_lists_the_built_in_executors():
     names = default_registry().names()
     assert names[:5] == ["http_request", "browser_goto", "browser_click", "browser_fill",
                          "browser_read"]
+
+
+async def test_a_model_call_that_hangs_ends_the_run_failed():
+    import time as clock
+
+    def hang(messages):
+        clock.sleep(2)
+        return "too late"
+
+    out = await run(ScriptedChatModel(responses=[hang]), model_timeout_seconds=0.3)
+    assert out["status"] == RunStatus.FAILED
+    assert "did not answer within 0.3s" in out["reason"]
