@@ -19,7 +19,7 @@ from graph.checkpoints import default_checkpointer_url, duet_home
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, contract_schemas
 from graph.reasoning import ConfigurationError
-from graph.runner import UnknownThread, final_state, run_thread, thread_state, trace_path
+from graph.runner import UnknownThread, new_thread_id, run_thread, thread_state, trace_path
 
 app = typer.Typer(help="nova-duet: Nova 2 Lite plans, executors act.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -101,6 +101,7 @@ def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], di
 def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
              **kwargs: Any) -> None:
     on_event = (lambda event: None) if as_json else _print_event
+    thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
     try:
         thread_id, final = asyncio.run(run_thread(
             task, thread_id=thread, on_event=on_event, decide=_decider(decide, as_json),
@@ -162,16 +163,17 @@ def show(
 ) -> None:
     """Show a run's plan, steps, results, timings and tokens."""
     try:
-        values = asyncio.run(thread_state(thread))
+        values, final = asyncio.run(thread_state(thread))
     except UnknownThread as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
-    final = final_state(values)
     if as_json:
         typer.echo(json.dumps({"thread_id": thread, "task": values.get("task"),
                                **final.model_dump(mode="json")}, indent=1))
         return
-    status = final.status.value if values.get("status") else f"not ended (duet resume {thread})"
+    status = final.status.value
+    if not values.get("status"):
+        status += f" (not ended: duet resume {thread})"
     console.print(f"[bold]{values.get('task')}[/]\nstatus: {status} {final.reason}")
     table = Table("plan", "step", "tool", "status", "attempts", "ms", "error")
     for r in final.results:

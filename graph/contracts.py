@@ -132,6 +132,12 @@ class StepResult(BaseModel):
     attempts: int = 0
     plan_version: int = Field(default=1, description="Which plan (1 = first, 2 = first replan...).")
 
+    @classmethod
+    def rejected(cls, step: Step, plan_version: int, error_type: str, message: str) -> StepResult:
+        """The result of a step that was refused and never ran."""
+        return cls(step_id=step.id, tool=step.tool, status="rejected", plan_version=plan_version,
+                   error=StepError(type=error_type, message=message))
+
 
 class Decision(BaseModel):
     """What the reasoning agent decides after reading new results."""

@@ -34,6 +34,11 @@ class UnknownThread(Exception):
     """No saved run has this thread id."""
 
 
+def new_thread_id() -> str:
+    """A fresh thread id."""
+    return uuid.uuid4().hex[:12]
+
+
 def trace_path(thread_id: str) -> Path:
     """The JSONL trace of a thread."""
     return duet_home() / "traces" / f"{thread_id}.jsonl"
@@ -100,7 +105,7 @@ async def run_thread(
         context = Context(**saved["context"])
         model = model or saved.get("model")
     else:
-        thread_id = thread_id or uuid.uuid4().hex[:12]
+        thread_id = thread_id or new_thread_id()
         context = context or Context()
         _save_settings(thread_id, task, context, model)
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
@@ -180,14 +185,16 @@ def _answer(waiting: Any, decide: Callable | None, emit: Callable[[Event], None]
     return Command(resume=answers)
 
 
-async def thread_state(thread_id: str, checkpointer_url: str | None = None) -> dict[str, Any]:
-    """The saved state values of a thread (raises `UnknownThread`)."""
+async def thread_state(
+    thread_id: str, checkpointer_url: str | None = None
+) -> tuple[dict[str, Any], FinalState]:
+    """A thread's saved state values and its final fields (raises `UnknownThread`)."""
     async with open_checkpointer(checkpointer_url) as saver:
         graph = build_graph(checkpointer=saver)
         state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
     if not state.values:
         raise UnknownThread(f"no saved run has thread id {thread_id!r}")
-    return state.values
+    return state.values, final_state(state.values, list(state.interrupts))
 
 
 def _save_settings(thread_id: str, task: str, context: Context, model: object) -> None:

@@ -172,15 +172,9 @@ class NovaActExecutor:
                             "start_url (clicks, typing, navigation). Use for pages without an "
                             "API."),
             StructuredTool.from_function(
-                coroutine=self._extract_tool, name="browser_extract", args_schema=ExtractArgs,
+                coroutine=self.extract, name="browser_extract", args_schema=ExtractArgs,
                 description="Nova Act: read data from a page as JSON matching `schema`."),
         ]
-
-    async def _extract_tool(self, instruction: str, start_url: str,
-                            json_schema: dict[str, Any] | None = None,
-                            session: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        schema = json_schema if json_schema is not None else kwargs["schema"]
-        return await self.extract(instruction, start_url, schema, session)
 
 
 def _worker_of(session: BrowserSession) -> ThreadPoolExecutor:

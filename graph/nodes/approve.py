@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from graph.context import Context
-from graph.contracts import StepError, StepResult
+from graph.contracts import StepResult
 from graph.nodes.base import NodeDeps, runtime_context
 from graph.state import State, StepTask
 from tools.registry import StepRefused
@@ -23,13 +23,6 @@ def approval_request(tasks: list[StepTask]) -> dict[str, Any]:
     return {"kind": "approval", "answers": ["approve", "reject", {"edit": "{...new args}"}],
             "steps": [{"step_id": t["step"].id, "tool": t["step"].tool, "args": t["args"],
                        "description": t["step"].description} for t in tasks]}
-
-
-def _refused(task: StepTask, error_type: str, message: str) -> StepResult:
-    step = task["step"]
-    return StepResult(step_id=step.id, tool=step.tool, status="rejected",
-                      plan_version=task["plan_version"],
-                      error=StepError(type=error_type, message=message))
 
 
 async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
@@ -55,13 +48,14 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
             try:
                 deps.registry.check(task["step"].tool, answer["edit"])
             except StepRefused as exc:
-                refused.append(_refused(task, exc.type_name, f"edited arguments: {exc}"))
+                refused.append(StepResult.rejected(task["step"], task["plan_version"],
+                                                   exc.type_name, f"edited arguments: {exc}"))
                 continue
             queued.append({**task, "args": answer["edit"], "approved": True})
         elif answer == "approve":
             queued.append({**task, "approved": True})
         else:
-            refused.append(_refused(task, "NotApproved",
-                                    f"a human or the approval policy ({context.approval}) "
-                                    "did not approve this step"))
+            refused.append(StepResult.rejected(
+                task["step"], task["plan_version"], "NotApproved",
+                f"a human or the approval policy ({context.approval}) did not approve this step"))
     return {"next_steps": queued, "results": refused}

@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import Decision, Plan, RunStatus, StepError, StepResult, Usage
+from graph.contracts import Decision, Plan, RunStatus, StepResult, Usage
 from graph.guards import budget_stop, repeated_plan, replan_stop
 from graph.nodes.base import NodeDeps, never_raises, next_wave, runtime_context
 from graph.progress import check_references, references_in
@@ -28,10 +28,7 @@ def refuse_invalid_steps(plan: Plan, registry: ToolRegistry, version: int) -> li
             if problem:
                 raise StepRefused("InvalidReference", problem)
         except StepRefused as exc:
-            refused.append(StepResult(
-                step_id=step.id, tool=step.tool, status="rejected", plan_version=version,
-                error=StepError(type=exc.type_name, message=str(exc)),
-            ))
+            refused.append(StepResult.rejected(step, version, exc.type_name, str(exc)))
     return refused
 
 

@@ -116,6 +116,8 @@ def test_approval_survives_a_process_restart(tmp_path, site):
     assert waiting["status"] == "needs_approval" and "note" in waiting["reason"]
     db = sqlite3.connect(tmp_path / "crm.sqlite")
     assert db.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+    shown = json.loads(duet("show", "ap1", "--json").stdout)
+    assert shown["status"] == "needs_approval" and "note" in shown["reason"]
 
     second = duet("resume", "ap1", "--decide", "approve", "--json")  # a new process
     assert second.returncode == 0, second.stderr
