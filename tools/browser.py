@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -106,6 +107,19 @@ class BrowserPool:
             self._named[key] = await self.launch(policy)
         return self._named[key]
 
+    @asynccontextmanager
+    async def session(self, name: str | None, policy: SandboxPolicy
+                      ) -> AsyncIterator[BrowserSession]:
+        """A session for one step, held under its lock: the run's session `name` (kept for
+        later steps), or without a name a fresh one, released when the step ends."""
+        session = await self.named(run_scope(), name, policy) if name else await self.launch(policy)
+        try:
+            async with session.lock:
+                yield session
+        finally:
+            if not name:
+                await self.release(session)
+
     async def playwright_page(self, session: BrowserSession) -> Any:
         """The session's page, connecting Playwright over CDP on first use."""
         if session.page is None:
@@ -178,12 +192,8 @@ class PlaywrightExecutor:
 
     async def _with_page(self, session_name: str | None, action: Any) -> dict[str, Any]:
         policy = current_policy()
-        if session_name:
-            session = await self.pool.named(run_scope(), session_name, policy)
-        else:
-            session = await self.pool.launch(policy)
         try:
-            async with session.lock:
+            async with self.pool.session(session_name, policy) as session:
                 page = await self.pool.playwright_page(session)
                 blocked_before = len(session.blocked())
                 result = await action(page)
@@ -193,15 +203,10 @@ class PlaywrightExecutor:
                 if blocked:
                     result["blocked_requests"] = blocked
                 return {"url": page.url, **result}
-        except BlockedError:
-            raise
-        except ToolError:
+        except ToolError:  # blocked or typed already
             raise
         except Exception as exc:
             raise _as_tool_error(exc) from exc
-        finally:
-            if not session_name:
-                await self.pool.release(session)
 
     async def goto(self, url: str, session: str | None = None) -> dict[str, Any]:
         """Open `url`; a URL or redirect outside the allowlist is blocked."""

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.browser import BrowserPool, BrowserSession, Target
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
-from tools.sandbox import SandboxPolicy, current_policy, run_scope
+from tools.sandbox import SandboxPolicy, current_policy
 
 # We always drive Debian's Chromium over CDP: the SDK must never download a browser.
 os.environ.setdefault("NOVA_ACT_SKIP_PLAYWRIGHT_INSTALL", "1")
@@ -104,16 +104,9 @@ class NovaActExecutor:
             raise ToolUnavailableError(reason)
         policy = current_policy()
         policy.check(start_url)
-        session = (await self.pool.named(run_scope(), name, policy) if name
-                   else await self.pool.launch(policy))
-        try:
-            async with session.lock:
-                worker = _worker_of(session)
-                return await asyncio.get_running_loop().run_in_executor(
-                    worker, self._drive, session, policy, start_url, run)
-        finally:
-            if not name:
-                await self.pool.release(session)
+        async with self.pool.session(name, policy) as session:
+            return await asyncio.get_running_loop().run_in_executor(
+                _worker_of(session), self._drive, session, policy, start_url, run)
 
     def _drive(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
                run: Callable[[Any, SandboxPolicy], dict[str, Any]]) -> dict[str, Any]:
