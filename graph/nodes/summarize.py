@@ -7,6 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.contracts import RunStatus
 from graph.nodes.base import NodeDeps, never_raises, runtime_context
 from graph.reasoning import ReasoningError
 from graph.rendering import estimate_tokens, render_plan, render_results
@@ -47,7 +48,7 @@ async def summarize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> 
             task=state["task"], summary=state.get("summary", ""), results=results[start:end]
         )
     except ReasoningError as exc:
-        return {"status": "failed", "reason": str(exc), "usage": exc.usage}
+        return {"status": RunStatus.FAILED, "reason": str(exc), "usage": exc.usage}
     summary = reply.value
     if len(summary) > SUMMARY_MAX_CHARS:
         # The model was asked for a short summary; this cap holds even if it ignores that.
