@@ -7,6 +7,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from graph.context import Context
@@ -31,6 +32,7 @@ def build_graph(
     model: BaseChatModel | str | Reasoner | None = None,
     tools: ToolRegistry | None = None,
     checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
     name: str = "nova-duet",
 ) -> Any:
     """Compile the graph.
@@ -41,6 +43,8 @@ def build_graph(
             A `plan_file` in the run context selects the offline planner instead.
         tools: the tool registry; the default holds the built-in executors.
         checkpointer: where runs are saved so they can resume (None: not saved).
+        store: holds the effect journal of steps that change things (`graph.effects`);
+            None keeps no journal (a LangGraph server passes its own store).
         name: the graph's name in traces and Studio.
     """
     deps = NodeDeps(registry=tools if tools is not None else default_registry(), model=model)
@@ -81,7 +85,7 @@ def build_graph(
                                   ["act", "approve", "plan", "finalize"])
     builder.add_conditional_edges("approve", route_after_approve, ["act", "observe"])
     builder.add_edge("finalize", END)
-    return builder.compile(checkpointer=checkpointer, name=name)
+    return builder.compile(checkpointer=checkpointer, store=store, name=name)
 
 
 graph = build_graph()

@@ -1,4 +1,6 @@
-"""Checkpointers: SQLite by default (a file you can find), Postgres with a postgresql:// URL."""
+"""Checkpointers and stores: SQLite by default (a file you can find), Postgres with a
+postgresql:// URL. The store holds the effect journal (`graph.effects`) beside the checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.base import BaseStore
 
 from graph.contracts import Decision, Plan, RunStatus, Step, StepError, StepResult, Usage
 
@@ -39,7 +42,7 @@ def default_checkpointer_url() -> str:
 async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
     """Open the checkpointer at `url`: a SQLite path, or a postgresql:// URL."""
     url = url or default_checkpointer_url()
-    if url.startswith(("postgresql://", "postgres://")):
+    if _is_postgres(url):
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         async with AsyncPostgresSaver.from_conn_string(url, serde=serializer()) as saver:
@@ -53,3 +56,25 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpo
         saver = AsyncSqliteSaver(conn, serde=serializer())
         await saver.setup()
         yield saver
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+@asynccontextmanager
+async def open_store(url: str | None = None) -> AsyncIterator[BaseStore]:
+    """Open the LangGraph store at `url` (the same URL as the checkpointer's)."""
+    url = url or default_checkpointer_url()
+    if _is_postgres(url):
+        from langgraph.store.postgres.aio import AsyncPostgresStore
+
+        async with AsyncPostgresStore.from_conn_string(url) as store:
+            await store.setup()
+            yield store
+        return
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    async with AsyncSqliteStore.from_conn_string(url) as store:
+        await store.setup()
+        yield store

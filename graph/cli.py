@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Callable
@@ -19,12 +20,24 @@ from graph.checkpoints import default_checkpointer_url, duet_home
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, contract_schemas
 from graph.reasoning import ConfigurationError
+from graph.redaction import RedactingFilter
 from graph.runner import UnknownThread, new_thread_id, run_thread, thread_state, trace_path
 
 app = typer.Typer(help="nova-duet: Nova 2 Lite plans, executors act.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+
+@app.callback()
+def _setup_logging() -> None:
+    """Warnings and errors go to stderr, with secrets redacted."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+
 
 EXIT_CONFIG = 2
 Approval = Literal["ask", "auto", "deny"]

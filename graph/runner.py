@@ -19,10 +19,11 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
 from graph.builder import build_graph
-from graph.checkpoints import duet_home, open_checkpointer
+from graph.checkpoints import duet_home, open_checkpointer, open_store
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, Usage
 from graph.reasoning import resolve_reasoner
+from graph.redaction import redact
 from tools import default_registry
 from tools.registry import ToolRegistry
 
@@ -116,7 +117,7 @@ async def run_thread(
     trace_failed: list[str] = []
 
     def emit(event: Event) -> None:
-        event = {"t": round(time.time(), 3), "thread_id": thread_id, **event}
+        event = redact({"t": round(time.time(), 3), "thread_id": thread_id, **event})
         try:
             with trace.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(event, default=str) + "\n")
@@ -129,10 +130,10 @@ async def run_thread(
         on_event(event)
 
     registry = tools if tools is not None else default_registry()
-    async with open_checkpointer(checkpointer_url) as saver:
+    async with open_checkpointer(checkpointer_url) as saver, open_store(checkpointer_url) as store:
+        graph = build_graph(model=model, tools=registry, checkpointer=saver, store=store)
         try:
-            final = await _drive(build_graph(model=model, tools=registry, checkpointer=saver),
-                                 task, config, context, decide, emit)
+            final = await _drive(graph, task, config, context, decide, emit)
         finally:
             await registry.aclose()
     emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
@@ -153,21 +154,29 @@ async def _drive(graph: Any, task: str | None, config: dict[str, Any], context: 
     else:
         emit({"event": "resume"})
         inputs = _answer(state.interrupts, decide, emit) if state.interrupts else None
-    while inputs is not _NO_ANSWER:
-        # "sync": each checkpoint is on disk before the next step starts, so a killed
-        # process never resumes from before a step whose effects already happened.
-        async for mode, chunk in graph.astream(
-            inputs, config, context=context, stream_mode=["updates", "custom"],
-            durability="sync",
-        ):
-            if mode == "custom":
-                emit(chunk)
-                continue
-            for node, update in chunk.items():
-                if isinstance(update, dict) and not node.startswith("__"):
-                    emit(_summarize_update(node, update))
-        state = await graph.aget_state(config)
-        inputs = _answer(state.interrupts, decide, emit) if state.interrupts else _NO_ANSWER
+    try:
+        while inputs is not _NO_ANSWER:
+            # "sync": each checkpoint is on disk before the next step starts, so a killed
+            # process never resumes from before a step whose effects already happened.
+            async for mode, chunk in graph.astream(
+                inputs, config, context=context, stream_mode=["updates", "custom"],
+                durability="sync",
+            ):
+                if mode == "custom":
+                    emit(chunk)
+                    continue
+                for node, update in chunk.items():
+                    if isinstance(update, dict) and not node.startswith("__"):
+                        emit(_summarize_update(node, update))
+            state = await graph.aget_state(config)
+            inputs = _answer(state.interrupts, decide, emit) if state.interrupts else _NO_ANSWER
+    except Exception as exc:  # noqa: BLE001 - nodes never raise; what escapes is storage
+        log.error("the run stopped: %s: %s", type(exc).__name__, exc)
+        thread_id = config["configurable"]["thread_id"]
+        emit({"event": "storage_failed", "error": f"{type(exc).__name__}: {exc}"})
+        reason = (f"storage failed ({type(exc).__name__}: {exc}); `duet resume {thread_id}` "
+                  "continues from the last saved checkpoint (journaled effects are not repeated)")
+        return final_state({**state.values, "status": RunStatus.FAILED, "reason": reason})
     return final_state(state.values, list(state.interrupts))
 
 

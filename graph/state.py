@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, Usage
 
@@ -16,6 +16,7 @@ class StepTask(TypedDict):
     plan_version: int
     problem: str | None
     approved: bool
+    side_effects: NotRequired[bool]
 
 
 class InputState(TypedDict):

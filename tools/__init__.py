@@ -5,7 +5,13 @@ from tools.errors import BlockedError, ToolError, ToolUnavailableError
 from tools.http import http_changes_things, http_request_tool
 from tools.nova_act import NovaActExecutor, nova_act_unavailable
 from tools.registry import RegisteredTool, StepRefused, ToolRegistry
-from tools.sandbox import SandboxPolicy, current_policy, use_policy
+from tools.sandbox import (
+    SandboxPolicy,
+    current_idempotency_key,
+    current_policy,
+    use_idempotency_key,
+    use_policy,
+)
 
 
 def default_registry(max_browser_sessions: int = 4) -> ToolRegistry:
@@ -14,7 +20,8 @@ def default_registry(max_browser_sessions: int = 4) -> ToolRegistry:
     Browser sessions start on first use; `await registry.aclose()` stops them.
     """
     registry = ToolRegistry()
-    registry.register(http_request_tool, side_effects=http_changes_things)
+    registry.register(http_request_tool, side_effects=http_changes_things,
+                      takes_idempotency_key=True)
     pool = BrowserPool(max_browser_sessions)
     registry.on_close(pool.aclose)
     goto, click, fill, read = PlaywrightExecutor(pool).tools()
@@ -31,6 +38,6 @@ def default_registry(max_browser_sessions: int = 4) -> ToolRegistry:
 __all__ = [
     "BlockedError", "BrowserPool", "NovaActExecutor", "PlaywrightExecutor", "RegisteredTool",
     "SandboxPolicy", "StepRefused", "ToolError",
-    "ToolRegistry", "ToolUnavailableError", "current_policy", "default_registry",
-    "http_request_tool", "use_policy",
+    "ToolRegistry", "ToolUnavailableError", "current_idempotency_key", "current_policy",
+    "default_registry", "http_request_tool", "use_idempotency_key", "use_policy",
 ]

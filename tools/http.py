@@ -10,7 +10,7 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.errors import ToolError
-from tools.sandbox import current_policy
+from tools.sandbox import current_idempotency_key, current_policy
 
 
 class HttpRequestArgs(BaseModel):
@@ -47,6 +47,11 @@ async def http_request(
     policy = current_policy()
     policy.check(url)
     limit = policy.max_response_bytes
+    headers = dict(headers or {})
+    if (key := current_idempotency_key()) and method.upper() != "GET":
+        # The server sees the same key on every attempt of this step, so a repeat after a
+        # crash or a retry is recognised instead of applied twice.
+        headers.setdefault("Idempotency-Key", key)
     try:
         async with httpx.AsyncClient(
             follow_redirects=True, event_hooks={"request": [_check_host]}, timeout=30.0
@@ -84,7 +89,8 @@ http_request_tool = StructuredTool.from_function(
     name="http_request",
     description=(
         "Send an HTTP request to an allowed host and return status_code, content_type and "
-        "the body as `json` (parsed) or `text`. Bodies are capped; `truncated` says so."
+        "the body as `json` (parsed) or `text`. Bodies are capped; `truncated` says so. "
+        "Writes carry an Idempotency-Key header, the same on every attempt of a step."
     ),
     args_schema=HttpRequestArgs,
 )

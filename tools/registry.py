@@ -32,11 +32,16 @@ class RegisteredTool:
 
     `unavailable_reason` returns why the tool cannot run here (missing credentials,
     say) or None; an unavailable tool is listed to the planner as such and refused.
+
+    `takes_idempotency_key` says the tool sends `current_idempotency_key()` with its effect,
+    so the target applies a repeated call once: after a crash such a step is run again with
+    the same key; a step of any other tool that may have run is reported, not repeated.
     """
 
     tool: BaseTool
     side_effects: bool | Callable[[dict[str, Any]], bool] = False
     unavailable_reason: Callable[[], str | None] | None = None
+    takes_idempotency_key: bool = False
 
     @property
     def name(self) -> str:
@@ -83,12 +88,13 @@ class ToolRegistry:
         *,
         side_effects: bool | Callable[[dict[str, Any]], bool] = False,
         unavailable_reason: Callable[[], str | None] | None = None,
+        takes_idempotency_key: bool = False,
     ) -> RegisteredTool:
         """Add a tool; a second tool with the same name is an error."""
         entry = (
             tool
             if isinstance(tool, RegisteredTool)
-            else RegisteredTool(tool, side_effects, unavailable_reason)
+            else RegisteredTool(tool, side_effects, unavailable_reason, takes_idempotency_key)
         )
         if entry.name in self._tools:
             raise ValueError(f"a tool named {entry.name!r} is already registered")

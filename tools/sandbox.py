@@ -65,6 +65,25 @@ def current_policy() -> SandboxPolicy:
     return _policy.get() or DENY_ALL
 
 
+_idempotency_key: ContextVar[str | None] = ContextVar("duet_idempotency_key", default=None)
+
+
+def current_idempotency_key() -> str | None:
+    """The idempotency key of the step being executed, when it changes things; a tool that
+    takes one (`RegisteredTool.takes_idempotency_key`) sends it so a repeat is a no-op."""
+    return _idempotency_key.get()
+
+
+@contextmanager
+def use_idempotency_key(key: str | None) -> Iterator[None]:
+    """Run the enclosed block with `key` as the step's idempotency key."""
+    token = _idempotency_key.set(key)
+    try:
+        yield
+    finally:
+        _idempotency_key.reset(token)
+
+
 def run_scope() -> str:
     """The id of the run this code executes in (its LangGraph thread), or 'default'."""
     try:

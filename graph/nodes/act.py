@@ -14,10 +14,12 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import StepError, StepResult
+from graph.effects import EffectJournal, idempotency_key, uncertain_result
 from graph.nodes.base import NodeDeps, runtime_context
+from graph.redaction import redact_text
 from graph.state import StepTask
 from tools.errors import ToolError
-from tools.sandbox import run_scope, use_policy
+from tools.sandbox import run_scope, use_idempotency_key, use_policy
 
 BACKOFF_SECONDS = 0.2
 
@@ -29,14 +31,20 @@ def _emit(runtime: Runtime[Context] | None, event: dict[str, Any]) -> None:
 
 
 def _as_json(output: Any, limit: int) -> Any:
-    """Tool output as plain JSON, capped at `limit` characters so no result floods the state."""
-    text = json.dumps(output, default=str, ensure_ascii=False)
+    """Tool output as plain JSON, secrets redacted, capped at `limit` characters so no result
+    floods the state."""
+    text = redact_text(json.dumps(output, default=str, ensure_ascii=False))
     if len(text) > limit:
         return {"truncated": True, "size": len(text), "preview": text[:limit]}
     return json.loads(text)
 
 
 def _error_of(exc: BaseException, timeout: float) -> tuple[str, StepError]:
+    status, error = _classify(exc, timeout)
+    return status, error.model_copy(update={"message": redact_text(error.message)})
+
+
+def _classify(exc: BaseException, timeout: float) -> tuple[str, StepError]:
     if isinstance(exc, TimeoutError):
         return "timeout", StepError(type="StepTimeout", retryable=True,
                                     message=f"no result within {timeout:g}s")
@@ -49,7 +57,8 @@ def _error_of(exc: BaseException, timeout: float) -> tuple[str, StepError]:
 async def act(task: StepTask, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
     """Execute one step with a timeout, retrying only errors marked retryable.
 
-    Never raises: every failure becomes a typed `StepResult`.
+    A step that changes things is journaled when the graph has a store (see `graph.effects`).
+    Never raises for a tool's failure: every one becomes a typed `StepResult`.
     """
     context = runtime_context(runtime)
     step = task["step"]
@@ -63,6 +72,8 @@ async def act(task: StepTask, runtime: Runtime[Context], deps: NodeDeps) -> dict
         if task.get("problem"):
             return StepResult(**base, status="error",
                               error=StepError(type="ReferenceError", message=task["problem"]))
+        if task.get("side_effects") and getattr(runtime, "store", None) is not None:
+            return await _run_journaled(task, context, deps, base, runtime)
         return await _run_with_retries(task, context, deps, base, runtime)
 
     # One named run per step in traces (LangSmith), with what a reader filters on.
@@ -75,6 +86,27 @@ async def act(task: StepTask, runtime: Runtime[Context], deps: NodeDeps) -> dict
                     "status": result.status, "duration_ms": round(result.duration_ms, 1),
                     "attempts": result.attempts})
     return {"results": [result]}
+
+
+async def _run_journaled(
+    task: StepTask, context: Context, deps: NodeDeps, base: dict[str, Any],
+    runtime: Runtime[Context],
+) -> StepResult:
+    """Run a step that changes things at most once in effect, across crashes and resumes."""
+    thread_id = run_scope()
+    journal, key = EffectJournal(runtime.store, thread_id), idempotency_key(thread_id, task)
+    entry = await journal.entry(key)
+    if entry and entry["state"] == "done":
+        # It ran and its result was journaled, but the checkpoint after it was lost.
+        _emit(runtime, {"event": "step_replayed", "step_id": task["step"].id, "key": key})
+        return StepResult.model_validate(entry["result"])
+    if entry and not deps.registry.get(task["step"].tool).takes_idempotency_key:
+        return uncertain_result(base)
+    await journal.started(key, task)
+    with use_idempotency_key(key):
+        result = await _run_with_retries(task, context, deps, base, runtime)
+    await journal.done(key, result)
+    return result
 
 
 async def _run_with_retries(

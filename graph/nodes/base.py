@@ -80,7 +80,7 @@ def next_wave(
             args, problem = step.args, str(exc)
         changes = step.side_effects or deps.registry.get(step.tool).changes_things(args)
         tasks.append(StepTask(step=step, args=args, plan_version=plan_version, problem=problem,
-                              approved=problem is not None or not changes))
+                              approved=problem is not None or not changes, side_effects=changes))
     return tasks
 
 

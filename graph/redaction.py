@@ -1,0 +1,80 @@
+"""Secrets never leave a run: credentials are cut from tool output, errors, traces and logs.
+
+Two nets: the exact values of this process's secret environment variables (whatever their
+format), and the shapes of well-known credentials that a page or an API response may show
+(AWS key ids and secret-key assignments, bearer tokens, private keys, common API-key forms).
+A full scanner such as detect-secrets flags high-entropy strings too, which would also cut
+ids and hashes that plans refer to; these few exact rules are enough for what we handle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|HEADERS", re.IGNORECASE)
+_MIN_SECRET_CHARS = 8
+_SHAPES = [
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+    re.compile(r"\b(?:sk|pk|rk)[-_](?:live[-_]|test[-_])?[A-Za-z0-9]{20,}\b"),
+    re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abprs]|lsv2_[a-z]{2})_?[A-Za-z0-9_-]{20,}\b"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{12,}"),
+]
+# `name = value` where the name says it is a secret: only the value is cut.
+_ASSIGNMENT = re.compile(
+    r"(?i)(\b[\w-]*(?:secret|passw(?:or)?d|api[_-]?key|access[_-]?key|token)[\w-]*\b"
+    r"[\"']?\s*[:=]\s*[\"']?)([^\s\"'<>,;&]{8,})")
+
+
+def _env_secrets() -> list[str]:
+    values: set[str] = set()
+    for name, value in os.environ.items():
+        if not _SECRET_NAME.search(name) or len(value) < _MIN_SECRET_CHARS:
+            continue
+        values.add(value)
+        try:  # a JSON map of headers holds one secret per value
+            parsed = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            values.update(v for v in parsed.values()
+                          if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS)
+    return sorted(values, key=len, reverse=True)
+
+
+def redact_text(text: str) -> str:
+    """`text` with every secret value and credential shape replaced by `[REDACTED]`."""
+    for value in _env_secrets():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    for shape in _SHAPES:
+        text = shape.sub(REDACTED, text)
+    return _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact(value: Any) -> Any:
+    """A JSON-like value with every string in it (keys included) redacted."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {redact(k): redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts each record's final message (install on handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Render the message, redact it, and keep the record."""
+        record.msg, record.args = redact_text(record.getMessage()), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
