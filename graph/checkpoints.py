@@ -4,6 +4,8 @@ postgresql:// URL. The store holds the effect journal (`graph.effects`) beside t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,10 +73,26 @@ async def open_store(url: str | None = None) -> AsyncIterator[BaseStore]:
 
         async with AsyncPostgresStore.from_conn_string(url) as store:
             await store.setup()
-            yield store
+            async with _stopping_batches(store):
+                yield store
         return
     from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     async with AsyncSqliteStore.from_conn_string(url) as store:
         await store.setup()
-        yield store
+        async with _stopping_batches(store):
+            yield store
+
+
+@asynccontextmanager
+async def _stopping_batches(store: BaseStore) -> AsyncIterator[None]:
+    """Stop the store's batching task on exit: LangGraph leaves it pending until garbage
+    collection, which asyncio reports as a destroyed pending task."""
+    try:
+        yield
+    finally:
+        task = getattr(store, "_task", None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

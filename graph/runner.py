@@ -103,10 +103,10 @@ async def run_thread(
         if thread_id is None:
             raise UnknownThread("resume needs a thread id")
         saved = _load_settings(thread_id)
-        context = Context(**saved["context"])
+        context, saved_task = Context(**saved["context"]), saved["task"]
         model = model or saved.get("model")
     else:
-        thread_id = thread_id or new_thread_id()
+        thread_id, saved_task = thread_id or new_thread_id(), task
         context = context or Context()
         _save_settings(thread_id, task, context, model)
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
@@ -133,17 +133,21 @@ async def run_thread(
     async with open_checkpointer(checkpointer_url) as saver, open_store(checkpointer_url) as store:
         graph = build_graph(model=model, tools=registry, checkpointer=saver, store=store)
         try:
-            final = await _drive(graph, task, config, context, decide, emit)
+            final = await _drive(graph, task, saved_task, config, context, decide, emit)
         finally:
             await registry.aclose()
     emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
     return thread_id, final
 
 
-async def _drive(graph: Any, task: str | None, config: dict[str, Any], context: Context,
-                 decide: Callable | None, emit: Callable[[Event], None]) -> FinalState:
+async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str, Any],
+                 context: Context, decide: Callable | None,
+                 emit: Callable[[Event], None]) -> FinalState:
     """Stream the run to its end or to an approval nobody answers; return its final state."""
     state = await graph.aget_state(config)
+    if task is None and not state.values:
+        # Stopped before its first checkpoint, so before any step: start it afresh.
+        task = saved_task
     inputs: Any
     if task is not None:
         emit({"event": "run_started"})

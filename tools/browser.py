@@ -43,6 +43,12 @@ class BrowserSession:
     extras: dict[str, Any] = field(default_factory=dict)  # what an executor keeps per session
     on_close: list[Callable[[], object]] = field(default_factory=list)
 
+    def alive(self) -> bool:
+        """False once a local browser's process has exited (crashed or killed)."""
+        if self.chromium is None:
+            return True
+        return self.chromium.process is not None and self.chromium.process.poll() is None
+
     def blocked(self) -> list[str]:
         """URLs the proxy refused so far (a remote browser enforces its own policy)."""
         return self.proxy.blocked if self.proxy else []
@@ -103,6 +109,10 @@ class BrowserPool:
     async def named(self, scope: str, name: str, policy: SandboxPolicy) -> BrowserSession:
         """The session `name` of run `scope`, launched on first use and kept until `aclose`."""
         key = (scope, name)
+        if key in self._named and not self._named[key].alive():
+            # A crashed browser is replaced, so a retried step gets a working one.
+            log.warning("browser session %r died; starting a new one", name)
+            await self.release(self._named.pop(key))
         if key not in self._named:
             self._named[key] = await self.launch(policy)
         return self._named[key]

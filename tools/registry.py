@@ -14,6 +14,8 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
+from tools.errors import ToolError
+
 
 class StepRefused(Exception):
     """A step names an unknown tool or gives arguments that do not fit its schema."""
@@ -36,12 +38,16 @@ class RegisteredTool:
     `takes_idempotency_key` says the tool sends `current_idempotency_key()` with its effect,
     so the target applies a repeated call once: after a crash such a step is run again with
     the same key; a step of any other tool that may have run is reported, not repeated.
+
+    `output_schema` (a pydantic model) is what the tool promises to return; an output that
+    does not match it becomes an `OutputSchemaMismatch` error instead of a result.
     """
 
     tool: BaseTool
     side_effects: bool | Callable[[dict[str, Any]], bool] = False
     unavailable_reason: Callable[[], str | None] | None = None
     takes_idempotency_key: bool = False
+    output_schema: type[BaseModel] | None = None
 
     @property
     def name(self) -> str:
@@ -51,6 +57,18 @@ class RegisteredTool:
     def changes_things(self, args: dict[str, Any]) -> bool:
         """True when a call with `args` has side effects (and so may need approval)."""
         return self.side_effects(args) if callable(self.side_effects) else self.side_effects
+
+    def check_output(self, output: Any) -> None:
+        """Raise `ToolError` (OutputSchemaMismatch) when `output` breaks `output_schema`."""
+        if self.output_schema is None:
+            return
+        try:
+            self.output_schema.model_validate(output)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+                        for e in exc.errors()]
+            raise ToolError(f"{self.name} returned output that breaks its schema: {problems}",
+                            type_name="OutputSchemaMismatch") from None
 
     def why_unavailable(self) -> str | None:
         """None when the tool can run now, else the reason it cannot."""
@@ -89,12 +107,14 @@ class ToolRegistry:
         side_effects: bool | Callable[[dict[str, Any]], bool] = False,
         unavailable_reason: Callable[[], str | None] | None = None,
         takes_idempotency_key: bool = False,
+        output_schema: type[BaseModel] | None = None,
     ) -> RegisteredTool:
         """Add a tool; a second tool with the same name is an error."""
         entry = (
             tool
             if isinstance(tool, RegisteredTool)
-            else RegisteredTool(tool, side_effects, unavailable_reason, takes_idempotency_key)
+            else RegisteredTool(tool, side_effects, unavailable_reason, takes_idempotency_key,
+                                output_schema)
         )
         if entry.name in self._tools:
             raise ValueError(f"a tool named {entry.name!r} is already registered")

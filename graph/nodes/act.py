@@ -113,14 +113,15 @@ async def _run_with_retries(
     task: StepTask, context: Context, deps: NodeDeps, base: dict[str, Any],
     runtime: Runtime[Context] | None,
 ) -> StepResult:
-    tool = deps.registry.get(task["step"].tool).tool
+    entry = deps.registry.get(task["step"].tool)
     attempts = 0
     while True:
         attempts += 1
         try:
             with use_policy(context.sandbox_policy()):
-                output = await asyncio.wait_for(tool.ainvoke(task["args"]),
+                output = await asyncio.wait_for(entry.tool.ainvoke(task["args"]),
                                                 context.step_timeout_seconds)
+            entry.check_output(output)
             return StepResult(**base, status="ok", attempts=attempts,
                               output=_as_json(output, context.max_response_bytes))
         except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
