@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, Form, Header, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
 from demo_site.db import Store
+from demo_site.hostile import BY_NAME
 
 _templates = Environment(
     loader=FileSystemLoader(str(files("demo_site").joinpath("templates"))),
@@ -123,5 +124,18 @@ def create_app(db_path: str | Path) -> FastAPI:
     def redirect(to: str, request: Request) -> RedirectResponse:
         """Redirects anywhere (tests of the allowlist on redirects)."""
         return RedirectResponse(to, status_code=302)
+
+    @app.get("/hostile/{name}")
+    def hostile(name: str, exfil: str = "http://attacker.invalid") -> Response:
+        """A case of the prompt-injection corpus (`demo_site.hostile`), aimed at `exfil`."""
+        case = BY_NAME.get(name)
+        if case is None:
+            raise HTTPException(404, "no such case")
+        body = case.body.replace("{exfil}", exfil)
+        if case.kind == "page":
+            return HTMLResponse(body)
+        if case.kind == "api":
+            return Response(body, media_type="application/json")
+        return PlainTextResponse(body, status_code=401 if "auth" in name else 500)
 
     return app
