@@ -57,7 +57,7 @@ class EffectJournal:
             index=False)
 
     async def entries(self) -> list[dict[str, Any]]:
-        """Every entry of the thread (for checks and `duet show`)."""
+        """Every entry of the thread (to check or inspect a run)."""
         items = await self.store.asearch(self.namespace, limit=10_000)
         return [{"key": item.key, **item.value} for item in items]
 

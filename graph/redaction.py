@@ -25,10 +25,11 @@ _SHAPES = [
     re.compile(r"\b(?:ghp|gho|ghs|github_pat|xox[abprs]|lsv2_[a-z]{2})_?[A-Za-z0-9_-]{20,}\b"),
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{12,}"),
 ]
-# `name = value` where the name says it is a secret: only the value is cut.
+# `name = value` where the name says it is a secret: only the value is cut. A value with no
+# letter (`"max_tokens": 100000000`) is a number, not a credential.
 _ASSIGNMENT = re.compile(
     r"(?i)(\b[\w-]*(?:secret|passw(?:or)?d|api[_-]?key|access[_-]?key|token)[\w-]*\b"
-    r"[\"']?\s*[:=]\s*[\"']?)([^\s\"'<>,;&]{8,})")
+    r"[\"']?\s*[:=]\s*[\"']?)(?=[^\s\"'<>,;&]*[a-z])([^\s\"'<>,;&]{8,})")
 
 
 def _env_secrets() -> list[str]:

@@ -29,10 +29,12 @@ def test_the_scan_finds_a_leak_in_a_file_in_json_and_in_output(tmp_path):
 
 def test_redaction_cuts_environment_secrets_and_credential_shapes():
     text = (f"env {os.environ['NOVA_ACT_API_KEY']} page aws_secret_access_key={PAGE_AWS_SECRET} "
-            f"id {PAGE_AWS_KEY_ID} header Bearer planted-cdp-bearer-77aa ok=1 id=1002")
+            f"id {PAGE_AWS_KEY_ID} header Bearer planted-cdp-bearer-77aa ok=1 id=1002 "
+            '"max_tokens": 100000000')
     cleaned = redact_text(text)
     assert not any(value in cleaned for value in PLANTED_VALUES)
-    assert cleaned.count(REDACTED) == 4 and "ok=1 id=1002" in cleaned
+    assert cleaned.count(REDACTED) == 4
+    assert 'ok=1 id=1002 "max_tokens": 100000000' in cleaned  # data is left alone
     assert redact({"k": [text]})["k"][0] == cleaned
 
 
