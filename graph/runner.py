@@ -152,7 +152,9 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
     if task is not None:
         emit({"event": "run_started"})
         inputs = {"task": task}
-    elif not state.next:
+    elif not state.tasks:
+        # `state.next` would not do: it leaves out tasks whose writes were saved, and a
+        # process killed after a step's writes but before the next checkpoint has only those.
         emit({"event": "resume", "note": "the run had already ended"})
         inputs = _NO_ANSWER
     else:

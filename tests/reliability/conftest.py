@@ -3,6 +3,7 @@ of them (or the demo site's planted page credentials) shows up in what it left b
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def no_secret_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                     capfd: pytest.CaptureFixture[str]):
-    """Plant the credentials; afterwards scan files, logs and output for them."""
+    """Plant the credentials; afterwards scan files, logs (INFO and up) and output for them."""
+    caplog.set_level(logging.INFO)
     with planted() as secrets:
         yield
     out, err = capfd.readouterr()
