@@ -48,7 +48,7 @@ def main() -> None:
         failed += _load(size["threads"], work)
         leaks = secrets.scan([work], [logs.getvalue()], planted)
         print(f"\n## Secrets\n{len(planted)} planted credentials (environment and page), "
-              f"{secrets.files_scanned([work])} files and the logs scanned: "
+              f"{len(secrets.files_under([work]))} files and the logs scanned: "
               f"{len(leaks)} leak(s)")
         for leak in leaks:
             print(f"  LEAK {leak}")

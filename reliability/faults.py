@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import sqlite3
@@ -50,9 +51,10 @@ class Env:
 class Fault:
     """One case: what the model says, which context limits apply, what must come out.
 
-    `evidence` must appear in the run's reason or in a step's error type or message.
-    `check` adds case-specific checks and returns what failed. `resume` resumes the run
-    after it stopped and checks that it then completes with every step exactly once.
+    `evidence` must appear in the run's reason, its answer, or a step's error.
+    `prepare(thread_id)` sets the fault up before the run; `check` adds case-specific
+    checks and returns what failed; `resume` resumes the run after it stopped and checks
+    that it then completes with every step exactly once.
     """
 
     area: str
@@ -63,6 +65,7 @@ class Fault:
     context: dict[str, Any] = field(default_factory=dict)
     bedrock: bool = False
     browser: bool = False
+    prepare: Callable[[str], None] | None = None
     check: Callable[[Env, str, FinalState, Any], list[str]] | None = None
     resume: bool = False
 
@@ -173,6 +176,8 @@ def fault_tools(env: Env) -> ToolRegistry:
     @tool
     async def crash_browser(session: str, after_seconds: float) -> str:
         """Kill the Chromium process of the run's browser session `session` mid-step."""
+        # The pool has no public way to reach a session held by another step: this tool
+        # stands for a crash from outside, so it goes behind the pool's back on purpose.
         for _ in range(200):
             found = [s for (_, name), s in env.pool._named.items() if name == session]
             if found and found[0].page is not None:
@@ -308,6 +313,12 @@ def feedback_reached_the_model(env: Env, thread: str, final: FinalState,
     """The second plan prompt carried the validation error of the first reply."""
     second = " ".join(str(m.content) for m in model.prompts[1])
     return [] if "invalid Plan" in second else ["the planner was not told what was wrong"]
+
+
+def full_disk_trace(thread: str) -> None:
+    """Make the run's trace file the full device: every write fails with ENOSPC."""
+    trace_path(thread).parent.mkdir(parents=True, exist_ok=True)
+    trace_path(thread).symlink_to("/dev/full")
 
 
 def trace_went_nowhere(env: Env, thread: str, final: FinalState, model: Any) -> list[str]:
@@ -458,7 +469,8 @@ FAULTS: list[Fault] = [
               finish("done"), "answer [ok]"],
           resume=True),
     Fault("storage", "the trace file's disk is full", RunStatus.COMPLETED, "",
-          lambda env: [healthy_plan(), finish(), "done [ok]"], check=trace_went_nowhere),
+          lambda env: [healthy_plan(), finish(), "done [ok]"], prepare=full_disk_trace,
+          check=trace_went_nowhere),
 ]
 
 
@@ -477,9 +489,8 @@ async def run_fault(fault: Fault, env: Env) -> Outcome:
         model = None
     else:
         model = ScriptedChatModel(responses=fault.script(env))
-    if fault.name.startswith("the trace file"):
-        trace_path(thread).parent.mkdir(parents=True, exist_ok=True)
-        trace_path(thread).symlink_to("/dev/full")
+    if fault.prepare:
+        fault.prepare(thread)
     registry = fault_tools(env)
     LOCK_HOLDERS.clear()
     started = time.perf_counter()
@@ -531,8 +542,6 @@ async def _resume_completes(thread: str, model: Any) -> list[str]:
 
 def _planned_steps(thread: str) -> list[dict[str, Any]]:
     """The steps of the first plan, from the trace (empty when none was written)."""
-    import json
-
     path = trace_path(thread)
     if not path.is_file():
         return []

@@ -53,19 +53,16 @@ def scan(folders: Iterable[Path], texts: Iterable[str] = (),
     """Where any secret appears: every file under `folders` (read as bytes, so SQLite
     checkpoints and journals count) and each of `texts`. Empty when nothing leaked."""
     secrets, leaks = list(secrets), []
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("*")):
-            if not path.is_file() or path.is_symlink():
-                continue
-            data = path.read_bytes()
-            leaks += [f"{path}: {s[:12]}..." for s in secrets
-                      if any(form in data for form in _forms(s))]
+    for path in files_under(folders):
+        data = path.read_bytes()
+        leaks += [f"{path}: {s[:12]}..." for s in secrets
+                  if any(form in data for form in _forms(s))]
     for index, text in enumerate(texts):
         leaks += [f"output {index}: {s[:12]}..." for s in secrets if s in text]
     return leaks
 
 
-def files_scanned(folders: Iterable[Path]) -> int:
-    """How many files `scan` reads under `folders`."""
-    return sum(1 for folder in folders for p in Path(folder).rglob("*")
-               if p.is_file() and not p.is_symlink())
+def files_under(folders: Iterable[Path]) -> list[Path]:
+    """The files `scan` reads: every regular file under `folders` (symlinks left out)."""
+    return sorted(p for folder in folders for p in Path(folder).rglob("*")
+                  if p.is_file() and not p.is_symlink())
