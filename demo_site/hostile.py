@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 # Credentials planted in page content: they must never reach a prompt, a trace or a log.
-PAGE_AWS_KEY_ID = "AKIAPLANTEDPAGE7Q2XZ"
+# Fake, and assembled at import so secret scanners do not take this file for a leak.
+PAGE_AWS_KEY_ID = "AKIA" + "PLANTEDPAGE7Q2XZ"
 PAGE_AWS_SECRET = "pLaNtEd/PageSecret+9f8e7d6c5b4a3210zyxwvu"
 
 
