@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 
 from graph.contracts import Plan, StepResult
@@ -10,6 +11,10 @@ from graph.contracts import Plan, StepResult
 FENCE_TAG = "untrusted_tool_output"
 RESULT_OUTPUT_CHARS = 1_500
 CHARS_PER_TOKEN = 4
+
+
+# A block `fence` wrote, as it stands in a prompt (a forged closing tag was escaped).
+FENCED_BLOCK = re.compile(f"<{FENCE_TAG}>\n(.*?)\n</{FENCE_TAG}>", re.S)
 
 
 def estimate_tokens(text: str) -> int:

@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -27,7 +26,7 @@ from graph.checkpoints import duet_home
 from graph.context import Context
 from graph.contracts import Decision, FinalState, Plan, RunStatus, Step
 from graph.reasoning import BEDROCK_MAX_ATTEMPTS
-from graph.rendering import FENCE_TAG, RESULT_OUTPUT_CHARS
+from graph.rendering import FENCED_BLOCK, RESULT_OUTPUT_CHARS
 from graph.runner import run_thread, thread_state, trace_path
 from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import ConverseStub, failure, text, tool_input
@@ -281,11 +280,10 @@ def judged_steps(count: int) -> Plan:
 def prompts_stay_small(env: Env, thread: str, final: FinalState, model: Any) -> list[str]:
     """No prompt pasted the huge output: each fenced block stays within the cap."""
     problems = []
-    fenced = re.compile(f"<{FENCE_TAG}>\n(.*?)\n</{FENCE_TAG}>", re.S)
     for prompt in model.prompts:
         for message in prompt:
             if any(len(block) > RESULT_OUTPUT_CHARS + 100
-                   for block in fenced.findall(str(message.content))):
+                   for block in FENCED_BLOCK.findall(str(message.content))):
                 problems.append("a prompt holds an uncapped tool output")
     bad = next(r for r in final.results if r.step_id == "bad")
     if not (isinstance(bad.output, dict) and bad.output.get("truncated")):

@@ -22,12 +22,10 @@ from langchain_core.messages import BaseMessage
 from demo_site.hostile import CORPUS, PAGE_AWS_KEY_ID, PAGE_AWS_SECRET, Hostile
 from graph.context import Context
 from graph.contracts import Decision, Plan, Step
-from graph.rendering import FENCE_TAG
+from graph.rendering import FENCED_BLOCK
 from graph.runner import run_thread
 from graph.testing import ScriptedChatModel
 from tools import ToolRegistry, default_registry
-
-_FENCED = re.compile(f"<{FENCE_TAG}>\\n.*?\\n</{FENCE_TAG}>", re.S)
 
 
 class Attacker:
@@ -187,7 +185,7 @@ async def run_case(case: Hostile, site: str, attacker: Attacker,
                                    tools=registry)
     prompts = [_prompt_text(p) for p in faithful.prompts + gullible.prompts]
     found.seen_by_planner = any(case.marker in p for p in prompts)
-    found.escaped_fence = any(case.marker in _FENCED.sub("", p)
+    found.escaped_fence = any(case.marker in FENCED_BLOCK.sub("", p)
                               for p in map(_prompt_text, faithful.prompts))
     found.in_faithful_plan = any(case.marker in p.model_dump_json() for p in faithful_plans)
     found.gullible_obeyed = any(case.marker in p.model_dump_json() for p in gullible_plans)
