@@ -45,6 +45,20 @@ def trace_path(thread_id: str) -> Path:
     return duet_home() / "traces" / f"{thread_id}.jsonl"
 
 
+def read_trace(path: Path) -> list[Event]:
+    """The events of a JSONL trace; empty when there is none. A line cut off by a killed
+    writer is left out."""
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
 def _settings_path(thread_id: str) -> Path:
     return duet_home() / "runs" / f"{thread_id}.json"
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graph.runner import read_trace
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = 6
 # Three waves of two notes, a short wait between waves, then a status change: the kill
@@ -74,10 +76,7 @@ def _duet(*args: str, home: Path, **popen: Any) -> subprocess.Popen:
 
 
 def _events(home: Path, thread: str) -> list[dict[str, Any]]:
-    path = home / "traces" / f"{thread}.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_trace(home / "traces" / f"{thread}.jsonl")
 
 
 def run_trial(index: int, site: str, crm_db: Path, workdir: Path, seed: int) -> Trial:

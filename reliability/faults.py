@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import sqlite3
 import threading
@@ -27,7 +26,7 @@ from graph.context import Context
 from graph.contracts import Decision, FinalState, Plan, RunStatus, Step
 from graph.reasoning import BEDROCK_MAX_ATTEMPTS
 from graph.rendering import FENCED_BLOCK, RESULT_OUTPUT_CHARS
-from graph.runner import run_thread, thread_state, trace_path
+from graph.runner import read_trace, run_thread, thread_state, trace_path
 from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import ConverseStub, failure, text, tool_input
 from tools import BrowserPool, PlaywrightExecutor, ToolError, ToolRegistry
@@ -540,14 +539,7 @@ async def _resume_completes(thread: str, model: Any) -> list[str]:
 
 def _planned_steps(thread: str) -> list[dict[str, Any]]:
     """The steps of the first plan, from the trace (empty when none was written)."""
-    path = trace_path(thread)
-    if not path.is_file():
-        return []
-    for line in path.read_text().splitlines():
-        event = json.loads(line)
-        if event.get("plan"):
-            return event["plan"]
-    return []
+    return next((e["plan"] for e in read_trace(trace_path(thread)) if e.get("plan")), [])
 
 
 async def run_faults(env: Env, faults: list[Fault] | None = None) -> list[Outcome]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from graph.builder import graph
+from graph.runner import read_trace
 
 DUET = [sys.executable, "-m", "graph.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,10 +93,7 @@ steps:
 
 
 def _trace_events(home: Path, thread: str) -> list[dict]:
-    path = home / "traces" / f"{thread}.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_trace(home / "traces" / f"{thread}.jsonl")
 
 
 @pytest.mark.timeout(180)
