@@ -108,7 +108,7 @@ def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-StepStatus = Literal["ok", "error", "rejected", "timeout", "blocked"]
+StepStatus = Literal["ok", "error", "rejected", "timeout", "blocked", "cancelled"]
 
 
 class StepError(BaseModel):
@@ -151,6 +151,13 @@ class Decision(BaseModel):
         )
     )
     reason: str = Field(description="One or two sentences: why.")
+    answer: str | None = Field(
+        default=None,
+        description=(
+            "With 'finish': the final answer for the user, citing step ids like [s2]; "
+            "the run then ends without another reasoning call."
+        ),
+    )
 
 
 class RunStatus(StrEnum):
@@ -203,6 +210,30 @@ class FinalState(BaseModel):
     results: list[StepResult]
     reason: str = ""
     usage: Usage = Field(default_factory=Usage)
+
+
+def tool_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON Schema as the reasoning model receives it: one object with every field's
+    name, type and whether it is required, without titles, descriptions or defaults (the
+    prompt explains the fields once, in prose). Validation still uses the pydantic model."""
+    full = model.model_json_schema()
+    definitions = full.pop("$defs", {})
+
+    def compact(node: Any) -> Any:
+        if isinstance(node, list):
+            return [compact(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return compact(definitions[node["$ref"].rsplit("/", 1)[-1]])
+        out = {key: compact(value) for key, value in node.items()
+               if key not in ("title", "description", "default", "properties")}
+        if "properties" in node:  # field names are kept, even one called "description"
+            out["properties"] = {name: compact(spec) for name, spec in node["properties"].items()}
+        return out
+
+    schema = compact(full)
+    return {"title": model.__name__, "description": (model.__doc__ or "").strip(), **schema}
 
 
 def contract_schemas() -> dict[str, dict[str, Any]]:

@@ -178,17 +178,40 @@ class ToolRegistry:
         return entry
 
     def describe(self) -> str:
-        """The tool listing the planner sees: name, effects, availability, argument schema."""
+        """The tool listing the planner sees, one compact signature a tool: every argument's
+        name, type and whether it is required (`name?` is optional), what changes things,
+        what is unavailable, then the description and the arguments' own notes."""
         blocks = []
         for entry in self:
-            reason = entry.why_unavailable()
-            header = f"### {entry.name}"
+            schema = entry.args_json_schema()
+            properties = schema.get("properties", {})
+            required = set(schema.get("required", []))
+            params = ", ".join(
+                f"{name}{'' if name in required else '?'}: {_type_of(spec)}"
+                for name, spec in sorted(properties.items(), key=lambda kv: kv[0] not in required))
+            header = f"### {entry.name}({params})"
             if entry.side_effects:
                 header += " (may change things)"
-            if reason:
+            if reason := entry.why_unavailable():
                 header += f" (UNAVAILABLE: {reason})"
-            properties = entry.args_json_schema().get("properties", {})
-            required = entry.args_json_schema().get("required", [])
-            args = json.dumps({"properties": properties, "required": required}, sort_keys=True)
-            blocks.append(f"{header}\n{entry.tool.description.strip()}\nArguments: {args}")
-        return "\n\n".join(blocks)
+            notes = [f"{name}: {spec['description']}" for name, spec in properties.items()
+                     if spec.get("description")]
+            blocks.append("\n".join([header, entry.tool.description.strip(), *notes]))
+        return "\n".join(blocks)
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    """A JSON Schema type as a short signature (`string`, `"GET"|"POST"`, `list[int]`...)."""
+    if "enum" in schema:
+        return "|".join(json.dumps(value) for value in schema["enum"])
+    if "anyOf" in schema:
+        kinds = [_type_of(option) for option in schema["anyOf"] if option.get("type") != "null"]
+        return "|".join(kinds) or "null"
+    kind = schema.get("type", "any")
+    if kind == "array":
+        items = schema.get("items") or {}
+        return f"list[{_type_of(items)}]" if items else "list"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return f"{{str: {_type_of(schema['additionalProperties'])}}}"
+    return {"integer": "int", "number": "float", "boolean": "bool", "string": "str",
+            "object": "object"}.get(kind, kind)

@@ -48,7 +48,7 @@ def test_schema_exports_the_binding_names():
     assert set(schemas["Step"]["properties"]) >= {"id", "tool", "args", "depends_on",
                                                    "description"}
     status = schemas["StepResult"]["properties"]["status"]["enum"]
-    assert status == ["ok", "error", "rejected", "timeout", "blocked"]
+    assert status == ["ok", "error", "rejected", "timeout", "blocked", "cancelled"]
     final = schemas["FinalState"]
     assert set(final["$defs"]["RunStatus"]["enum"]) == {
         "completed", "failed", "budget_exhausted", "loop_detected", "needs_approval",

@@ -43,7 +43,10 @@ def test_planner_prompt_lists_exactly_the_registered_tools():
     registry = default_registry()
     listing = registry.describe()
     assert listing.count("### ") == len(registry)
-    assert "### http_request (may change things)" in listing
+    # Compact signatures: every argument's name and type, `?` marking the optional ones.
+    assert ('### http_request(url: str, method?: "GET"|"POST"|"PUT"|"PATCH"|"DELETE", '
+            "json_body?: object|list, headers?: {str: str}) (may change things)") in listing
+    assert "url: Absolute http(s) URL on an allowed host." in listing
 
 
 def test_registry_refuses_duplicates_and_unknown_tools():
