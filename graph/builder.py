@@ -15,16 +15,14 @@ from graph.nodes import act, approve, finalize, observe, plan, summarize
 from graph.nodes.base import NodeDeps
 from graph.reasoning import Reasoner
 from graph.routing import (
-    route_after_approve,
+    route_after_act,
     route_after_observe,
     route_after_plan,
     route_after_summarize,
 )
-from graph.state import InputState, OutputState, State, StepTask
+from graph.state import InputState, OutputState, State
 from tools import default_registry
 from tools.registry import ToolRegistry
-
-NEXT = ["act", "approve", "plan", "summarize", "finalize"]
 
 
 def build_graph(
@@ -43,8 +41,9 @@ def build_graph(
             A `plan_file` in the run context selects the offline planner instead.
         tools: the tool registry; the default holds the built-in executors.
         checkpointer: where runs are saved so they can resume (None: not saved).
-        store: holds the effect journal of steps that change things (`graph.effects`);
-            None keeps no journal (a LangGraph server passes its own store).
+        store: holds the step ledger (`graph.ledger`), so a killed run resumes without
+            running a finished step again; None keeps no ledger (a LangGraph server
+            passes its own store).
         name: the graph's name in traces and Studio.
     """
     deps = NodeDeps(registry=tools if tools is not None else default_registry(), model=model)
@@ -55,8 +54,8 @@ def build_graph(
     async def approve_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return await approve.approve(state, runtime, deps)
 
-    async def act_node(task: StepTask, runtime: Runtime[Context]) -> dict[str, Any]:
-        return await act.act(task, runtime, deps)
+    async def act_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await act.act(state, runtime, deps)
 
     async def observe_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return await observe.observe(state, runtime, deps)
@@ -77,13 +76,14 @@ def build_graph(
     builder.add_node("summarize", summarize_node)
     builder.add_node("finalize", finalize_node)
     builder.add_edge(START, "plan")
-    builder.add_conditional_edges("plan", route_after_plan, NEXT)
-    # Every act task of a wave writes to this edge; observe runs once, after all of them.
-    builder.add_edge("act", "observe")
-    builder.add_conditional_edges("observe", route_after_observe, NEXT)
+    builder.add_conditional_edges("plan", route_after_plan,
+                                  ["plan", "summarize", "approve", "observe", "finalize"])
+    builder.add_conditional_edges("act", route_after_act, ["approve", "observe", "finalize"])
+    builder.add_edge("approve", "act")
+    builder.add_conditional_edges("observe", route_after_observe,
+                                  ["act", "plan", "summarize", "finalize"])
     builder.add_conditional_edges("summarize", route_after_summarize,
-                                  ["act", "approve", "plan", "finalize"])
-    builder.add_conditional_edges("approve", route_after_approve, ["act", "observe"])
+                                  ["act", "plan", "finalize"])
     builder.add_edge("finalize", END)
     return builder.compile(checkpointer=checkpointer, store=store, name=name)
 

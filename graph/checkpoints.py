@@ -1,5 +1,5 @@
 """Checkpointers and stores: SQLite by default (a file you can find), Postgres with a
-postgresql:// URL. The store holds the effect journal (`graph.effects`) beside the checkpoints.
+postgresql:// URL. The store holds the step ledger (`graph.ledger`) beside the checkpoints.
 """
 
 from __future__ import annotations
@@ -64,9 +64,20 @@ def _is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
+def store_path(url: str) -> str:
+    """The SQLite file of the store beside the checkpoint file `url`.
+
+    Not the checkpoint file itself: LangGraph's SQLite store reads, then writes, in one
+    deferred transaction, which SQLite refuses at once (`database is locked`, no waiting)
+    when the checkpointer's connection wrote in between; many concurrent runs hit that."""
+    path = Path(url)
+    return str(path.with_name(f"{path.stem}.ledger.sqlite"))
+
+
 @asynccontextmanager
 async def open_store(url: str | None = None) -> AsyncIterator[BaseStore]:
-    """Open the LangGraph store at `url` (the same URL as the checkpointer's)."""
+    """Open the LangGraph store for the checkpointer at `url`: the same Postgres database,
+    or a SQLite file beside the checkpoints' (`store_path`)."""
     url = url or default_checkpointer_url()
     if _is_postgres(url):
         from langgraph.store.postgres.aio import AsyncPostgresStore
@@ -78,7 +89,7 @@ async def open_store(url: str | None = None) -> AsyncIterator[BaseStore]:
         return
     from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-    async with AsyncSqliteStore.from_conn_string(url) as store:
+    async with AsyncSqliteStore.from_conn_string(store_path(url)) as store:
         await store.setup()
         async with _stopping_batches(store):
             yield store

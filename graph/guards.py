@@ -17,14 +17,17 @@ def executed(results: list[StepResult]) -> list[StepResult]:
 
 def budget_stop(
     *, results: list[StepResult], usage: Usage, started_at: float, context: Context,
-    now: float | None = None,
+    now: float | None = None, in_flight: int = 0,
 ) -> Stop | None:
-    """The budget a run has used up, if any: steps, tool calls, tokens or wall clock."""
+    """The budget a run has used up, if any: steps, tool calls, tokens or wall clock.
+
+    `in_flight` steps count as one step and one tool call each (the scheduler asks before
+    it starts one more)."""
     now = time.time() if now is None else now
-    steps = len(executed(results))
+    steps = len(executed(results)) + in_flight
     if steps >= context.max_steps:
         return RunStatus.BUDGET_EXHAUSTED, f"step budget spent ({steps}/{context.max_steps})"
-    calls = sum(r.attempts for r in results)
+    calls = sum(r.attempts for r in results) + in_flight
     if calls >= context.max_tool_calls:
         return (RunStatus.BUDGET_EXHAUSTED,
                 f"tool-call budget spent ({calls}/{context.max_tool_calls})")

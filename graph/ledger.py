@@ -1,9 +1,15 @@
-"""The effect journal: a step that changes things records an idempotency key before and
-after it runs, so a resumed run checks a step that may have run instead of repeating it.
+"""The step ledger: every finished step's result, written once to the graph's store as soon
+as the step ends, so a run resumed after a kill replays finished steps instead of running
+them again (even when the kill came before the next checkpoint).
 
-The journal lives in the graph's LangGraph store (the SQLite file or Postgres database of
-the checkpoints when run through `run_thread`; the server's store under `langgraph dev`).
-A graph compiled without a store keeps no journal.
+A step that changes things also records `started` before it runs: on resume such a step is
+sent again with the same idempotency key when its tool takes one, and reported as uncertain
+(never repeated blindly) when it does not.
+
+The ledger lives in the graph's LangGraph store (a SQLite file beside the checkpoints', or
+their Postgres database, when run through `run_thread`; the server's store under
+`langgraph dev`). A graph compiled without a store keeps none: a kill then loses the steps
+finished since the last checkpoint, and they run again on resume.
 """
 
 from __future__ import annotations
@@ -17,22 +23,28 @@ from langgraph.store.base import BaseStore
 from graph.contracts import StepError, StepResult
 from graph.state import StepTask
 
+# The effect journal's namespace, kept so that a run journaled before the ledger existed
+# still finds its entries when it is resumed.
 NAMESPACE = ("duet", "effects")
 
 
-def idempotency_key(thread_id: str, task: StepTask) -> str:
-    """The same key for the same step of the same run, however often it is attempted.
-
-    Edited arguments make a new key: an edited step is a different effect.
-    """
+def step_key(thread_id: str, task: StepTask) -> str:
+    """The same key for the same step of the same run, however often it is attempted; also
+    the idempotency key a tool sends with its effect. Edited arguments make a new key: an
+    edited step is a different effect."""
     step = task["step"]
     blob = json.dumps([thread_id, task["plan_version"], step.id, step.tool, task["args"]],
                       sort_keys=True, default=str)
     return "duet-" + hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-class EffectJournal:
-    """Journal entries of one thread: `started` before a step runs, `done` with its result."""
+class LedgerUnavailable(Exception):
+    """The ledger's store failed. Like a failed checkpoint write, this stops the run
+    (resumable), rather than letting a step run without its record."""
+
+
+class StepLedger:
+    """Ledger entries of one thread: `started` (steps that change things), then `done`."""
 
     def __init__(self, store: BaseStore, thread_id: str):
         self.store = store
@@ -40,26 +52,37 @@ class EffectJournal:
 
     async def entry(self, key: str) -> dict[str, Any] | None:
         """The entry recorded under `key`, or None if the step never started."""
-        item = await self.store.aget(self.namespace, key)
+        try:
+            item = await self.store.aget(self.namespace, key)
+        except Exception as exc:
+            raise LedgerUnavailable(f"reading the step ledger failed: {exc!r}") from exc
         return item.value if item else None
 
     async def started(self, key: str, task: StepTask) -> None:
-        """Record that the step is about to run (before any effect can happen)."""
-        await self.store.aput(self.namespace, key, {
+        """Record that a step that changes things is about to run (before any effect)."""
+        await self._put(key, {
             "state": "started", "step_id": task["step"].id, "tool": task["step"].tool,
-            "plan_version": task["plan_version"]}, index=False)
+            "plan_version": task["plan_version"], "side_effects": True})
 
-    async def done(self, key: str, result: StepResult) -> None:
+    async def done(self, key: str, result: StepResult, side_effects: bool) -> None:
         """Record the step's result; a later attempt returns it instead of running again."""
-        await self.store.aput(self.namespace, key, {
+        await self._put(key, {
             "state": "done", "step_id": result.step_id, "tool": result.tool,
-            "plan_version": result.plan_version, "result": result.model_dump(mode="json")},
-            index=False)
+            "plan_version": result.plan_version, "side_effects": side_effects,
+            "result": result.model_dump(mode="json")})
 
-    async def entries(self) -> list[dict[str, Any]]:
-        """Every entry of the thread (to check or inspect a run)."""
-        items = await self.store.asearch(self.namespace, limit=10_000)
-        return [{"key": item.key, **item.value} for item in items]
+    async def _put(self, key: str, value: dict[str, Any]) -> None:
+        try:
+            await self.store.aput(self.namespace, key, value, index=False)
+        except Exception as exc:
+            raise LedgerUnavailable(f"writing the step ledger failed: {exc!r}") from exc
+
+    async def entries(self, *, side_effects_only: bool = False) -> list[dict[str, Any]]:
+        """Every entry of the thread (to check or inspect a run); optionally only those of
+        steps that change things (the effect journal)."""
+        items = await self.store.asearch(self.namespace, limit=100_000)
+        entries = [{"key": item.key, **item.value} for item in items]
+        return [e for e in entries if e.get("side_effects")] if side_effects_only else entries
 
 
 def uncertain_result(base: dict[str, Any]) -> StepResult:

@@ -39,6 +39,27 @@ def plan_succeeded(plan: Plan, done: dict[str, StepResult]) -> bool:
     return all(step.id in done and done[step.id].status == "ok" for step in plan.steps)
 
 
+def decision_trigger(plan: Plan, new: list[StepResult], done: dict[str, StepResult]) -> str | None:
+    """Why the reasoning agent must look now, or None for routine progress.
+
+    It must look when a step did not succeed, when the plan is finished, or when a
+    finished step is marked `needs_judgment`. Anything else, and no new result at all
+    (it decided on these already), costs no reasoning call.
+    """
+    if not new:
+        return None
+    failed = [r.step_id for r in new if r.status != "ok"]
+    if failed:
+        return f"steps {failed} did not succeed"
+    if plan_finished(plan, done):
+        return "the plan finished"
+    judged = {s.id for s in plan.steps if s.needs_judgment}
+    to_judge = [r.step_id for r in new if r.step_id in judged]
+    if to_judge:
+        return f"steps {to_judge} need your judgment before the plan goes on"
+    return None
+
+
 def references_in(value: Any) -> list[str]:
     """Every `${...}` reference path in an argument value."""
     if isinstance(value, str):

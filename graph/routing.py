@@ -9,58 +9,71 @@ from __future__ import annotations
 from typing import Literal
 
 from langgraph.runtime import Runtime
-from langgraph.types import Send
 
 from graph.context import Context
 from graph.nodes.base import runtime_context
 from graph.nodes.summarize import needs_summary
+from graph.progress import decision_trigger, results_of_plan
 from graph.state import State
 
-Move = Literal["plan", "summarize", "approve", "observe", "finalize"]
+Move = Literal["plan", "act", "summarize", "approve", "observe", "finalize"]
 
 
-def _wave_or(state: State, fallback: Literal["observe", "finalize"]) -> list[Send] | Move:
-    """The queued wave: to `approve` if a step awaits approval, else one `act` task a step."""
-    tasks = state.get("next_steps") or []
-    if not tasks:
-        return fallback
-    if not all(task["approved"] for task in tasks):
-        return "approve"
-    return [Send("act", task) for task in tasks]
+def _answered(state: State) -> bool:
+    """True when the run has ended and its answer is already written (by the join)."""
+    decision = state.get("decision")
+    return bool(state.get("status") and decision is not None and decision.answer)
 
 
-def _next(state: State) -> list[Send] | Move:
-    """Where a run goes once the history is small enough to show the model."""
+def _after_steps(state: State) -> Literal["approve", "observe", "finalize"]:
+    """Once the scheduler stopped: `approve` when only held steps wait, else `observe`."""
+    if state.get("status"):
+        return "finalize"
+    results = state.get("results", [])
+    waiting = any(not task["approved"] for task in state.get("pending_steps") or [])
+    plan = state.get("plan")
+    trigger = plan and decision_trigger(
+        plan, results[state.get("observed_count", 0):],
+        results_of_plan(results, state.get("plan_version", 0)))
+    return "approve" if waiting and not trigger else "observe"
+
+
+def _next(state: State) -> Move:
+    """Where a run goes once the reasoning agent decided and the history is small enough."""
     if state.get("status"):
         return "finalize"
     decision = state.get("decision")
     if decision is not None and decision.action == "replan":
         return "plan"
-    return _wave_or(state, "finalize")
+    return "act"
 
 
-def route_after_plan(state: State, runtime: Runtime[Context] | None = None) -> list[Send] | Move:
-    """After `plan`: its first wave to `act`; `plan` again if steps were rejected;
-    `summarize` first if the history outgrew the threshold; `finalize` when the run ended."""
-    if state.get("decision") is not None and needs_summary(state, runtime_context(runtime)):
-        return "summarize"
-    return _next(state)
+def route_after_plan(state: State, runtime: Runtime[Context] | None = None) -> Move:
+    """After `plan` (which starts the plan's steps): `plan` again if steps were rejected
+    (`summarize` first if the history outgrew the threshold); `finalize` when the run
+    ended; otherwise as after `act`."""
+    decision = state.get("decision")
+    if decision is not None and decision.action == "replan":
+        return "summarize" if needs_summary(state, runtime_context(runtime)) else "plan"
+    return _after_steps(state)
 
 
-def route_after_observe(
-    state: State, runtime: Runtime[Context] | None = None
-) -> list[Send] | Move:
-    """After `observe`: `summarize` when the history passed the threshold, else as `_next`."""
+def route_after_act(state: State) -> Literal["approve", "observe", "finalize"]:
+    """After `act`: `approve` when only steps waiting for approval are left, else `observe`
+    (something failed, needs judgment or finished, or a budget ran out)."""
+    return _after_steps(state)
+
+
+def route_after_observe(state: State, runtime: Runtime[Context] | None = None) -> Move:
+    """After `observe`: `finalize` when the join wrote the answer; `summarize` when the
+    history passed the threshold; else `finalize`, `plan` (replan) or `act` (continue)."""
+    if _answered(state):
+        return "finalize"
     if needs_summary(state, runtime_context(runtime)):
         return "summarize"
     return _next(state)
 
 
-def route_after_summarize(state: State) -> list[Send] | Move:
-    """After `summarize`: the next wave, a replan, or the end."""
+def route_after_summarize(state: State) -> Move:
+    """After `summarize`: continue, replan, or the end."""
     return _next(state)
-
-
-def route_after_approve(state: State) -> list[Send] | Move:
-    """After `approve`: the approved steps to `act`; `observe` when none is left to run."""
-    return _wave_or(state, "observe")

@@ -9,7 +9,8 @@ from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, Usage
 
 
 class StepTask(TypedDict):
-    """The input of one `act` task: a step with its references already resolved."""
+    """A step ready to start: its references resolved, and whether it may start (a step
+    that changes things waits for approval)."""
 
     step: Step
     args: dict[str, Any]
@@ -42,7 +43,7 @@ class State(InputState, OutputState, total=False):
     usage: Annotated[Usage, operator.add]
     plan: Plan | None
     plan_version: int
-    next_steps: list[StepTask]
+    pending_steps: list[StepTask]  # ready steps that change things, held for approval
     observed_count: int
     plan_fingerprints: list[str]
     replans: int

@@ -4,23 +4,27 @@
 >>> graph = build_graph(model=model, tools=my_registry)
 
 Each reasoning call takes the next response. A pydantic object (a `Plan`, a `Decision`)
-becomes a structured tool call, a string becomes plain text, a `ToolCall` dict is sent as
-is (to script malformed output), an exception is raised, and a callable is called with the
-prompt messages and its return value used. `prompts` records what the model was sent.
+becomes a structured tool call (its fields at their defaults left out, as a model sends
+them), a string becomes plain text, a `ToolCall` dict is sent as is (to script malformed
+output), an exception is raised, and a callable is called with the prompt messages and its
+return value used. `prompts` records what the model was sent.
+
+A reply arrives whole unless `stream_fragment` is set: then streaming callers (the planner)
+get it in pieces of that many characters, as from a model that streams.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -60,6 +64,7 @@ class ScriptedChatModel(BaseChatModel):
     responses: list[Any] = Field(default_factory=list)
     prompts: list[list[BaseMessage]] = Field(default_factory=list)
     bound_tools: list[str] = Field(default_factory=list)
+    stream_fragment: int | None = None
     lock: Any = Field(default_factory=threading.Lock, exclude=True)
 
     @property
@@ -91,7 +96,8 @@ class ScriptedChatModel(BaseChatModel):
             raise response
         if isinstance(response, BaseModel):
             name = self.bound_tools[0] if self.bound_tools else type(response).__name__
-            response = {"name": name, "args": response.model_dump(mode="json")}
+            response = {"name": name,
+                        "args": response.model_dump(mode="json", exclude_defaults=True)}
         if isinstance(response, dict):
             call = {"id": f"call_{len(self.prompts)}", "type": "tool_call", **response}
             message = AIMessage(content="", tool_calls=[call])
@@ -108,3 +114,28 @@ class ScriptedChatModel(BaseChatModel):
             message.usage_metadata["input_tokens"] + message.usage_metadata["output_tokens"]
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: Any = None, **kwargs: Any
+                       ) -> AsyncIterator[ChatGenerationChunk]:
+        result = await self._agenerate(messages, stop=stop, **kwargs)
+        for chunk in self.fragments(result.generations[0].message):
+            yield ChatGenerationChunk(message=chunk)
+
+    def fragments(self, message: AIMessage) -> Iterator[AIMessageChunk]:
+        """`message` as stream chunks: whole, or in `stream_fragment`-character pieces of its
+        text or tool call's JSON; the last chunk carries the usage."""
+        size = self.stream_fragment
+        if message.tool_calls:
+            call = message.tool_calls[0]
+            text = json.dumps(call["args"], default=str)
+            pieces = [text[at:at + size] for at in range(0, len(text), size)] if size else [text]
+            chunks = [AIMessageChunk(content="", tool_call_chunks=[{
+                "name": call["name"] if i == 0 else None, "id": call["id"] if i == 0 else None,
+                "args": piece, "index": 0}]) for i, piece in enumerate(pieces)]
+        else:
+            text = str(message.content)
+            pieces = [text[at:at + size] for at in range(0, len(text), size)] if size else [text]
+            chunks = [AIMessageChunk(content=piece) for piece in pieces or [""]]
+        chunks[-1].usage_metadata = message.usage_metadata
+        yield from chunks

@@ -136,11 +136,11 @@ async def _journal_and_history(home: Path, thread: str) -> tuple[dict[str, int],
     """Journal entry states, and whether the checkpoint chain is one unbroken line."""
     from graph.builder import build_graph
     from graph.checkpoints import open_checkpointer, open_store
-    from graph.effects import EffectJournal
+    from graph.ledger import StepLedger
 
     url = str(home / "checkpoints.sqlite")
     async with open_store(url) as store:
-        entries = await EffectJournal(store, thread).entries()
+        entries = await StepLedger(store, thread).entries(side_effects_only=True)
     states: dict[str, int] = {}
     for entry in entries:
         states[entry["state"]] = states.get(entry["state"], 0) + 1

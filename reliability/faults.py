@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from graph.checkpoints import duet_home
 from graph.context import Context
 from graph.contracts import Decision, FinalState, Plan, RunStatus, Step
-from graph.reasoning import BEDROCK_MAX_ATTEMPTS
+from graph.reasoning.bedrock import BEDROCK_MAX_ATTEMPTS
 from graph.rendering import FENCED_BLOCK, RESULT_OUTPUT_CHARS
 from graph.runner import read_trace, run_thread, thread_state, trace_path
 from graph.testing import ScriptedChatModel

@@ -1,134 +1,33 @@
-"""`act`: run one step of the plan. LangGraph runs the steps of a wave as parallel tasks."""
+"""`act`: run the plan's steps, each as soon as its own dependencies have succeeded.
+
+The scheduler (`graph.scheduler`) runs them concurrently and returns when no further step
+can start: the plan finished, a step failed or needs judgment, a budget ran out, or only
+steps waiting for a human's approval are left.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import random
-import time
-from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.runnables import RunnableLambda
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import StepError, StepResult
-from graph.effects import EffectJournal, idempotency_key, uncertain_result
-from graph.nodes.base import NodeDeps, runtime_context
-from graph.redaction import redact_text
-from graph.state import StepTask
-from tools.errors import ToolError
-from tools.sandbox import run_scope, use_idempotency_key, use_policy
-
-BACKOFF_SECONDS = 0.2
+from graph.contracts import Usage
+from graph.nodes.base import NodeDeps
+from graph.state import State
 
 
-def _emit(runtime: Runtime[Context] | None, event: dict[str, Any]) -> None:
-    writer = getattr(runtime, "stream_writer", None)
-    if writer is not None:
-        writer(event)
+async def act(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
+    """Start the approved held steps and every step that is ready, until none can start.
 
-
-def _as_json(output: Any, limit: int) -> Any:
-    """Tool output as plain JSON, secrets redacted, capped at `limit` characters so no result
-    floods the state."""
-    text = redact_text(json.dumps(output, default=str, ensure_ascii=False))
-    if len(text) > limit:
-        return {"truncated": True, "size": len(text), "preview": text[:limit]}
-    return json.loads(text)
-
-
-def _error_of(exc: BaseException, timeout: float) -> tuple[str, StepError]:
-    status, error = _classify(exc, timeout)
-    return status, error.model_copy(update={"message": redact_text(error.message)})
-
-
-def _classify(exc: BaseException, timeout: float) -> tuple[str, StepError]:
-    if isinstance(exc, TimeoutError):
-        return "timeout", StepError(type="StepTimeout", retryable=True,
-                                    message=f"no result within {timeout:g}s")
-    if isinstance(exc, ToolError):
-        return exc.status, StepError(type=exc.type_name, message=str(exc),
-                                     retryable=exc.retryable)
-    return "error", StepError(type=type(exc).__name__, message=str(exc) or repr(exc))
-
-
-async def act(task: StepTask, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
-    """Execute one step with a timeout, retrying only errors marked retryable.
-
-    A step that changes things is journaled when the graph has a store (see `graph.effects`).
-    Never raises for a tool's failure: every one becomes a typed `StepResult`.
+    Not wrapped in `never_raises`: a tool's failure is already a result, and what escapes
+    is storage failing, which the runner reports with how to resume.
     """
-    context = runtime_context(runtime)
-    step = task["step"]
-    started = datetime.now(UTC)
-    clock = time.perf_counter()
-    base = {"step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
-            "started_at": started}
-    _emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
-
-    async def run_step(task: StepTask) -> StepResult:
-        if task.get("problem"):
-            return StepResult(**base, status="error",
-                              error=StepError(type="ReferenceError", message=task["problem"]))
-        if task.get("side_effects") and getattr(runtime, "store", None) is not None:
-            return await _run_journaled(task, context, deps, base, runtime)
-        return await _run_with_retries(task, context, deps, base, runtime)
-
-    # One named run per step in traces (LangSmith), with what a reader filters on.
-    traced = RunnableLambda(run_step, name=f"step {step.id}")
-    result = await traced.ainvoke(task, {"metadata": {
-        "thread_id": run_scope(), "step_id": step.id, "tool": step.tool,
-        "plan_version": task["plan_version"]}})
-    result.duration_ms = (time.perf_counter() - clock) * 1000
-    _emit(runtime, {"event": "step_finished", "step_id": step.id, "tool": step.tool,
-                    "status": result.status, "duration_ms": round(result.duration_ms, 1),
-                    "attempts": result.attempts})
-    return {"results": [result]}
-
-
-async def _run_journaled(
-    task: StepTask, context: Context, deps: NodeDeps, base: dict[str, Any],
-    runtime: Runtime[Context],
-) -> StepResult:
-    """Run a step that changes things at most once in effect, across crashes and resumes."""
-    thread_id = run_scope()
-    journal, key = EffectJournal(runtime.store, thread_id), idempotency_key(thread_id, task)
-    entry = await journal.entry(key)
-    if entry and entry["state"] == "done":
-        # It ran and its result was journaled, but the checkpoint after it was lost.
-        _emit(runtime, {"event": "step_replayed", "step_id": task["step"].id, "key": key})
-        return StepResult.model_validate(entry["result"])
-    if entry and not deps.registry.get(task["step"].tool).takes_idempotency_key:
-        return uncertain_result(base)
-    await journal.started(key, task)
-    with use_idempotency_key(key):
-        result = await _run_with_retries(task, context, deps, base, runtime)
-    await journal.done(key, result)
-    return result
-
-
-async def _run_with_retries(
-    task: StepTask, context: Context, deps: NodeDeps, base: dict[str, Any],
-    runtime: Runtime[Context] | None,
-) -> StepResult:
-    entry = deps.registry.get(task["step"].tool)
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            with use_policy(context.sandbox_policy()):
-                output = await asyncio.wait_for(entry.tool.ainvoke(task["args"]),
-                                                context.step_timeout_seconds)
-            entry.check_output(output)
-            return StepResult(**base, status="ok", attempts=attempts,
-                              output=_as_json(output, context.max_response_bytes))
-        except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
-            status, error = _error_of(exc, context.step_timeout_seconds)
-        if not (error.retryable and attempts <= context.max_retries):
-            return StepResult(**base, status=status, error=error, attempts=attempts)
-        _emit(runtime, {"event": "step_retried", "step_id": task["step"].id,
-                        "attempt": attempts, "error": error.type})
-        # Exponential backoff with jitter, so parallel retries do not stampede.
-        await asyncio.sleep(BACKOFF_SECONDS * 2 ** (attempts - 1) * (0.5 + random.random()))
+    async with deps.scheduler(runtime, results=state.get("results", []),
+                              plan_version=state["plan_version"],
+                              observed=state.get("observed_count", 0),
+                              started_at=state["started_at"],
+                              usage=state.get("usage") or Usage(),
+                              pending=state.get("pending_steps") or []) as scheduler:
+        outcome = await scheduler.run(state["plan"])
+    return {"results": outcome.results, "pending_steps": outcome.held}

@@ -1,7 +1,8 @@
 """`approve`: steps that change things wait for a human (or the context's policy) first.
 
-One interrupt per wave lists every such step. The answer maps step ids to "approve",
-"reject", or {"edit": {new args}}; edited arguments are checked against the registry again.
+The scheduler holds each such step once it is ready to start; when nothing else can run,
+one interrupt lists every held step. The answer maps step ids to "approve", "reject", or
+{"edit": {new args}}; edited arguments are checked against the registry again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from langgraph.types import interrupt
 from graph.context import Context
 from graph.contracts import StepResult
 from graph.nodes.base import NodeDeps, runtime_context
+from graph.scheduler import not_approved, standing_answer
 from graph.state import State, StepTask
 from tools.registry import StepRefused
 
@@ -26,20 +28,19 @@ def approval_request(tasks: list[StepTask]) -> dict[str, Any]:
 
 
 async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
-    """Apply the approval policy to the queued wave; 'ask' interrupts the run."""
+    """Apply the approval policy to the held steps; 'ask' interrupts the run."""
     context = runtime_context(runtime)
-    wave = state.get("next_steps") or []
-    pending = [t for t in wave if not t["approved"]]
-    if context.approval == "auto":
-        answers: dict[str, Any] = {t["step"].id: "approve" for t in pending}
-    elif context.approval == "deny":
-        answers = {t["step"].id: "reject" for t in pending}
+    held = state.get("pending_steps") or []
+    pending = [t for t in held if not t["approved"]]
+    standing = standing_answer(context.approval)
+    if standing is not None:
+        answers: dict[str, Any] = {t["step"].id: standing for t in pending}
     else:
         answers = interrupt(approval_request(pending)) or {}
 
     queued: list[StepTask] = []
     refused: list[StepResult] = []
-    for task in wave:
+    for task in held:
         if task not in pending:
             queued.append(task)
             continue
@@ -55,7 +56,5 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
         elif answer == "approve":
             queued.append({**task, "approved": True})
         else:
-            refused.append(StepResult.rejected(
-                task["step"], task["plan_version"], "NotApproved",
-                f"a human or the approval policy ({context.approval}) did not approve this step"))
-    return {"next_steps": queued, "results": refused}
+            refused.append(not_approved(task, context.approval))
+    return {"pending_steps": queued, "results": refused}

@@ -1,4 +1,4 @@
-"""What every node shares: its dependencies, the never-raise wrapper, and wave building."""
+"""What every node shares: its dependencies, the never-raise wrapper, the scheduler."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import Plan, RunStatus, StepResult
-from graph.progress import ReferenceProblem, ready_steps, resolve_args, results_of_plan
+from graph.contracts import RunStatus, StepResult, Usage
+from graph.ledger import LedgerUnavailable
 from graph.reasoning import Reasoner, resolve_reasoner
+from graph.scheduler import Scheduler
 from graph.state import StepTask
 from tools.registry import ToolRegistry
 
@@ -33,6 +34,16 @@ class NodeDeps:
         """The reasoner for this run (see `resolve_reasoner`)."""
         return resolve_reasoner(context, self.model)
 
+    def scheduler(self, runtime: Runtime[Context] | None, *, results: list[StepResult],
+                  plan_version: int, observed: int, started_at: float, usage: Usage,
+                  pending: list[StepTask] = ()) -> Scheduler:
+        """A scheduler for `plan_version` of this run, seeing the run's `results` so far
+        (those from `observed` on not yet read by the reasoning agent)."""
+        return Scheduler(plan_version=plan_version, results=results, observed=observed,
+                         pending=list(pending), started_at=started_at, usage=usage,
+                         context=runtime_context(runtime), registry=self.registry,
+                         runtime=runtime)
+
 
 Node = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -40,7 +51,8 @@ Node = Callable[..., Awaitable[dict[str, Any]]]
 def never_raises(name: str) -> Callable[[Node], Node]:
     """Turn an unexpected exception in a node into a `failed` run instead of a crash.
 
-    Interrupts and other LangGraph control flow still propagate.
+    Interrupts and other LangGraph control flow still propagate, and so does a failed
+    step ledger: like a failed checkpoint write, the runner ends the run resumable.
     """
 
     def wrap(node: Node) -> Node:
@@ -48,40 +60,19 @@ def never_raises(name: str) -> Callable[[Node], Node]:
         async def guarded(*args: Any, **kwargs: Any) -> dict[str, Any]:
             try:
                 return await node(*args, **kwargs)
-            except GraphBubbleUp:
+            except (GraphBubbleUp, LedgerUnavailable):
                 raise
             except Exception as exc:  # noqa: BLE001 - the contract is that invoke never raises
                 log.exception("node %s failed", name)
                 return {
                     "status": RunStatus.FAILED,
                     "reason": f"{name} failed: {type(exc).__name__}: {exc}",
-                    "next_steps": [],
+                    "pending_steps": [],
                 }
 
         return guarded
 
     return wrap
-
-
-def next_wave(
-    plan: Plan, plan_version: int, results: list[StepResult], context: Context, deps: NodeDeps
-) -> list[StepTask]:
-    """The steps that can run now, with references resolved, within the step budget.
-
-    A step that changes things is queued unapproved: the `approve` node sees it first.
-    """
-    done = results_of_plan(results, plan_version)
-    remaining = context.max_steps - sum(1 for r in results if r.status != "rejected")
-    tasks: list[StepTask] = []
-    for step in ready_steps(plan, done)[: max(0, remaining)]:
-        try:
-            args, problem = resolve_args(step.args, done), None
-        except ReferenceProblem as exc:
-            args, problem = step.args, str(exc)
-        changes = step.side_effects or deps.registry.get(step.tool).changes_things(args)
-        tasks.append(StepTask(step=step, args=args, plan_version=plan_version, problem=problem,
-                              approved=problem is not None or not changes, side_effects=changes))
-    return tasks
 
 
 def runtime_context(runtime: Runtime[Context] | None) -> Context:

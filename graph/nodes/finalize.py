@@ -1,4 +1,7 @@
-"""`finalize`: write the answer, citing step ids; an honest partial answer after a guard stop."""
+"""`finalize`: write the answer, citing step ids; an honest partial answer after a guard stop.
+
+When the join call already wrote the answer (`Decision.answer`), it is used as is: the
+happy path costs two reasoning calls, the plan and the join."""
 
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
     arguments = {"task": state["task"], "status": status.value, "reason": reason,
                  "summary": state.get("summary", ""),
                  "results": state.get("results", [])[state.get("summarized_count", 0):]}
+    decision = state.get("decision")
+    if decision is not None and decision.action == "finish" and decision.answer:
+        return {"status": status, "reason": reason, "final_answer": decision.answer,
+                "pending_steps": []}
     try:
         if tokens_spent(usage, context):
             raise ReasoningError("the token budget is spent, so the model was not asked")
@@ -33,4 +40,4 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
         answer = f"{templated_answer(**arguments)}\n(written without the model: {exc})"
         spent = Usage()
     return {"status": status, "reason": reason, "final_answer": answer, "usage": spent,
-            "next_steps": []}
+            "pending_steps": []}

@@ -1,4 +1,6 @@
-"""`observe`: read a wave's results; ask the reasoning agent only when there is a decision."""
+"""`observe`: read what the scheduler left; ask the reasoning agent only when there is a
+decision. When the plan has finished, that one call is the join: it decides and, when it
+finishes the run, writes the answer too (`Decision.answer`)."""
 
 from __future__ import annotations
 
@@ -8,29 +10,11 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, StepResult, Usage
-from graph.guards import budget_stop
-from graph.nodes.base import NodeDeps, never_raises, next_wave, runtime_context
-from graph.progress import plan_finished, plan_succeeded, results_of_plan
+from graph.guards import budget_stop, tokens_spent
+from graph.nodes.base import NodeDeps, never_raises, runtime_context
+from graph.progress import decision_trigger, plan_finished, plan_succeeded, results_of_plan
 from graph.reasoning import ReasoningError
 from graph.state import State
-
-
-def decision_trigger(plan: Plan, new: list[StepResult], done: dict[str, StepResult]) -> str | None:
-    """Why the reasoning agent must look now, or None for routine progress.
-
-    It must look when a step did not succeed, when the plan is finished, or when a
-    finished step is marked `needs_judgment`. Anything else costs no reasoning call.
-    """
-    failed = [r.step_id for r in new if r.status != "ok"]
-    if failed:
-        return f"steps {failed} did not succeed"
-    if plan_finished(plan, done):
-        return "the plan finished"
-    judged = {s.id for s in plan.steps if s.needs_judgment}
-    to_judge = [r.step_id for r in new if r.step_id in judged]
-    if to_judge:
-        return f"steps {to_judge} need your judgment before the plan goes on"
-    return None
 
 
 def end_status(plan: Plan, done: dict[str, StepResult]) -> RunStatus:
@@ -40,22 +24,28 @@ def end_status(plan: Plan, done: dict[str, StepResult]) -> RunStatus:
 
 @never_raises("observe")
 async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
-    """Join a wave: check budgets, decide (if needed), and queue the next wave."""
+    """Check budgets, then decide: continue, replan, or finish (with the answer)."""
     context = runtime_context(runtime)
     results = state.get("results", [])
     plan, version = state["plan"], state["plan_version"]
     new = results[state.get("observed_count", 0):]
     done = results_of_plan(results, version)
-    update: dict[str, Any] = {"observed_count": len(results), "next_steps": [], "decision": None}
+    update: dict[str, Any] = {"observed_count": len(results), "decision": None}
 
-    stop = budget_stop(results=results, usage=state.get("usage", Usage()),
-                       started_at=state["started_at"], context=context)
+    usage = state.get("usage") or Usage()
+    stop = budget_stop(results=results, usage=usage, started_at=state["started_at"],
+                       context=context)
     if stop and not plan_finished(plan, done):
         return update | {"status": stop[0], "reason": stop[1]}
+    if tokens_spent(usage, context):
+        # The plan finished, but no reasoning call fits: finalize writes the template.
+        return update | {"status": end_status(plan, done), "reason": stop[1] if stop else ""}
 
     trigger = decision_trigger(plan, new, done)
     if trigger is None:
-        return update | {"next_steps": next_wave(plan, version, results, context, deps)}
+        # Nothing failed, finished or waits for judgment, and the scheduler could start
+        # nothing more: the steps left depend on steps that did not succeed.
+        return update | {"status": end_status(plan, done), "reason": "nothing left to run"}
 
     try:
         reply = await deps.reasoner(context).observe(
@@ -68,10 +58,4 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     update |= {"decision": decision, "usage": reply.usage}
     if decision.action == "finish":
         return update | {"status": end_status(plan, done), "reason": decision.reason}
-    if decision.action == "continue":
-        wave = next_wave(plan, version, results, context, deps)
-        if not wave:
-            return update | {"status": end_status(plan, done),
-                             "reason": f"nothing left to run: {decision.reason}"}
-        return update | {"next_steps": wave}
     return update

@@ -1,35 +1,120 @@
-"""`plan`: the reasoning agent writes a plan; the registry checks every step before any runs."""
+"""`plan`: the reasoning agent writes a plan; its steps start while it is still being written.
+
+Every step is checked against the registry before it runs. While the planner streams the
+plan, each read-only step whose JSON object is complete, that validates, and that names
+only earlier steps as dependencies starts at once (`EarlyStart`); steps that change things
+wait for the whole plan and for approval. A plan that turns out invalid cancels what it
+started, and the results say so. Once the plan is whole, the scheduler runs it until the
+reasoning agent has something to decide.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
+from pydantic import ValidationError
 
 from graph.context import Context
-from graph.contracts import Decision, Plan, RunStatus, StepResult, Usage
+from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, Usage
 from graph.guards import budget_stop, repeated_plan, replan_stop
-from graph.nodes.base import NodeDeps, never_raises, next_wave, runtime_context
+from graph.nodes.base import NodeDeps, never_raises, runtime_context
 from graph.progress import check_references, references_in
 from graph.reasoning import ReasoningError
+from graph.scheduler import Scheduler
 from graph.state import State
 from tools.registry import StepRefused, ToolRegistry
 
 
+def step_refusal(step: Step, registry: ToolRegistry) -> StepRefused | None:
+    """Why the step must not run (unknown tool, bad arguments or references), or None."""
+    try:
+        deferred = frozenset(key for key, value in step.args.items() if references_in(value))
+        registry.check(step.tool, step.args, deferred)
+        problem = check_references(step)
+        if problem:
+            raise StepRefused("InvalidReference", problem)
+    except StepRefused as exc:
+        return exc
+    return None
+
+
 def refuse_invalid_steps(plan: Plan, registry: ToolRegistry, version: int) -> list[StepResult]:
     """A `rejected` result for each step naming an unknown tool, bad arguments or references."""
-    refused = []
-    for step in plan.steps:
+    return [StepResult.rejected(step, version, refusal.type_name, str(refusal))
+            for step in plan.steps if (refusal := step_refusal(step, registry))]
+
+
+class EarlyStart:
+    """Starts a plan's steps while the planner is still writing it (`on_steps`).
+
+    Each answer the planner gives is an attempt; when an attempt turns out invalid, what it
+    started is cancelled and kept in `discarded`, and the next attempt that starts steps
+    gets the next plan version, so its results cannot be mistaken for the invalid one's.
+    Leaving the `async with` block cancels whatever still runs.
+    """
+
+    def __init__(self, make: Callable[[int, list[StepResult]], Scheduler], version: int,
+                 registry: ToolRegistry):
+        self.make, self.registry = make, registry
+        self.version = version
+        self.discarded: list[StepResult] = []
+        self.scheduler = make(version, [])
+        self.attempt = 0
+        self.read = 0  # step objects of this attempt looked at so far
+        self.offered: set[str] = set()
+        self.closed = False
+
+    async def __aenter__(self) -> EarlyStart:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.scheduler.cancel("the run stopped")
+
+    def results(self) -> list[StepResult]:
+        """Every result of a step started early, discarded attempts' included."""
+        return self.discarded + self.scheduler.new
+
+    async def on_steps(self, attempt: int, steps: list[Any]) -> None:
+        """Offer each complete step not looked at yet (the last one of `steps` may still be
+        incomplete, so it waits for more)."""
+        if attempt != self.attempt:
+            await self._discard(f"the planner's answer {self.attempt + 1} was not a valid plan")
+            self.attempt = attempt
+        while not self.closed and self.read < len(steps) - 1:
+            raw, self.read = steps[self.read], self.read + 1
+            await self._offer(raw)
+
+    async def cancel(self, reason: str) -> None:
+        """Cancel every step started early (the finished plan is not valid)."""
+        await self.scheduler.cancel(reason)
+
+    async def _offer(self, raw: Any) -> None:
         try:
-            deferred = frozenset(key for key, value in step.args.items() if references_in(value))
-            registry.check(step.tool, step.args, deferred)
-            problem = check_references(step)
-            if problem:
-                raise StepRefused("InvalidReference", problem)
-        except StepRefused as exc:
-            refused.append(StepResult.rejected(step, version, exc.type_name, str(exc)))
-    return refused
+            step = Step.model_validate(raw)
+        except ValidationError:
+            step = None
+        if step is None or step.id in self.offered or step_refusal(step, self.registry):
+            # The plan cannot be valid: stop what it started rather than let it run on.
+            self.closed = True
+            await self.scheduler.cancel("the plan being written has an invalid step")
+            return
+        if set(step.depends_on) <= self.offered:
+            # Only steps whose dependencies came earlier (a later one may still be valid,
+            # but starts with the whole plan); the scheduler holds back writes itself.
+            self.offered.add(step.id)
+            self.scheduler.offer(step)
+
+    async def _discard(self, reason: str) -> None:
+        """A new answer begins: the last one was invalid, and what it started is cancelled."""
+        await self.scheduler.cancel(reason)
+        if self.scheduler.dispatched:
+            self.discarded += self.scheduler.new
+            self.version += 1
+        self.scheduler = self.make(self.version, self.discarded)
+        self.read, self.offered, self.closed = 0, set(), False
 
 
 def _ok_count(state: State) -> int:
@@ -38,7 +123,8 @@ def _ok_count(state: State) -> int:
 
 @never_raises("plan")
 async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
-    """Ask for a plan (or a new one after `replan`), validate it, and queue its first wave."""
+    """Ask for a plan (or a new one after `replan`), starting its steps as they arrive;
+    validate it; run it until there is something to decide."""
     context = runtime_context(runtime)
     started_at = state.get("started_at") or time.time()
     previous = state.get("plan")
@@ -46,43 +132,63 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
     ok_now = _ok_count(state)
     stalled = (state.get("stalled_replans", 0) + 1
                if previous and ok_now == state.get("ok_at_last_plan", 0) else 0)
+    results = state.get("results", [])
     update: dict[str, Any] = {
         "started_at": started_at, "replans": replans, "stalled_replans": stalled,
-        "ok_at_last_plan": ok_now, "decision": None, "next_steps": [],
+        "ok_at_last_plan": ok_now, "decision": None, "pending_steps": [],
+        "observed_count": len(results),
     }
-    results = state.get("results", [])
-    stop = budget_stop(results=results, usage=state.get("usage", Usage()),
-                       started_at=started_at, context=context)
+    usage = state.get("usage") or Usage()
+    stop = budget_stop(results=results, usage=usage, started_at=started_at, context=context)
     if previous and not stop:
         stop = replan_stop(replans=replans, stalled_replans=stalled, context=context)
     if stop:
         return update | {"status": stop[0], "reason": stop[1]}
 
-    try:
-        reply = await deps.reasoner(context).plan(
-            task=state["task"], tools=deps.registry.describe(), summary=state.get("summary", ""),
-            results=results[state.get("summarized_count", 0):], previous_plan=previous,
-            max_attempts=context.max_plan_attempts,
-        )
-    except ReasoningError as exc:
-        return update | {"status": RunStatus.FAILED, "reason": str(exc), "usage": exc.usage}
+    def make(version: int, discarded: list[StepResult]) -> Scheduler:
+        return deps.scheduler(runtime, results=results + discarded, plan_version=version,
+                              observed=len(results) + len(discarded), started_at=started_at,
+                              usage=usage)
 
-    new_plan, version = reply.value, state.get("plan_version", 0) + 1
-    fingerprint = new_plan.fingerprint()
-    seen = state.get("plan_fingerprints", [])
-    update |= {"plan": new_plan, "plan_version": version, "usage": reply.usage,
-               "plan_fingerprints": [*seen, fingerprint], "observed_count": len(results)}
-    if stop := repeated_plan(fingerprint, seen):
-        return update | {"status": stop[0], "reason": stop[1]}
+    async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry) as early:
+        try:
+            reply = await deps.reasoner(context).plan(
+                task=state["task"], tools=deps.registry.describe(),
+                summary=state.get("summary", ""), results=results[state.get("summarized_count",
+                                                                             0):],
+                previous_plan=previous, max_attempts=context.max_plan_attempts,
+                on_steps=early.on_steps,
+            )
+        except ReasoningError as exc:
+            await early.cancel("no valid plan came")
+            return update | {"status": RunStatus.FAILED, "reason": str(exc),
+                             "usage": exc.usage, "results": early.results()}
 
-    refused = refuse_invalid_steps(new_plan, deps.registry, version)
-    if refused:
-        # Nothing of a plan with an invalid step runs: the planner fixes it first.
-        ids = [r.step_id for r in refused]
-        return update | {
-            "results": refused, "observed_count": len(results) + len(refused),
-            "decision": Decision(action="replan", reason=f"steps {ids} were rejected"),
-        }
-    if not new_plan.steps:
-        return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool"}
-    return update | {"next_steps": next_wave(new_plan, version, results, context, deps)}
+        new_plan, version = reply.value, early.version
+        fingerprint = new_plan.fingerprint()
+        seen = state.get("plan_fingerprints", [])
+        update |= {"plan": new_plan, "plan_version": version, "usage": reply.usage,
+                   "plan_fingerprints": [*seen, fingerprint]}
+        stop = repeated_plan(fingerprint, seen) or budget_stop(
+            results=results, usage=usage + reply.usage, started_at=started_at, context=context)
+        if stop:
+            await early.cancel(f"the run stopped: {stop[1]}")
+            return update | {"status": stop[0], "reason": stop[1], "results": early.results()}
+
+        refused = refuse_invalid_steps(new_plan, deps.registry, version)
+        if refused:
+            # Nothing more of a plan with an invalid step runs: the planner fixes it first.
+            await early.cancel("the plan has invalid steps")
+            ids = [r.step_id for r in refused]
+            started = early.results()
+            return update | {
+                "results": started + refused,
+                "observed_count": len(results) + len(started) + len(refused),
+                "decision": Decision(action="replan", reason=f"steps {ids} were rejected"),
+            }
+        if not new_plan.steps:
+            return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool"}
+        outcome = await early.scheduler.run(new_plan)
+    # Results of discarded attempts belong to no plan the agent must judge now.
+    return update | {"results": early.discarded + outcome.results, "pending_steps": outcome.held,
+                     "observed_count": len(results) + len(early.discarded)}

@@ -15,15 +15,20 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((tmp_path / "smoke.json").read_text())
-    assert {"parallel_speedup", "reasoning_cost", "context_growth", "orchestration_overhead",
-            "startup", "memory", "machine", "settings"} <= results.keys()
+    assert {"parallel_speedup", "reasoning_cost", "uneven_dags", "first_tool_call",
+            "context_growth", "orchestration_overhead", "startup", "memory", "machine",
+            "settings"} <= results.keys()
     speed = results["parallel_speedup"]
     assert [r["k"] for r in speed] == [1, 4]
     # Ratios against baselines measured in the same run, not absolute times.
     assert all(r["speedup_vs_react"] > 0 and r["wall_over_critical_path"] > 0 for r in speed)
-    # Structural facts, not timings: the planner is asked once whatever k is, ReAct k+1 times.
-    assert [r["reasoning_calls"] for r in speed] == [3, 3]
+    # Structural facts, not timings: plan and join whatever k is, ReAct k+1 calls.
+    assert [r["reasoning_calls"] for r in speed] == [2, 2]
     assert [r["react_calls"] for r in speed] == [2, 5]
+    assert all(r["ours_over_critical_path"] > 0 for r in results["uneven_dags"])
+    # Steps start from the streamed plan: the last one can only start once it is whole.
+    first = results["first_tool_call"]
+    assert 0 < first["steps_started_before_plan_ended"] < first["steps"]
     growth = results["context_growth"]["series"]
     assert len(growth["summarization_on"]) > 40
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
@@ -32,5 +37,6 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
 def test_readme_shows_the_committed_full_run():
     table = (ROOT / "benchmarks/results/full.md").read_text().strip()
     assert table in (ROOT / "README.md").read_text()
-    for chart in ("parallel_speedup", "reasoning_tokens", "context_growth", "overhead"):
+    for chart in ("parallel_speedup", "reasoning_tokens", "uneven_dags", "context_growth",
+                  "overhead"):
         assert (ROOT / f"benchmarks/results/{chart}.png").stat().st_size > 1000

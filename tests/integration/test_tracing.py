@@ -59,10 +59,14 @@ def langsmith_capture(monkeypatch):
 
 
 async def test_a_run_posts_a_tree_of_named_runs_without_secrets(langsmith_capture, site):
+    # s1 runs in `plan` (steps start as the plan arrives); after the judgment, s2 in `act`.
     plan = Plan(goal="g", steps=[
-        Step(id="s1", tool="http_request", args={"url": f"{site}/api/customers/1"})])
-    model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok"),
-                                         "Acme [s1]"])
+        Step(id="s1", tool="http_request", args={"url": f"{site}/api/customers/1"},
+             needs_judgment=True),
+        Step(id="s2", tool="http_request", args={"url": f"{site}/api/customers/2"},
+             depends_on=["s1"])])
+    model = ScriptedChatModel(responses=[plan, Decision(action="continue", reason="go on"),
+                                         Decision(action="finish", reason="ok"), "Acme [s1]"])
     out = await build_graph(model=model).ainvoke(
         {"task": "who is customer 1?"}, {"configurable": {"thread_id": "traced-1"}},
         context=Context())
@@ -70,8 +74,8 @@ async def test_a_run_posts_a_tree_of_named_runs_without_secrets(langsmith_captur
     wait_for_all_tracers()
     text = b"\n".join(langsmith_capture).decode("utf-8", errors="replace")
     names = set(re.findall(r'"name":\s*"([^"]+)"', text))
-    assert {"nova-duet", "plan", "act", "observe", "finalize", "step s1", "http_request",
-            "ScriptedChatModel"} <= names, names
+    assert {"nova-duet", "plan", "act", "observe", "finalize", "step s1", "step s2",
+            "http_request", "ScriptedChatModel"} <= names, names
     assert '"step_id":"s1"' in text.replace(" ", "") and '"tool":"http_request"' in text.replace(
         " ", "")
     assert "traced-1" in text  # the thread id travels with the runs

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
-from langgraph.types import Send
 
 from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, Step, StepResult
-from graph.nodes.observe import decision_trigger
-from graph.progress import resolve_args
+from graph.progress import decision_trigger, resolve_args
 from graph.routing import (
-    route_after_approve,
+    route_after_act,
     route_after_observe,
     route_after_plan,
     route_after_summarize,
@@ -31,38 +29,39 @@ def task(step_id: str, approved: bool = True) -> dict:
 
 
 def test_a_status_always_routes_to_finalize():
-    state = {"status": RunStatus.BUDGET_EXHAUSTED, "next_steps": [task("a")]}
+    state = {"status": RunStatus.BUDGET_EXHAUSTED, "pending_steps": [task("a")]}
     assert route_after_plan(state, RUNTIME) == "finalize"
+    assert route_after_act(state) == "finalize"
     assert route_after_observe(state, RUNTIME) == "finalize"
     assert route_after_summarize(state) == "finalize"
 
 
-def test_queued_steps_become_one_send_each():
-    sends = route_after_observe({"next_steps": [task("a"), task("b")]}, RUNTIME)
-    assert [s.node for s in sends] == ["act", "act"] and all(isinstance(s, Send) for s in sends)
-    assert [s.arg["step"].id for s in sends] == ["a", "b"]
+def test_after_steps_a_held_step_goes_to_approve_unless_something_must_be_decided():
+    running = {"plan": PLAN, "plan_version": 1, "results": [ok("a")], "observed_count": 0}
+    assert route_after_act({**running, "pending_steps": [task("b", approved=False)]}) == (
+        "approve")
+    assert route_after_plan({**running, "pending_steps": [task("b", approved=False)]},
+                            RUNTIME) == "approve"
+    failed = {**running, "results": [StepResult(step_id="a", status="error")]}
+    assert route_after_act({**failed, "pending_steps": [task("b", approved=False)]}) == (
+        "observe")
+    assert route_after_act({**running, "pending_steps": []}) == "observe"
 
 
-def test_a_wave_with_an_unapproved_step_goes_to_approve_first():
-    state = {"next_steps": [task("a"), task("b", approved=False)]}
-    assert route_after_observe(state, RUNTIME) == "approve"
-    assert route_after_approve({"next_steps": [task("a")]}) == [Send("act", task("a"))]
-    assert route_after_approve({"next_steps": []}) == "observe"
-
-
-def test_replan_decision_routes_to_plan():
-    state = {"decision": Decision(action="replan", reason="r"), "next_steps": []}
-    assert route_after_plan(state, RUNTIME) == "plan"
-    assert route_after_observe(state, RUNTIME) == "plan"
-
-
-def test_nothing_queued_routes_to_finalize():
-    assert route_after_observe({"next_steps": []}, RUNTIME) == "finalize"
+def test_a_decision_routes_to_act_plan_or_the_answer():
+    assert route_after_observe({"decision": Decision(action="continue", reason="r")},
+                               RUNTIME) == "act"
+    replan = {"decision": Decision(action="replan", reason="r")}
+    assert route_after_plan(replan, RUNTIME) == "plan"
+    assert route_after_observe(replan, RUNTIME) == "plan"
+    answered = {"status": RunStatus.COMPLETED,
+                "decision": Decision(action="finish", reason="r", answer="done [a]")}
+    assert route_after_observe(answered, RUNTIME) == "finalize"
 
 
 def test_large_history_routes_to_summarize_first():
     big = [StepResult(step_id=f"s{i}", status="ok", output="x" * 4000) for i in range(20)]
-    state = {"results": big, "next_steps": [task("a")]}
+    state = {"results": big, "decision": Decision(action="continue", reason="r")}
     small = Runtime(context=Context(summarize_threshold_tokens=1000, keep_recent_results=2))
     assert route_after_observe(state, small) == "summarize"
     assert route_after_observe({**state, "summarized_count": 18}, small) != "summarize"

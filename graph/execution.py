@@ -1,0 +1,132 @@
+"""Run one step: its timeout and retries, the step ledger, a named trace run, live events.
+
+Every outcome is a typed `StepResult`; a tool's failure never raises out of `execute_step`.
+The scheduler (`graph.scheduler`) calls it once per step, as soon as the step may start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.runnables import RunnableLambda
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.contracts import StepError, StepResult
+from graph.ledger import StepLedger, step_key, uncertain_result
+from graph.redaction import redact_text
+from graph.state import StepTask
+from tools.errors import ToolError
+from tools.registry import ToolRegistry
+from tools.sandbox import run_scope, use_idempotency_key, use_policy
+
+BACKOFF_SECONDS = 0.2
+
+
+def emit(runtime: Runtime[Context] | None, event: dict[str, Any]) -> None:
+    """Send a step event to the run's `custom` stream, when something listens."""
+    writer = getattr(runtime, "stream_writer", None)
+    if writer is not None:
+        writer(event)
+
+
+def _as_json(output: Any, limit: int) -> Any:
+    """Tool output as plain JSON, secrets redacted, capped at `limit` characters so no result
+    floods the state."""
+    text = redact_text(json.dumps(output, default=str, ensure_ascii=False))
+    if len(text) > limit:
+        return {"truncated": True, "size": len(text), "preview": text[:limit]}
+    return json.loads(text)
+
+
+def _error_of(exc: BaseException, timeout: float) -> tuple[str, StepError]:
+    status, error = _classify(exc, timeout)
+    return status, error.model_copy(update={"message": redact_text(error.message)})
+
+
+def _classify(exc: BaseException, timeout: float) -> tuple[str, StepError]:
+    if isinstance(exc, TimeoutError):
+        return "timeout", StepError(type="StepTimeout", retryable=True,
+                                    message=f"no result within {timeout:g}s")
+    if isinstance(exc, ToolError):
+        return exc.status, StepError(type=exc.type_name, message=str(exc),
+                                     retryable=exc.retryable)
+    return "error", StepError(type=type(exc).__name__, message=str(exc) or repr(exc))
+
+
+async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
+                       runtime: Runtime[Context] | None) -> StepResult:
+    """Execute one step with a timeout, retrying only errors marked retryable.
+
+    With a store, the step's result is written to the ledger when it ends, and a step the
+    ledger already holds is replayed, not run (see `graph.ledger`).
+    """
+    step = task["step"]
+    store = getattr(runtime, "store", None)
+    ledger = StepLedger(store, run_scope()) if store is not None else None
+    key = step_key(run_scope(), task)
+    entry = await ledger.entry(key) if ledger else None
+    if entry and entry["state"] == "done":
+        # It ran and its result was written, but the checkpoint after it was lost.
+        emit(runtime, {"event": "step_replayed", "step_id": step.id, "tool": step.tool})
+        return StepResult.model_validate(entry["result"])
+
+    clock = time.perf_counter()
+    base = {"step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
+            "started_at": datetime.now(UTC)}
+    side_effects = bool(task.get("side_effects"))
+    emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
+
+    async def run_step(task: StepTask) -> StepResult:
+        if task.get("problem"):
+            return StepResult(**base, status="error",
+                              error=StepError(type="ReferenceError", message=task["problem"]))
+        if entry and not registry.get(step.tool).takes_idempotency_key:
+            return uncertain_result(base)  # it started before a crash and may have acted
+        if side_effects and ledger:
+            await ledger.started(key, task)
+        with use_idempotency_key(key if side_effects else None):
+            return await _run_with_retries(task, context, registry, base, runtime)
+
+    # One named run per step in traces (LangSmith), with what a reader filters on.
+    traced = RunnableLambda(run_step, name=f"step {step.id}")
+    result = await traced.ainvoke(task, {"metadata": {
+        "thread_id": run_scope(), "step_id": step.id, "tool": step.tool,
+        "plan_version": task["plan_version"]}})
+    result.duration_ms = (time.perf_counter() - clock) * 1000
+    if ledger:
+        await ledger.done(key, result, side_effects)
+    emit(runtime, {"event": "step_finished", "step_id": step.id, "tool": step.tool,
+                   "status": result.status, "duration_ms": round(result.duration_ms, 1),
+                   "attempts": result.attempts})
+    return result
+
+
+async def _run_with_retries(
+    task: StepTask, context: Context, registry: ToolRegistry, base: dict[str, Any],
+    runtime: Runtime[Context] | None,
+) -> StepResult:
+    entry = registry.get(task["step"].tool)
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            with use_policy(context.sandbox_policy()):
+                output = await asyncio.wait_for(entry.tool.ainvoke(task["args"]),
+                                                context.step_timeout_seconds)
+            entry.check_output(output)
+            return StepResult(**base, status="ok", attempts=attempts,
+                              output=_as_json(output, context.max_response_bytes))
+        except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
+            status, error = _error_of(exc, context.step_timeout_seconds)
+        if not (error.retryable and attempts <= context.max_retries):
+            return StepResult(**base, status=status, error=error, attempts=attempts)
+        emit(runtime, {"event": "step_retried", "step_id": task["step"].id,
+                       "attempt": attempts, "error": error.type})
+        # Exponential backoff with jitter, so parallel retries do not stampede.
+        await asyncio.sleep(BACKOFF_SECONDS * 2 ** (attempts - 1) * (0.5 + random.random()))

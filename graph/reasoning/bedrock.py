@@ -1,0 +1,76 @@
+"""Chat models from a name: Nova 2 Lite on Bedrock (the default), any `init_chat_model`
+provider, or a scripted model for offline tests. Bedrock needs AWS credentials: without
+them this says what to set, and never falls back to another model."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.context import Context
+from graph.reasoning.protocol import ConfigurationError
+
+MISSING_CREDENTIALS = (
+    "No AWS credentials found for Amazon Bedrock (model {model!r}). Set AWS_PROFILE, or "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary "
+    "credentials), and AWS_REGION; or run offline with a plan file (`duet run --plan-file "
+    "FILE`, or `plan_file` in the run context)."
+)
+
+
+def require_aws_credentials(model_id: str) -> None:
+    """Raise `ConfigurationError` saying what to set when boto3 finds no credentials."""
+    import boto3
+
+    if boto3.Session().get_credentials() is None:
+        raise ConfigurationError(MISSING_CREDENTIALS.format(model=model_id))
+
+
+_PROVIDER_PREFIX = re.compile(r"[a-z_-]+")
+
+
+BEDROCK_MAX_ATTEMPTS = 4
+
+
+@lru_cache(maxsize=16)
+def _bedrock_model(
+    model_id: str, region: str, endpoint_url: str | None, reasoning_effort: str | None
+) -> BaseChatModel:
+    from botocore.config import Config
+    from langchain_aws import ChatBedrockConverse
+
+    # Throttling and 5xx are retried a bounded number of times, with exponential backoff
+    # and jitter (botocore's "standard" mode); the model call timeout bounds the total.
+    retries = Config(retries={"mode": "standard", "total_max_attempts": BEDROCK_MAX_ATTEMPTS},
+                     connect_timeout=10, read_timeout=120)
+    return ChatBedrockConverse(
+        model=model_id, region_name=region, endpoint_url=endpoint_url,
+        reasoning_effort=reasoning_effort, temperature=0, config=retries,
+    )
+
+
+@lru_cache(maxsize=16)
+def _scripted_model(path: str) -> BaseChatModel:
+    from graph.testing import load_script
+
+    return load_script(path)
+
+
+def chat_model_from_spec(spec: str, context: Context) -> BaseChatModel:
+    """A chat model from a Bedrock model id, an `init_chat_model` string ('provider:model'),
+    or 'scripted:/path/script.json' (a `ScriptedChatModel`, one per file and process: for
+    offline tests of a served graph, named as such)."""
+    provider, sep, rest = spec.partition(":")
+    if provider == "scripted":
+        return _scripted_model(rest)
+    if sep and _PROVIDER_PREFIX.fullmatch(provider) and provider not in ("bedrock_converse",):
+        from langchain.chat_models import init_chat_model
+
+        return init_chat_model(spec)
+    model_id = rest if provider == "bedrock_converse" else spec
+    require_aws_credentials(model_id)
+    return _bedrock_model(
+        model_id, context.region, context.bedrock_endpoint_url, context.reasoning_effort
+    )

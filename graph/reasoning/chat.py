@@ -1,0 +1,187 @@
+"""Reasoning with a LangChain chat model (Nova 2 Lite over Bedrock by default).
+
+Structured answers (a `Plan`, a `Decision`) are one forced tool call whose schema is the
+contract's compact form (`graph.contracts.tool_schema`). Plans are streamed: the steps are
+handed on while the model is still writing the rest, so the first can start early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from pydantic import BaseModel, ValidationError
+
+from graph.contracts import Decision, Plan, StepResult, Usage, tool_schema
+from graph.reasoning.protocol import ModelTimeout, ReasoningError, Reply, StepStream
+from graph.rendering import estimate_tokens, render_plan, render_results
+from prompts import load_prompt
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _usage_of(message: BaseMessage | None, prompt: list[BaseMessage]) -> Usage:
+    """Token usage reported by the model, or an estimate when the model reports none."""
+    metadata = getattr(message, "usage_metadata", None) if message is not None else None
+    if metadata:
+        return Usage(
+            reasoning_calls=1,
+            input_tokens=metadata.get("input_tokens", 0),
+            output_tokens=metadata.get("output_tokens", 0),
+        )
+    output = str(message.content) if message is not None else ""
+    if isinstance(message, AIMessage) and message.tool_calls:
+        output += json.dumps([call["args"] for call in message.tool_calls], default=str)
+    return Usage(
+        reasoning_calls=1,
+        input_tokens=sum(estimate_tokens(str(m.content)) for m in prompt),
+        output_tokens=estimate_tokens(output),
+    )
+
+
+def _tool_arguments(message: BaseMessage) -> Any:
+    """The arguments of the reply's first tool call, parsed strictly; None without one.
+
+    A streamed reply's `tool_calls` are parsed leniently (an unfinished JSON text is closed
+    for it), so the raw text of its chunks is parsed again here."""
+    if isinstance(message, AIMessageChunk) and message.tool_call_chunks:
+        raw = message.tool_call_chunks[0].get("args") or "{}"
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"the tool call's arguments are not JSON: {exc}") from None
+    if isinstance(message, AIMessage):
+        if message.tool_calls:
+            return message.tool_calls[0]["args"]
+        if message.invalid_tool_calls:
+            error = message.invalid_tool_calls[0].get("error") or "not JSON"
+            raise ValueError(f"the tool call's arguments are invalid: {error}")
+    return None
+
+
+class ModelReasoner:
+    """Reasoning with a LangChain chat model and structured output (tool calling)."""
+
+    def __init__(self, model: BaseChatModel, timeout_seconds: float | None = None):
+        self.model = model
+        self.timeout_seconds = timeout_seconds
+
+    def _timeout(self) -> ModelTimeout:
+        return ModelTimeout(
+            f"the reasoning model did not answer within {self.timeout_seconds:g}s")
+
+    async def _structured(self, schema: type[M], prompt: list[BaseMessage],
+                          on_partial: Any = None) -> Reply[M]:
+        """One forced tool call of `schema`, streamed. `on_partial(args)` sees the leniently
+        parsed arguments after each piece of them but the first, so a reply that arrives
+        whole (from a model that does not stream) is never handed on in parts."""
+        spec = tool_schema(schema)
+        runnable = self.model.bind_tools([spec], tool_choice=spec["title"])
+        message: BaseMessage | None = None
+        pieces = 0
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                async for chunk in runnable.astream(prompt):
+                    message = chunk if message is None else message + chunk  # type: ignore[operator]
+                    if not any(c.get("args") for c in getattr(chunk, "tool_call_chunks", [])):
+                        continue
+                    pieces += 1
+                    calls = getattr(message, "tool_calls", None)
+                    if on_partial is not None and pieces > 1 and calls:
+                        await on_partial(calls[0]["args"])
+        except TimeoutError:
+            raise self._timeout() from None
+        usage = _usage_of(message, prompt)
+        try:
+            arguments = _tool_arguments(message) if message is not None else None
+            if arguments is None:
+                raise ValueError("the reply had no structured output")
+            return Reply(schema.model_validate(arguments), usage)
+        except (ValueError, ValidationError) as exc:
+            raise ReasoningError(f"invalid {schema.__name__}: {_short(exc)}", usage) from None
+
+    async def plan(
+        self, *, task: str, tools: str, summary: str, results: list[StepResult],
+        previous_plan: Plan | None, max_attempts: int, on_steps: StepStream | None = None,
+    ) -> Reply[Plan]:
+        """Ask for a plan; send validation errors back to the model up to `max_attempts` times."""
+        spent, feedback = Usage(), ""
+        for attempt in range(max(1, max_attempts)):
+            prompt = load_prompt(
+                "plan", tools=tools, task=task, summary=summary,
+                results=render_results(results), feedback=feedback,
+                previous_plan=render_plan(previous_plan) if previous_plan else "",
+            )
+
+            async def partial(args: dict[str, Any], attempt: int = attempt) -> None:
+                if on_steps is not None and isinstance(args.get("steps"), list):
+                    await on_steps(attempt, args["steps"])
+
+            if on_steps is not None:
+                await on_steps(attempt, [])  # a new answer begins: the last one was invalid
+
+            try:
+                reply = await self._structured(Plan, prompt, partial)
+            except ModelTimeout:
+                raise
+            except ReasoningError as exc:
+                spent, feedback = spent + exc.usage, str(exc)
+                continue
+            return Reply(reply.value, spent + reply.usage)
+        raise ReasoningError(f"no valid plan after {max_attempts} attempts; last error: {feedback}",
+                             spent)
+
+    async def observe(
+        self, *, task: str, plan: Plan, summary: str, results: list[StepResult], trigger: str
+    ) -> Reply[Decision]:
+        """Ask for a `Decision`, with the answer when it finishes (one retry on invalid
+        output)."""
+        prompt = load_prompt(
+            "observe", task=task, plan=render_plan(plan), summary=summary,
+            results=render_results(results), trigger=trigger,
+        )
+        try:
+            return await self._structured(Decision, prompt)
+        except ModelTimeout:
+            raise
+        except ReasoningError as first:
+            reply = await self._structured(Decision, prompt)
+            return Reply(reply.value, first.usage + reply.usage)
+
+    async def _text(self, name: str, **variables: object) -> Reply[str]:
+        prompt = load_prompt(name, **variables)
+        try:
+            message = await asyncio.wait_for(self.model.ainvoke(prompt), self.timeout_seconds)
+        except TimeoutError:
+            raise self._timeout() from None
+        return Reply(_text_of(message), _usage_of(message, prompt))
+
+    async def summarize(self, *, task: str, summary: str, results: list[StepResult]) -> Reply[str]:
+        """Merge results into the running summary."""
+        return await self._text(
+            "summarize", task=task, summary=summary, results=render_results(results)
+        )
+
+    async def answer(
+        self, *, task: str, status: str, reason: str, summary: str, results: list[StepResult]
+    ) -> Reply[str]:
+        """Write the final answer."""
+        return await self._text(
+            "finalize", task=task, status=status, reason=reason, summary=summary,
+            results=render_results(results),
+        )
+
+
+def _text_of(message: BaseMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content.strip()
+    parts = [block.get("text", "") for block in message.content if isinstance(block, dict)]
+    return "".join(parts).strip()
+
+
+def _short(error: object, limit: int = 600) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,112 @@
+"""Offline planner mode: the plan comes from a JSON or YAML file, the answer from a template.
+
+No model is called and no token is spent; nothing switches to this mode by itself (the
+run context's `plan_file` selects it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from jinja2 import Environment, StrictUndefined, TemplateError
+from pydantic import ValidationError
+
+from graph.contracts import Decision, Plan, StepResult, Usage
+from graph.reasoning.protocol import ReasoningError, Reply, StepStream
+
+
+class PlanFileReasoner:
+    """Offline planner mode: the plan comes from a JSON or YAML file, the answer from a template.
+
+    It makes no model call and costs no tokens. It cannot replan: after a failed step it
+    finishes, and the run reports the failure.
+    """
+
+    def __init__(self, path: str | Path, variables: dict[str, str] | None = None):
+        self.path = Path(path)
+        self.variables = variables or {}
+
+    def load_plan(self) -> Plan:
+        """Read, render (Jinja `{{ name }}` from `variables`) and validate the plan file.
+
+        Raises `ReasoningError` with the problem.
+        """
+        try:
+            template = Environment(undefined=StrictUndefined).from_string(
+                self.path.read_text(encoding="utf-8"))
+            text = template.render(**self.variables)
+            data = json.loads(text) if self.path.suffix == ".json" else yaml.safe_load(text)
+            return Plan.model_validate(data)
+        except (OSError, ValueError, yaml.YAMLError, ValidationError, TemplateError) as exc:
+            raise ReasoningError(
+                f"plan file {str(self.path)!r} is not a valid plan: {exc}") from exc
+
+    async def plan(
+        self, *, task: str, tools: str, summary: str, results: list[StepResult],
+        previous_plan: Plan | None, max_attempts: int, on_steps: StepStream | None = None,
+    ) -> Reply[Plan]:
+        """Return the file's plan (whole: it is not streamed); a second plan cannot be had
+        offline."""
+        if previous_plan is not None:
+            raise ReasoningError("the offline planner runs one plan file and cannot replan")
+        return Reply(self.load_plan(), Usage())
+
+    async def observe(
+        self, *, task: str, plan: Plan, summary: str, results: list[StepResult], trigger: str
+    ) -> Reply[Decision]:
+        """Finish on any failure or at the end of the plan, continue otherwise."""
+        failed = [r.step_id for r in results if r.status != "ok"]
+        if failed:
+            return Reply(Decision(action="finish", reason=f"steps {failed} did not succeed"),
+                         Usage())
+        if "finished" in trigger:
+            return Reply(Decision(action="finish", reason="every step succeeded"), Usage())
+        return Reply(Decision(action="continue", reason="offline plans are followed as written"),
+                     Usage())
+
+    async def summarize(self, *, task: str, summary: str, results: list[StepResult]) -> Reply[str]:
+        """Keep counts per status and the last step ids, not outputs."""
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        line = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        ids = ", ".join(r.step_id for r in results[-5:])
+        return Reply(f"{summary}\nFolded {len(results)} results ({line}); last: {ids}.".strip(),
+                     Usage())
+
+    async def answer(
+        self, *, task: str, status: str, reason: str, summary: str, results: list[StepResult]
+    ) -> Reply[str]:
+        """A templated report of every step, citing ids."""
+        text = templated_answer(task=task, status=status, reason=reason, summary=summary,
+                                results=results)
+        return Reply(f"{text}\n(offline planner: no model was called)", Usage())
+
+
+def templated_answer(
+    *, task: str, status: str, reason: str, summary: str, results: list[StepResult]
+) -> str:
+    """An answer written without a model: the status and one line per step, citing ids."""
+    lines = [f"Task: {task}", f"Status: {status}" + (f" ({reason})" if reason else "")]
+    if summary:
+        lines.append(f"Earlier: {summary}")
+    for result in results:
+        detail = result.error.message if result.error else _brief(result.output)
+        lines.append(f"- [{result.step_id}] {result.tool}: {result.status} - {detail}")
+    return "\n".join(lines)
+
+
+def _brief(output: object, limit: int = 160) -> str:
+    """A short rendering of a result, without the envelope of the built-in executors."""
+    if isinstance(output, dict):
+        for key in ("json", "rows", "text"):
+            if key in output:
+                output = output[key]
+                break
+    if isinstance(output, list):
+        head = json.dumps(output[:2], default=str, ensure_ascii=False)
+        return f"{len(output)} item(s): {head[:limit]}" + ("..." if len(head) > limit else "")
+    text = json.dumps(output, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,209 @@
+"""The step scheduler: each step starts as soon as its own dependencies have succeeded.
+
+LangGraph's supersteps are barriers (every task of a superstep ends before the next one
+starts), so one graph task per step would run a plan in waves. Instead one node runs the
+plan's ready steps as asyncio tasks and starts each further step the moment its last
+dependency succeeds; finished steps are written to the step ledger (`graph.ledger`) as
+they end, so a kill in the middle loses none of them.
+
+A step that changes things starts only once approved: the context's `auto` and `deny`
+policies answer at once; under `ask` the step is held, and the scheduler returns when
+nothing else can run so that the `approve` node can ask a human. When a step fails or
+needs judgment, no further step starts; the steps in flight finish, then the reasoning
+agent decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+from typing import Literal
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.contracts import Plan, Step, StepError, StepResult, Usage
+from graph.execution import execute_step
+from graph.guards import budget_stop
+from graph.progress import ReferenceProblem, resolve_args, results_of_plan
+from graph.state import StepTask
+from tools.registry import ToolRegistry
+
+
+def standing_answer(approval: str) -> Literal["approve", "reject"] | None:
+    """The answer the approval policy gives without asking: `auto` approves, `deny` rejects,
+    `ask` gives none (a human decides)."""
+    return {"auto": "approve", "deny": "reject"}.get(approval)  # type: ignore[return-value]
+
+
+def not_approved(task: StepTask, approval: str) -> StepResult:
+    """The result of a step that a human or the approval policy did not approve."""
+    return StepResult.rejected(
+        task["step"], task["plan_version"], "NotApproved",
+        f"a human or the approval policy ({approval}) did not approve this step")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a scheduling round produced: results in the order the steps finished, and the
+    steps held back: waiting for a human's approval, or approved but not started (a
+    failure or a budget stopped the round first)."""
+
+    results: list[StepResult]
+    held: list[StepTask]
+
+
+class Scheduler:
+    """Runs one plan version's steps as a DAG. Use as `async with`: leaving the block
+    cancels whatever still runs.
+
+    `offer` starts steps of a plan that is still being written (read-only ones only);
+    `run` takes the whole plan and returns when no further step can start. `cancel` stops
+    the steps in flight and records them as `cancelled`.
+    """
+
+    def __init__(self, *, plan_version: int, results: list[StepResult], observed: int,
+                 pending: list[StepTask], started_at: float, usage: Usage, context: Context,
+                 registry: ToolRegistry, runtime: Runtime[Context] | None):
+        self.version = plan_version
+        self.context, self.registry, self.runtime = context, registry, runtime
+        self.started_at, self.usage = started_at, usage
+        self.earlier = results
+        self.done = results_of_plan(results, plan_version)
+        self.new: list[StepResult] = []
+        self.steps: list[Step] = []
+        self.complete = False
+        self.approved = [task for task in pending if task["approved"]]
+        self.held = [task for task in pending if not task["approved"]]
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.cancel_reason = "cancelled"
+        # An unobserved failure (a step the approve node rejected, say) means the reasoning
+        # agent must look before anything else starts.
+        self.stopping = any(r.status != "ok" for r in results[observed:])
+        # Steps run in the node's context (its trace run and config), wherever they start.
+        self._node_context = contextvars.copy_context()
+
+    async def __aenter__(self) -> Scheduler:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.cancel("the run stopped")
+
+    @property
+    def dispatched(self) -> bool:
+        """True once any step has started or finished in this round."""
+        return bool(self.running or self.new)
+
+    def offer(self, step: Step) -> None:
+        """A step of a plan still being written, already checked against the registry; it
+        starts as soon as its dependencies allow, unless it changes things."""
+        self.steps.append(step)
+        self._launch_ready()
+
+    async def run(self, plan: Plan) -> Outcome:
+        """Run `plan` until no further step can start; return what happened."""
+        self.steps, self.complete = list(plan.steps), True
+        self._launch_ready()
+        while self.running:
+            finished, _ = await asyncio.wait(list(self.running.values()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                if not task.cancelled() and task.exception() is not None:
+                    # Not a tool failure (those are results) but storage: stop everything.
+                    await self.cancel("the run stopped on an error")
+                    raise task.exception()  # type: ignore[misc]
+        return Outcome(self.new, self.held + self.approved)
+
+    async def cancel(self, reason: str) -> None:
+        """Cancel the steps in flight; each is recorded as `cancelled` with `reason`."""
+        self.stopping, self.cancel_reason = True, reason
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _over_budget(self) -> bool:
+        """True when one more step would pass a budget (steps, tool calls, tokens, time)."""
+        return budget_stop(results=self.earlier + self.new, usage=self.usage,
+                           started_at=self.started_at, context=self.context,
+                           in_flight=len(self.running)) is not None
+
+    def _task_of(self, step: Step) -> StepTask:
+        """The step with its references resolved; a step that changes things starts
+        unapproved."""
+        try:
+            args, problem = resolve_args(step.args, self.done), None
+        except ReferenceProblem as exc:
+            args, problem = step.args, str(exc)
+        changes = step.side_effects or self.registry.get(step.tool).changes_things(args)
+        return StepTask(step=step, args=args, plan_version=self.version, problem=problem,
+                        approved=problem is not None or not changes, side_effects=changes)
+
+    def _launch_ready(self) -> None:
+        """Start every step that may start now.
+
+        The approval policy answers every ready step that changes things first; a denial,
+        like a failure, stops what would start after it, not the steps ready beside it."""
+        if self.stopping:
+            return
+        ready: list[StepTask] = []
+        denied = False
+        for task in self._ready():
+            if task["approved"]:
+                ready.append(task)
+            elif self.complete:  # a step that changes things waits for the whole plan
+                answer = standing_answer(self.context.approval)
+                if answer is None:
+                    self.held.append(task)
+                elif answer == "reject":
+                    self._record(task["step"], not_approved(task, self.context.approval),
+                                 stops=False)
+                    denied = True
+                else:
+                    ready.append({**task, "approved": True})
+        for index, task in enumerate(ready):
+            if not self.stopping and self._over_budget():
+                self.stopping = True  # observe reports which budget ran out
+            if self.stopping:
+                # Approved steps that change things and did not start stay approved.
+                self.approved += [t for t in ready[index:] if t.get("side_effects")]
+                return
+            self._launch(task)
+        self.stopping = self.stopping or denied
+
+    def _ready(self) -> list[StepTask]:
+        """Steps not started whose dependencies all succeeded: approved held steps first,
+        then the plan's, in plan order."""
+        approved, self.approved = self.approved, []
+        taken = {task["step"].id for task in approved + self.held} | set(self.running)
+        fresh = [self._task_of(step) for step in self.steps
+                 if step.id not in self.done and step.id not in taken
+                 and all(dep in self.done and self.done[dep].status == "ok"
+                         for dep in step.depends_on)]
+        return approved + fresh
+
+    def _launch(self, task: StepTask) -> None:
+        step_id = task["step"].id
+        self.running[step_id] = asyncio.create_task(
+            self._run(task), name=f"step {step_id}", context=self._node_context.copy())
+
+    async def _run(self, task: StepTask) -> None:
+        step = task["step"]
+        try:
+            result = await execute_step(task, self.context, self.registry, self.runtime)
+        except asyncio.CancelledError:
+            # Cancelled by this scheduler (or with the run): the record is the result.
+            result = StepResult(step_id=step.id, tool=step.tool, plan_version=self.version,
+                                status="cancelled",
+                                error=StepError(type="Cancelled", message=self.cancel_reason))
+        finally:
+            self.running.pop(step.id, None)
+        self._record(step, result)
+        self._launch_ready()
+
+    def _record(self, step: Step, result: StepResult, stops: bool = True) -> None:
+        self.done[step.id] = result
+        self.new.append(result)
+        if stops and (result.status != "ok" or step.needs_judgment):
+            self.stopping = True
