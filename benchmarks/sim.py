@@ -3,8 +3,14 @@
 Latencies are assumptions, not measurements of Bedrock: a reasoning call costs
 `MODEL_BASE_S` plus `MODEL_PER_OUTPUT_TOKEN_S` per output token (a time to first token of
 about half a second and about 250 output tokens a second, the order of magnitude small
-hosted models show), and a tool call costs `TOOL_S` (a browser or API step of one second).
-`scale` multiplies all of them, so a smoke run is fast and the ratios keep their meaning.
+hosted models show), and a tool call costs `TOOL_S` (a browser or API step of one second)
+unless the step says how long it takes. `scale` multiplies all of them, so a smoke run is
+fast and the ratios keep their meaning.
+
+The model streams as hosted models do: after the time to first token, its output arrives in
+pieces of `FRAGMENT_CHARS` characters spread over the rest of the call. A caller that reads
+the stream sees early pieces early; one that waits for the whole reply waits exactly as long
+as before. The total time of a call is the same either way, for every contender.
 
 Token counts are those of the real rendered prompts (the graph's prompt files, the real
 tool and output schemas sent with each call), counted at four characters a token: Nova's
@@ -15,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, ToolMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.tools import StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
@@ -32,6 +40,7 @@ from tools import ToolRegistry
 MODEL_BASE_S = 0.5
 MODEL_PER_OUTPUT_TOKEN_S = 0.004
 TOOL_S = 1.0
+FRAGMENT_CHARS = 16
 PRICE_INPUT_PER_M, PRICE_OUTPUT_PER_M = NOVA_2_LITE_PRICES
 
 
@@ -40,7 +49,8 @@ class SimulatedChatModel(ScriptedChatModel):
 
     scale: float = 1.0
     schema_tokens: int = 0
-    calls: list[dict[str, float]] = Field(default_factory=list)
+    stream_fragment: int | None = FRAGMENT_CHARS
+    calls: list[dict[str, Any]] = Field(default_factory=list)
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> SimulatedChatModel:  # type: ignore[override]
         """Bind, remembering how many tokens the tool schemas add to every request."""
@@ -48,18 +58,35 @@ class SimulatedChatModel(ScriptedChatModel):
         schemas = json.dumps([convert_to_openai_tool(tool) for tool in tools])
         return bound.model_copy(update={"schema_tokens": estimate_tokens(schemas)})
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None,
-                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
-        result = self._generate(messages, stop=stop, **kwargs)
+    def _reply(self, messages: list[BaseMessage], **kwargs: Any) -> tuple[ChatResult, dict]:
+        """The scripted reply, its usage with the schemas counted, and its timing."""
+        result = self._generate(messages, **kwargs)
         usage = result.generations[0].message.usage_metadata
         usage["input_tokens"] += self.schema_tokens
         usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
         seconds = self.scale * (MODEL_BASE_S + MODEL_PER_OUTPUT_TOKEN_S * usage["output_tokens"])
-        self.calls.append({"input_tokens": usage["input_tokens"],
-                           "output_tokens": usage["output_tokens"], "seconds": seconds,
-                           "kind": call_kind(messages)})
-        await asyncio.sleep(seconds)
+        call = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
+                "seconds": seconds, "kind": call_kind(messages), "started": time.time()}
+        self.calls.append(call)
+        return result, call
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None,
+                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        result, call = self._reply(messages, **kwargs)
+        await asyncio.sleep(call["seconds"])
+        call["ended"] = time.time()
         return result
+
+    async def _astream(self, messages: list[BaseMessage], stop: Any = None,
+                       run_manager: Any = None, **kwargs: Any):
+        result, call = self._reply(messages, **kwargs)
+        chunks = list(self.fragments(result.generations[0].message))
+        first_token = self.scale * MODEL_BASE_S
+        await asyncio.sleep(first_token)
+        for chunk in chunks:
+            await asyncio.sleep((call["seconds"] - first_token) / len(chunks))
+            yield ChatGenerationChunk(message=chunk)
+        call["ended"] = time.time()
 
 
 def call_kind(messages: list[BaseMessage]) -> str:
@@ -73,9 +100,10 @@ def call_kind(messages: list[BaseMessage]) -> str:
 
 
 def work_tool(scale: float, output_chars: int = 200) -> StructuredTool:
-    """`work(item)`: one executor step that takes `TOOL_S * scale` and returns some text."""
-    async def work(item: int) -> str:
-        await asyncio.sleep(TOOL_S * scale)
+    """`work(item, seconds)`: one executor step that takes `seconds * scale` (`TOOL_S` by
+    default) and returns some text."""
+    async def work(item: int, seconds: float = TOOL_S) -> str:
+        await asyncio.sleep(seconds * scale)
         return f"item {item}: " + "r" * output_chars
 
     return StructuredTool.from_function(coroutine=work, name="work",
@@ -100,20 +128,57 @@ def chained_plan(k: int, judged: bool = False) -> Plan:
              depends_on=[f"s{i - 1}"] if i else []) for i in range(k)])
 
 
+def uneven_plan(k: int, seed: int) -> Plan:
+    """k steps of long-tailed durations (log-normal, median half of `TOOL_S`, clipped to
+    0.05 to 8 of it), each depending on up to two random earlier steps; seeded."""
+    rng = random.Random(seed)
+    steps = []
+    for i in range(k):
+        deps = rng.sample(range(i), min(i, rng.choice([0, 1, 1, 2])))
+        seconds = min(8.0, max(0.05, rng.lognormvariate(-0.7, 1.0))) * TOOL_S
+        steps.append(Step(id=f"s{i}", tool="work", args={"item": i, "seconds": round(seconds, 3)},
+                          depends_on=[f"s{d}" for d in sorted(deps)]))
+    return Plan(goal=f"process {k} items of uneven length", steps=steps)
+
+
+def critical_path(plan: Plan, scale: float) -> float:
+    """The longest chain of step durations through the plan's dependencies."""
+    finish: dict[str, float] = {}
+    for step in plan.steps:  # plans list dependencies first
+        start = max((finish[d] for d in step.depends_on), default=0.0)
+        finish[step.id] = start + step.args.get("seconds", TOOL_S) * scale
+    return max(finish.values())
+
+
+async def run_in_waves(plan: Plan, scale: float) -> float:
+    """The wave scheduling nova-duet had: all ready steps at once, the next wave when every
+    step of this one has finished. Same tool, no graph around it; returns the seconds."""
+    tool, done = work_tool(scale), set()
+    started = time.perf_counter()
+    while len(done) < len(plan.steps):
+        wave = [s for s in plan.steps if s.id not in done and set(s.depends_on) <= done]
+        await asyncio.gather(*(tool.ainvoke(s.args) for s in wave))
+        done |= {s.id for s in wave}
+    return time.perf_counter() - started
+
+
 def graph_responder(plan: Plan) -> Callable[[list[BaseMessage]], Any]:
-    """Answers for our graph's reasoning calls, chosen by the prompt that asks."""
+    """Answers for our graph's reasoning calls, chosen by the prompt that asks. At the end
+    of the plan the join finishes and answers in the same call."""
+    answer = f"Processed all {len(plan.steps)} items [" + "][".join(
+        s.id for s in plan.steps[:5]) + "]."
+
     def respond(messages: list[BaseMessage]) -> Any:
         kind = call_kind(messages)
         if kind == "plan":
             return plan
         if kind == "observe":
-            finished = "the plan finished" in str(messages[-1].content)
-            return Decision(action="finish" if finished else "continue",
-                            reason="all steps done" if finished else "on track")
+            if "the plan finished" in str(messages[-1].content):
+                return Decision(action="finish", reason="all steps done", answer=answer)
+            return Decision(action="continue", reason="on track")
         if kind == "summarize":
             return "Summary: items processed so far, all fine; nothing failed."
-        return f"Processed all {len(plan.steps)} items [" + "][".join(
-            s.id for s in plan.steps[:5]) + "]."
+        return answer
     return respond
 
 

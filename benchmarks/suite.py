@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def _run_graph(plan: Plan, scale: float, *, checkpointer: Any = None,
                      output_chars: int = 200, thread: str = "bench",
+                     model_scale: float | None = None,
                      **context: Any) -> tuple[float, sim.SimulatedChatModel, dict]:
-    model = sim.SimulatedChatModel(responses=[sim.graph_responder(plan)] * 10_000, scale=scale)
+    model = sim.SimulatedChatModel(responses=[sim.graph_responder(plan)] * 10_000,
+                                   scale=scale if model_scale is None else model_scale)
     graph = build_graph(model=model, tools=sim.registry(scale, output_chars),
                         checkpointer=checkpointer)
     context = {"max_steps": 10_000, "max_tool_calls": 20_000, "token_budget": 10**9,
@@ -75,6 +77,45 @@ async def parallel_speedup(ks: list[int], scale: float) -> list[dict[str, float]
                      "speedup_vs_sequential": sequential / wall, "speedup_vs_react": react / wall,
                      "reasoning_calls": len(model.calls), "react_calls": len(react_model.calls)})
     return rows
+
+
+def _tool_phase(out: dict[str, Any]) -> float:
+    """Seconds from the first step's start to the last step's end."""
+    results = out["results"]
+    start = min(r.started_at.timestamp() for r in results)
+    return max(r.started_at.timestamp() + r.duration_ms / 1000 for r in results) - start
+
+
+async def uneven_dags(ks: list[int], scale: float, seed: int = 11) -> list[dict[str, float]]:
+    """Figure 7: plans of long-tailed step durations; the tool phase against the critical
+    path, beside wave scheduling of the same plan and tool measured in the same run.
+
+    Scheduling alone: both get the whole plan at once (the model answers instantly here),
+    as the critical path assumes; figure 8 measures the plan's streaming."""
+    rows = []
+    for k in ks:
+        plan = sim.uneven_plan(k, seed + k)
+        _, _, out = await _run_graph(plan, scale, model_scale=0.0)
+        ours, floor = _tool_phase(out), sim.critical_path(plan, scale)
+        waves = await sim.run_in_waves(plan, scale)
+        rows.append({"k": k, "critical_path_s": floor, "ours_s": ours, "waves_s": waves,
+                     "ours_over_critical_path": ours / floor,
+                     "waves_over_critical_path": waves / floor})
+    return rows
+
+
+async def first_tool_call(steps: int, scale: float) -> dict[str, float]:
+    """Figure 8: when the first tool starts, as a fraction of the plan's generation time
+    (20 independent steps, streamed; 1.0 would be waiting for the whole plan)."""
+    _, model, out = await _run_graph(sim.independent_plan(steps), scale)
+    plan_call = next(c for c in model.calls if c["kind"] == "plan")
+    first = min(r.started_at.timestamp() for r in out["results"])
+    generation = plan_call["ended"] - plan_call["started"]
+    return {"steps": steps, "plan_generation_s": generation,
+            "first_tool_after_s": first - plan_call["started"],
+            "fraction": (first - plan_call["started"]) / generation,
+            "steps_started_before_plan_ended": sum(
+                r.started_at.timestamp() < plan_call["ended"] for r in out["results"])}
 
 
 async def reasoning_cost(sizes: list[int]) -> list[dict[str, float]]:
@@ -214,8 +255,10 @@ def memory(steps: int, threads: int) -> list[dict[str, float]]:
 
 SIZES = {
     "full": {"ks": [1, 2, 4, 8, 16], "scale": 1.0, "cost_sizes": [5, 10, 20],
+             "uneven_ks": [8, 16, 32], "first_tool_steps": 20,
              "context_steps": 200, "overhead_steps": 200, "repeats": 5, "threads": 50},
-    "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "context_steps": 40,
+    "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
+              "first_tool_steps": 20, "context_steps": 40,
               "overhead_steps": 20, "repeats": 1, "threads": 5},
 }
 
@@ -227,6 +270,8 @@ def run_all(size: str) -> dict[str, Any]:
         "size": size,
         "parallel_speedup": asyncio.run(parallel_speedup(p["ks"], p["scale"])),
         "reasoning_cost": asyncio.run(reasoning_cost(p["cost_sizes"])),
+        "uneven_dags": asyncio.run(uneven_dags(p["uneven_ks"], p["scale"])),
+        "first_tool_call": asyncio.run(first_tool_call(p["first_tool_steps"], p["scale"])),
         "context_growth": asyncio.run(context_growth(p["context_steps"])),
         "orchestration_overhead": asyncio.run(orchestration_overhead(p["overhead_steps"])),
         "startup": startup(p["repeats"]),

@@ -1,11 +1,11 @@
 """`plan`: the reasoning agent writes a plan; its steps start while it is still being written.
 
 Every step is checked against the registry before it runs. While the planner streams the
-plan, each read-only step whose JSON object is complete, that validates, and that names
-only earlier steps as dependencies starts at once (`EarlyStart`); steps that change things
-wait for the whole plan and for approval. A plan that turns out invalid cancels what it
-started, and the results say so. Once the plan is whole, the scheduler runs it until the
-reasoning agent has something to decide.
+plan, each read-only step whose JSON object is complete (its closing brace arrived), that
+validates, and that names only earlier steps as dependencies starts at once (`EarlyStart`);
+steps that change things wait for the whole plan and for approval. A plan that turns out
+invalid cancels what it started, and the results say so. Once the plan is whole, the
+scheduler runs it until the reasoning agent has something to decide.
 """
 
 from __future__ import annotations
@@ -78,12 +78,11 @@ class EarlyStart:
         return self.discarded + self.scheduler.new
 
     async def on_steps(self, attempt: int, steps: list[Any]) -> None:
-        """Offer each complete step not looked at yet (the last one of `steps` may still be
-        incomplete, so it waits for more)."""
+        """Offer each complete step of the answer being written not looked at yet."""
         if attempt != self.attempt:
             await self._discard(f"the planner's answer {self.attempt + 1} was not a valid plan")
             self.attempt = attempt
-        while not self.closed and self.read < len(steps) - 1:
+        while not self.closed and self.read < len(steps):
             raw, self.read = steps[self.read], self.read + 1
             await self._offer(raw)
 

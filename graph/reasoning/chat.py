@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
 from graph.contracts import Decision, Plan, StepResult, Usage, tool_schema
@@ -21,6 +23,7 @@ from graph.rendering import estimate_tokens, render_plan, render_results
 from prompts import load_prompt
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("duet")
 
 
 def _usage_of(message: BaseMessage | None, prompt: list[BaseMessage]) -> Usage:
@@ -62,6 +65,75 @@ def _tool_arguments(message: BaseMessage) -> Any:
     return None
 
 
+def complete_items(text: str, key: str) -> list[Any]:
+    """The complete elements of the array under the top-level `key` of an unfinished JSON
+    text: an element counts from its own closing brace on, not when the next one begins."""
+    decoder = json.JSONDecoder()
+    depth, in_string, escaped, last_key, start = 0, False, False, "", None
+    for at, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                last_key = text[start:at + 1] if depth == 1 else last_key
+        elif char == '"':
+            in_string, start = True, at
+        elif char in "{[":
+            depth += 1
+            if char == "[" and depth == 2 and last_key == json.dumps(key):
+                return _elements(decoder, text, at + 1)
+        elif char in "}]":
+            depth -= 1
+    return []
+
+
+def _elements(decoder: json.JSONDecoder, text: str, at: int) -> list[Any]:
+    items: list[Any] = []
+    while True:
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        if at >= len(text) or text[at] == "]":
+            return items
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except ValueError:
+            return items  # the element is still being written
+        items.append(value)
+
+
+def _json_objects(text: str) -> list[Any]:
+    """Every top-level JSON object in `text` (bare, or inside a fenced block)."""
+    decoder, found, at = json.JSONDecoder(), [], text.find("{")
+    while at != -1:
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except ValueError:
+            end = at + 1
+        else:
+            found.append(value)
+        at = text.find("{", end)
+    return found
+
+
+def _salvaged(schema: type[M], message: BaseMessage | None) -> M:
+    """A reply that came as text instead of a tool call: its one JSON object, when it holds
+    exactly one and that validates; the trace says so. Raises `ValueError` otherwise."""
+    objects = _json_objects(_text_of(message)) if message is not None else []
+    if len(objects) != 1:
+        raise ValueError(f"the reply had no structured output (a text with {len(objects)} "
+                         "JSON objects)")
+    value = schema.model_validate(objects[0])
+    log.info("salvaged a %s from a reply in text", schema.__name__)
+    try:
+        get_stream_writer()({"event": "structured_output_salvaged", "schema": schema.__name__})
+    except RuntimeError:  # called outside a graph run: the log line is the record
+        pass
+    return value
+
+
 class ModelReasoner:
     """Reasoning with a LangChain chat model and structured output (tool calling)."""
 
@@ -74,10 +146,10 @@ class ModelReasoner:
             f"the reasoning model did not answer within {self.timeout_seconds:g}s")
 
     async def _structured(self, schema: type[M], prompt: list[BaseMessage],
-                          on_partial: Any = None) -> Reply[M]:
-        """One forced tool call of `schema`, streamed. `on_partial(args)` sees the leniently
-        parsed arguments after each piece of them but the first, so a reply that arrives
-        whole (from a model that does not stream) is never handed on in parts."""
+                          on_text: Any = None) -> Reply[M]:
+        """One forced tool call of `schema`, streamed. `on_text(raw)` sees the tool call's
+        JSON text so far after each piece of it but the first, so a reply that arrives whole
+        (from a model that does not stream) is never handed on in parts."""
         spec = tool_schema(schema)
         runnable = self.model.bind_tools([spec], tool_choice=spec["title"])
         message: BaseMessage | None = None
@@ -89,16 +161,15 @@ class ModelReasoner:
                     if not any(c.get("args") for c in getattr(chunk, "tool_call_chunks", [])):
                         continue
                     pieces += 1
-                    calls = getattr(message, "tool_calls", None)
-                    if on_partial is not None and pieces > 1 and calls:
-                        await on_partial(calls[0]["args"])
+                    if on_text is not None and pieces > 1:
+                        await on_text(message.tool_call_chunks[0].get("args") or "")
         except TimeoutError:
             raise self._timeout() from None
         usage = _usage_of(message, prompt)
         try:
             arguments = _tool_arguments(message) if message is not None else None
             if arguments is None:
-                raise ValueError("the reply had no structured output")
+                return Reply(_salvaged(schema, message), usage)
             return Reply(schema.model_validate(arguments), usage)
         except (ValueError, ValidationError) as exc:
             raise ReasoningError(f"invalid {schema.__name__}: {_short(exc)}", usage) from None
@@ -116,9 +187,9 @@ class ModelReasoner:
                 previous_plan=render_plan(previous_plan) if previous_plan else "",
             )
 
-            async def partial(args: dict[str, Any], attempt: int = attempt) -> None:
-                if on_steps is not None and isinstance(args.get("steps"), list):
-                    await on_steps(attempt, args["steps"])
+            async def partial(raw: str, attempt: int = attempt) -> None:
+                if on_steps is not None:
+                    await on_steps(attempt, complete_items(raw, "steps"))
 
             if on_steps is not None:
                 await on_steps(attempt, [])  # a new answer begins: the last one was invalid

@@ -11,8 +11,8 @@ from graph.contracts import Decision, Plan, StepResult, Usage
 T = TypeVar("T")
 
 # Called while a plan is still being written: the attempt number (0 for the first answer,
-# 1 after one invalid answer...) and the `steps` parsed so far, the last of which may be
-# incomplete. The plan node starts read-only steps from it (`graph.nodes.plan`).
+# 1 after one invalid answer...) and the steps whose JSON objects are complete so far (an
+# empty list when an answer begins). The plan node starts read-only steps from it.
 StepStream = Callable[[int, list[Any]], Awaitable[None]]
 
 

@@ -7,12 +7,14 @@ import pytest
 from graph import Context, Decision, Plan, RunStatus, Step, build_graph
 from graph.reasoning import ConfigurationError, chat_model_from_spec
 from tests.fixtures.converse import failure, text, tool_input
+from tests.fixtures.loopback import host_of
 
 MODEL = "us.amazon.nova-2-lite-v1:0"
 
 
-def _context(stub, **overrides) -> Context:
-    return Context(model=MODEL, bedrock_endpoint_url=stub.url, **overrides)
+def _context(stub, site: str | None = None, **overrides) -> Context:
+    return Context(model=MODEL, bedrock_endpoint_url=stub.url,
+                   allowed_hosts=[host_of(site)] if site else [], **overrides)
 
 
 def _read_plan(site: str) -> Plan:
@@ -28,7 +30,7 @@ async def test_bedrock_plan_observe_finalize_over_converse(converse, site):
         text("There are 3 overdue invoices [s1]."),
     ]
     out = await build_graph().ainvoke({"task": "How many invoices are overdue?"},
-                                      context=_context(converse))
+                                      context=_context(converse, site))
     assert out["status"] == RunStatus.COMPLETED, out["reason"]
     assert out["final_answer"] == "There are 3 overdue invoices [s1]."
     assert [r.status for r in out["results"]] == ["ok"]
@@ -58,7 +60,7 @@ async def test_bedrock_invalid_plan_is_sent_back_with_the_error(converse, site):
         tool_input(Decision(action="finish", reason="done")),
         text("done [s1]"),
     ]
-    out = await build_graph().ainvoke({"task": "t"}, context=_context(converse))
+    out = await build_graph().ainvoke({"task": "t"}, context=_context(converse, site))
     assert out["status"] == RunStatus.COMPLETED
     second, third = converse.requests[1], converse.requests[2]
     assert "steps" in second["messages"][0]["content"][0]["text"]
@@ -103,7 +105,7 @@ async def test_bedrock_throttling_and_5xx_are_retried_then_succeed(converse, sit
         tool_input(Decision(action="finish", reason="done")),
         text("3 overdue [s1]"),
     ]
-    out = await build_graph().ainvoke({"task": "t"}, context=_context(converse))
+    out = await build_graph().ainvoke({"task": "t"}, context=_context(converse, site))
     assert out["status"] == RunStatus.COMPLETED
     assert len(converse.requests) == 5  # the plan call was sent three times
 
@@ -114,3 +116,35 @@ async def test_bedrock_retries_are_bounded(converse):
     assert out["status"] == RunStatus.FAILED
     # At most 4 attempts per call, 3 plan attempts: never an unbounded loop.
     assert len(converse.requests) <= 12
+
+
+async def test_a_plan_sent_as_prose_with_one_json_block_is_salvaged(converse, site):
+    plan_json = _read_plan(site).model_dump_json(exclude_defaults=True)
+    converse.script += [
+        text(f"Sure! Here is the plan:\n```json\n{plan_json}\n```\nLet me know."),
+        tool_input(Decision(action="finish", reason="done", answer="3 overdue [s1]")),
+    ]
+    events, out = [], None
+    async for mode, chunk in build_graph().astream(
+            {"task": "How many invoices are overdue?"}, context=_context(converse, site),
+            stream_mode=["custom", "values"]):
+        if mode == "custom":
+            events.append(chunk)
+        else:
+            out = chunk
+    assert out["status"] == RunStatus.COMPLETED, out["reason"]
+    assert len(converse.requests) == 2  # no retry: the text's JSON counted as the answer
+    assert {"event": "structured_output_salvaged", "schema": "Plan"} in events
+
+
+async def test_prose_with_two_json_objects_goes_back_to_the_model(converse, site):
+    plan_json = _read_plan(site).model_dump_json(exclude_defaults=True)
+    converse.script += [
+        text(f"Either {plan_json} or {plan_json}."),
+        tool_input(_read_plan(site)),
+        tool_input(Decision(action="finish", reason="done", answer="3 overdue [s1]")),
+    ]
+    out = await build_graph().ainvoke({"task": "t"}, context=_context(converse, site))
+    assert out["status"] == RunStatus.COMPLETED
+    retry = converse.requests[1]["messages"][0]["content"][0]["text"]
+    assert "2 JSON objects" in retry

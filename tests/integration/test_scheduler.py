@@ -18,6 +18,7 @@ from graph import Context, Decision, Plan, RunStatus, Step, build_graph
 from graph.runner import read_trace
 from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import tool_input
+from tests.fixtures.loopback import host_of
 from tools import ToolError, ToolRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,9 +130,10 @@ async def test_steps_start_while_the_plan_is_still_streaming(converse):
     assert out["status"] == RunStatus.COMPLETED
     plan_sent = converse.answered_at[0]
     started = {r.step_id: r.started_at.timestamp() for r in out["results"]}
-    # s1 and s2 started while the plan was still arriving; s3 (the last) once it was whole.
-    assert started["s1"] < plan_sent and started["s2"] < plan_sent < started["s3"]
+    # Each step started while the plan was still arriving, s3 once s1 and s2 were done.
+    assert started["s1"] < started["s2"] < started["s3"] < plan_sent
     assert events.index(("step_finished", "s1")) < events.index(("step_started", "s3"))
+    assert events.index(("step_finished", "s2")) < events.index(("step_started", "s3"))
 
 
 async def test_an_invalid_streamed_plan_cancels_what_it_started(converse, site):
@@ -148,7 +150,8 @@ async def test_an_invalid_streamed_plan_cancels_what_it_started(converse, site):
         tool_input(fixed),
         tool_input(Decision(action="finish", reason="ok", answer="Initech [s1]")),
     ]
-    context = Context(model=MODEL, bedrock_endpoint_url=converse.url)
+    context = Context(model=MODEL, bedrock_endpoint_url=converse.url,
+                      allowed_hosts=[host_of(site)])
     events, out = await events_of(build_graph(), context)
     assert out["status"] == RunStatus.COMPLETED, out["reason"]
     outcomes = [(r.step_id, r.status, r.plan_version) for r in out["results"]]
@@ -172,7 +175,8 @@ async def test_a_streamed_answer_that_is_not_a_plan_cancels_and_the_next_gets_a_
                                               args={"url": f"{site}/api/customers/1"})])),
         tool_input(Decision(action="finish", reason="ok", answer="Acme [s1]")),
     ]
-    context = Context(model=MODEL, bedrock_endpoint_url=converse.url)
+    context = Context(model=MODEL, bedrock_endpoint_url=converse.url,
+                      allowed_hosts=[host_of(site)])
     out = await build_graph().ainvoke({"task": "t"}, context=context)
     assert out["status"] == RunStatus.COMPLETED, out["reason"]
     assert [(r.step_id, r.status, r.plan_version) for r in out["results"]] == [
@@ -200,7 +204,7 @@ def test_a_dag_killed_mid_run_resumes_without_repeating_a_finished_step(tmp_path
     (tmp_path / "dag.yaml").write_text(KILL_DAG)
     home, trace = tmp_path / "home", tmp_path / "home" / "traces" / "dag.jsonl"
     proc = _duet(home, "run", "dag", "--plan-file", str(tmp_path / "dag.yaml"), "--var",
-                 f"site={site}", "--thread", "dag", "--json")
+                 f"site={site}", "--thread", "dag", "--json", "--allow-host", host_of(site))
     deadline = time.monotonic() + 60
     while not {("step_finished", "b"), ("step_finished", "c")} <= {
             (e["event"], e.get("step_id")) for e in read_trace(trace)}:
