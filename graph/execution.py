@@ -49,6 +49,14 @@ def _error_of(exc: BaseException, timeout: float) -> tuple[str, StepError]:
     return status, error.model_copy(update={"message": redact_text(error.message)})
 
 
+def _uncertain(error: StepError) -> StepError:
+    """The error of a write that failed in a way that may have come after its effect."""
+    return StepError(type="EffectUncertain", message=(
+        f"{error.type}: {error.message}. This step changes things and its tool takes no "
+        "idempotency key, so it was not retried: it may have taken effect. Check its effect "
+        "(read it back) before doing it again."))
+
+
 def _classify(exc: BaseException, timeout: float) -> tuple[str, StepError]:
     if isinstance(exc, TimeoutError):
         return "timeout", StepError(type="StepTimeout", retryable=True,
@@ -112,6 +120,9 @@ async def _run_with_retries(
     runtime: Runtime[Context] | None,
 ) -> StepResult:
     entry = registry.get(task["step"].tool)
+    # A write that cannot carry a key is retried only after an error that proves nothing
+    # was sent; a timeout or any other failure may have come after the effect.
+    keyless_write = bool(task.get("side_effects")) and not entry.takes_idempotency_key
     attempts = 0
     while True:
         attempts += 1
@@ -124,8 +135,11 @@ async def _run_with_retries(
                               output=_as_json(output, context.max_response_bytes))
         except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
             status, error = _error_of(exc, context.step_timeout_seconds)
+            not_sent = getattr(exc, "not_sent", False)
         if not (error.retryable and attempts <= context.max_retries):
             return StepResult(**base, status=status, error=error, attempts=attempts)
+        if keyless_write and not not_sent:
+            return StepResult(**base, status=status, error=_uncertain(error), attempts=attempts)
         emit(runtime, {"event": "step_retried", "step_id": task["step"].id,
                        "attempt": attempts, "error": error.type})
         # Exponential backoff with jitter, so parallel retries do not stampede.

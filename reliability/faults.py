@@ -29,7 +29,13 @@ from graph.rendering import FENCED_BLOCK, RESULT_OUTPUT_CHARS
 from graph.runner import read_trace, run_thread, thread_state, trace_path
 from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import ConverseStub, failure, text, tool_input
-from tools import BrowserPool, PlaywrightExecutor, ToolError, ToolRegistry
+from tools import (
+    BrowserPool,
+    PlaywrightExecutor,
+    ToolError,
+    ToolRegistry,
+    current_idempotency_key,
+)
 from tools.nova_act import as_tool_error
 
 BEDROCK_MODEL = "us.amazon.nova-2-lite-v1:0"
@@ -187,9 +193,47 @@ def fault_tools(env: Env) -> ToolRegistry:
         found[0].chromium.process.kill()
         return "killed"
 
+    # Writes, registered as a user registers them: with side effects, with or without a key.
+    @tool
+    async def charge(seconds: float) -> str:
+        """Charge a card (no idempotency key); answers after `seconds`."""
+        WRITES.append(("charge", None))
+        await asyncio.sleep(seconds)
+        return "charged"
+
+    @tool
+    async def ambiguous_write(label: str) -> str:
+        """A write that fails after reaching its target, with a retryable error."""
+        WRITES.append(("ambiguous_write", None))
+        raise ToolError("the connection dropped after the request was sent", retryable=True)
+
+    @tool
+    async def refused_write(label: str) -> str:
+        """A write whose first call is refused before anything is sent, then succeeds."""
+        WRITES.append(("refused_write", None))
+        if len(WRITES) == 1:
+            raise ToolError("connection refused", retryable=True, not_sent=True)
+        return label
+
+    @tool
+    async def keyed_charge(seconds: float) -> str:
+        """A write that sends the step's idempotency key; its first call is slow."""
+        WRITES.append(("keyed_charge", current_idempotency_key()))
+        await asyncio.sleep(seconds if len(WRITES) == 1 else 0)
+        return "charged once"
+
+    @tool
+    async def nova_act_write(error: str) -> str:
+        """Raise Nova Act SDK error `error` from a step that acts on a page (browser_act)."""
+        WRITES.append(("nova_act_write", None))
+        raise as_tool_error(NOVA_ACT_ERRORS[error]())
+
     registry = ToolRegistry([echo, explode, sluggish, hang, empty, huge, down, unserializable,
                              nova_fault, lock_checkpoints, crash_browser])
     registry.register(schema_tool, output_schema=Pair)
+    for write in (charge, ambiguous_write, refused_write, nova_act_write):
+        registry.register(write, side_effects=True)
+    registry.register(keyed_charge, side_effects=True, takes_idempotency_key=True)
     goto, _, _, read = PlaywrightExecutor(env.pool).tools()
     registry.register(goto)
     registry.register(read)
@@ -197,6 +241,7 @@ def fault_tools(env: Env) -> ToolRegistry:
 
 
 LOCK_HOLDERS: list[threading.Thread] = []
+WRITES: list[tuple[str, str | None]] = []  # (tool, idempotency key) of each write call
 NOVA_ACT_ERRORS: dict[str, Callable[[], Exception]] = {
     cls.__name__: (lambda cls=cls: cls(message=f"{cls.__name__} from the service"))
     for cls in (act_errors.ActTimeoutError, act_errors.ActAgentFailed,
@@ -288,6 +333,25 @@ def prompts_stay_small(env: Env, thread: str, final: FinalState, model: Any) -> 
     if not (isinstance(bad.output, dict) and bad.output.get("truncated")):
         problems.append("the huge output was not capped in the state")
     return problems
+
+
+def written(times: int, same_key: bool = False) -> Callable[..., list[str]]:
+    """The write tool was called `times` times (with one idempotency key throughout)."""
+    def check(env: Env, thread: str, final: FinalState, model: Any) -> list[str]:
+        problems = [] if len(WRITES) == times else [f"{len(WRITES)} write calls, not {times}"]
+        keys = {key for _, key in WRITES}
+        if same_key and (len(keys) != 1 or None in keys):
+            problems.append(f"idempotency keys {keys}")
+        return problems
+    return check
+
+
+def write_fault(tool_name: str, expect: RunStatus, evidence: str, **args: Any
+                ) -> tuple[Any, ...]:
+    """The positional fields of a write case: the plan, then a finish and an answer."""
+    return (expect, evidence, lambda env: [
+        with_healthy(Step(id="bad", tool=tool_name, args=args)),
+        finish("the write ended"), "answer [ok]"])
 
 
 def attempts_are_bounded(expected: int) -> Callable[..., list[str]]:
@@ -457,6 +521,27 @@ FAULTS: list[Fault] = [
                                          args={"url": f"{env.site}/slow?seconds=60"})),
                        finish("the page never loaded"), "answer [ok]"],
           {"step_timeout_seconds": 2, "max_retries": 0}, browser=True),
+    # Writes: a live retry must not repeat an effect that may have happened
+    Fault("effects", "a keyless write times out: not retried, effect uncertain",
+          *write_fault("charge", RunStatus.FAILED, "EffectUncertain", seconds=3),
+          {"approval": "auto", "step_timeout_seconds": 0.3}, check=written(1)),
+    Fault("effects", "a keyless write fails ambiguously: not retried, effect uncertain",
+          *write_fault("ambiguous_write", RunStatus.FAILED, "EffectUncertain", label="x"),
+          {"approval": "auto"}, check=written(1)),
+    Fault("effects", "a keyless write refused before sending is retried",
+          *write_fault("refused_write", RunStatus.COMPLETED, "", label="x"),
+          {"approval": "auto"}, check=written(2)),
+    Fault("effects", "a keyed write that times out is retried with the same key",
+          *write_fault("keyed_charge", RunStatus.COMPLETED, "", seconds=3),
+          {"approval": "auto", "step_timeout_seconds": 0.3}, check=written(2, same_key=True)),
+    Fault("effects", "a browser_act that times out is not retried, effect uncertain",
+          *write_fault("nova_act_write", RunStatus.FAILED, "EffectUncertain",
+                       error="ActTimeoutError"),
+          {"approval": "auto"}, check=written(1)),
+    Fault("effects", "a browser_act throttled before acting is retried",
+          *write_fault("nova_act_write", RunStatus.FAILED, "ActRequestThrottledError",
+                       error="ActRequestThrottledError"),
+          {"approval": "auto", "max_retries": 2}, check=written(3)),
     # Storage
     Fault("storage", "a checkpoint write fails (database locked)", RunStatus.FAILED,
           "storage failed",
@@ -490,6 +575,7 @@ async def run_fault(fault: Fault, env: Env) -> Outcome:
         fault.prepare(thread)
     registry = fault_tools(env)
     LOCK_HOLDERS.clear()
+    WRITES.clear()
     started = time.perf_counter()
     problems: list[str] = []
     try:

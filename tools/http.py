@@ -63,7 +63,10 @@ async def http_request(
                     if len(body) > limit:
                         break
     except httpx.TransportError as exc:
-        raise ToolError(f"{method} {url} failed: {exc}", retryable=True) from exc
+        # A refused or timed-out connection sent nothing; any later failure may have.
+        raise ToolError(f"{method} {url} failed: {exc}", retryable=True,
+                        not_sent=isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                        ) from exc
     truncated = len(body) > limit
     text = bytes(body[:limit]).decode(response.encoding or "utf-8", errors="replace")
     content_type = response.headers.get("content-type", "")

@@ -185,6 +185,10 @@ RETRYABLE = ("ActTimeoutError", "ActRateLimitExceededError", "ActRequestThrottle
              "ActBadResponseError", "StartFailed")
 # A spent daily quota is a rate limit that no retry within a run can outwait.
 NOT_RETRYABLE = ("ActDailyQuotaExceededError",)
+# Refused before the agent acted on the page: a retry cannot repeat an effect. (A timeout or
+# a server error may come after the agent clicked: those are not retried for an act.)
+REFUSED_BEFORE_ACTING = ("ActRateLimitExceededError", "ActRequestThrottledError",
+                         "ActDailyQuotaExceededError", "StartFailed")
 
 
 def as_tool_error(exc: Exception) -> ToolError:
@@ -201,4 +205,5 @@ def as_tool_error(exc: Exception) -> ToolError:
     if isinstance(exc, (AuthError, IAMAuthError)):
         return ToolUnavailableError(f"{MISSING_AUTH} ({text})", type_name=type(exc).__name__)
     retryable = bool(names & set(RETRYABLE)) and type(exc).__name__ not in NOT_RETRYABLE
-    return ToolError(text, retryable=retryable, type_name=type(exc).__name__)
+    return ToolError(text, retryable=retryable, type_name=type(exc).__name__,
+                     not_sent=bool(names & set(REFUSED_BEFORE_ACTING)))
