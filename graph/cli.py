@@ -11,6 +11,7 @@ from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -145,7 +146,9 @@ def run(
     var: Annotated[list[str], typer.Option(help="NAME=VALUE for the plan file.")] = [],  # noqa: B006
     model: Annotated[str | None, typer.Option(help="Bedrock model id or provider:model.")] = None,
     thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
-    allow_host: Annotated[list[str], typer.Option(help="Extra allowed host[:port].")] = [],  # noqa: B006
+    allow_host: Annotated[list[str], typer.Option(
+        help="A host[:port] the executors may reach (repeat it); none by default, and this "
+             "machine only with a port.")] = [],  # noqa: B006
     approve: Annotated[Approval, typer.Option(help="Steps that change things: ask a human, "
                                                    "run them, or reject them.")] = "ask",
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
@@ -153,7 +156,7 @@ def run(
     """Run a task; exit 0 only when it completes."""
     context = Context(plan_file=str(plan_file) if plan_file else None,
                       plan_variables=_parse_vars(var), approval=approve,
-                      allowed_hosts=[*Context().allowed_hosts, *allow_host])
+                      allowed_hosts=list(allow_host))
     if model:
         context.model = model
     _execute(task, thread, as_json, context=context)
@@ -252,8 +255,10 @@ def demo(
         if not as_json:
             console.print(f"[bold]demo site[/] {url} (data: {site_dir / 'crm.sqlite'})")
         plan_file = files("demo_site").joinpath("plans/overdue_followup.yaml")
+        # The demo's executors may reach its own site, and nothing else.
         context = Context(plan_file=None if model else str(plan_file),
-                          plan_variables={"site": url}, approval=approve)
+                          plan_variables={"site": url}, approval=approve,
+                          allowed_hosts=[urlsplit(url).netloc])
         if model:
             context.model = model
             task = f"{DEMO_TASK} The CRM's JSON API is at {url}/api."

@@ -99,8 +99,14 @@ class Context:
         default=2, metadata={"description": "Retries of a step whose error is retryable."}
     )
     allowed_hosts: list[str] = field(
-        default_factory=lambda: ["127.0.0.1", "localhost"],
-        metadata={"description": "Hosts (or host:port) executors may reach; all else is blocked."},
+        default_factory=list,
+        metadata={
+            "description": (
+                "Hosts executors may reach: 'host' (any port) or 'host:port'; this machine "
+                "(localhost, 127.0.0.1) only as 'host:port'. All else is blocked; none by "
+                "default."
+            )
+        },
     )
     max_response_bytes: int = field(
         default=256_000, metadata={"description": "Largest tool response read, in bytes."}

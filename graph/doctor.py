@@ -68,6 +68,15 @@ def check_nova_act() -> Check:
     return Check("Nova Act", reason is None, reason or "credentials found", required=False)
 
 
+def check_allowlist(context: Context) -> Check:
+    """Which hosts the executors may reach by default (nothing, unless you allow some)."""
+    hosts = context.allowed_hosts
+    detail = (f"executors may reach {hosts}" if hosts else
+              "executors may reach no host: allow one with `duet run --allow-host HOST[:PORT]` "
+              "or `allowed_hosts` in the run context (this machine only with a port)")
+    return Check("allowlist", True, detail)
+
+
 def check_checkpoints() -> Check:
     """Where runs are saved."""
     return Check("checkpoints", True, default_checkpointer_url())
@@ -75,5 +84,6 @@ def check_checkpoints() -> Check:
 
 def run_checks() -> list[Check]:
     """Every check, required ones first."""
-    return [check_browser(), check_demo_site(), check_checkpoints(), check_bedrock(Context()),
-            check_nova_act()]
+    context = Context()
+    return [check_browser(), check_demo_site(), check_checkpoints(), check_allowlist(context),
+            check_bedrock(context), check_nova_act()]

@@ -7,6 +7,7 @@ by hand cannot reach the network by accident.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,8 +22,11 @@ class SandboxPolicy:
     """Limits for one run: where executors may go, how much they may read, how long a
     browser agent may work.
 
-    `allowed_hosts` entries are `host` (any port) or `host:port`. `cdp_endpoint_url` (with
-    `cdp_headers`) points the browser executors at a remote browser instead of a local one.
+    `allowed_hosts` entries are `host` (any port) or `host:port`; a loopback host (this
+    machine: `localhost`, 127.0.0.0/8, ::1) only as `host:port`, since every local service
+    (a database's admin port, a LangGraph server's own API) listens there. Empty: nothing.
+    `cdp_endpoint_url` (with `cdp_headers`) points the browser executors at a remote browser
+    instead of a local one.
     """
 
     allowed_hosts: tuple[str, ...] = ()
@@ -43,17 +47,37 @@ class SandboxPolicy:
             entry_host, _, entry_port = entry.lower().rpartition(":")
             if not entry_host or not entry_port.isdigit():
                 entry_host, entry_port = entry.lower(), ""
-            if entry_host == host and (not entry_port or int(entry_port) == port):
+            if entry_host.strip("[]") != host or (not entry_port and is_loopback(host)):
+                continue
+            if not entry_port or int(entry_port) == port:
                 return True
         return False
 
     def check(self, url: str) -> None:
-        """Raise `BlockedError` unless `url` is allowed."""
-        if not self.allows(url):
-            raise BlockedError(
-                f"{url!r} is outside the allowlist {list(self.allowed_hosts)}; "
-                "add its host to `allowed_hosts` in the run context to allow it"
-            )
+        """Raise `BlockedError`, saying what to set, unless `url` is allowed."""
+        if self.allows(url):
+            return
+        parts = urlsplit(url)
+        host = parts.hostname or url
+        wanted = f"{host}:{parts.port}" if parts.port else host
+        hint = (" (this machine's hosts need their port)" if parts.hostname
+                and is_loopback(parts.hostname) else "")
+        raise BlockedError(
+            f"{url!r} is outside the allowlist {list(self.allowed_hosts)}; to allow it, add "
+            f"{wanted!r} with `duet run --allow-host {wanted}` or to `allowed_hosts` in the "
+            f"run context{hint}")
+
+
+def is_loopback(host: str) -> bool:
+    """True for a name or address of this machine (`localhost`, 127.0.0.0/8, ::1, 0.0.0.0)."""
+    host = host.lower().strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 DENY_ALL = SandboxPolicy()

@@ -11,6 +11,7 @@ from langgraph.types import Command
 
 from graph import Context, Decision, Plan, RunStatus, Step, build_graph
 from graph.testing import ScriptedChatModel
+from tests.fixtures.loopback import host_of
 from tests.integration.test_cli import duet
 from tools import ToolRegistry
 
@@ -110,7 +111,8 @@ def test_approval_survives_a_process_restart(tmp_path, site):
         {"id": "note", "tool": "http_request", "args": {
             "url": f"{site}/api/notes", "method": "POST",
             "json_body": {"customer_id": 3, "text": "approved note"}}}]}))
-    first = duet("run", "add a note", "--plan-file", str(plan), "--thread", "ap1", "--json")
+    first = duet("run", "add a note", "--plan-file", str(plan), "--thread", "ap1", "--json",
+                 "--allow-host", host_of(site))
     assert first.returncode == 1
     waiting = json.loads(first.stdout)
     assert waiting["status"] == "needs_approval" and "note" in waiting["reason"]

@@ -15,6 +15,7 @@ import pytest
 
 from graph.builder import graph
 from graph.runner import read_trace
+from tests.fixtures.loopback import host_of
 
 DUET = [sys.executable, "-m", "graph.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,8 @@ def test_run_with_a_failing_step_exits_nonzero(tmp_path, site):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"goal": "g", "steps": [
         {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/999"}}]}))
-    out = duet("run", "read customer 999", "--plan-file", str(plan), "--json")
+    out = duet("run", "read customer 999", "--plan-file", str(plan), "--json",
+               "--allow-host", host_of(site))
     assert out.returncode == 1
     final = json.loads(out.stdout)
     assert final["status"] == "failed" and final["results"][0]["status"] == "error"
@@ -102,6 +104,7 @@ def test_killed_run_resumes_without_redoing_completed_steps(tmp_path, site, isol
     plan.write_text(KILL_PLAN)
     proc = subprocess.Popen(
         [*DUET, "run", "notes then wait", "--plan-file", str(plan), "--var", f"site={site}",
+         "--allow-host", host_of(site),
          "--thread", "kill-me", "--approve", "auto", "--json"], cwd=ROOT, env=os.environ.copy(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -144,7 +147,8 @@ def test_a_trace_that_cannot_be_written_does_not_stop_the_run(tmp_path, site, is
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"goal": "g", "steps": [
         {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/2"}}]}))
-    out = duet("run", "read", "--plan-file", str(plan), "--thread", "no-trace", "--json")
+    out = duet("run", "read", "--plan-file", str(plan), "--thread", "no-trace", "--json",
+               "--allow-host", host_of(site))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["status"] == "completed"
     assert "cannot write the trace" in out.stderr

@@ -9,6 +9,7 @@ from langgraph.graph import END, START, StateGraph
 
 from graph import Context, Decision, Plan, RunStatus, Step, as_tool, build_graph
 from graph.testing import ScriptedChatModel
+from tests.fixtures.loopback import host_of
 
 
 def _duet(site: str, answer: str):
@@ -37,12 +38,14 @@ async def test_as_a_subgraph_node_with_shared_keys(site):
     parent.add_edge(START, "duet")
     parent.add_edge("duet", "report")
     parent.add_edge("report", END)
-    out = await parent.compile().ainvoke({"task": "who is customer 4?"}, context=Context())
+    out = await parent.compile().ainvoke({"task": "who is customer 4?"},
+                                         context=Context(allowed_hosts=[host_of(site)]))
     assert out["report"] == "[completed] Umbrella [s1]"
 
 
 async def test_as_a_tool_of_another_agent(site):
-    tool = as_tool(_duet(site, "Customer 4 is Umbrella [s1]."))
+    tool = as_tool(_duet(site, "Customer 4 is Umbrella [s1]."),
+                   context=Context(allowed_hosts=[host_of(site)]))
     outer = ScriptedChatModel(responses=[
         {"name": "nova_duet", "args": {"task": "Who is customer 4 in the CRM?"}},
         "The CRM says customer 4 is Umbrella."])

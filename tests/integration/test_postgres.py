@@ -11,6 +11,7 @@ from langgraph.types import Command
 from graph import Context, Decision, Plan, RunStatus, build_graph
 from graph.checkpoints import open_checkpointer
 from graph.testing import ScriptedChatModel
+from tests.fixtures.loopback import host_of
 from tests.integration.test_approval import PLAN, approval_tools, sent
 from tests.integration.test_cli import duet
 
@@ -59,7 +60,8 @@ def test_cli_runs_and_shows_with_duet_checkpointer(postgres_url, site, tmp_path,
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"goal": "g", "steps": [
         {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/1"}}]}))
-    out = duet("run", "read customer 1", "--plan-file", str(plan), "--thread", "pg-cli", "--json")
+    out = duet("run", "read customer 1", "--plan-file", str(plan), "--thread", "pg-cli", "--json",
+               "--allow-host", host_of(site))
     assert out.returncode == 0, out.stderr
     shown = json.loads(duet("show", "pg-cli", "--json").stdout)
     assert shown["status"] == "completed" and shown["results"][0]["output"]["json"]["id"] == 1

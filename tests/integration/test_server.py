@@ -15,6 +15,7 @@ from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client
 
 from demo_site.server import free_port
+from tests.fixtures.loopback import host_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +69,8 @@ async def test_studio_api_stream_interrupt_resume_history(server, site, tmp_path
     assert "allowed_hosts" in json.dumps(schemas.get("context_schema"))
 
     thread = await client.threads.create()
-    context = {"model": f"scripted:{_script(tmp_path, site)}", "approval": "ask"}
+    context = {"model": f"scripted:{_script(tmp_path, site)}", "approval": "ask",
+               "allowed_hosts": [host_of(site)]}
     modes: dict[str, list] = {}
     async for part in client.runs.stream(
             thread["thread_id"], "nova-duet", input={"task": "Add a note for Hooli"},
@@ -103,5 +105,6 @@ async def test_remote_graph_runs_like_a_local_one(server, site, tmp_path):
         {"decision": {"action": "finish", "reason": "read"}}, {"text": "Acme Corp [r]."}]))
     remote = RemoteGraph("nova-duet", url=server)
     out = await remote.ainvoke({"task": "Who is customer 1?"},
-                               context={"model": f"scripted:{path}"})
+                               context={"model": f"scripted:{path}",
+                                        "allowed_hosts": [host_of(site)]})
     assert out["status"] == "completed" and out["final_answer"] == "Acme Corp [r]."

@@ -10,7 +10,7 @@ from langchain_core.tracers.langchain import wait_for_all_tracers
 
 from graph import Context, Decision, Plan, Step, build_graph
 from graph.testing import ScriptedChatModel
-from tests.fixtures.loopback import AwsHandler, serve
+from tests.fixtures.loopback import AwsHandler, host_of, serve
 
 SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-secret-do-not-leak-1234567890",
            "NOVA_ACT_API_KEY": "nova-act-key-do-not-leak-0987654321",
@@ -69,7 +69,7 @@ async def test_a_run_posts_a_tree_of_named_runs_without_secrets(langsmith_captur
                                          Decision(action="finish", reason="ok"), "Acme [s1]"])
     out = await build_graph(model=model).ainvoke(
         {"task": "who is customer 1?"}, {"configurable": {"thread_id": "traced-1"}},
-        context=Context())
+        context=Context(allowed_hosts=[host_of(site)]))
     assert out["final_answer"] == "Acme [s1]"
     wait_for_all_tracers()
     text = b"\n".join(langsmith_capture).decode("utf-8", errors="replace")

@@ -6,6 +6,7 @@ import pytest
 from jinja2 import UndefinedError
 from langchain_core.tools import tool
 
+from graph.context import Context
 from graph.contracts import StepResult
 from graph.rendering import FENCE_TAG, render_result
 from prompts import load_prompt
@@ -77,21 +78,27 @@ def test_unavailable_tools_are_refused_and_listed_as_such():
 
 
 @pytest.mark.parametrize(("url", "allowed"), [
-    ("http://127.0.0.1:8000/x", True), ("http://localhost/", True),
-    ("http://example.com/", False), ("file:///etc/passwd", False),
-    ("http://127.0.0.1.evil.com/", False), ("http://api.local:9000/", True),
-    ("http://api.local:9001/", False),
+    ("http://127.0.0.1:8000/x", True), ("http://127.0.0.1:2024/threads", False),
+    ("http://localhost/", False), ("http://[::1]:8000/", False),
+    ("http://example.com/", True), ("https://example.com:8443/", True),
+    ("file:///etc/passwd", False), ("http://127.0.0.1.evil.com/", False),
+    ("http://api.local:9000/", True), ("http://api.local:9001/", False),
 ])
 def test_sandbox_allowlist(url, allowed):
-    policy = SandboxPolicy(allowed_hosts=("127.0.0.1", "localhost", "api.local:9000"))
+    # Loopback names without a port allow nothing: every local service listens there.
+    policy = SandboxPolicy(allowed_hosts=("127.0.0.1:8000", "localhost", "::1", "example.com",
+                                          "api.local:9000"))
     assert policy.allows(url) is allowed
     if not allowed:
         with pytest.raises(BlockedError):
             policy.check(url)
 
 
-def test_default_policy_allows_nothing():
-    assert not SandboxPolicy().allows("http://127.0.0.1/")
+def test_default_policy_allows_nothing_and_a_blocked_call_says_what_to_set():
+    assert Context().allowed_hosts == []
+    assert not Context().sandbox_policy().allows("http://127.0.0.1:8000/")
+    with pytest.raises(BlockedError, match=r"--allow-host 127\.0\.0\.1:8000.*allowed_hosts"):
+        SandboxPolicy().check("http://127.0.0.1:8000/x")
 
 
 def test_langgraph_json_names_the_compiled_graph():
