@@ -72,7 +72,7 @@ class BrowserPool:
     def __init__(self, max_sessions: int = 4):
         self.max_sessions = max_sessions
         self._slots = asyncio.Semaphore(max_sessions)
-        self._named: dict[tuple[str, str], BrowserSession] = {}
+        self._named: dict[tuple[str, str, SandboxPolicy], BrowserSession] = {}
         self._playwright: Any = None
 
     def _launch(self, policy: SandboxPolicy) -> BrowserSession:
@@ -107,8 +107,11 @@ class BrowserPool:
         self._slots.release()
 
     async def named(self, scope: str, name: str, policy: SandboxPolicy) -> BrowserSession:
-        """The session `name` of run `scope`, launched on first use and kept until `aclose`."""
-        key = (scope, name)
+        """The session `name` of run `scope`, launched on first use and kept until `aclose`.
+
+        Keyed by the policy too: its allowlist proxy enforces the policy it started with,
+        so a run under another policy gets a session of its own."""
+        key = (scope, name, policy)
         if key in self._named and not self._named[key].alive():
             # A crashed browser is replaced, so a retried step gets a working one.
             log.warning("browser session %r died; starting a new one", name)
