@@ -98,6 +98,9 @@ def _ask_human(request: dict[str, Any]) -> dict[str, str]:
     for step in request["steps"]:
         console.print(f"[yellow]approval needed[/] {step['step_id']}: {step['tool']} "
                       f"{json.dumps(step['args'])}", markup=True, highlight=False)
+        if step.get("escalated"):
+            console.print(f"  [red]why a human:[/] {step['escalated']}", markup=True,
+                          highlight=False)
         approved = typer.confirm("  run this step?", default=False)
         answers[step["step_id"]] = "approve" if approved else "reject"
     return answers

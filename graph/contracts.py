@@ -131,6 +131,10 @@ class StepResult(BaseModel):
     duration_ms: float = 0.0
     attempts: int = 0
     plan_version: int = Field(default=1, description="Which plan (1 = first, 2 = first replan...).")
+    escalated: str | None = Field(
+        default=None,
+        description="Why this step needed a human although the policy was 'auto' (it was "
+                    "planned after reading tool output and carries values from it).")
 
     @classmethod
     def rejected(cls, step: Step, plan_version: int, error_type: str, message: str) -> StepResult:

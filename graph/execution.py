@@ -86,7 +86,7 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
 
     clock = time.perf_counter()
     base = {"step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
-            "started_at": datetime.now(UTC)}
+            "started_at": datetime.now(UTC), "escalated": task.get("escalated")}
     side_effects = bool(task.get("side_effects"))
     emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
 

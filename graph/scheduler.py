@@ -31,17 +31,21 @@ from graph.state import StepTask
 from tools.registry import ToolRegistry
 
 
-def standing_answer(approval: str) -> Literal["approve", "reject"] | None:
+def standing_answer(approval: str, task: StepTask) -> Literal["approve", "reject"] | None:
     """The answer the approval policy gives without asking: `auto` approves, `deny` rejects,
-    `ask` gives none (a human decides)."""
+    `ask` gives none (a human decides), and neither does `auto` for an escalated step."""
+    if approval == "auto" and task.get("escalated"):
+        return None
     return {"auto": "approve", "deny": "reject"}.get(approval)  # type: ignore[return-value]
 
 
 def not_approved(task: StepTask, approval: str) -> StepResult:
     """The result of a step that a human or the approval policy did not approve."""
-    return StepResult.rejected(
+    result = StepResult.rejected(
         task["step"], task["plan_version"], "NotApproved",
         f"a human or the approval policy ({approval}) did not approve this step")
+    result.escalated = task.get("escalated")
+    return result
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Scheduler:
         self.version = plan_version
         self.context, self.registry, self.runtime = context, registry, runtime
         self.started_at, self.usage = started_at, usage
+        self.escalations: dict[str, str] = {}
         self.earlier = results
         self.done = results_of_plan(results, plan_version)
         self.new: list[StepResult] = []
@@ -101,9 +106,11 @@ class Scheduler:
         self.steps.append(step)
         self._launch_ready()
 
-    async def run(self, plan: Plan) -> Outcome:
-        """Run `plan` until no further step can start; return what happened."""
+    async def run(self, plan: Plan, escalations: dict[str, str] | None = None) -> Outcome:
+        """Run `plan` until no further step can start; return what happened. A step in
+        `escalations` that changes things needs a human even under `approval: auto`."""
         self.steps, self.complete = list(plan.steps), True
+        self.escalations = escalations or {}
         self._launch_ready()
         while self.running:
             finished, _ = await asyncio.wait(list(self.running.values()),
@@ -137,8 +144,11 @@ class Scheduler:
         except ReferenceProblem as exc:
             args, problem = step.args, str(exc)
         changes = step.side_effects or self.registry.get(step.tool).changes_things(args)
-        return StepTask(step=step, args=args, plan_version=self.version, problem=problem,
+        task = StepTask(step=step, args=args, plan_version=self.version, problem=problem,
                         approved=problem is not None or not changes, side_effects=changes)
+        if changes and step.id in self.escalations:
+            task["escalated"] = self.escalations[step.id]
+        return task
 
     def _launch_ready(self) -> None:
         """Start every step that may start now.
@@ -153,7 +163,7 @@ class Scheduler:
             if task["approved"]:
                 ready.append(task)
             elif self.complete:  # a step that changes things waits for the whole plan
-                answer = standing_answer(self.context.approval)
+                answer = standing_answer(self.context.approval, task)
                 if answer is None:
                     self.held.append(task)
                 elif answer == "reject":

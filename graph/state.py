@@ -18,6 +18,7 @@ class StepTask(TypedDict):
     problem: str | None
     approved: bool
     side_effects: NotRequired[bool]
+    escalated: NotRequired[str]  # why it needs a human even under `approval: auto`
 
 
 class InputState(TypedDict):
@@ -44,6 +45,8 @@ class State(InputState, OutputState, total=False):
     plan: Plan | None
     plan_version: int
     pending_steps: list[StepTask]  # ready steps that change things, held for approval
+    first_plan: Plan | None  # made before any tool output was read (`graph.taint`)
+    escalations: dict[str, str]  # steps of the current plan that need a human, and why
     observed_count: int
     plan_fingerprints: list[str]
     replans: int

@@ -29,5 +29,5 @@ async def act(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[s
                               started_at=state["started_at"],
                               usage=state.get("usage") or Usage(),
                               pending=state.get("pending_steps") or []) as scheduler:
-        outcome = await scheduler.run(state["plan"])
+        outcome = await scheduler.run(state["plan"], state.get("escalations"))
     return {"results": outcome.results, "pending_steps": outcome.held}

@@ -24,7 +24,9 @@ def approval_request(tasks: list[StepTask]) -> dict[str, Any]:
     """What the interrupt shows: each step's tool, arguments and purpose."""
     return {"kind": "approval", "answers": ["approve", "reject", {"edit": "{...new args}"}],
             "steps": [{"step_id": t["step"].id, "tool": t["step"].tool, "args": t["args"],
-                       "description": t["step"].description} for t in tasks]}
+                       "description": t["step"].description,
+                       **({"escalated": t["escalated"]} if t.get("escalated") else {})}
+                      for t in tasks]}
 
 
 async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
@@ -32,11 +34,12 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     context = runtime_context(runtime)
     held = state.get("pending_steps") or []
     pending = [t for t in held if not t["approved"]]
-    standing = standing_answer(context.approval)
-    if standing is not None:
-        answers: dict[str, Any] = {t["step"].id: standing for t in pending}
-    else:
-        answers = interrupt(approval_request(pending)) or {}
+    answers: dict[str, Any] = {}
+    for task in pending:
+        if (standing := standing_answer(context.approval, task)) is not None:
+            answers[task["step"].id] = standing
+    if asked := [t for t in pending if t["step"].id not in answers]:
+        answers |= interrupt(approval_request(asked)) or {}
 
     queued: list[StepTask] = []
     refused: list[StepResult] = []

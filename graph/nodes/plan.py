@@ -25,6 +25,7 @@ from graph.progress import check_references, references_in
 from graph.reasoning import ReasoningError
 from graph.scheduler import Scheduler
 from graph.state import State
+from graph.taint import escalations, trusted_text, untrusted_text
 from tools.registry import StepRefused, ToolRegistry
 
 
@@ -187,7 +188,12 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             }
         if not new_plan.steps:
             return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool"}
-        outcome = await early.scheduler.run(new_plan)
+        first_plan = state.get("first_plan") or new_plan
+        escalated = escalations(
+            new_plan, untrusted_text(results, state.get("summary", "")),
+            trusted_text(state["task"], context.plan_variables, first_plan))
+        update |= {"first_plan": first_plan, "escalations": escalated}
+        outcome = await early.scheduler.run(new_plan, escalated)
     # Results of discarded attempts belong to no plan the agent must judge now.
     return update | {"results": early.discarded + outcome.results, "pending_steps": outcome.held,
                      "observed_count": len(results) + len(early.discarded)}

@@ -39,7 +39,7 @@ def test_run_without_credentials_fails_before_work_with_what_to_set():
     assert "Traceback" not in out.stderr
 
 
-def test_demo_completes_against_the_local_site():
+def test_demo_completes_against_the_local_site(isolated_env):
     out = duet("demo", "--json")
     assert out.returncode == 0, out.stderr
     final = json.loads(out.stdout)
@@ -53,6 +53,10 @@ def test_demo_completes_against_the_local_site():
     assert [(r["ID"], r["Status"]) for r in rows] == [
         ("1002", "reminded"), ("1005", "reminded"), ("1007", "reminded")]
     assert "[verify]" in final["final_answer"]
+    # The price of the escalation rule is nil here: under `auto`, nothing asked a human.
+    events = read_trace(isolated_env / "traces" / f"{final['thread_id']}.jsonl")
+    assert not any(e["event"] == "approval_requested" for e in events)
+    assert not any(r["escalated"] for r in final["results"])
     shown = duet("show", final["thread_id"], "--json")
     assert json.loads(shown.stdout)["status"] == "completed"
 
