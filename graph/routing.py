@@ -53,7 +53,7 @@ def route_after_plan(state: State, runtime: Runtime[Context] | None = None) -> M
     (`summarize` first if the history outgrew the threshold); `finalize` when the run
     ended; otherwise as after `act`."""
     decision = state.get("decision")
-    if decision is not None and decision.action == "replan":
+    if decision is not None and decision.action == "replan" and not state.get("status"):
         return "summarize" if needs_summary(state, runtime_context(runtime)) else "plan"
     return _after_steps(state)
 

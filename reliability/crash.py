@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from graph.runner import read_trace
 
@@ -90,6 +91,7 @@ def run_trial(index: int, site: str, crm_db: Path, workdir: Path, seed: int) -> 
     with (home / "run.out").open("w") as out:
         proc = _duet("run", "write the notes", "--plan-file", str(plan), "--var", f"site={site}",
                      "--var", f"trial={thread}", "--thread", thread, "--approve", "auto",
+                     "--allow-host", urlsplit(site).netloc,
                      "--json", home=home, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not any(e["event"] == "run_started" for e in _events(home, thread)):

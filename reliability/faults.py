@@ -35,7 +35,9 @@ from tools import (
     ToolError,
     ToolRegistry,
     current_idempotency_key,
+    http_request_tool,
 )
+from tools.http import http_changes_things
 from tools.nova_act import as_tool_error
 
 BEDROCK_MODEL = "us.amazon.nova-2-lite-v1:0"
@@ -233,6 +235,8 @@ def fault_tools(env: Env) -> ToolRegistry:
     registry.register(schema_tool, output_schema=Pair)
     for write in (charge, ambiguous_write, refused_write, nova_act_write):
         registry.register(write, side_effects=True)
+    registry.register(http_request_tool, side_effects=http_changes_things,
+                      takes_idempotency_key=True)
     registry.register(keyed_charge, side_effects=True, takes_idempotency_key=True)
     goto, _, _, read = PlaywrightExecutor(env.pool).tools()
     registry.register(goto)
@@ -354,6 +358,15 @@ def write_fault(tool_name: str, expect: RunStatus, evidence: str, **args: Any
         finish("the write ended"), "answer [ok]"])
 
 
+def blocked_before_sending(env: Env, thread: str, final: FinalState, model: Any) -> list[str]:
+    """The faulty step was blocked by the allowlist: no request reached the other service."""
+    bad = next(r for r in final.results if r.step_id == "bad")
+    problems = [] if bad.status == "blocked" else [f"the step ended {bad.status}"]
+    if env.converse.requests:
+        problems.append("a request reached the other local service")
+    return problems
+
+
 def attempts_are_bounded(expected: int) -> Callable[..., list[str]]:
     """The faulty step ran exactly `expected` times (bounded retries)."""
     def check(env: Env, thread: str, final: FinalState, model: Any) -> list[str]:
@@ -367,6 +380,12 @@ def bedrock_calls_are_bounded(env: Env, thread: str, final: FinalState, model: A
     BEDROCK_MAX_ATTEMPTS times, then gave up; the answer fell back to the template."""
     sent = len(env.converse.requests)
     return [] if sent == 2 * BEDROCK_MAX_ATTEMPTS else [f"{sent} Converse requests"]
+
+
+def one_plan_call(env: Env, thread: str, final: FinalState, model: Any) -> list[str]:
+    """The plan in the prose counted as the first answer: no second plan call."""
+    plans = sum("planner" in str(prompt[0].content) for prompt in model.prompts)
+    return [] if plans == 1 else [f"{plans} plan calls"]
 
 
 def feedback_reached_the_model(env: Env, thread: str, final: FinalState,
@@ -447,8 +466,11 @@ FAULTS: list[Fault] = [
     Fault("model", "invalid JSON, then a valid plan", RunStatus.COMPLETED, "",
           lambda env: ['{"goal": "g", "steps": [', healthy_plan(), finish(), "done [ok]"],
           check=feedback_reached_the_model),
-    Fault("model", "prose around the JSON", RunStatus.FAILED, "no valid plan",
-          repeat('Sure! Here is the plan: {"goal": "g", "steps": []} Hope it helps.')),
+    Fault("model", "prose around one valid JSON plan (salvaged)", RunStatus.COMPLETED, "",
+          lambda env: [f"Sure! Here is the plan: {healthy_plan().model_dump_json()} Hope it "
+                       "helps.", finish(), "done [ok]"], check=one_plan_call),
+    Fault("model", "prose around two JSON objects", RunStatus.FAILED, "no valid plan",
+          repeat('Either {"goal": "g", "steps": []} or {"goal": "h", "steps": []}.')),
     Fault("model", "a required field is missing", RunStatus.FAILED, "goal",
           repeat(plan_call({"steps": []}))),
     Fault("model", "an extra field", RunStatus.FAILED, "priority",
@@ -542,6 +564,26 @@ FAULTS: list[Fault] = [
           *write_fault("nova_act_write", RunStatus.FAILED, "ActRequestThrottledError",
                        error="ActRequestThrottledError"),
           {"approval": "auto", "max_retries": 2}, check=written(3)),
+    # Deny by default: this machine's services are not reachable unless named with a port
+    Fault("sandbox", "the default allowlist reaches no host", RunStatus.FAILED,
+          "outside the allowlist",
+          lambda env: [with_healthy(Step(id="bad", tool="http_request",
+                                         args={"url": f"{env.site}/api/customers/1"})),
+                       finish("blocked"), "answer [ok]"], {"allowed_hosts": []},
+          check=blocked_before_sending),
+    Fault("sandbox", "a bare loopback entry opens no local service", RunStatus.FAILED,
+          "need their port",
+          lambda env: [with_healthy(Step(id="bad", tool="http_request",
+                                         args={"url": f"{env.site}/api/customers/1"})),
+                       finish("blocked"), "answer [ok]"],
+          {"allowed_hosts": ["127.0.0.1", "localhost"]}, check=blocked_before_sending),
+    Fault("sandbox", "an allowed host:port opens no other port of this machine",
+          RunStatus.FAILED, "outside the allowlist",
+          lambda env: [with_healthy(Step(id="bad", tool="http_request",
+                                         args={"url": env.converse.url + "/model/x/converse",
+                                               "method": "POST"})),
+                       finish("blocked"), "answer [ok]"], {"approval": "auto"},
+          check=blocked_before_sending),
     # Storage
     Fault("storage", "a checkpoint write fails (database locked)", RunStatus.FAILED,
           "storage failed",
@@ -561,11 +603,11 @@ FAULTS: list[Fault] = [
 async def run_fault(fault: Fault, env: Env) -> Outcome:
     """Run one case end to end and check it; never raises for the case's own failure."""
     thread = f"fault-{FAULTS.index(fault)}"
-    context = Context(allowed_hosts=[urlsplit(env.site).netloc], deadline_seconds=45,
-                      **fault.context)
+    context = Context(**{"allowed_hosts": [urlsplit(env.site).netloc], "deadline_seconds": 45,
+                         **fault.context})
     model: Any
+    env.converse.requests.clear()
     if fault.bedrock:
-        env.converse.requests.clear()
         env.converse.script[:] = fault.script(env)
         context.model, context.bedrock_endpoint_url = BEDROCK_MODEL, env.converse.url
         model = None

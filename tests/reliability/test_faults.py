@@ -9,7 +9,8 @@ from reliability.faults import FAULTS, Env, run_fault
 
 def test_the_table_covers_every_area_with_at_least_40_cases():
     assert len(FAULTS) >= 40
-    assert {f.area for f in FAULTS} == {"tool", "model", "executor", "storage"}
+    assert {f.area for f in FAULTS} == {"tool", "model", "executor", "effects", "sandbox",
+                                        "storage"}
     assert len({(f.area, f.name) for f in FAULTS}) == len(FAULTS)
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from demo_site.hostile import PAGE_AWS_KEY_ID, PAGE_AWS_SECRET
 from graph.redaction import REDACTED, RedactingFilter, redact, redact_text
@@ -58,7 +59,8 @@ def test_cli_run_reading_a_page_with_credentials_leaks_nothing(site, tmp_path, i
         {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/hostile/credentials"}},
         {"id": "s2", "tool": "http_request", "args": {"url": f"{site}/api/customers/999"}}]}))
     out = subprocess.run([sys.executable, "-m", "graph.cli", "run", "read the settings page",
-                          "--plan-file", str(plan)], capture_output=True, text=True, cwd=ROOT,
+                          "--plan-file", str(plan), "--allow-host", urlsplit(site).netloc],
+                         capture_output=True, text=True, cwd=ROOT,
                          env=os.environ.copy(), timeout=120)
     assert out.returncode == 1  # s2 fails (no customer 999): the run ends failed
     thread = next((isolated_env / "runs").glob("*.json")).stem

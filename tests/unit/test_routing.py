@@ -29,7 +29,9 @@ def task(step_id: str, approved: bool = True) -> dict:
 
 
 def test_a_status_always_routes_to_finalize():
-    state = {"status": RunStatus.BUDGET_EXHAUSTED, "pending_steps": [task("a")]}
+    # Even beside a replan decision: a plan node that failed must not be asked again.
+    state = {"status": RunStatus.BUDGET_EXHAUSTED, "pending_steps": [task("a")],
+             "decision": Decision(action="replan", reason="r")}
     assert route_after_plan(state, RUNTIME) == "finalize"
     assert route_after_act(state) == "finalize"
     assert route_after_observe(state, RUNTIME) == "finalize"
