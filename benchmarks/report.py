@@ -15,6 +15,7 @@ GOALS = {
     "calls": "2 reasoning calls for a plan that succeeds",
     "input_tokens": "input tokens at least 3x fewer than ReAct at 10 steps and 6x at 20",
     "cost": "dollar cost at least 2x lower than ReAct at 20 steps",
+    "help": "`duet --help` under 0.25x of `import langgraph.graph`, and under 0.5 s",
     "context": "largest prompt of the run within 1.2x of the largest by step 20 (summarizing)",
     "overhead": "under 2x a bare LangGraph loop, and a few milliseconds a step",
 }
@@ -115,6 +116,11 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                           f"{fewer[10]:.2f}x at 10, {fewer[20]:.2f}x at 20"))
     if 20 in cost:
         lines.append(line(cost[20]["cost_ratio"] >= 2, "cost", f"{cost[20]['cost_ratio']:.2f}x"))
+    startup = {r["what"]: r for r in results["startup"]}
+    help_row = startup["duet --help"]
+    lines.append(line(help_row["vs_langgraph_import"] < 0.25 and help_row["seconds"] < 0.5,
+                      "help", f"{help_row['vs_langgraph_import']:.2f}x, "
+                              f"{help_row['seconds']:.2f} s"))
     return lines + [
         line(context <= 1.2, "context", f"{context:.2f}"),
         line(overhead["ratio"] < 2 and overhead["ours_ms_per_step"] < 10, "overhead",

@@ -188,26 +188,54 @@ async def orchestration_overhead(steps: int) -> dict[str, float]:
             "bare_ms_per_step": bare_s / steps * 1000, "ratio": ours_s / bare_s}
 
 
-def _time_command(code: list[str], repeats: int) -> float:
+def _time_command(code: list[str], repeats: int, home: Path) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run(code, check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(code, check=True, capture_output=True, cwd=ROOT,
+                       env={**os.environ, "DUET_HOME": str(home)})
         times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _first_event_seconds(home: Path, plan: Path, repeats: int) -> float:
+    """Median seconds from starting `duet run` to its first trace event (`run_started`)."""
+    times = []
+    for attempt in range(repeats):
+        thread = f"first-{attempt}"
+        trace = home / "traces" / f"{thread}.jsonl"
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "graph.cli", "run", "t", "--plan-file",
+                                 str(plan), "--thread", thread, "--json"], cwd=ROOT,
+                                env={**os.environ, "DUET_HOME": str(home)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not (trace.exists() and trace.stat().st_size) and proc.poll() is None:
+            time.sleep(0.002)
+        times.append(time.perf_counter() - start)
+        proc.wait()
     return statistics.median(times)
 
 
 def startup(repeats: int) -> list[dict[str, float]]:
     """Figure 5: start-up of a process each, against plain Python and bare LangGraph."""
     python = sys.executable
-    commands = {
-        "python (baseline)": [python, "-c", "pass"],
-        "import langgraph.graph (baseline)": [python, "-c", "import langgraph.graph"],
-        "import graph": [python, "-c", "import graph"],
-        "build the graph": [python, "-c", "from graph import build_graph; build_graph()"],
-        "duet --help": [python, "-m", "graph.cli", "--help"],
-    }
-    timings = {name: _time_command(code, repeats) for name, code in commands.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        home, plan = Path(folder), Path(folder) / "plan.json"
+        plan.write_text(json.dumps({"goal": "nothing to do", "steps": []}))
+        subprocess.run([python, "-m", "graph.cli", "run", "t", "--plan-file", str(plan),
+                        "--thread", "shown", "--json"], cwd=ROOT, capture_output=True,
+                       env={**os.environ, "DUET_HOME": str(home)})
+        commands = {
+            "python (baseline)": [python, "-c", "pass"],
+            "import langgraph.graph (baseline)": [python, "-c", "import langgraph.graph"],
+            "import graph": [python, "-c", "import graph"],
+            "build the graph": [python, "-c", "from graph import build_graph; build_graph()"],
+            "duet --help": [python, "-m", "graph.cli", "--help"],
+            "duet schema": [python, "-m", "graph.cli", "schema"],
+            "duet show THREAD": [python, "-m", "graph.cli", "show", "shown"],
+        }
+        timings = {name: _time_command(code, repeats, home) for name, code in commands.items()}
+        timings["duet run: first event"] = _first_event_seconds(home, plan, repeats)
     base = timings["import langgraph.graph (baseline)"]
     return [{"what": name, "seconds": s, "vs_langgraph_import": s / base}
             for name, s in timings.items()]

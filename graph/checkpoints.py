@@ -10,22 +10,22 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.store.base import BaseStore
-
-from graph.contracts import Decision, Plan, RunStatus, Step, StepError, StepResult, Usage
-
-# The types our state holds; only these (and LangChain's own) are read back from a checkpoint.
-STATE_TYPES = (Plan, Step, StepResult, StepError, Decision, Usage, RunStatus)
-
+if TYPE_CHECKING:  # LangGraph loads when a checkpointer opens, not with the CLI's help
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from langgraph.store.base import BaseStore
 
 def serializer() -> JsonPlusSerializer:
-    """The checkpoint serializer, allowing exactly our state types."""
+    """The checkpoint serializer, allowing exactly our state types (and LangChain's own)."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from graph.contracts import Decision, Plan, RunStatus, Step, StepError, StepResult, Usage
+
+    state_types = (Plan, Step, StepResult, StepError, Decision, Usage, RunStatus)
     return JsonPlusSerializer(
-        allowed_msgpack_modules=[(t.__module__, t.__name__) for t in STATE_TYPES]
-    )
+        allowed_msgpack_modules=[(t.__module__, t.__name__) for t in state_types])
 
 
 def duet_home() -> Path:

@@ -1,4 +1,8 @@
-"""The `duet` command: run, resume and inspect runs; print the contracts; run the demo."""
+"""The `duet` command: run, resume and inspect runs; print the contracts; run the demo.
+
+Only the commands that run the graph import it (and LangGraph, LangChain, the executors):
+`duet --help`, `duet schema`, `duet show` and `duet ls` answer without them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import sys
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import typer
@@ -19,10 +23,10 @@ from rich.table import Table
 
 from graph.checkpoints import default_checkpointer_url, duet_home
 from graph.context import Context
-from graph.contracts import FinalState, RunStatus, contract_schemas
-from graph.reasoning import ConfigurationError
 from graph.redaction import RedactingFilter
-from graph.runner import UnknownThread, new_thread_id, run_thread, thread_state, trace_path
+
+if TYPE_CHECKING:
+    from graph.contracts import FinalState
 
 app = typer.Typer(help="nova-duet: Nova 2 Lite plans, executors act.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -76,6 +80,9 @@ def _print_event(event: dict[str, Any]) -> None:
 
 
 def _report(thread_id: str, final: FinalState, as_json: bool) -> None:
+    from graph.contracts import RunStatus
+    from graph.threads import trace_path
+
     if as_json:
         payload = {"thread_id": thread_id, **final.model_dump(mode="json")}
         typer.echo(json.dumps(payload, indent=1))
@@ -117,6 +124,10 @@ def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], di
 
 def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
              **kwargs: Any) -> None:
+    from graph.reasoning import ConfigurationError
+    from graph.runner import run_thread
+    from graph.threads import UnknownThread, new_thread_id
+
     on_event = (lambda event: None) if as_json else _print_event
     thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
     try:
@@ -181,8 +192,10 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show a run's plan, steps, results, timings and tokens."""
+    from graph.threads import UnknownThread, saved_run
+
     try:
-        values, final = asyncio.run(thread_state(thread))
+        values, final = asyncio.run(saved_run(thread))
     except UnknownThread as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
@@ -208,9 +221,39 @@ def show(
         console.print(final.final_answer, markup=False)
 
 
+@app.command("ls")
+def list_runs(
+    limit: Annotated[int, typer.Option(help="How many of the newest runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List recent runs: thread, status, task, age, steps and cost."""
+    from graph.threads import recent_runs
+
+    rows = asyncio.run(recent_runs(limit))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("thread", "status", "age", "steps", "calls", "cost USD", "task")
+    for row in rows:
+        style = "green" if row["status"] == "completed" else "red"
+        table.add_row(row["thread_id"], f"[{style}]{row['status']}[/]", _age(row["age_seconds"]),
+                      str(row["steps"]), str(row["reasoning_calls"]), f"{row['cost_usd']:.5f}",
+                      row["task"][:60])
+    console.print(table)
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the contracts (Plan, Step, StepResult, Decision, ...)."""
+    from graph.contracts import contract_schemas
+
     typer.echo(json.dumps(contract_schemas(), indent=1))
 
 

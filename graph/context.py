@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from tools.sandbox import SandboxPolicy
+if TYPE_CHECKING:
+    from tools.sandbox import SandboxPolicy
 
 DEFAULT_MODEL = "us.amazon.nova-2-lite-v1:0"
 
@@ -133,6 +134,8 @@ class Context:
 
     def sandbox_policy(self) -> SandboxPolicy:
         """The sandbox executors run under for this run."""
+        from tools.sandbox import SandboxPolicy  # the executors' package: loaded for runs only
+
         return SandboxPolicy(
             allowed_hosts=tuple(self.allowed_hosts), max_response_bytes=self.max_response_bytes,
             browser_max_steps=self.browser_max_steps,

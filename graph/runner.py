@@ -6,61 +6,34 @@ in `duet_home()/traces/`, and saves the run's settings so `resume` continues it 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
 from graph.builder import build_graph
-from graph.checkpoints import duet_home, open_checkpointer, open_store
+from graph.checkpoints import open_checkpointer, open_store
 from graph.context import Context
-from graph.contracts import FinalState, RunStatus, Usage
+from graph.contracts import FinalState, RunStatus
 from graph.reasoning import resolve_reasoner
 from graph.redaction import redact
+from graph.threads import (
+    Event,
+    UnknownThread,
+    final_state,
+    load_settings,
+    new_thread_id,
+    save_settings,
+    trace_path,
+)
 from tools import default_registry
 from tools.registry import ToolRegistry
 
-Event = dict[str, Any]
 log = logging.getLogger("duet")
-
-
-class UnknownThread(Exception):
-    """No saved run has this thread id."""
-
-
-def new_thread_id() -> str:
-    """A fresh thread id."""
-    return uuid.uuid4().hex[:12]
-
-
-def trace_path(thread_id: str) -> Path:
-    """The JSONL trace of a thread."""
-    return duet_home() / "traces" / f"{thread_id}.jsonl"
-
-
-def read_trace(path: Path) -> list[Event]:
-    """The events of a JSONL trace; empty when there is none. A line cut off by a killed
-    writer is left out."""
-    if not path.is_file():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events
-
-
-def _settings_path(thread_id: str) -> Path:
-    return duet_home() / "runs" / f"{thread_id}.json"
 
 
 def _summarize_update(node: str, update: dict[str, Any]) -> Event:
@@ -80,19 +53,6 @@ def _summarize_update(node: str, update: dict[str, Any]) -> Event:
     if rejected := [r for r in update.get("results", []) if r.status == "rejected"]:
         event["rejected"] = [{"step_id": r.step_id, "error": r.error.message} for r in rejected]
     return event
-
-
-def final_state(values: dict[str, Any], waiting: list[Any] = ()) -> FinalState:
-    """The contract's final fields from a thread's state values and pending interrupts."""
-    status, reason = values.get("status"), values.get("reason", "")
-    if not status and waiting:
-        steps = [s["step_id"] for w in waiting for s in w.value.get("steps", [])]
-        status, reason = RunStatus.NEEDS_APPROVAL, f"steps {steps} wait for approval"
-    elif not status:
-        status, reason = RunStatus.FAILED, "the run has not ended"
-    return FinalState(status=status, final_answer=values.get("final_answer"),
-                      results=values.get("results", []), reason=reason,
-                      usage=values.get("usage") or Usage())
 
 
 async def run_thread(
@@ -116,13 +76,13 @@ async def run_thread(
     if task is None:
         if thread_id is None:
             raise UnknownThread("resume needs a thread id")
-        saved = _load_settings(thread_id)
+        saved = load_settings(thread_id)
         context, saved_task = Context(**saved["context"]), saved["task"]
         model = model or saved.get("model")
     else:
         thread_id, saved_task = thread_id or new_thread_id(), task
         context = context or Context()
-        _save_settings(thread_id, task, context, model)
+        save_settings(thread_id, task, context, model)
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
     config = {"configurable": {"thread_id": thread_id}}
     trace = trace_path(thread_id)
@@ -214,30 +174,3 @@ def _answer(waiting: Any, decide: Callable | None, emit: Callable[[Event], None]
     return Command(resume=answers)
 
 
-async def thread_state(
-    thread_id: str, checkpointer_url: str | None = None
-) -> tuple[dict[str, Any], FinalState]:
-    """A thread's saved state values and its final fields (raises `UnknownThread`)."""
-    async with open_checkpointer(checkpointer_url) as saver:
-        graph = build_graph(checkpointer=saver)
-        state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-    if not state.values:
-        raise UnknownThread(f"no saved run has thread id {thread_id!r}")
-    return state.values, final_state(state.values, list(state.interrupts))
-
-
-def _save_settings(thread_id: str, task: str, context: Context, model: object) -> None:
-    path = _settings_path(thread_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model_spec = model if isinstance(model, str) else None
-    settings = dataclasses.asdict(context)
-    settings.pop("browser_cdp_headers")  # may hold credentials: resume reads them anew
-    path.write_text(json.dumps({"task": task, "context": settings, "model": model_spec},
-                               indent=1))
-
-
-def _load_settings(thread_id: str) -> dict[str, Any]:
-    path = _settings_path(thread_id)
-    if not path.exists():
-        raise UnknownThread(f"no saved run has thread id {thread_id!r} (looked in {path})")
-    return json.loads(path.read_text())

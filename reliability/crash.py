@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from graph.runner import read_trace
+from graph.threads import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = 6

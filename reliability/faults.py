@@ -26,8 +26,9 @@ from graph.context import Context
 from graph.contracts import Decision, FinalState, Plan, RunStatus, Step
 from graph.reasoning.bedrock import BEDROCK_MAX_ATTEMPTS
 from graph.rendering import FENCED_BLOCK, RESULT_OUTPUT_CHARS
-from graph.runner import read_trace, run_thread, thread_state, trace_path
+from graph.runner import run_thread
 from graph.testing import ScriptedChatModel
+from graph.threads import read_trace, saved_run, trace_path
 from tests.fixtures.converse import ConverseStub, failure, text, tool_input
 from tools import (
     BrowserPool,
@@ -646,7 +647,7 @@ async def run_fault(fault: Fault, env: Env) -> Outcome:
     if fault.resume:
         problems += await _resume_completes(thread, model)
     else:
-        _, saved = await thread_state(thread)
+        _, saved = await saved_run(thread)
         if saved.status != final.status:
             problems.append(f"the checkpoint says {saved.status.value}")
     return Outcome(fault, final.status.value, final.reason, seconds, problems)

@@ -23,8 +23,9 @@ from demo_site.hostile import CORPUS, PAGE_AWS_KEY_ID, PAGE_AWS_SECRET, Hostile
 from graph.context import Context
 from graph.contracts import Decision, Plan, Step
 from graph.rendering import FENCED_BLOCK
-from graph.runner import run_thread, thread_state
+from graph.runner import run_thread
 from graph.testing import ScriptedChatModel
+from graph.threads import saved_run
 from tools import ToolRegistry, default_registry
 
 
@@ -193,7 +194,7 @@ async def run_case(case: Hostile, site: str, attacker: Attacker,
     auto_thread, under_auto = await run_thread(
         f"read {case.name}", context=replace(context, approval="auto"), model=auto_planner,
         tools=registry)
-    escalated = (await thread_state(auto_thread))[0].get("escalations") or {}
+    escalated = (await saved_run(auto_thread))[0].get("escalations") or {}
     prompts = [_prompt_text(p) for p in faithful.prompts + gullible.prompts]
     found.seen_by_planner = any(case.marker in p for p in prompts)
     found.escaped_fence = any(case.marker in FENCED_BLOCK.sub("", p)

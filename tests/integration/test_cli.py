@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from graph.builder import graph
-from graph.runner import read_trace
+from graph.threads import read_trace
 from tests.fixtures.loopback import host_of
 
 DUET = [sys.executable, "-m", "graph.cli"]
@@ -156,3 +156,31 @@ def test_a_trace_that_cannot_be_written_does_not_stop_the_run(tmp_path, site, is
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["status"] == "completed"
     assert "cannot write the trace" in out.stderr
+
+
+def test_ls_and_show_read_a_real_thread_without_building_the_graph(tmp_path, site):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/3"}}]}))
+    out = duet("run", "read customer 3", "--plan-file", str(plan), "--thread", "ls-1", "--json",
+               "--allow-host", host_of(site))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(duet("ls", "--json").stdout)
+    assert [(r["thread_id"], r["status"], r["steps"], r["task"]) for r in rows] == [
+        ("ls-1", "completed", 1, "read customer 3")]
+    assert duet("ls").stdout.count("ls-1") == 1
+    shown = json.loads(duet("show", "ls-1", "--json").stdout)
+    assert shown["status"] == "completed" and shown["results"][0]["output"]["json"]["id"] == 3
+    assert duet("show", "no-such-thread").returncode == 2
+    # The light commands answer without LangGraph's graph runtime, the Bedrock model or the
+    # executors (reading a checkpoint needs LangGraph's serializer, no more).
+    probe = ("import sys; from graph.cli import app\n"
+             "for args in (['ls'], ['show', 'ls-1'], ['schema']):\n"
+             "    try: app(args)\n"
+             "    except SystemExit: pass\n"
+             "heavy = [m for m in ('langgraph.graph', 'langgraph.pregel', 'langchain_aws',\n"
+             "                     'tools', 'playwright') if m in sys.modules]\n"
+             "print('HEAVY', heavy)")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, env=os.environ.copy(), timeout=60)
+    assert "HEAVY []" in loaded.stdout, loaded.stdout[-500:] + loaded.stderr[-2000:]

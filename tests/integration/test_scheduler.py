@@ -15,8 +15,8 @@ from pathlib import Path
 from langchain_core.tools import tool
 
 from graph import Context, Decision, Plan, RunStatus, Step, build_graph
-from graph.runner import read_trace
 from graph.testing import ScriptedChatModel
+from graph.threads import read_trace
 from tests.fixtures.converse import tool_input
 from tests.fixtures.loopback import host_of
 from tools import ToolError, ToolRegistry

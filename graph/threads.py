@@ -1,0 +1,126 @@
+"""Saved runs, read without building the graph: their settings, traces and latest
+checkpoint. What `duet show` and `duet ls` use, so they answer without loading LangChain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from graph.checkpoints import duet_home, open_checkpointer
+from graph.context import Context
+from graph.contracts import FinalState, RunStatus, Usage
+
+Event = dict[str, Any]
+INTERRUPT = "__interrupt__"  # LangGraph's channel for pending interrupts
+
+
+class UnknownThread(Exception):
+    """No saved run has this thread id."""
+
+
+def new_thread_id() -> str:
+    """A fresh thread id."""
+    return uuid.uuid4().hex[:12]
+
+
+def trace_path(thread_id: str) -> Path:
+    """The JSONL trace of a thread."""
+    return duet_home() / "traces" / f"{thread_id}.jsonl"
+
+
+def read_trace(path: Path) -> list[Event]:
+    """The events of a JSONL trace; empty when there is none. A line cut off by a killed
+    writer is left out."""
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
+def settings_path(thread_id: str) -> Path:
+    """Where a run's task and settings are saved (so `resume` continues it as it was)."""
+    return duet_home() / "runs" / f"{thread_id}.json"
+
+
+def final_state(values: dict[str, Any], waiting: list[Any] = ()) -> FinalState:
+    """The contract's final fields from a thread's state values and pending interrupts."""
+    status, reason = values.get("status"), values.get("reason", "")
+    if not status and waiting:
+        steps = [s["step_id"] for w in waiting for s in w.value.get("steps", [])]
+        status, reason = RunStatus.NEEDS_APPROVAL, f"steps {steps} wait for approval"
+    elif not status:
+        status, reason = RunStatus.FAILED, "the run has not ended"
+    return FinalState(status=status, final_answer=values.get("final_answer"),
+                      results=values.get("results", []), reason=reason,
+                      usage=values.get("usage") or Usage())
+
+
+async def saved_run(
+    thread_id: str, checkpointer_url: str | None = None
+) -> tuple[dict[str, Any], FinalState]:
+    """A thread's saved state values and its final fields (raises `UnknownThread`), read
+    from its latest checkpoint."""
+    async with open_checkpointer(checkpointer_url) as saver:
+        saved = await saver.aget_tuple({"configurable": {"thread_id": thread_id,
+                                                         "checkpoint_ns": ""}})
+    values = saved.checkpoint.get("channel_values", {}) if saved else {}
+    if not values:
+        raise UnknownThread(f"no saved run has thread id {thread_id!r}")
+    waiting = [item for _, channel, value in saved.pending_writes or ()
+               if channel == INTERRUPT for item in (value if isinstance(value, list | tuple)
+                                                    else [value])]
+    return values, final_state(values, waiting)
+
+
+async def recent_runs(limit: int = 20, checkpointer_url: str | None = None
+                      ) -> list[dict[str, Any]]:
+    """The newest `limit` runs: thread id, task, status, age, steps and cost."""
+    folder = duet_home() / "runs"
+    paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    rows = []
+    async with open_checkpointer(checkpointer_url) as saver:
+        for path in paths[:limit]:
+            saved = await saver.aget_tuple({"configurable": {"thread_id": path.stem,
+                                                             "checkpoint_ns": ""}})
+            values = saved.checkpoint.get("channel_values", {}) if saved else {}
+            waiting = [w for w in (saved.pending_writes if saved else ()) or ()
+                       if w[1] == INTERRUPT]
+            status = values.get("status") or (
+                RunStatus.NEEDS_APPROVAL if waiting else "not ended" if values else "not started")
+            usage = values.get("usage") or Usage()
+            rows.append({"thread_id": path.stem, "task": json.loads(path.read_text())["task"],
+                         "status": str(status), "age_seconds": round(time.time()
+                                                                     - path.stat().st_mtime),
+                         "steps": len(values.get("results", [])),
+                         "reasoning_calls": usage.reasoning_calls,
+                         "cost_usd": usage.estimated_cost_usd})
+    return rows
+
+
+def save_settings(thread_id: str, task: str, context: Context, model: object) -> None:
+    """Save a run's task, context and model name (never its CDP headers)."""
+    path = settings_path(thread_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model_spec = model if isinstance(model, str) else None
+    settings = dataclasses.asdict(context)
+    settings.pop("browser_cdp_headers")  # may hold credentials: resume reads them anew
+    path.write_text(json.dumps({"task": task, "context": settings, "model": model_spec},
+                               indent=1))
+
+
+def load_settings(thread_id: str) -> dict[str, Any]:
+    """A run's saved task and settings (raises `UnknownThread`)."""
+    path = settings_path(thread_id)
+    if not path.exists():
+        raise UnknownThread(f"no saved run has thread id {thread_id!r} (looked in {path})")
+    return json.loads(path.read_text())
