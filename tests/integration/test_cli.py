@@ -26,6 +26,14 @@ def duet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           env=os.environ.copy(), cwd=ROOT)
 
 
+def read_plan(tmp_path: Path, url: str) -> Path:
+    """A plan file of one step that reads `url`."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "http_request", "args": {"url": url}}]}))
+    return plan
+
+
 def test_schema_prints_the_contracts():
     out = duet("schema")
     assert out.returncode == 0
@@ -62,9 +70,7 @@ def test_demo_completes_against_the_local_site(isolated_env):
 
 
 def test_run_with_a_failing_step_exits_nonzero(tmp_path, site):
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"goal": "g", "steps": [
-        {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/999"}}]}))
+    plan = read_plan(tmp_path, f"{site}/api/customers/999")
     out = duet("run", "read customer 999", "--plan-file", str(plan), "--json",
                "--allow-host", host_of(site))
     assert out.returncode == 1
@@ -148,9 +154,7 @@ def test_doctor_fails_without_a_browser(monkeypatch, tmp_path):
 
 def test_a_trace_that_cannot_be_written_does_not_stop_the_run(tmp_path, site, isolated_env):
     (isolated_env / "traces" / "no-trace.jsonl").mkdir(parents=True)  # open() will fail
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"goal": "g", "steps": [
-        {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/2"}}]}))
+    plan = read_plan(tmp_path, f"{site}/api/customers/2")
     out = duet("run", "read", "--plan-file", str(plan), "--thread", "no-trace", "--json",
                "--allow-host", host_of(site))
     assert out.returncode == 0, out.stderr
@@ -159,9 +163,7 @@ def test_a_trace_that_cannot_be_written_does_not_stop_the_run(tmp_path, site, is
 
 
 def test_ls_and_show_read_a_real_thread_without_building_the_graph(tmp_path, site):
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"goal": "g", "steps": [
-        {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/3"}}]}))
+    plan = read_plan(tmp_path, f"{site}/api/customers/3")
     out = duet("run", "read customer 3", "--plan-file", str(plan), "--thread", "ls-1", "--json",
                "--allow-host", host_of(site))
     assert out.returncode == 0, out.stderr

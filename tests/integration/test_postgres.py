@@ -13,7 +13,7 @@ from graph.checkpoints import open_checkpointer
 from graph.testing import ScriptedChatModel
 from tests.fixtures.loopback import host_of
 from tests.integration.test_approval import PLAN, approval_tools, sent
-from tests.integration.test_cli import duet
+from tests.integration.test_cli import duet, read_plan
 
 
 async def test_concurrent_threads_keep_their_own_state(postgres_url):
@@ -57,9 +57,7 @@ async def test_an_interrupted_run_resumes_from_postgres_in_a_new_connection(post
 
 def test_cli_runs_and_shows_with_duet_checkpointer(postgres_url, site, tmp_path, monkeypatch):
     monkeypatch.setenv("DUET_CHECKPOINTER", postgres_url)
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"goal": "g", "steps": [
-        {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/api/customers/1"}}]}))
+    plan = read_plan(tmp_path, f"{site}/api/customers/1")
     out = duet("run", "read customer 1", "--plan-file", str(plan), "--thread", "pg-cli", "--json",
                "--allow-host", host_of(site))
     assert out.returncode == 0, out.stderr

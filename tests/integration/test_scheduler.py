@@ -3,7 +3,6 @@ plan that goes well costs two reasoning calls. Orders of events are asserted, no
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -12,44 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from langchain_core.tools import tool
-
 from graph import Context, Decision, Plan, RunStatus, Step, build_graph
 from graph.testing import ScriptedChatModel
 from graph.threads import read_trace
 from tests.fixtures.converse import tool_input
 from tests.fixtures.loopback import host_of
-from tools import ToolError, ToolRegistry
+from tests.integration.test_graph_scripted import calls, registry, step
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "us.amazon.nova-2-lite-v1:0"
-ran: list[str] = []
-
-
-@tool
-async def wait(label: str, seconds: float = 0.05) -> str:
-    """Sleep `seconds`, then return `label`."""
-    ran.append(label)
-    await asyncio.sleep(seconds)
-    return label
-
-
-@tool
-async def broken(label: str) -> str:
-    """Always fail."""
-    ran.append(label)
-    raise ToolError(f"cannot do {label}")
-
-
-def registry() -> ToolRegistry:
-    ran.clear()
-    return ToolRegistry([wait, broken])
-
-
-def step(id: str, deps: list[str] = (), tool: str = "wait", **args) -> Step:
-    return Step(id=id, tool=tool, args={"label": id, **args}, depends_on=list(deps))
-
-
 async def events_of(graph, context: Context | None = None) -> tuple[list[tuple], dict]:
     """Run the graph; return its step events as (event, step_id) in order, and the output."""
     events, out = [], {}
@@ -65,8 +35,9 @@ async def events_of(graph, context: Context | None = None) -> tuple[list[tuple],
 async def test_a_quick_chain_finishes_while_its_slow_sibling_still_runs():
     # Waves would hold q2 until `slow` ends; the DAG starts each step on its own inputs.
     plan = Plan(goal="g", steps=[
-        step("slow", seconds=1.0), step("q1"), step("q2", ["q1"]), step("q3", ["q2"]),
-        step("q4", ["q3"]), step("join", ["q4", "slow"])])
+        step("slow", seconds=1.0), *[step(f"q{i}", deps=[f"q{i - 1}"] if i > 1 else [],
+                                          seconds=0.05) for i in range(1, 5)],
+        step("join", deps=["q4", "slow"], seconds=0.05)])
     model = ScriptedChatModel(responses=[
         plan, Decision(action="finish", reason="done", answer="all done [join]")])
     events, out = await events_of(build_graph(model=model, tools=registry()))
@@ -79,15 +50,15 @@ async def test_a_quick_chain_finishes_while_its_slow_sibling_still_runs():
 
 async def test_a_failure_mid_dag_starts_nothing_more_and_lets_the_flight_land():
     plan = Plan(goal="g", steps=[
-        step("a"), step("b", ["a"], tool="broken"), step("c", ["b"]),
-        step("long", seconds=0.4), step("after_long", ["long"])])
+        step("a", seconds=0.05), step("b", "broken", ["a"]), step("c", deps=["b"]),
+        step("long", seconds=1.0), step("after_long", deps=["long"])])
     model = ScriptedChatModel(responses=[
         plan, Decision(action="finish", reason="b failed", answer="b failed [b]")])
     events, out = await events_of(build_graph(model=model, tools=registry()))
     by_id = {r.step_id: r.status for r in out["results"]}
     # `long` was in flight when b failed: it finished; nothing new started after the failure.
     assert by_id == {"a": "ok", "b": "error", "long": "ok"}
-    assert "c" not in ran and "after_long" not in ran
+    assert "c" not in calls and "after_long" not in calls
     assert events.index(("step_finished", "b")) < events.index(("step_finished", "long"))
     assert out["status"] == RunStatus.FAILED
     # The agent was asked once, after `long` landed, and saw both results.
@@ -96,7 +67,7 @@ async def test_a_failure_mid_dag_starts_nothing_more_and_lets_the_flight_land():
 
 
 async def test_the_join_decides_and_answers_in_one_call():
-    plan = Plan(goal="g", steps=[step("a"), step("b", ["a"])])
+    plan = Plan(goal="g", steps=[step("a"), step("b", deps=["a"])])
     model = ScriptedChatModel(responses=[
         plan, Decision(action="finish", reason="done", answer="a then b [a][b]")])
     out = await build_graph(model=model, tools=registry()).ainvoke({"task": "t"},
@@ -120,7 +91,8 @@ async def test_the_join_over_bedrock_costs_two_calls(converse):
 
 
 async def test_steps_start_while_the_plan_is_still_streaming(converse):
-    plan = Plan(goal="g", steps=[step("s1"), step("s2"), step("s3", ["s1", "s2"])])
+    plan = Plan(goal="g", steps=[step("s1", seconds=0.05), step("s2", seconds=0.05),
+                                 step("s3", deps=["s1", "s2"], seconds=0.05)])
     converse.script += [
         tool_input(plan, fragment=8, pause=0.02),
         tool_input(Decision(action="finish", reason="ok", answer="done")),
