@@ -77,7 +77,8 @@ def _crash(trials: int, site: str, work: Path) -> int:
           f"{killed} killed mid-run with SIGKILL (the rest finished first); "
           f"{sum(t.passed for t in done)} completed on resume with each of "
           f"{crash.NOTES} writes exactly once, journal and checkpoint chain consistent; "
-          f"{reruns} step starts repeated after a kill (in flight, or journaled and replayed)")
+          f"{reruns} step starts repeated after a kill (steps in flight at the kill; finished "
+          "ones were replayed from the step ledger)")
     for trial in done:
         if not trial.passed:
             print(f"  trial {trial.index} (kill after {trial.kill_after}s): {trial.problems}")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import add_ai_message_chunks
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
@@ -65,43 +66,59 @@ def _tool_arguments(message: BaseMessage) -> Any:
     return None
 
 
-def complete_items(text: str, key: str) -> list[Any]:
-    """The complete elements of the array under the top-level `key` of an unfinished JSON
-    text: an element counts from its own closing brace on, not when the next one begins."""
-    decoder = json.JSONDecoder()
-    depth, in_string, escaped, last_key, start = 0, False, False, "", None
-    for at, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
+class CompleteItems:
+    """The complete elements of the array under the top-level `key` of a JSON text that
+    grows as it streams in: an element counts from its own closing brace on, not when the
+    next one begins. Each call reads only what arrived since the last one."""
+
+    def __init__(self, key: str):
+        self.key = json.dumps(key)
+        self.items: list[Any] = []
+        self._decoder = json.JSONDecoder()
+        self._scanned, self._depth, self._key_start = 0, 0, 0
+        self._in_string = self._escaped = False
+        self._last_key = ""
+        self._next: int | None = None  # where the next element starts, once found
+
+    def __call__(self, text: str) -> list[Any]:
+        """Every complete element of the array in `text` so far."""
+        if self._next is None:
+            self._find_array(text)
+        while self._next is not None:
+            at = self._next
+            while at < len(text) and text[at] in " \t\r\n,":
+                at += 1
+            if at >= len(text) or text[at] == "]":
+                break
+            try:
+                value, self._next = self._decoder.raw_decode(text, at)
+            except ValueError:
+                break  # the element is still being written
+            self.items.append(value)
+        return self.items
+
+    def _find_array(self, text: str) -> None:
+        for at in range(self._scanned, len(text)):
+            char = text[at]
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+                    if self._depth == 1:
+                        self._last_key = text[self._key_start:at + 1]
             elif char == '"':
-                in_string = False
-                last_key = text[start:at + 1] if depth == 1 else last_key
-        elif char == '"':
-            in_string, start = True, at
-        elif char in "{[":
-            depth += 1
-            if char == "[" and depth == 2 and last_key == json.dumps(key):
-                return _elements(decoder, text, at + 1)
-        elif char in "}]":
-            depth -= 1
-    return []
-
-
-def _elements(decoder: json.JSONDecoder, text: str, at: int) -> list[Any]:
-    items: list[Any] = []
-    while True:
-        while at < len(text) and text[at] in " \t\r\n,":
-            at += 1
-        if at >= len(text) or text[at] == "]":
-            return items
-        try:
-            value, at = decoder.raw_decode(text, at)
-        except ValueError:
-            return items  # the element is still being written
-        items.append(value)
+                self._in_string, self._key_start = True, at
+            elif char in "{[":
+                self._depth += 1
+                if char == "[" and self._depth == 2 and self._last_key == self.key:
+                    self._next = at + 1
+                    return
+            elif char in "}]":
+                self._depth -= 1
+        self._scanned = len(text)
 
 
 def _json_objects(text: str) -> list[Any]:
@@ -152,19 +169,24 @@ class ModelReasoner:
         (from a model that does not stream) is never handed on in parts."""
         spec = tool_schema(schema)
         runnable = self.model.bind_tools([spec], tool_choice=spec["title"])
-        message: BaseMessage | None = None
-        pieces = 0
+        chunks: list[BaseMessage] = []
+        raw, pieces = "", 0
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 async for chunk in runnable.astream(prompt):
-                    message = chunk if message is None else message + chunk  # type: ignore[operator]
-                    if not any(c.get("args") for c in getattr(chunk, "tool_call_chunks", [])):
+                    chunks.append(chunk)
+                    piece = "".join(c.get("args") or "" for c in
+                                    getattr(chunk, "tool_call_chunks", [])[:1])
+                    if not piece:
                         continue
-                    pieces += 1
+                    raw, pieces = raw + piece, pieces + 1
                     if on_text is not None and pieces > 1:
-                        await on_text(message.tool_call_chunks[0].get("args") or "")
+                        await on_text(raw)
         except TimeoutError:
             raise self._timeout() from None
+        # Merged once: adding chunks one by one re-parses the whole JSON text each time.
+        message = (add_ai_message_chunks(*chunks) if len(chunks) > 1  # type: ignore[arg-type]
+                   else chunks[0] if chunks else None)
         usage = _usage_of(message, prompt)
         try:
             arguments = _tool_arguments(message) if message is not None else None
@@ -187,9 +209,12 @@ class ModelReasoner:
                 previous_plan=render_plan(previous_plan) if previous_plan else "",
             )
 
-            async def partial(raw: str, attempt: int = attempt) -> None:
+            steps = CompleteItems("steps")
+
+            async def partial(raw: str, attempt: int = attempt,
+                              steps: CompleteItems = steps) -> None:
                 if on_steps is not None:
-                    await on_steps(attempt, complete_items(raw, "steps"))
+                    await on_steps(attempt, steps(raw))
 
             if on_steps is not None:
                 await on_steps(attempt, [])  # a new answer begins: the last one was invalid
