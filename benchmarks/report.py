@@ -63,7 +63,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"run / largest by step {c['early_steps']} = {c['on_late_over_early']:.2f} with "
             f"summarization, {c['off_late_over_early']:.2f} without.", ""]
     o = results["orchestration_overhead"]
-    out += [f"**4. Orchestration overhead** ({o['steps']} steps, SQLite, sync durability): "
+    out += [f"**4. Orchestration overhead** ({o['steps']} steps, SQLite, sync durability, "
+            "ours with its step ledger): "
             f"{o['ours_ms_per_step']:.1f} ms a step against {o['bare_ms_per_step']:.1f} ms for "
             f"a bare LangGraph loop ({o['ratio']:.2f}x).", "",
             "**5. Start-up** (median of separate processes)", "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from graph.contracts import Plan, Step, StepResult
@@ -19,11 +20,11 @@ def results_of_plan(results: list[StepResult], plan_version: int) -> dict[str, S
     return {r.step_id: r for r in results if r.plan_version == plan_version}
 
 
-def ready_steps(plan: Plan, done: dict[str, StepResult]) -> list[Step]:
+def ready_steps(steps: Iterable[Step], done: dict[str, StepResult]) -> list[Step]:
     """Steps not yet run whose dependencies all succeeded, in plan order."""
     return [
         step
-        for step in plan.steps
+        for step in steps
         if step.id not in done
         and all(dep in done and done[dep].status == "ok" for dep in step.depends_on)
     ]

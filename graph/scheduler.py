@@ -26,7 +26,7 @@ from graph.context import Context
 from graph.contracts import Plan, Step, StepError, StepResult, Usage
 from graph.execution import execute_step
 from graph.guards import budget_stop
-from graph.progress import ReferenceProblem, resolve_args, results_of_plan
+from graph.progress import ReferenceProblem, ready_steps, resolve_args, results_of_plan
 from graph.state import StepTask
 from tools.registry import ToolRegistry
 
@@ -187,10 +187,8 @@ class Scheduler:
         then the plan's, in plan order."""
         approved, self.approved = self.approved, []
         taken = {task["step"].id for task in approved + self.held} | set(self.running)
-        fresh = [self._task_of(step) for step in self.steps
-                 if step.id not in self.done and step.id not in taken
-                 and all(dep in self.done and self.done[dep].status == "ok"
-                         for dep in step.depends_on)]
+        fresh = [self._task_of(step) for step in ready_steps(self.steps, self.done)
+                 if step.id not in taken]
         return approved + fresh
 
     def _launch(self, task: StepTask) -> None:
