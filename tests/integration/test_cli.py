@@ -144,6 +144,9 @@ def test_doctor_reports_what_is_there_and_what_is_missing():
     assert "✓ browser" in out.stdout and "✓ demo site" in out.stdout
     assert "! Nova Act: Nova Act needs credentials" in out.stdout
     assert "! Nova 2 Lite (Bedrock)" in out.stdout
+    # Deny by default, and the doctor says so and what to set.
+    assert "✓ allowlist: executors may reach no host" in out.stdout
+    assert "--allow-host HOST[:PORT]" in out.stdout
 
 
 def test_doctor_fails_without_a_browser(monkeypatch, tmp_path):
