@@ -24,7 +24,7 @@ from graph.contracts import StepError, StepResult
 from graph.state import StepTask
 
 # The effect journal's namespace, kept so that a run journaled before the ledger existed
-# still finds its entries when it is resumed.
+# still finds its entries on Postgres (on SQLite the store has its own file since then).
 NAMESPACE = ("duet", "effects")
 
 
