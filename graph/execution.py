@@ -74,10 +74,10 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     With a store, the step's result is written to the ledger when it ends, and a step the
     ledger already holds is replayed, not run (see `graph.ledger`).
     """
-    step = task["step"]
+    step, thread_id = task["step"], run_scope()
     store = getattr(runtime, "store", None)
-    ledger = StepLedger(store, run_scope()) if store is not None else None
-    key = step_key(run_scope(), task)
+    ledger = StepLedger(store, thread_id) if store is not None else None
+    key = step_key(thread_id, task)
     entry = await ledger.entry(key) if ledger else None
     if entry and entry["state"] == "done":
         # It ran and its result was written, but the checkpoint after it was lost.
@@ -104,7 +104,7 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     # One named run per step in traces (LangSmith), with what a reader filters on.
     traced = RunnableLambda(run_step, name=f"step {step.id}")
     result = await traced.ainvoke(task, {"metadata": {
-        "thread_id": run_scope(), "step_id": step.id, "tool": step.tool,
+        "thread_id": thread_id, "step_id": step.id, "tool": step.tool,
         "plan_version": task["plan_version"]}})
     result.duration_ms = (time.perf_counter() - clock) * 1000
     if ledger:

@@ -65,20 +65,26 @@ def final_state(values: dict[str, Any], waiting: list[Any] = ()) -> FinalState:
                       usage=values.get("usage") or Usage())
 
 
+async def _latest(saver: Any, thread_id: str) -> tuple[dict[str, Any], list[Any]]:
+    """The state values of a thread's latest checkpoint and its pending interrupts."""
+    saved = await saver.aget_tuple({"configurable": {"thread_id": thread_id,
+                                                     "checkpoint_ns": ""}})
+    if saved is None:
+        return {}, []
+    waiting = [item for _, channel, value in saved.pending_writes or () if channel == INTERRUPT
+               for item in (value if isinstance(value, list | tuple) else [value])]
+    return saved.checkpoint.get("channel_values", {}), waiting
+
+
 async def saved_run(
     thread_id: str, checkpointer_url: str | None = None
 ) -> tuple[dict[str, Any], FinalState]:
     """A thread's saved state values and its final fields (raises `UnknownThread`), read
     from its latest checkpoint."""
     async with open_checkpointer(checkpointer_url) as saver:
-        saved = await saver.aget_tuple({"configurable": {"thread_id": thread_id,
-                                                         "checkpoint_ns": ""}})
-    values = saved.checkpoint.get("channel_values", {}) if saved else {}
+        values, waiting = await _latest(saver, thread_id)
     if not values:
         raise UnknownThread(f"no saved run has thread id {thread_id!r}")
-    waiting = [item for _, channel, value in saved.pending_writes or ()
-               if channel == INTERRUPT for item in (value if isinstance(value, list | tuple)
-                                                    else [value])]
     return values, final_state(values, waiting)
 
 
@@ -90,11 +96,7 @@ async def recent_runs(limit: int = 20, checkpointer_url: str | None = None
     rows = []
     async with open_checkpointer(checkpointer_url) as saver:
         for path in paths[:limit]:
-            saved = await saver.aget_tuple({"configurable": {"thread_id": path.stem,
-                                                             "checkpoint_ns": ""}})
-            values = saved.checkpoint.get("channel_values", {}) if saved else {}
-            waiting = [w for w in (saved.pending_writes if saved else ()) or ()
-                       if w[1] == INTERRUPT]
+            values, waiting = await _latest(saver, path.stem)
             status = values.get("status") or (
                 RunStatus.NEEDS_APPROVAL if waiting else "not ended" if values else "not started")
             usage = values.get("usage") or Usage()
