@@ -21,9 +21,18 @@ def serializer() -> JsonPlusSerializer:
     """The checkpoint serializer, allowing exactly our state types (and LangChain's own)."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-    from graph.contracts import Decision, Plan, RunStatus, Step, StepError, StepResult, Usage
+    from graph.contracts import (
+        Decision,
+        Plan,
+        RunStatus,
+        Step,
+        StepError,
+        StepResult,
+        StepTally,
+        Usage,
+    )
 
-    state_types = (Plan, Step, StepResult, StepError, Decision, Usage, RunStatus)
+    state_types = (Plan, Step, StepResult, StepError, StepTally, Decision, Usage, RunStatus)
     return JsonPlusSerializer(
         allowed_msgpack_modules=[(t.__module__, t.__name__) for t in state_types])
 

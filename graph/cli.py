@@ -126,7 +126,7 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
              **kwargs: Any) -> None:
     from graph.reasoning import ConfigurationError
     from graph.runner import run_thread
-    from graph.threads import UnknownThread, new_thread_id
+    from graph.threads import IncompatibleThread, UnknownThread, new_thread_id
 
     on_event = (lambda event: None) if as_json else _print_event
     thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
@@ -134,7 +134,7 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
         thread_id, final = asyncio.run(run_thread(
             task, thread_id=thread, on_event=on_event, decide=_decider(decide, as_json),
             **kwargs))
-    except (ConfigurationError, UnknownThread) as exc:
+    except (ConfigurationError, UnknownThread, IncompatibleThread) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:

@@ -206,6 +206,29 @@ class Usage(BaseModel):
         )
 
 
+class StepTally(BaseModel):
+    """Counts over every result of a run so far: what the budgets check, kept in the state
+    in place of the results themselves (those live in the step ledger)."""
+
+    results: int = 0
+    executed: int = 0  # results of steps that ran (not rejected)
+    attempts: int = 0  # tool calls, retries included
+    ok: int = 0
+
+    @classmethod
+    def of(cls, results: list[StepResult]) -> StepTally:
+        """The tally of `results`."""
+        return cls(results=len(results),
+                   executed=sum(r.status != "rejected" for r in results),
+                   attempts=sum(r.attempts for r in results),
+                   ok=sum(r.status == "ok" for r in results))
+
+    def __add__(self, other: StepTally) -> StepTally:
+        return StepTally(results=self.results + other.results,
+                         executed=self.executed + other.executed,
+                         attempts=self.attempts + other.attempts, ok=self.ok + other.ok)
+
+
 class FinalState(BaseModel):
     """What a finished run reports (`duet run --json`)."""
 

@@ -5,18 +5,13 @@ from __future__ import annotations
 import time
 
 from graph.context import Context
-from graph.contracts import RunStatus, StepResult, Usage
+from graph.contracts import RunStatus, StepTally, Usage
 
 Stop = tuple[RunStatus, str]
 
 
-def executed(results: list[StepResult]) -> list[StepResult]:
-    """Results of steps that ran (rejected steps never ran)."""
-    return [r for r in results if r.status != "rejected"]
-
-
 def budget_stop(
-    *, results: list[StepResult], usage: Usage, started_at: float, context: Context,
+    *, tally: StepTally, usage: Usage, started_at: float, context: Context,
     now: float | None = None, in_flight: int = 0,
 ) -> Stop | None:
     """The budget a run has used up, if any: steps, tool calls, tokens or wall clock.
@@ -24,10 +19,10 @@ def budget_stop(
     `in_flight` steps count as one step and one tool call each (the scheduler asks before
     it starts one more)."""
     now = time.time() if now is None else now
-    steps = len(executed(results)) + in_flight
+    steps = tally.executed + in_flight
     if steps >= context.max_steps:
         return RunStatus.BUDGET_EXHAUSTED, f"step budget spent ({steps}/{context.max_steps})"
-    calls = sum(r.attempts for r in results) + in_flight
+    calls = tally.attempts + in_flight
     if calls >= context.max_tool_calls:
         return (RunStatus.BUDGET_EXHAUSTED,
                 f"tool-call budget spent ({calls}/{context.max_tool_calls})")
@@ -52,6 +47,16 @@ def replan_stop(*, replans: int, stalled_replans: int, context: Context) -> Stop
         return (RunStatus.LOOP_DETECTED,
                 f"{stalled_replans} replans in a row without a new successful step")
     return None
+
+
+# How many plans back a repeated plan is recognised. Bounded so the state does not grow with
+# the run; a loop over older plans still meets the replan budget and the stalled-replan guard.
+PLANS_REMEMBERED = 32
+
+
+def remember_plan(fingerprint: str, seen: list[str]) -> list[str]:
+    """The fingerprints to keep after a new plan: the newest `PLANS_REMEMBERED`."""
+    return [*seen, fingerprint][-PLANS_REMEMBERED:]
 
 
 def repeated_plan(fingerprint: str, seen: list[str]) -> Stop | None:

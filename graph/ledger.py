@@ -1,6 +1,10 @@
-"""The step ledger: every finished step's result, written once to the graph's store as soon
-as the step ends, so a run resumed after a kill replays finished steps instead of running
-them again (even when the kill came before the next checkpoint).
+"""The step ledger: every step's result, written once to the graph's store as soon as the
+step ends, so a run resumed after a kill replays finished steps instead of running them
+again (even when the kill came before the next checkpoint).
+
+It is also where a run's results are kept: the checkpointed state holds only what routing
+and prompts need (see `graph.state`), so a checkpoint's size does not grow with the run.
+Steps that never ran (rejected, not approved, cancelled) are recorded here too.
 
 A step that changes things also records `started` before it runs: on resume such a step is
 sent again with the same idempotency key when its tool takes one, and reported as uncertain
@@ -71,6 +75,14 @@ class StepLedger:
             "plan_version": result.plan_version, "side_effects": side_effects,
             "result": result.model_dump(mode="json")})
 
+    async def unrun(self, result: StepResult) -> None:
+        """Record the result of a step that did not run: rejected, not approved, cancelled."""
+        key = f"{result.status}-v{result.plan_version}-{result.step_id}"
+        await self._put(key, {
+            "state": "done", "step_id": result.step_id, "tool": result.tool,
+            "plan_version": result.plan_version, "side_effects": False,
+            "result": result.model_dump(mode="json")})
+
     async def _put(self, key: str, value: dict[str, Any]) -> None:
         try:
             await self.store.aput(self.namespace, key, value, index=False)
@@ -83,6 +95,17 @@ class StepLedger:
         items = await self.store.asearch(self.namespace, limit=100_000)
         entries = [{"key": item.key, **item.value} for item in items]
         return [e for e in entries if e.get("side_effects")] if side_effects_only else entries
+
+    async def results(self) -> list[StepResult]:
+        """Every recorded result of the thread, in the order the steps ended."""
+        try:
+            entries = await self.entries()
+        except Exception as exc:
+            raise LedgerUnavailable(f"reading the step ledger failed: {exc!r}") from exc
+        results = [StepResult.model_validate(e["result"]) for e in entries
+                   if e["state"] == "done"]
+        return sorted(results, key=lambda r: (r.started_at.timestamp() + r.duration_ms / 1000,
+                                              r.plan_version))
 
 
 def uncertain_result(base: dict[str, Any]) -> StepResult:

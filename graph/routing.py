@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.nodes.base import runtime_context
 from graph.nodes.summarize import needs_summary
-from graph.progress import decision_trigger, results_of_plan
+from graph.progress import decision_trigger
 from graph.state import State
 
 Move = Literal["plan", "act", "summarize", "approve", "observe", "finalize"]
@@ -29,12 +29,10 @@ def _after_steps(state: State) -> Literal["approve", "observe", "finalize"]:
     """Once the scheduler stopped: `approve` when only held steps wait, else `observe`."""
     if state.get("status"):
         return "finalize"
-    results = state.get("results", [])
+    done = state.get("plan_results", {})
     waiting = any(not task["approved"] for task in state.get("pending_steps") or [])
     plan = state.get("plan")
-    trigger = plan and decision_trigger(
-        plan, results[state.get("observed_count", 0):],
-        results_of_plan(results, state.get("plan_version", 0)))
+    trigger = plan and decision_trigger(plan, [done[i] for i in state.get("unseen", [])], done)
     return "approve" if waiting and not trigger else "observe"
 
 

@@ -19,15 +19,19 @@ from graph.builder import build_graph
 from graph.checkpoints import open_checkpointer, open_store
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus
+from graph.ledger import StepLedger
 from graph.reasoning import resolve_reasoner
 from graph.redaction import redact
 from graph.threads import (
     Event,
+    IncompatibleThread,
     UnknownThread,
     final_state,
+    latest,
     load_settings,
     new_thread_id,
     save_settings,
+    saved_before_ledger,
     trace_path,
 )
 from tools import default_registry
@@ -50,7 +54,8 @@ def _summarize_update(node: str, update: dict[str, Any]) -> Event:
             event[key] = update[key]
     if usage := update.get("usage"):
         event["usage"] = usage.model_dump()
-    if rejected := [r for r in update.get("results", []) if r.status == "rejected"]:
+    new = update.get("recent")  # the node's new results (`summarize` overwrites it instead)
+    if isinstance(new, list) and (rejected := [r for r in new if r.status == "rejected"]):
         event["rejected"] = [{"step_id": r.step_id, "error": r.error.message} for r in rejected]
     return event
 
@@ -105,9 +110,16 @@ async def run_thread(
 
     registry = tools if tools is not None else default_registry()
     async with open_checkpointer(checkpointer_url) as saver, open_store(checkpointer_url) as store:
+        saved_values, _ = await latest(saver, thread_id)
+        if task is None and not saved_values.get("status") and saved_before_ledger(saved_values):
+            raise IncompatibleThread(
+                f"thread {thread_id!r} was saved by an earlier nova-duet, whose state kept "
+                "every result: `duet show` reads it, but this version cannot continue it. "
+                "Start the task again, or finish it with the earlier version.")
         graph = build_graph(model=model, tools=registry, checkpointer=saver, store=store)
         try:
-            final = await _drive(graph, task, saved_task, config, context, decide, emit)
+            final = await _drive(graph, task, saved_task, config, context, decide, emit,
+                                 StepLedger(store, thread_id))
         finally:
             await registry.aclose()
     emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
@@ -116,7 +128,7 @@ async def run_thread(
 
 async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str, Any],
                  context: Context, decide: Callable | None,
-                 emit: Callable[[Event], None]) -> FinalState:
+                 emit: Callable[[Event], None], ledger: StepLedger) -> FinalState:
     """Stream the run to its end or to an approval nobody answers; return its final state."""
     state = await graph.aget_state(config)
     if task is None and not state.values:
@@ -157,7 +169,7 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
         reason = (f"storage failed ({type(exc).__name__}: {exc}); `duet resume {thread_id}` "
                   "continues from the last saved checkpoint (journaled effects are not repeated)")
         return final_state({**state.values, "status": RunStatus.FAILED, "reason": reason})
-    return final_state(state.values, list(state.interrupts))
+    return final_state(state.values, list(state.interrupts), await ledger.results())
 
 
 _NO_ANSWER = object()

@@ -23,10 +23,10 @@ from typing import Literal
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import Plan, Step, StepError, StepResult, Usage
+from graph.contracts import Plan, Step, StepError, StepResult, StepTally, Usage
 from graph.execution import execute_step
 from graph.guards import budget_stop
-from graph.progress import ReferenceProblem, ready_steps, resolve_args, results_of_plan
+from graph.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
 from tools.registry import ToolRegistry
 
@@ -67,15 +67,16 @@ class Scheduler:
     the steps in flight and records them as `cancelled`.
     """
 
-    def __init__(self, *, plan_version: int, results: list[StepResult], observed: int,
-                 pending: list[StepTask], started_at: float, usage: Usage, context: Context,
-                 registry: ToolRegistry, runtime: Runtime[Context] | None):
+    def __init__(self, *, plan_version: int, done: dict[str, StepResult], tally: StepTally,
+                 unseen_failure: bool, pending: list[StepTask], started_at: float,
+                 usage: Usage, context: Context, registry: ToolRegistry,
+                 runtime: Runtime[Context] | None):
         self.version = plan_version
         self.context, self.registry, self.runtime = context, registry, runtime
         self.started_at, self.usage = started_at, usage
         self.escalations: dict[str, str] = {}
-        self.earlier = results
-        self.done = results_of_plan(results, plan_version)
+        self.tally = tally
+        self.done = dict(done)
         self.new: list[StepResult] = []
         self.steps: list[Step] = []
         self.complete = False
@@ -85,7 +86,7 @@ class Scheduler:
         self.cancel_reason = "cancelled"
         # An unobserved failure (a step the approve node rejected, say) means the reasoning
         # agent must look before anything else starts.
-        self.stopping = any(r.status != "ok" for r in results[observed:])
+        self.stopping = unseen_failure
         # Steps run in the node's context (its trace run and config), wherever they start.
         self._node_context = contextvars.copy_context()
 
@@ -132,7 +133,7 @@ class Scheduler:
 
     def _over_budget(self) -> bool:
         """True when one more step would pass a budget (steps, tool calls, tokens, time)."""
-        return budget_stop(results=self.earlier + self.new, usage=self.usage,
+        return budget_stop(tally=self.tally + StepTally.of(self.new), usage=self.usage,
                            started_at=self.started_at, context=self.context,
                            in_flight=len(self.running)) is not None
 

@@ -1,11 +1,28 @@
-"""Graph state: what the caller passes in, what it gets back, and what the nodes share."""
+"""Graph state: what the caller passes in, what it gets back, and what the nodes share.
+
+Every checkpoint stores the whole state (SQLite's saver writes all of it each time), so the
+state holds only what routing and prompts need, whose size does not depend on how long the
+run has gone on: the plan, the current plan's results, the results the next prompt shows
+(bounded by summarization) and counts. Each result is kept once, in the step ledger in the
+graph's store (`graph.ledger`); `finalize` copies the whole list into `results` once, so
+`invoke`, Studio and `duet show` see every result. A graph compiled without a store has no
+ledger: there `results` grows with every step instead.
+"""
 
 from __future__ import annotations
 
 import operator
 from typing import Annotated, Any, NotRequired, TypedDict
 
-from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, Usage
+from graph.contracts import (
+    Decision,
+    Plan,
+    RunStatus,
+    Step,
+    StepResult,
+    StepTally,
+    Usage,
+)
 
 
 class StepTask(TypedDict):
@@ -40,19 +57,22 @@ class OutputState(TypedDict, total=False):
 class State(InputState, OutputState, total=False):
     """Everything the nodes share. Nodes return only the keys they change."""
 
-    results: Annotated[list[StepResult], operator.add]
+    results: Annotated[list[StepResult], operator.add]  # see the module's docstring
     usage: Annotated[Usage, operator.add]
     plan: Plan | None
     plan_version: int
+    plan_results: Annotated[dict[str, StepResult], operator.or_]  # this plan's, by id
+    unseen: Annotated[list[str], operator.add]  # its step ids the reasoner has not read
+    recent: Annotated[list[StepResult], operator.add]  # not yet folded into the summary
+    tally: Annotated[StepTally, operator.add]
     pending_steps: list[StepTask]  # ready steps that change things, held for approval
     first_plan: Plan | None  # made before any tool output was read (`graph.taint`)
     escalations: dict[str, str]  # steps of the current plan that need a human, and why
-    observed_count: int
     plan_fingerprints: list[str]
     replans: int
     stalled_replans: int
     ok_at_last_plan: int
     decision: Decision | None
     summary: str
-    summarized_count: int
+    summarized_count: int  # results folded into the summary so far
     started_at: float

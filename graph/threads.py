@@ -11,9 +11,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from graph.checkpoints import duet_home, open_checkpointer
+from graph.checkpoints import duet_home, open_checkpointer, open_store
 from graph.context import Context
-from graph.contracts import FinalState, RunStatus, Usage
+from graph.contracts import FinalState, RunStatus, StepResult, Usage
+from graph.ledger import StepLedger
 
 Event = dict[str, Any]
 INTERRUPT = "__interrupt__"  # LangGraph's channel for pending interrupts
@@ -21,6 +22,10 @@ INTERRUPT = "__interrupt__"  # LangGraph's channel for pending interrupts
 
 class UnknownThread(Exception):
     """No saved run has this thread id."""
+
+
+class IncompatibleThread(Exception):
+    """A run saved by an earlier version whose state this version cannot continue."""
 
 
 def new_thread_id() -> str:
@@ -52,8 +57,11 @@ def settings_path(thread_id: str) -> Path:
     return duet_home() / "runs" / f"{thread_id}.json"
 
 
-def final_state(values: dict[str, Any], waiting: list[Any] = ()) -> FinalState:
-    """The contract's final fields from a thread's state values and pending interrupts."""
+def final_state(values: dict[str, Any], waiting: list[Any] = (),
+                results: list[StepResult] | None = None) -> FinalState:
+    """The contract's final fields from a thread's state values and pending interrupts;
+    `results` when they are not in the values (a run that has not ended keeps them in
+    the step ledger)."""
     status, reason = values.get("status"), values.get("reason", "")
     if not status and waiting:
         steps = [s["step_id"] for w in waiting for s in w.value.get("steps", [])]
@@ -61,11 +69,12 @@ def final_state(values: dict[str, Any], waiting: list[Any] = ()) -> FinalState:
     elif not status:
         status, reason = RunStatus.FAILED, "the run has not ended"
     return FinalState(status=status, final_answer=values.get("final_answer"),
-                      results=values.get("results", []), reason=reason,
+                      results=values.get("results", []) if results is None else results,
+                      reason=reason,
                       usage=values.get("usage") or Usage())
 
 
-async def _latest(saver: Any, thread_id: str) -> tuple[dict[str, Any], list[Any]]:
+async def latest(saver: Any, thread_id: str) -> tuple[dict[str, Any], list[Any]]:
     """The state values of a thread's latest checkpoint and its pending interrupts."""
     saved = await saver.aget_tuple({"configurable": {"thread_id": thread_id,
                                                      "checkpoint_ns": ""}})
@@ -82,10 +91,34 @@ async def saved_run(
     """A thread's saved state values and its final fields (raises `UnknownThread`), read
     from its latest checkpoint."""
     async with open_checkpointer(checkpointer_url) as saver:
-        values, waiting = await _latest(saver, thread_id)
+        values, waiting = await latest(saver, thread_id)
     if not values:
         raise UnknownThread(f"no saved run has thread id {thread_id!r}")
-    return values, final_state(values, waiting)
+    return values, final_state(values, waiting,
+                               await ledger_results(values, thread_id, checkpointer_url))
+
+
+async def ledger_results(values: dict[str, Any], thread_id: str,
+                         checkpointer_url: str | None = None) -> list[StepResult] | None:
+    """A run's results from its step ledger when its state does not hold them (it has not
+    ended), else None."""
+    if "results" in values:
+        return None
+    async with open_store(checkpointer_url) as store:
+        return await StepLedger(store, thread_id).results()
+
+
+def saved_before_ledger(values: dict[str, Any]) -> bool:
+    """True for a run saved by a version whose state kept every result (and no `tally`):
+    it can be shown, not continued (its nodes counted positions in that list)."""
+    return bool(values.get("results")) and "tally" not in values
+
+
+def step_count(values: dict[str, Any]) -> int:
+    """How many results a run has, from its state alone."""
+    if "tally" in values:
+        return values["tally"].results
+    return len(values.get("results", []))
 
 
 async def recent_runs(limit: int = 20, checkpointer_url: str | None = None
@@ -96,14 +129,14 @@ async def recent_runs(limit: int = 20, checkpointer_url: str | None = None
     rows = []
     async with open_checkpointer(checkpointer_url) as saver:
         for path in paths[:limit]:
-            values, waiting = await _latest(saver, path.stem)
+            values, waiting = await latest(saver, path.stem)
             status = values.get("status") or (
                 RunStatus.NEEDS_APPROVAL if waiting else "not ended" if values else "not started")
             usage = values.get("usage") or Usage()
             rows.append({"thread_id": path.stem, "task": json.loads(path.read_text())["task"],
                          "status": str(status), "age_seconds": round(time.time()
                                                                      - path.stat().st_mtime),
-                         "steps": len(values.get("results", [])),
+                         "steps": step_count(values),
                          "reasoning_calls": usage.reasoning_calls,
                          "cost_usd": usage.estimated_cost_usd})
     return rows

@@ -12,8 +12,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import Usage
-from graph.nodes.base import NodeDeps
+from graph.nodes.base import NodeDeps, keep
 from graph.state import State
 
 
@@ -23,11 +22,8 @@ async def act(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[s
     Not wrapped in `never_raises`: a tool's failure is already a result, and what escapes
     is storage failing, which the runner reports with how to resume.
     """
-    async with deps.scheduler(runtime, results=state.get("results", []),
-                              plan_version=state["plan_version"],
-                              observed=state.get("observed_count", 0),
-                              started_at=state["started_at"],
-                              usage=state.get("usage") or Usage(),
-                              pending=state.get("pending_steps") or []) as scheduler:
+    async with deps.scheduler(runtime, state, plan_version=state["plan_version"]) as scheduler:
         outcome = await scheduler.run(state["plan"], state.get("escalations"))
-    return {"results": outcome.results, "pending_steps": outcome.held}
+    return await keep(runtime, outcome.results) | {
+        "plan_results": {r.step_id: r for r in outcome.results},
+        "unseen": [r.step_id for r in outcome.results], "pending_steps": outcome.held}

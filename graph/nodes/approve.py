@@ -14,7 +14,7 @@ from langgraph.types import interrupt
 
 from graph.context import Context
 from graph.contracts import StepResult
-from graph.nodes.base import NodeDeps, runtime_context
+from graph.nodes.base import NodeDeps, keep, runtime_context
 from graph.scheduler import not_approved, standing_answer
 from graph.state import State, StepTask
 from tools.registry import StepRefused
@@ -60,4 +60,6 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
             queued.append({**task, "approved": True})
         else:
             refused.append(not_approved(task, context.approval))
-    return {"pending_steps": queued, "results": refused}
+    return await keep(runtime, refused) | {
+        "plan_results": {r.step_id: r for r in refused},
+        "unseen": [r.step_id for r in refused], "pending_steps": queued}

@@ -1,4 +1,5 @@
-"""What every node shares: its dependencies, the never-raise wrapper, the scheduler."""
+"""What every node shares: its dependencies, the never-raise wrapper, the scheduler, and
+where new results go."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import RunStatus, StepResult, Usage
-from graph.ledger import LedgerUnavailable
+from graph.contracts import RunStatus, StepResult, StepTally, Usage
+from graph.ledger import LedgerUnavailable, StepLedger
 from graph.reasoning import Reasoner, resolve_reasoner
 from graph.scheduler import Scheduler
-from graph.state import StepTask
+from graph.state import State
 from tools.registry import ToolRegistry
+from tools.sandbox import run_scope
 
 log = logging.getLogger("duet")
 
@@ -34,15 +36,21 @@ class NodeDeps:
         """The reasoner for this run (see `resolve_reasoner`)."""
         return resolve_reasoner(context, self.model)
 
-    def scheduler(self, runtime: Runtime[Context] | None, *, results: list[StepResult],
-                  plan_version: int, observed: int, started_at: float, usage: Usage,
-                  pending: list[StepTask] = ()) -> Scheduler:
-        """A scheduler for `plan_version` of this run, seeing the run's `results` so far
-        (those from `observed` on not yet read by the reasoning agent)."""
-        return Scheduler(plan_version=plan_version, results=results, observed=observed,
-                         pending=list(pending), started_at=started_at, usage=usage,
-                         context=runtime_context(runtime), registry=self.registry,
-                         runtime=runtime)
+    def scheduler(self, runtime: Runtime[Context] | None, state: State, *,
+                  plan_version: int, extra: list[StepResult] = ()) -> Scheduler:
+        """A scheduler for `plan_version` of this run. A new version starts with no results;
+        `extra` are results not in the state yet (early-started steps of a discarded
+        answer), which count against the budgets."""
+        current = plan_version == state.get("plan_version")
+        done = state.get("plan_results", {}) if current else {}
+        unseen = state.get("unseen", []) if current else []
+        return Scheduler(
+            plan_version=plan_version, done=done,
+            tally=state.get("tally", StepTally()) + StepTally.of(list(extra)),
+            unseen_failure=any(done[i].status != "ok" for i in unseen if i in done),
+            pending=list(state.get("pending_steps") or []) if current else [],
+            started_at=state.get("started_at") or 0.0, usage=state.get("usage") or Usage(),
+            context=runtime_context(runtime), registry=self.registry, runtime=runtime)
 
 
 Node = Callable[..., Awaitable[dict[str, Any]]]
@@ -79,3 +87,26 @@ def runtime_context(runtime: Runtime[Context] | None) -> Context:
     """The run's context, or the defaults when the caller passed none."""
     context = getattr(runtime, "context", None)
     return context if isinstance(context, Context) else Context()
+
+
+async def keep(runtime: Runtime[Context] | None, results: list[StepResult]) -> dict[str, Any]:
+    """The state update for new results: the prompt window and the counts. With a store,
+    each result is kept in the step ledger (steps that ran wrote theirs as they ended; the
+    others are written here); without one, in the state's `results`."""
+    update: dict[str, Any] = {"recent": results, "tally": StepTally.of(results)}
+    store = getattr(runtime, "store", None)
+    if store is None:
+        return update | {"results": results}
+    ledger = StepLedger(store, run_scope())
+    for result in results:
+        if result.status in {"rejected", "cancelled"}:  # `execute_step` never returns these
+            await ledger.unrun(result)
+    return update
+
+
+async def every_result(runtime: Runtime[Context] | None, state: State) -> list[StepResult]:
+    """Every result of the run so far: from the ledger, or the state without a store."""
+    store = getattr(runtime, "store", None)
+    if store is None:
+        return state.get("results", [])
+    return await StepLedger(store, run_scope()).results()

@@ -1,18 +1,23 @@
 """`finalize`: write the answer, citing step ids; an honest partial answer after a guard stop.
 
 When the join call already wrote the answer (`Decision.answer`), it is used as is: the
-happy path costs two reasoning calls, the plan and the join."""
+happy path costs two reasoning calls, the plan and the join.
+
+It also puts every result of the run into the state's `results`, read from the step ledger:
+once, at the end, so a finished run's state (what `invoke` returns, what Studio shows)
+holds them all while no checkpoint before it does."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from graph.context import Context
 from graph.contracts import RunStatus, Usage
 from graph.guards import tokens_spent
-from graph.nodes.base import NodeDeps, runtime_context
+from graph.nodes.base import NodeDeps, every_result, runtime_context
 from graph.reasoning import ReasoningError, templated_answer
 from graph.state import State
 
@@ -25,11 +30,13 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
     usage = state.get("usage", Usage())
     arguments = {"task": state["task"], "status": status.value, "reason": reason,
                  "summary": state.get("summary", ""),
-                 "results": state.get("results", [])[state.get("summarized_count", 0):]}
+                 "results": state.get("recent", [])}
+    ended = {"status": status, "reason": reason, "pending_steps": []}
+    if getattr(runtime, "store", None) is not None:
+        ended["results"] = Overwrite(await every_result(runtime, state))
     decision = state.get("decision")
     if decision is not None and decision.action == "finish" and decision.answer:
-        return {"status": status, "reason": reason, "final_answer": decision.answer,
-                "pending_steps": []}
+        return ended | {"final_answer": decision.answer}
     try:
         if tokens_spent(usage, context):
             raise ReasoningError("the token budget is spent, so the model was not asked")
@@ -39,5 +46,4 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
         # The template reports every step; the note says why no model wrote it.
         answer = f"{templated_answer(**arguments)}\n(written without the model: {exc})"
         spent = Usage()
-    return {"status": status, "reason": reason, "final_answer": answer, "usage": spent,
-            "pending_steps": []}
+    return ended | {"final_answer": answer, "usage": spent}

@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from graph.context import Context
-from graph.contracts import Decision, Plan, RunStatus, StepResult, Usage
+from graph.contracts import Decision, Plan, RunStatus, StepResult, StepTally, Usage
 from graph.guards import budget_stop, tokens_spent
 from graph.nodes.base import NodeDeps, never_raises, runtime_context
-from graph.progress import decision_trigger, plan_finished, plan_succeeded, results_of_plan
+from graph.progress import decision_trigger, plan_finished, plan_succeeded
 from graph.reasoning import ReasoningError
 from graph.state import State
 
@@ -26,15 +27,13 @@ def end_status(plan: Plan, done: dict[str, StepResult]) -> RunStatus:
 async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
     """Check budgets, then decide: continue, replan, or finish (with the answer)."""
     context = runtime_context(runtime)
-    results = state.get("results", [])
-    plan, version = state["plan"], state["plan_version"]
-    new = results[state.get("observed_count", 0):]
-    done = results_of_plan(results, version)
-    update: dict[str, Any] = {"observed_count": len(results), "decision": None}
+    plan, done = state["plan"], state.get("plan_results", {})
+    new = [done[step_id] for step_id in state.get("unseen", [])]
+    update: dict[str, Any] = {"unseen": Overwrite([]), "decision": None}
 
     usage = state.get("usage") or Usage()
-    stop = budget_stop(results=results, usage=usage, started_at=state["started_at"],
-                       context=context)
+    stop = budget_stop(tally=state.get("tally", StepTally()), usage=usage,
+                       started_at=state["started_at"], context=context)
     if stop and not plan_finished(plan, done):
         return update | {"status": stop[0], "reason": stop[1]}
     if tokens_spent(usage, context):
@@ -50,7 +49,7 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     try:
         reply = await deps.reasoner(context).observe(
             task=state["task"], plan=plan, summary=state.get("summary", ""),
-            results=results[state.get("summarized_count", 0):], trigger=trigger,
+            results=state.get("recent", []), trigger=trigger,
         )
     except ReasoningError as exc:
         return update | {"status": RunStatus.FAILED, "reason": str(exc), "usage": exc.usage}

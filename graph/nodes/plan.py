@@ -15,13 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 from pydantic import ValidationError
 
 from graph.context import Context
-from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, Usage
-from graph.guards import budget_stop, repeated_plan, replan_stop
-from graph.nodes.base import NodeDeps, never_raises, runtime_context
-from graph.progress import check_references, references_in
+from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, StepTally, Usage
+from graph.guards import budget_stop, remember_plan, repeated_plan, replan_stop
+from graph.nodes.base import NodeDeps, keep, never_raises, runtime_context
+from graph.progress import check_references, references_in, results_of_plan
 from graph.reasoning import ReasoningError
 from graph.scheduler import Scheduler
 from graph.state import State
@@ -117,10 +118,6 @@ class EarlyStart:
         self.read, self.offered, self.closed = 0, set(), False
 
 
-def _ok_count(state: State) -> int:
-    return sum(1 for r in state.get("results", []) if r.status == "ok")
-
-
 @never_raises("plan")
 async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
     """Ask for a plan (or a new one after `replan`), starting its steps as they arrive;
@@ -129,51 +126,50 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
     started_at = state.get("started_at") or time.time()
     previous = state.get("plan")
     replans = state.get("replans", 0) + (1 if previous else 0)
-    ok_now = _ok_count(state)
+    tally = state.get("tally", StepTally())
     stalled = (state.get("stalled_replans", 0) + 1
-               if previous and ok_now == state.get("ok_at_last_plan", 0) else 0)
-    results = state.get("results", [])
+               if previous and tally.ok == state.get("ok_at_last_plan", 0) else 0)
+    recent = state.get("recent", [])
     update: dict[str, Any] = {
         "started_at": started_at, "replans": replans, "stalled_replans": stalled,
-        "ok_at_last_plan": ok_now, "decision": None, "pending_steps": [],
-        "observed_count": len(results),
+        "ok_at_last_plan": tally.ok, "decision": None, "pending_steps": [],
+        "unseen": Overwrite([]),
     }
     usage = state.get("usage") or Usage()
-    stop = budget_stop(results=results, usage=usage, started_at=started_at, context=context)
+    stop = budget_stop(tally=tally, usage=usage, started_at=started_at, context=context)
     if previous and not stop:
         stop = replan_stop(replans=replans, stalled_replans=stalled, context=context)
     if stop:
         return update | {"status": stop[0], "reason": stop[1]}
 
     def make(version: int, discarded: list[StepResult]) -> Scheduler:
-        return deps.scheduler(runtime, results=results + discarded, plan_version=version,
-                              observed=len(results) + len(discarded), started_at=started_at,
-                              usage=usage)
+        return deps.scheduler(runtime, {**state, "started_at": started_at},
+                              plan_version=version, extra=discarded)
 
     async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry) as early:
         try:
             reply = await deps.reasoner(context).plan(
                 task=state["task"], tools=deps.registry.describe(),
-                summary=state.get("summary", ""), results=results[state.get("summarized_count",
-                                                                             0):],
+                summary=state.get("summary", ""), results=recent,
                 previous_plan=previous, max_attempts=context.max_plan_attempts,
                 on_steps=early.on_steps,
             )
         except ReasoningError as exc:
             await early.cancel("no valid plan came")
             return update | {"status": RunStatus.FAILED, "reason": str(exc),
-                             "usage": exc.usage, "results": early.results()}
+                             "usage": exc.usage, **await keep(runtime, early.results())}
 
         new_plan, version = reply.value, early.version
         fingerprint = new_plan.fingerprint()
         seen = state.get("plan_fingerprints", [])
         update |= {"plan": new_plan, "plan_version": version, "usage": reply.usage,
-                   "plan_fingerprints": [*seen, fingerprint]}
+                   "plan_fingerprints": remember_plan(fingerprint, seen)}
         stop = repeated_plan(fingerprint, seen) or budget_stop(
-            results=results, usage=usage + reply.usage, started_at=started_at, context=context)
+            tally=tally, usage=usage + reply.usage, started_at=started_at, context=context)
         if stop:
             await early.cancel(f"the run stopped: {stop[1]}")
-            return update | {"status": stop[0], "reason": stop[1], "results": early.results()}
+            return update | {"status": stop[0], "reason": stop[1],
+                             **await keep(runtime, early.results())}
 
         refused = refuse_invalid_steps(new_plan, deps.registry, version)
         if refused:
@@ -181,19 +177,22 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             await early.cancel("the plan has invalid steps")
             ids = [r.step_id for r in refused]
             started = early.results()
-            return update | {
-                "results": started + refused,
-                "observed_count": len(results) + len(started) + len(refused),
+            return update | await keep(runtime, started + refused) | {
+                "plan_results": Overwrite(results_of_plan(started + refused, version)),
                 "decision": Decision(action="replan", reason=f"steps {ids} were rejected"),
             }
         if not new_plan.steps:
-            return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool"}
+            return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool",
+                             "plan_results": Overwrite({})}
         first_plan = state.get("first_plan") or new_plan
+        # What the planner read: a value it copies from tool output is in one of these.
         escalated = escalations(
-            new_plan, untrusted_text(results, state.get("summary", "")),
+            new_plan, untrusted_text(recent, state.get("summary", "")),
             trusted_text(state["task"], context.plan_variables, first_plan))
         update |= {"first_plan": first_plan, "escalations": escalated}
         outcome = await early.scheduler.run(new_plan, escalated)
     # Results of discarded attempts belong to no plan the agent must judge now.
-    return update | {"results": early.discarded + outcome.results, "pending_steps": outcome.held,
-                     "observed_count": len(results) + len(early.discarded)}
+    return update | await keep(runtime, early.discarded + outcome.results) | {
+        "plan_results": Overwrite(results_of_plan(outcome.results, version)),
+        "unseen": Overwrite([r.step_id for r in outcome.results]),
+        "pending_steps": outcome.held}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from graph.context import Context
 from graph.contracts import RunStatus
@@ -18,7 +19,7 @@ SUMMARY_MAX_CHARS = 4_000
 
 def prompt_estimate(state: State) -> int:
     """Estimated tokens the next reasoning call spends on run history (summary, plan, results)."""
-    recent = state.get("results", [])[state.get("summarized_count", 0):]
+    recent = state.get("recent", [])
     plan = state.get("plan")
     plan_text = render_plan(plan) if plan else ""
     return estimate_tokens(state.get("summary", "") + plan_text + render_results(recent))
@@ -31,8 +32,7 @@ def needs_summary(state: State, context: Context) -> bool:
     fixed part (a long plan, say) alone passes the threshold folds every
     `keep_recent_results` steps, not at every step.
     """
-    unsummarized = len(state.get("results", [])) - state.get("summarized_count", 0)
-    return (unsummarized >= 2 * context.keep_recent_results
+    return (len(state.get("recent", [])) >= 2 * context.keep_recent_results
             and prompt_estimate(state) > context.summarize_threshold_tokens)
 
 
@@ -40,12 +40,12 @@ def needs_summary(state: State, context: Context) -> bool:
 async def summarize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
     """Fold all but the `keep_recent_results` newest results into the summary."""
     context = runtime_context(runtime)
-    results = state.get("results", [])
-    start = state.get("summarized_count", 0)
-    end = max(start, len(results) - context.keep_recent_results)
+    recent = state.get("recent", [])
+    cut = max(0, len(recent) - context.keep_recent_results)
+    folded, kept = recent[:cut], recent[cut:]
     try:
         reply = await deps.reasoner(context).summarize(
-            task=state["task"], summary=state.get("summary", ""), results=results[start:end]
+            task=state["task"], summary=state.get("summary", ""), results=folded
         )
     except ReasoningError as exc:
         return {"status": RunStatus.FAILED, "reason": str(exc), "usage": exc.usage}
@@ -53,4 +53,5 @@ async def summarize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> 
     if len(summary) > SUMMARY_MAX_CHARS:
         # The model was asked for a short summary; this cap holds even if it ignores that.
         summary = "..." + summary[-SUMMARY_MAX_CHARS:]
-    return {"summary": summary, "summarized_count": end, "usage": reply.usage}
+    return {"summary": summary, "recent": Overwrite(kept), "usage": reply.usage,
+            "summarized_count": state.get("summarized_count", 0) + len(folded)}

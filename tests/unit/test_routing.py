@@ -39,12 +39,13 @@ def test_a_status_always_routes_to_finalize():
 
 
 def test_after_steps_a_held_step_goes_to_approve_unless_something_must_be_decided():
-    running = {"plan": PLAN, "plan_version": 1, "results": [ok("a")], "observed_count": 0}
+    running = {"plan": PLAN, "plan_version": 1, "plan_results": {"a": ok("a")},
+               "unseen": ["a"]}
     assert route_after_act({**running, "pending_steps": [task("b", approved=False)]}) == (
         "approve")
     assert route_after_plan({**running, "pending_steps": [task("b", approved=False)]},
                             RUNTIME) == "approve"
-    failed = {**running, "results": [StepResult(step_id="a", status="error")]}
+    failed = {**running, "plan_results": {"a": StepResult(step_id="a", status="error")}}
     assert route_after_act({**failed, "pending_steps": [task("b", approved=False)]}) == (
         "observe")
     assert route_after_act({**running, "pending_steps": []}) == "observe"
@@ -63,10 +64,10 @@ def test_a_decision_routes_to_act_plan_or_the_answer():
 
 def test_large_history_routes_to_summarize_first():
     big = [StepResult(step_id=f"s{i}", status="ok", output="x" * 4000) for i in range(20)]
-    state = {"results": big, "decision": Decision(action="continue", reason="r")}
+    state = {"recent": big, "decision": Decision(action="continue", reason="r")}
     small = Runtime(context=Context(summarize_threshold_tokens=1000, keep_recent_results=2))
     assert route_after_observe(state, small) == "summarize"
-    assert route_after_observe({**state, "summarized_count": 18}, small) != "summarize"
+    assert route_after_observe({**state, "recent": big[18:]}, small) != "summarize"
 
 
 def test_decision_trigger_fires_only_when_there_is_something_to_decide():
