@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -179,6 +180,27 @@ def graph_responder(plan: Plan) -> Callable[[list[BaseMessage]], Any]:
         if kind == "summarize":
             return "Summary: items processed so far, all fine; nothing failed."
         return answer
+    return respond
+
+
+def stepwise_responder(k: int, tool: str = "work") -> Callable[[list[BaseMessage]], Any]:
+    """A planner that plans one step at a time: each plan runs `tool` on the next item, and
+    each join asks for a new plan until k items are done. Every step is then its own few
+    supersteps (plan, observe), so a long run writes checkpoints at every step."""
+    def respond(messages: list[BaseMessage]) -> Any:
+        kind, prompt = call_kind(messages), str(messages[-1].content)
+        # The current plan's goal (or, when planning, the previous plan's) names its item.
+        shown = re.findall(r"goal: item (\d+)", prompt)
+        item = int(shown[-1]) if shown else -1
+        if kind == "plan":
+            return Plan(goal=f"item {item + 1}", steps=[
+                Step(id=f"i{item + 1}", tool=tool, args={"item": item + 1})])
+        if kind == "summarize":
+            return "Summary: the earlier items are done; all succeeded."
+        if kind == "observe" and item + 1 < k:
+            return Decision(action="replan", reason="on to the next item")
+        return Decision(action="finish", reason="all done", answer=f"Processed all {k} items "
+                        "[i0].")
     return respond
 
 

@@ -1,15 +1,17 @@
-"""The six figures. Each returns plain data; `report` turns it into a table and charts."""
+"""The figures. Each returns plain data; `report` turns it into a table and charts."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -19,22 +21,24 @@ from langgraph.graph import END, START, StateGraph
 from benchmarks import sim
 from graph import Context, Plan, build_graph
 from graph.checkpoints import open_checkpointer, open_store
+from tests.fixtures.postgres import postgres_bin, running_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 async def _run_graph(plan: Plan, scale: float, *, checkpointer: Any = None,
                      store: Any = None, output_chars: int = 200, thread: str = "bench",
-                     model_scale: float | None = None,
+                     model_scale: float | None = None, responder: Any = None,
                      **context: Any) -> tuple[float, sim.SimulatedChatModel, dict]:
-    model = sim.SimulatedChatModel(responses=[sim.graph_responder(plan)] * 10_000,
+    model = sim.SimulatedChatModel(responses=[responder or sim.graph_responder(plan)] * 10_000,
                                    scale=scale if model_scale is None else model_scale)
     graph = build_graph(model=model, tools=sim.registry(scale, output_chars),
                         checkpointer=checkpointer, store=store)
     context = {"max_steps": 10_000, "max_tool_calls": 20_000, "token_budget": 10**9,
-               "deadline_seconds": 10_000, **context}
+               "deadline_seconds": 10_000, "max_replans": 10_000, **context}
     start = time.perf_counter()
-    out = await graph.ainvoke({"task": plan.goal}, {"configurable": {"thread_id": thread}},
+    config = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
+    out = await graph.ainvoke({"task": plan.goal}, config,
                               context=Context(**context),
                               durability="sync" if checkpointer else None)
     assert out["status"] == "completed", out.get("reason")
@@ -159,13 +163,8 @@ class _BareState(TypedDict):
     done: int
 
 
-async def orchestration_overhead(steps: int) -> dict[str, float]:
-    """Figure 4: time per step outside model and tools, against a bare LangGraph loop.
-
-    Both use the same SQLite checkpointer with sync durability, and ours its step ledger in
-    the store beside it (what makes a finished step durable inside one superstep); tools
-    and model take no time.
-    """
+async def _bare_loop(steps: int, saver: Any, thread: str) -> float:
+    """Seconds a bare LangGraph loop of `steps` no-op tool calls takes, a checkpoint each."""
     tool = sim.work_tool(0.0)
 
     async def step(state: _BareState) -> dict[str, int]:
@@ -176,22 +175,64 @@ async def orchestration_overhead(steps: int) -> dict[str, float]:
     bare.add_node("step", step)
     bare.add_edge(START, "step")
     bare.add_conditional_edges("step", lambda s: "step" if s["done"] < steps else END)
-    with tempfile.TemporaryDirectory() as folder:
-        async with open_checkpointer(str(Path(folder) / "bare.sqlite")) as saver:
-            loop = bare.compile(checkpointer=saver)
-            start = time.perf_counter()
-            await loop.ainvoke({"done": 0}, {"configurable": {"thread_id": "bare"},
-                                             "recursion_limit": steps * 2 + 10},
-                               durability="sync")
-            bare_s = time.perf_counter() - start
-        # As `run_thread` does: the store holds the step ledger, so every finished step is
-        # on disk when it ends, as every step of the bare loop is with sync durability.
-        url = str(Path(folder) / "ours.sqlite")
+    loop = bare.compile(checkpointer=saver)
+    start = time.perf_counter()
+    await loop.ainvoke({"done": 0}, {"configurable": {"thread_id": thread},
+                                     "recursion_limit": steps * 2 + 10}, durability="sync")
+    return time.perf_counter() - start
+
+
+async def _stored_bytes(url: str, thread: str) -> int:
+    """Bytes of the checkpoints (and their pending writes) a thread left in the saver."""
+    if url.startswith("postgres"):
+        import psycopg
+
+        queries = ("SELECT SUM(pg_column_size(checkpoint) + pg_column_size(metadata)) "
+                   "FROM checkpoints WHERE thread_id = %s",
+                   "SELECT SUM(pg_column_size(blob)) FROM checkpoint_blobs WHERE thread_id = %s",
+                   "SELECT SUM(pg_column_size(blob)) FROM checkpoint_writes WHERE thread_id = %s")
+        async with await psycopg.AsyncConnection.connect(url) as db:
+            sizes = [(await (await db.execute(q, (thread,))).fetchone())[0] for q in queries]
+        return sum(size or 0 for size in sizes)
+    with sqlite3.connect(url) as db:
+        sizes = [db.execute(q, (thread,)).fetchone()[0] for q in (
+            "SELECT SUM(LENGTH(checkpoint) + LENGTH(metadata)) FROM checkpoints "
+            "WHERE thread_id = ?", "SELECT SUM(LENGTH(value)) FROM writes WHERE thread_id = ?")]
+    return sum(size or 0 for size in sizes)
+
+
+WORKLOADS = {
+    # What the figure's goals are about: one plan of chained no-op steps.
+    "chained plan": lambda n: (sim.chained_plan(n), sim.graph_responder(sim.chained_plan(n))),
+    # The state's worst case: a new plan for every step, so every step writes checkpoints.
+    "a plan per step": lambda n: (Plan(goal=f"process {n} items one at a time", steps=[]),
+                                  sim.stepwise_responder(n)),
+}
+
+
+async def long_runs(sizes: list[int], bare_steps: int,
+                    backends: dict[str, str]) -> list[dict[str, Any]]:
+    """Figure 4: time and checkpoint bytes per step as runs get longer, on each checkpointer
+    (sync durability, ours with its step ledger in the store beside it), and a bare
+    LangGraph loop on the same checkpointer. Tools and model take no time."""
+    rows = []
+    for backend, url in backends.items():
         async with open_checkpointer(url) as saver, open_store(url) as store:
-            ours_s, _, _ = await _run_graph(sim.chained_plan(steps), 0.0, checkpointer=saver,
-                                            store=store)
-    return {"steps": steps, "ours_ms_per_step": ours_s / steps * 1000,
-            "bare_ms_per_step": bare_s / steps * 1000, "ratio": ours_s / bare_s}
+            for workload, make in WORKLOADS.items():
+                for n in sizes:
+                    plan, responder = make(n)
+                    thread = f"{workload}-{n}".replace(" ", "-")
+                    seconds, _, _ = await _run_graph(plan, 0.0, checkpointer=saver,
+                                                     store=store, thread=thread,
+                                                     responder=responder)
+                    rows.append({"backend": backend, "workload": workload, "steps": n,
+                                 "ms_per_step": seconds / n * 1000,
+                                 "kib_per_step": await _stored_bytes(url, thread) / n / 1024})
+            seconds = await _bare_loop(bare_steps, saver, "bare")
+            rows.append({"backend": backend, "workload": "bare LangGraph loop",
+                         "steps": bare_steps, "ms_per_step": seconds / bare_steps * 1000,
+                         "kib_per_step": await _stored_bytes(url, "bare") / bare_steps / 1024})
+    return rows
 
 
 def _time_command(code: list[str], repeats: int, home: Path) -> float:
@@ -248,13 +289,18 @@ def startup(repeats: int) -> list[dict[str, float]]:
 
 
 PROBE = """
-import asyncio, json, sys
+import asyncio, json, sys, tempfile
 from benchmarks import suite, sim
+from graph.checkpoints import open_checkpointer, open_store
 from langgraph.checkpoint.memory import InMemorySaver
 mode, n = sys.argv[1], int(sys.argv[2])
 async def main():
-    if mode == "run":
-        await suite._run_graph(sim.chained_plan(n), 0.0)
+    if mode == "run":  # as `duet run` keeps it: SQLite checkpoints, the ledger beside them
+        with tempfile.TemporaryDirectory() as folder:
+            url = folder + "/run.sqlite"
+            async with open_checkpointer(url) as saver, open_store(url) as store:
+                await suite._run_graph(sim.chained_plan(n), 0.0, checkpointer=saver,
+                                       store=store)
     elif mode == "threads":
         saver = InMemorySaver()
         await asyncio.gather(*(suite._run_graph(sim.independent_plan(5), 0.0, checkpointer=saver,
@@ -276,30 +322,38 @@ def _peak_mb(mode: str, n: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def memory(steps: int, threads: int) -> list[dict[str, float]]:
-    """Figure 6: peak RSS of a long run and of concurrent threads, against the bare import."""
+def memory(sizes: list[int], threads: int) -> list[dict[str, Any]]:
+    """Figure 6: peak RSS of runs of each size and of concurrent threads, against the bare
+    import."""
     base = _peak_mb("idle", 0)
     rows = [{"what": "import and build (baseline)", "peak_mb": base, "vs_baseline": 1.0}]
-    for what, mode, n in ((f"{steps}-step run", "run", steps),
-                          (f"{threads} concurrent threads", "threads", threads)):
+    runs = [(f"{n}-step run", "run", n) for n in sizes]
+    for what, mode, n in (*runs, (f"{threads} concurrent threads", "threads", threads)):
         peak = _peak_mb(mode, n)
-        rows.append({"what": what, "peak_mb": peak, "vs_baseline": peak / base})
+        rows.append({"what": what, "steps": n if mode == "run" else None, "peak_mb": peak,
+                     "vs_baseline": peak / base})
     return rows
 
 
 SIZES = {
     "full": {"ks": [1, 2, 4, 8, 16], "scale": 1.0, "cost_sizes": [5, 10, 20],
-             "uneven_ks": [8, 16, 32], "first_tool_steps": 20,
-             "context_steps": 200, "overhead_steps": 200, "repeats": 5, "threads": 50},
+             "uneven_ks": [8, 16, 32], "first_tool_steps": 20, "context_steps": 200,
+             "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50},
     "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
-              "first_tool_steps": 20, "context_steps": 40,
-              "overhead_steps": 20, "repeats": 1, "threads": 5},
+              "first_tool_steps": 20, "context_steps": 40, "long_runs": [10, 40],
+              "bare_steps": 20, "repeats": 1, "threads": 5},
 }
 
 
 def run_all(size: str) -> dict[str, Any]:
-    """Every figure at `size` ('full' or 'smoke')."""
+    """Every figure at `size` ('full' or 'smoke'). Figure 4 runs on Postgres too when it is
+    installed (`scripts/setup` installs it)."""
     p = SIZES[size]
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        backends = {"sqlite": str(Path(folder) / "long.sqlite")}
+        if postgres_bin():
+            backends["postgres"] = stack.enter_context(running_postgres())
+        long = asyncio.run(long_runs(p["long_runs"], p["bare_steps"], backends))
     return {
         "size": size,
         "parallel_speedup": asyncio.run(parallel_speedup(p["ks"], p["scale"])),
@@ -307,9 +361,9 @@ def run_all(size: str) -> dict[str, Any]:
         "uneven_dags": asyncio.run(uneven_dags(p["uneven_ks"], p["scale"])),
         "first_tool_call": asyncio.run(first_tool_call(p["first_tool_steps"], p["scale"])),
         "context_growth": asyncio.run(context_growth(p["context_steps"])),
-        "orchestration_overhead": asyncio.run(orchestration_overhead(p["overhead_steps"])),
+        "long_runs": long,
         "startup": startup(p["repeats"]),
-        "memory": memory(p["context_steps"], p["threads"]),
+        "memory": memory([p["long_runs"][0], p["long_runs"][-1]], p["threads"]),
         "settings": {"model_base_s": sim.MODEL_BASE_S,
                      "model_per_output_token_s": sim.MODEL_PER_OUTPUT_TOKEN_S,
                      "tool_s": sim.TOOL_S, "scale": p["scale"],

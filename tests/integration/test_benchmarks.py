@@ -16,7 +16,7 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((tmp_path / "smoke.json").read_text())
     assert {"parallel_speedup", "reasoning_cost", "uneven_dags", "first_tool_call",
-            "context_growth", "orchestration_overhead", "startup", "memory", "machine",
+            "context_growth", "long_runs", "startup", "memory", "machine",
             "settings"} <= results.keys()
     speed = results["parallel_speedup"]
     assert [r["k"] for r in speed] == [1, 4]
@@ -31,6 +31,13 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert 0 < first["steps_started_before_plan_ended"] < first["steps"]
     growth = results["context_growth"]["series"]
     assert len(growth["summarization_on"]) > 40
+    # Figure 4 on both checkpointers, each with its bare loop; figure 6 at both run sizes.
+    long = results["long_runs"]
+    assert {(r["backend"], r["workload"]) for r in long} == {
+        (backend, workload) for backend in ("sqlite", "postgres")
+        for workload in ("chained plan", "a plan per step", "bare LangGraph loop")}
+    assert all(r["kib_per_step"] > 0 and r["ms_per_step"] > 0 for r in long)
+    assert [r["steps"] for r in results["memory"] if r.get("steps")] == [10, 40]
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
 
 
