@@ -39,9 +39,19 @@ def serializer() -> JsonPlusSerializer:
 
 def duet_home() -> Path:
     """Where runs, checkpoints and traces live: `$DUET_HOME`, else `~/.nova-duet`."""
-    home = Path(os.environ.get("DUET_HOME") or Path.home() / ".nova-duet")
+    home = _home()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def _home() -> Path:
+    return Path(os.environ.get("DUET_HOME") or Path.home() / ".nova-duet")
+
+
+def run_folder(thread_id: str) -> Path:
+    """A run's own folder: its report and its steps' files (screenshots, Nova Act logs).
+    Not created here (steps ask for it inside the event loop): whoever writes creates it."""
+    return _home() / "runs" / thread_id
 
 
 def default_checkpointer_url() -> str:

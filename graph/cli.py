@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import sys
+import webbrowser
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -79,12 +80,14 @@ def _print_event(event: dict[str, Any]) -> None:
         console.print(line)
 
 
-def _report(thread_id: str, final: FinalState, as_json: bool) -> None:
+def _print_final(thread_id: str, final: FinalState, as_json: bool) -> None:
     from graph.contracts import RunStatus
     from graph.threads import trace_path
 
+    report = _write_report(thread_id)
     if as_json:
-        payload = {"thread_id": thread_id, **final.model_dump(mode="json")}
+        payload = {"thread_id": thread_id, **final.model_dump(mode="json"),
+                   "report": str(report) if report else None}
         typer.echo(json.dumps(payload, indent=1))
     else:
         style = "green" if final.status == RunStatus.COMPLETED else "red"
@@ -96,7 +99,20 @@ def _report(thread_id: str, final: FinalState, as_json: bool) -> None:
             f"trace: {trace_path(thread_id)}\nresume: duet resume {thread_id} · "
             f"inspect: duet show {thread_id}[/]"
         )
+        if report:
+            console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if final.status == RunStatus.COMPLETED else 1)
+
+
+def _write_report(thread_id: str) -> Path | None:
+    """Write the run's report page; a report that fails says so and leaves the run as it is."""
+    from graph.report import write_report
+
+    try:
+        return asyncio.run(write_report(thread_id))
+    except Exception as exc:  # noqa: BLE001 - the run has ended either way
+        err.print(f"[yellow]could not write the run report:[/] {type(exc).__name__}: {exc}")
+        return None
 
 
 def _ask_human(request: dict[str, Any]) -> dict[str, str]:
@@ -113,10 +129,17 @@ def _ask_human(request: dict[str, Any]) -> dict[str, str]:
     return answers
 
 
+_ask_human.by = "a human at the terminal"  # type: ignore[attr-defined]
+
+
 def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], dict] | None:
     """How approvals are answered: a fixed answer, the terminal, or not at all (the run waits)."""
     if decide:
-        return lambda request: {step["step_id"]: decide for step in request["steps"]}
+        def fixed(request: dict[str, Any]) -> dict[str, str]:
+            return {step["step_id"]: decide for step in request["steps"]}
+
+        fixed.by = f"the --decide {decide} option"  # type: ignore[attr-defined]
+        return fixed
     if not as_json and sys.stdin.isatty():
         return _ask_human
     return None
@@ -140,7 +163,7 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
     except KeyboardInterrupt:
         err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")
         raise typer.Exit(1) from None
-    _report(thread_id, final, as_json)
+    _print_final(thread_id, final, as_json)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -219,6 +242,30 @@ def show(
     if final.final_answer:
         console.rule("answer")
         console.print(final.final_answer, markup=False)
+
+
+@app.command()
+def report(
+    thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report's data as JSON "
+                                                         "instead.")] = False,
+    open_page: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
+) -> None:
+    """Write a run's report page (one HTML file that loads nothing) and print its path."""
+    from graph.report import report_data, write_report
+    from graph.threads import UnknownThread
+
+    try:
+        if as_json:
+            typer.echo(json.dumps(asyncio.run(report_data(thread)), indent=1))
+            return
+        path = asyncio.run(write_report(thread))
+    except UnknownThread as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    typer.echo(str(path))
+    if open_page:
+        webbrowser.open(path.as_uri())
 
 
 @app.command("ls")

@@ -118,6 +118,11 @@ class Context:
     browser_timeout_seconds: int = field(
         default=240, metadata={"description": "Time limit of one Nova Act browser step."}
     )
+    step_screenshots: bool = field(
+        default=True,
+        metadata={"description": "Save the page at the end of each browser step, for the run "
+                                 "report (in the run's folder)."},
+    )
     browser_cdp_url: str | None = field(
         default=None,
         metadata={"description": "Use this remote browser over CDP instead of a local Chromium."},

@@ -16,6 +16,7 @@ from typing import Any
 from langchain_core.runnables import RunnableLambda
 from langgraph.runtime import Runtime
 
+from graph.checkpoints import run_folder
 from graph.context import Context
 from graph.contracts import StepError, StepResult
 from graph.ledger import StepLedger, step_key, uncertain_result
@@ -23,7 +24,7 @@ from graph.redaction import redact_text
 from graph.state import StepTask
 from tools.errors import ToolError
 from tools.registry import ToolRegistry
-from tools.sandbox import run_scope, use_idempotency_key, use_policy
+from tools.sandbox import StepFiles, run_scope, use_idempotency_key, use_policy, use_step_files
 
 BACKOFF_SECONDS = 0.2
 
@@ -98,7 +99,9 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
             return uncertain_result(base)  # it started before a crash and may have acted
         if side_effects and ledger:
             await ledger.started(key, task)
-        with use_idempotency_key(key if side_effects else None):
+        files = (StepFiles(run_folder(thread_id), f"v{task['plan_version']}-{step.id}")
+                 if context.step_screenshots else None)
+        with use_idempotency_key(key if side_effects else None), use_step_files(files):
             return await _run_with_retries(task, context, registry, base, runtime)
 
     # One named run per step in traces (LangSmith), with what a reader filters on.

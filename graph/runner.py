@@ -44,9 +44,10 @@ def _summarize_update(node: str, update: dict[str, Any]) -> Event:
     """The part of a node update worth a trace line (never raw tool output)."""
     event: Event = {"event": "node", "node": node}
     if plan := update.get("plan"):
-        event["plan"] = [{"id": s.id, "tool": s.tool, "depends_on": s.depends_on}
-                         for s in plan.steps]
+        event["plan"] = [{"id": s.id, "tool": s.tool, "depends_on": s.depends_on,
+                          "args": s.args} for s in plan.steps]  # `emit` redacts secrets
         event["plan_version"] = update.get("plan_version")
+        event["goal"] = plan.goal
     if decision := update.get("decision"):
         event["decision"] = decision.model_dump()
     for key in ("status", "reason", "summarized_count"):
@@ -74,7 +75,8 @@ async def run_thread(
     """Start a run of `task`, or with `task=None` resume `thread_id` from its last checkpoint.
 
     When the run pauses for approval, `decide(request)` answers it (see `approve`); without
-    `decide` the run stops there with status `needs_approval`, resumable later.
+    `decide` the run stops there with status `needs_approval`, resumable later. A `by`
+    attribute on `decide` names who answers, in the trace and the run report.
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
     when the reasoning model cannot be used (no AWS credentials, say).
     """
@@ -182,7 +184,8 @@ def _answer(waiting: Any, decide: Callable | None, emit: Callable[[Event], None]
     if decide is None:
         return _NO_ANSWER
     answers = {pending.id: decide(pending.value) for pending in waiting}
-    emit({"event": "approval_answered", "answers": list(answers.values())})
+    emit({"event": "approval_answered", "answers": list(answers.values()),
+          "by": getattr(decide, "by", "the caller's decide function")})
     return Command(resume=answers)
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.tools import StructuredTool
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.chromium import Chromium
 from tools.errors import BlockedError, ToolError
 from tools.proxy import AllowlistProxy
-from tools.sandbox import SandboxPolicy, current_policy, run_scope
+from tools.sandbox import SandboxPolicy, current_policy, current_step_files, run_scope
 
 log = logging.getLogger("duet.browser")
 
@@ -156,6 +157,24 @@ class BrowserPool:
             self._playwright = None
 
 
+async def _screenshot(page: Any) -> None:
+    """Save the page as the step ends, when the step keeps files (for the run report); a
+    page that cannot be captured does not fail the step. The file is written off the event
+    loop (a LangGraph server refuses blocking calls on it)."""
+    if (files := current_step_files()) is None:
+        return
+    try:
+        image = await page.screenshot()
+        await asyncio.to_thread(_write, files.screenshot, image)
+    except Exception:  # noqa: BLE001 - the step's result matters, its picture less
+        log.warning("could not save a screenshot of step %s", files.name, exc_info=True)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 async def _quietly(awaitable: Any) -> None:
     try:
         await awaitable
@@ -209,7 +228,10 @@ class PlaywrightExecutor:
             async with self.pool.session(session_name, policy) as session:
                 page = await self.pool.playwright_page(session)
                 blocked_before = len(session.blocked())
-                result = await action(page)
+                try:
+                    result = await action(page)
+                finally:
+                    await _screenshot(page)
                 blocked = session.blocked()[blocked_before:]
                 if not policy.allows(page.url) and page.url != "about:blank":
                     raise BlockedError(f"the page went to {page.url}, outside the allowlist")

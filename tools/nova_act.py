@@ -12,6 +12,7 @@ planner as unavailable, with what to set.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.browser import BrowserPool, BrowserSession, Target
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
-from tools.sandbox import SandboxPolicy, current_policy
+from tools.sandbox import SandboxPolicy, StepFiles, current_policy, current_step_files
+
+log = logging.getLogger("duet")
 
 # We always drive Debian's Chromium over CDP: the SDK must never download a browser.
 os.environ.setdefault("NOVA_ACT_SKIP_PLAYWRIGHT_INSTALL", "1")
@@ -106,24 +109,31 @@ class NovaActExecutor:
         policy.check(start_url)
         async with self.pool.session(name, policy) as session:
             return await asyncio.get_running_loop().run_in_executor(
-                _worker_of(session), self._drive, session, policy, start_url, run)
+                _worker_of(session), self._drive, session, policy, start_url, run,
+                current_step_files())
 
     def _drive(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
-               run: Callable[[Any, SandboxPolicy], dict[str, Any]]) -> dict[str, Any]:
-        """In the session's own thread: start (or reuse) the SDK, run, map errors."""
+               run: Callable[[Any, SandboxPolicy], dict[str, Any]],
+               files: StepFiles | None) -> dict[str, Any]:
+        """In the session's own thread: start (or reuse) the SDK, run, map errors, and save
+        the page as the step ends (when the step keeps files)."""
         from nova_act.types.errors import NovaActError
 
+        nova = session.extras.get("nova")
         try:
-            nova = session.extras.get("nova")
             if nova is None:
-                nova = self._start(session, policy, start_url)
+                nova = self._start(session, policy, start_url, files)
             elif nova.page.url != start_url:
                 nova.go_to_url(start_url)
             return run(nova, policy)
         except NovaActError as exc:
             raise as_tool_error(exc) from None
+        finally:
+            if nova is not None and files is not None:
+                _screenshot(nova, files)
 
-    def _start(self, session: BrowserSession, policy: SandboxPolicy, start_url: str) -> Any:
+    def _start(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
+               files: StepFiles | None) -> Any:
         from nova_act import NovaAct, SecurityOptions, Workflow
         from nova_act.types.guardrail import GuardrailDecision
 
@@ -142,12 +152,16 @@ class NovaActExecutor:
             workflow.__enter__()
             session.on_close.append(lambda: workflow.__exit__(None, None, None))
             auth["workflow"] = workflow
+        if files:
+            files.nova_act_logs.mkdir(parents=True, exist_ok=True)  # the SDK wants it to exist
         nova = NovaAct(
             starting_page=start_url, cdp_endpoint_url=session.cdp_url,
             cdp_headers=session.cdp_headers or None, tty=False,
             # A plain-http page has no certificate to check (the SDK would probe port 443).
             ignore_https_errors=start_url.startswith("http://"),
             state_guardrail=guardrail,
+            # Its own HTML run logs go to the run's folder, where the run report links them.
+            logs_directory=str(files.nova_act_logs) if files else None,
             security_options=SecurityOptions(allowed_file_open_paths=[],
                                              allowed_file_upload_paths=[]),
             **auth)
@@ -168,6 +182,15 @@ class NovaActExecutor:
                 coroutine=self.extract, name="browser_extract", args_schema=ExtractArgs,
                 description="Nova Act: read data from a page as JSON matching `schema`."),
         ]
+
+
+def _screenshot(nova: Any, files: StepFiles) -> None:
+    """Save the page at the end of a step; a page that cannot be captured does not fail it."""
+    try:
+        files.screenshot.parent.mkdir(parents=True, exist_ok=True)
+        nova.page.screenshot(path=str(files.screenshot))
+    except Exception:  # noqa: BLE001 - the step's result matters, its picture less
+        log.warning("could not save a screenshot of step %s", files.name)
 
 
 def _worker_of(session: BrowserSession) -> ThreadPoolExecutor:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from tools.errors import BlockedError
@@ -126,3 +127,40 @@ def use_policy(policy: SandboxPolicy) -> Iterator[SandboxPolicy]:
         yield policy
     finally:
         _policy.reset(token)
+
+
+@dataclass(frozen=True)
+class StepFiles:
+    """Where the step being executed keeps its files (in its run's folder): a browser
+    executor saves a screenshot of the page at the end of the step, Nova Act its run logs."""
+
+    run_folder: Path
+    name: str  # the step's plan version and id, `v1-s2`
+
+    @property
+    def screenshot(self) -> Path:
+        """The PNG of the page at the end of the step."""
+        return self.run_folder / "steps" / f"{self.name}.png"
+
+    @property
+    def nova_act_logs(self) -> Path:
+        """The folder of Nova Act's own run logs (one per run, shared by its steps)."""
+        return self.run_folder / "nova_act"
+
+
+_step_files: ContextVar[StepFiles | None] = ContextVar("duet_step_files", default=None)
+
+
+def current_step_files() -> StepFiles | None:
+    """Where the step being executed keeps its files; None when it keeps none."""
+    return _step_files.get()
+
+
+@contextmanager
+def use_step_files(files: StepFiles | None) -> Iterator[None]:
+    """Run the enclosed block with `files` as the step's files."""
+    token = _step_files.set(files)
+    try:
+        yield
+    finally:
+        _step_files.reset(token)

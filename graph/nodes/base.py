@@ -15,8 +15,10 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import RunStatus, StepResult, StepTally, Usage
+from graph.execution import emit
 from graph.ledger import LedgerUnavailable, StepLedger
 from graph.reasoning import Reasoner, resolve_reasoner
+from graph.reasoning.timed import TimedReasoner
 from graph.scheduler import Scheduler
 from graph.state import State
 from tools.registry import ToolRegistry
@@ -32,9 +34,11 @@ class NodeDeps:
     registry: ToolRegistry
     model: BaseChatModel | str | Reasoner | None = None
 
-    def reasoner(self, context: Context) -> Reasoner:
-        """The reasoner for this run (see `resolve_reasoner`)."""
-        return resolve_reasoner(context, self.model)
+    def reasoner(self, runtime: Runtime[Context] | None) -> Reasoner:
+        """The reasoner for this run (see `resolve_reasoner`); each call it makes is
+        reported on the run's stream (a `reasoning` event, for the run report)."""
+        inner = resolve_reasoner(runtime_context(runtime), self.model)
+        return TimedReasoner(inner, lambda event: emit(runtime, event))
 
     def scheduler(self, runtime: Runtime[Context] | None, state: State, *,
                   plan_version: int, extra: list[StepResult] = ()) -> Scheduler:

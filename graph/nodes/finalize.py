@@ -40,7 +40,7 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
     try:
         if tokens_spent(usage, context):
             raise ReasoningError("the token budget is spent, so the model was not asked")
-        reply = await deps.reasoner(context).answer(**arguments)
+        reply = await deps.reasoner(runtime).answer(**arguments)
         answer, spent = reply.value, reply.usage
     except Exception as exc:  # noqa: BLE001 - the run must still end with an answer
         # The template reports every step; the note says why no model wrote it.

@@ -148,7 +148,7 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
 
     async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry) as early:
         try:
-            reply = await deps.reasoner(context).plan(
+            reply = await deps.reasoner(runtime).plan(
                 task=state["task"], tools=deps.registry.describe(),
                 summary=state.get("summary", ""), results=recent,
                 previous_plan=previous, max_attempts=context.max_plan_attempts,

@@ -103,7 +103,7 @@ async def test_navigation_outside_the_allowlist_is_blocked(nova, site, nova_act_
         await nova.act("start elsewhere", "http://exfiltrate.example/")
 
 
-async def test_two_browser_steps_run_in_parallel_sessions(site, nova_act_service):
+async def test_two_browser_steps_run_in_parallel_sessions(site, nova_act_service, isolated_env):
     nova_act_service.scripts += [
         lambda step, obs: [call("return", json.dumps({"notes": 0}))],
         lambda step, obs: [call("return", json.dumps({"notes": 0}))],
@@ -124,6 +124,12 @@ async def test_two_browser_steps_run_in_parallel_sessions(site, nova_act_service
     (a, a_ms), (b, b_ms) = [(r.started_at.timestamp(), r.duration_ms) for r in out["results"]]
     assert max(a, b) < min(a + a_ms / 1000, b + b_ms / 1000), "the sessions overlapped"
     assert sum(op == "CreateSession" for op, _ in nova_act_service.requests) == 2
+    # Each step left the page as it ended, and Nova Act its own logs, in the run's folder.
+    folder = isolated_env / "runs" / "default"
+    shots = sorted(p.name for p in (folder / "steps").glob("*.png"))
+    assert shots == ["v1-read1.png", "v1-read2.png"]
+    assert all((folder / "steps" / name).read_bytes()[:4] == b"\x89PNG" for name in shots)
+    assert any((folder / "nova_act").rglob("*"))
 
 
 def test_without_credentials_the_planner_is_told_nova_act_is_unavailable():

@@ -25,7 +25,7 @@ async def events_of(graph, context: Context | None = None) -> tuple[list[tuple],
     events, out = [], {}
     async for mode, chunk in graph.astream({"task": "t"}, context=context or Context(),
                                            stream_mode=["custom", "values"]):
-        if mode == "custom":
+        if mode == "custom" and "step_id" in chunk:  # not the reasoning calls' events
             events.append((chunk["event"], chunk["step_id"]))
         else:
             out = chunk

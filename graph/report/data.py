@@ -1,0 +1,142 @@
+"""What a run report shows, gathered from the run's saved state, step ledger and trace.
+
+Plain JSON (`duet report THREAD --json`): the task and how the run ended, every plan
+version as a dependency graph, every step with its times, arguments, output and screenshot,
+every reasoning call, the approvals, and the critical path. Nothing here is trusted: tool
+output is capped here and escaped where it is rendered (`graph.report.render`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from graph.checkpoints import run_folder
+from graph.contracts import FinalState, StepResult
+from graph.threads import load_settings, read_trace, saved_run, trace_path
+from tools.sandbox import StepFiles
+
+OUTPUT_CHARS = 2_000  # of a step's output shown in the report
+ANSWER_CITATION = re.compile(r"\[([A-Za-z0-9_.-]+)\]")
+
+
+def step_anchor(plan_version: int, step_id: str) -> str:
+    """The id of a step's section in the report page."""
+    return f"step-v{plan_version}-{step_id}"
+
+
+async def report_data(thread_id: str, checkpointer_url: str | None = None) -> dict[str, Any]:
+    """Everything the report shows, as JSON (raises `UnknownThread`)."""
+    values, final = await saved_run(thread_id, checkpointer_url)
+    events = read_trace(trace_path(thread_id))
+    plans = _plans(events, values)
+    steps = [_step(thread_id, result, plans) for result in final.results]
+    _mark_critical(steps)
+    reasoning = [{key: e[key] for key in ("kind", "started", "ended", "input_tokens",
+                                          "output_tokens", "cost_usd", "ok")}
+                 for e in events if e["event"] == "reasoning"]
+    times = [t for s in steps for t in (s["started"], s["ended"])]
+    times += [t for r in reasoning for t in (r["started"], r["ended"])]
+    times += [e["t"] for e in events if e["event"] in ("run_started", "resume", "run_finished")]
+    try:
+        settings = load_settings(thread_id)["context"]
+    except Exception:  # noqa: BLE001 - a run saved elsewhere has no settings file here
+        settings = {}
+    return {
+        "thread_id": thread_id, "task": values.get("task", ""),
+        "status": final.status.value, "reason": final.reason,
+        "answer": final.final_answer, "citations": _citations(final, steps),
+        "approval_policy": settings.get("approval"),
+        "totals": {"wall_s": round(max(times) - min(times), 3) if times else 0.0,
+                   "reasoning_calls": final.usage.reasoning_calls,
+                   "input_tokens": final.usage.input_tokens,
+                   "output_tokens": final.usage.output_tokens,
+                   "cost_usd": final.usage.estimated_cost_usd, "steps": len(steps)},
+        "started": min(times) if times else None,
+        "plans": [{"version": version, **plan} for version, plan in sorted(plans.items())],
+        "steps": steps, "reasoning": reasoning, "approvals": _approvals(events, steps),
+    }
+
+
+def _plans(events: list[dict[str, Any]], values: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Every plan version the trace recorded (the saved plan when there is no trace)."""
+    plans = {e["plan_version"]: {"goal": e.get("goal", ""), "steps": e["plan"]}
+             for e in events if e["event"] == "node" and e.get("plan")}
+    plan = values.get("plan")
+    if plan is not None and values.get("plan_version") not in plans:
+        plans[values["plan_version"]] = {"goal": plan.goal, "steps": [
+            {"id": s.id, "tool": s.tool, "depends_on": s.depends_on, "args": s.args}
+            for s in plan.steps]}
+    return plans
+
+
+def _step(thread_id: str, result: StepResult, plans: dict[int, dict[str, Any]]
+          ) -> dict[str, Any]:
+    planned = next((s for s in plans.get(result.plan_version, {}).get("steps", [])
+                    if s["id"] == result.step_id), {})
+    started = result.started_at.timestamp()
+    output = json.dumps(result.output, ensure_ascii=False, indent=1, default=str)
+    files = StepFiles(run_folder(thread_id), f"v{result.plan_version}-{result.step_id}")
+    return {
+        "anchor": step_anchor(result.plan_version, result.step_id),
+        "step_id": result.step_id, "plan_version": result.plan_version, "tool": result.tool,
+        "args": planned.get("args"), "depends_on": planned.get("depends_on", []),
+        "status": result.status, "attempts": result.attempts,
+        "error": result.error.model_dump() if result.error else None,
+        "escalated": result.escalated,
+        "started": round(started, 3), "ended": round(started + result.duration_ms / 1000, 3),
+        "duration_ms": round(result.duration_ms, 1),
+        "output": output if len(output) <= OUTPUT_CHARS else
+        output[:OUTPUT_CHARS] + f"\n... [{len(output) - OUTPUT_CHARS} more characters]",
+        "screenshot": str(files.screenshot) if files.screenshot.is_file() else None,
+        "nova_act_logs": [str(p) for p in _nova_act_logs(files, result)],
+        "critical": False,
+    }
+
+
+def _nova_act_logs(files: StepFiles, result: StepResult) -> list[Path]:
+    """Nova Act's own HTML run logs written while the step ran."""
+    folder = files.nova_act_logs
+    if not result.tool.startswith("browser_") or not folder.is_dir():
+        return []
+    start = result.started_at.timestamp()
+    end = start + result.duration_ms / 1000 + 1
+    return sorted(p for p in folder.rglob("*.html") if start <= p.stat().st_mtime <= end)
+
+
+def _mark_critical(steps: list[dict[str, Any]]) -> None:
+    """Mark each plan version's critical path: from the step that ended last, back through
+    the dependency that ended last, to a step that waited for none."""
+    for version in {s["plan_version"] for s in steps}:
+        mine = {s["step_id"]: s for s in steps if s["plan_version"] == version}
+        step = max(mine.values(), key=lambda s: s["ended"])
+        while step is not None:
+            step["critical"] = True
+            deps = [mine[d] for d in step["depends_on"] if d in mine]
+            step = max(deps, key=lambda s: s["ended"]) if deps else None
+
+
+def _citations(final: FinalState, steps: list[dict[str, Any]]) -> dict[str, str]:
+    """Each step id the answer cites, and the anchor of its newest result."""
+    anchors = {s["step_id"]: s["anchor"] for s in steps}  # later versions win
+    return {cited: anchors[cited] for cited in ANSWER_CITATION.findall(final.final_answer or "")
+            if cited in anchors}
+
+
+def _approvals(events: list[dict[str, Any]], steps: list[dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+    """Who decided what, and when: answers to approval requests, and the policy's refusals."""
+    decided = []
+    for event in events:
+        if event["event"] == "approval_answered":
+            for answer in event.get("answers", []):
+                decided += [{"at": event["t"], "by": event.get("by", "the caller"),
+                             "step_id": step_id, "answer": verdict if isinstance(verdict, str)
+                             else "edit"} for step_id, verdict in answer.items()]
+    decided += [{"at": s["ended"], "by": "the approval policy", "step_id": s["step_id"],
+                 "answer": "reject"} for s in steps
+                if s["error"] and s["error"]["type"] == "NotApproved"
+                and not any(d["step_id"] == s["step_id"] for d in decided)]
+    return sorted(decided, key=lambda d: d["at"])
