@@ -188,6 +188,9 @@ def run(
              "machine only with a port.")] = [],  # noqa: B006
     approve: Annotated[Approval, typer.Option(help="Steps that change things: ask a human, "
                                                    "run them, or reject them.")] = "ask",
+    executor_url: Annotated[str | None, typer.Option(
+        help="Run the steps on these executor deployments (LangGraph servers, comma-"
+             "separated; default $DUET_EXECUTOR_URL).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
     """Run a task; exit 0 only when it completes."""
@@ -196,6 +199,8 @@ def run(
                       allowed_hosts=list(allow_host))
     if model:
         context.model = model
+    if executor_url:
+        context.executor_url = executor_url
     _execute(task, thread, as_json, context=context)
 
 

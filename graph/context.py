@@ -118,6 +118,13 @@ class Context:
     browser_timeout_seconds: int = field(
         default=240, metadata={"description": "Time limit of one Nova Act browser step."}
     )
+    executor_url: str | None = field(
+        default_factory=lambda: os.environ.get("DUET_EXECUTOR_URL") or None,
+        metadata={"description": "Run steps on executor deployments (LangGraph servers "
+                                 "serving nova-duet-executor) instead of in-process; several "
+                                 "URLs separated by commas. Auth headers: the "
+                                 "DUET_EXECUTOR_HEADERS environment variable (JSON)."},
+    )
     step_screenshots: bool = field(
         default=True,
         metadata={"description": "Save the page at the end of each browser step, for the run "

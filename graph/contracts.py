@@ -143,6 +143,41 @@ class StepResult(BaseModel):
                    error=StepError(type=error_type, message=message))
 
 
+class StepRequest(BaseModel):
+    """One attempt of one step, as the reasoning graph sends it to an executor deployment
+    (`graph.executor`): the resolved arguments, the idempotency key, and the sandbox."""
+
+    tool: str
+    args: dict[str, Any]
+    step_id: str
+    plan_version: int
+    thread: str = Field(description="The caller's thread: named browser sessions live per "
+                                    "thread.")
+    idempotency_key: str | None = None
+    timeout_seconds: float
+    allowed_hosts: list[str] = Field(default_factory=list)
+    max_response_bytes: int
+    browser_max_steps: int
+    browser_timeout_seconds: int
+    screenshot: bool = True
+    trace: dict[str, str] | None = Field(default=None, description="LangSmith headers of the "
+                                         "step's run, so the executor's run nests under it.")
+
+
+class StepAttempt(BaseModel):
+    """What one attempt of a step came to, in-process or on an executor deployment."""
+
+    status: StepStatus
+    output: JsonValue = None
+    error: StepError | None = None
+    not_sent: bool = Field(default=False, description="The attempt failed before anything "
+                                                      "was sent: safe to retry any step.")
+    screenshot: str | None = Field(default=None, description="The page at the end of a "
+                                   "remote browser step, a base64 PNG.")
+    executor: str | None = Field(default=None, description="The executor deployment that "
+                                 "ran it (remote attempts).")
+
+
 class Decision(BaseModel):
     """What the reasoning agent decides after reading new results."""
 

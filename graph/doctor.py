@@ -77,6 +77,27 @@ def check_allowlist(context: Context) -> Check:
     return Check("allowlist", True, detail)
 
 
+def check_executor(context: Context) -> Check:
+    """Each executor deployment answers and serves the executor graph (when one is set)."""
+    if not context.executor_url:
+        return Check("executor", True, "steps run in this process (set DUET_EXECUTOR_URL to "
+                     "run them on executor deployments)", required=False)
+    from graph.executor.client import executor_headers, executor_urls
+    from graph.executor.graph import GRAPH_ID
+
+    problems = []
+    for url in executor_urls(context.executor_url):
+        try:
+            found = httpx.post(f"{url}/assistants/search", json={"graph_id": GRAPH_ID},
+                               headers=executor_headers(), timeout=10)
+            if found.status_code != 200 or not found.json():
+                problems.append(f"{url} does not serve {GRAPH_ID} ({found.status_code})")
+        except httpx.HTTPError as exc:
+            problems.append(f"{url} cannot be reached ({type(exc).__name__})")
+    detail = "; ".join(problems) or f"{context.executor_url} serves {GRAPH_ID}"
+    return Check("executor", not problems, detail)
+
+
 def check_checkpoints() -> Check:
     """Where runs are saved."""
     return Check("checkpoints", True, default_checkpointer_url())
@@ -86,4 +107,4 @@ def run_checks() -> list[Check]:
     """Every check, required ones first."""
     context = Context()
     return [check_browser(), check_demo_site(), check_checkpoints(), check_allowlist(context),
-            check_bedrock(context), check_nova_act()]
+            check_executor(context), check_bedrock(context), check_nova_act()]

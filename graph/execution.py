@@ -7,10 +7,12 @@ The scheduler (`graph.scheduler`) calls it once per step, as soon as the step ma
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableLambda
@@ -18,13 +20,22 @@ from langgraph.runtime import Runtime
 
 from graph.checkpoints import run_folder
 from graph.context import Context
-from graph.contracts import StepError, StepResult
+from graph.contracts import StepAttempt, StepError, StepRequest, StepResult
 from graph.ledger import StepLedger, step_key, uncertain_result
 from graph.redaction import redact_text
 from graph.state import StepTask
 from tools.errors import ToolError
 from tools.registry import ToolRegistry
-from tools.sandbox import StepFiles, run_scope, use_idempotency_key, use_policy, use_step_files
+from tools.sandbox import (
+    SandboxPolicy,
+    StepFiles,
+    current_idempotency_key,
+    current_step_files,
+    run_scope,
+    use_idempotency_key,
+    use_policy,
+    use_step_files,
+)
 
 BACKOFF_SECONDS = 0.2
 
@@ -118,32 +129,86 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     return result
 
 
+async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
+                       policy: SandboxPolicy, timeout: float) -> StepAttempt:
+    """One attempt of `tool` under `policy`, within `timeout`: what in-process execution
+    and an executor deployment (`graph.executor`) both run. A failure is an attempt with
+    a typed error, never an exception."""
+    try:
+        entry = registry.get(tool)
+        with use_policy(policy):
+            output = await asyncio.wait_for(entry.tool.ainvoke(args), timeout)
+        entry.check_output(output)
+        return StepAttempt(status="ok", output=_as_json(output, policy.max_response_bytes))
+    except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
+        status, error = _error_of(exc, timeout)
+        return StepAttempt(status=status, error=error, not_sent=getattr(exc, "not_sent", False))
+
+
+async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
+    """One attempt on an executor deployment (`context.executor_url`); its screenshot is
+    kept in this run's folder, as an in-process step's would be."""
+    from graph.executor.client import remote_executor  # only runs that use one load it
+
+    policy = context.sandbox_policy()
+    request = StepRequest(
+        tool=task["step"].tool, args=task["args"], step_id=task["step"].id,
+        plan_version=task["plan_version"], thread=run_scope(),
+        idempotency_key=current_idempotency_key(), timeout_seconds=context.step_timeout_seconds,
+        allowed_hosts=list(policy.allowed_hosts), max_response_bytes=policy.max_response_bytes,
+        browser_max_steps=policy.browser_max_steps,
+        browser_timeout_seconds=policy.browser_timeout_seconds,
+        screenshot=context.step_screenshots, trace=_trace_headers())
+    attempt = await remote_executor(context.executor_url).attempt(request)
+    if attempt.screenshot and (files := current_step_files()) is not None:
+        image = base64.b64decode(attempt.screenshot)
+        await asyncio.to_thread(_write, files.screenshot, image)
+    # Redacted and capped again here: this process knows secrets the executor does not.
+    output = _as_json(attempt.output, policy.max_response_bytes)
+    return attempt.model_copy(update={"output": output, "screenshot": None})
+
+
+def _trace_headers() -> dict[str, str] | None:
+    """The LangSmith headers of the step's run, when tracing is on."""
+    from langsmith import get_current_run_tree
+
+    run = get_current_run_tree()
+    return run.to_headers() if run is not None else None
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 async def _run_with_retries(
     task: StepTask, context: Context, registry: ToolRegistry, base: dict[str, Any],
     runtime: Runtime[Context] | None,
 ) -> StepResult:
-    entry = registry.get(task["step"].tool)
+    step = task["step"]
     # A write that cannot carry a key is retried only after an error that proves nothing
     # was sent; a timeout or any other failure may have come after the effect.
-    keyless_write = bool(task.get("side_effects")) and not entry.takes_idempotency_key
+    keyless_write = (bool(task.get("side_effects"))
+                     and not registry.get(step.tool).takes_idempotency_key)
     attempts = 0
     while True:
         attempts += 1
-        try:
-            with use_policy(context.sandbox_policy()):
-                output = await asyncio.wait_for(entry.tool.ainvoke(task["args"]),
-                                                context.step_timeout_seconds)
-            entry.check_output(output)
-            return StepResult(**base, status="ok", attempts=attempts,
-                              output=_as_json(output, context.max_response_bytes))
-        except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
-            status, error = _error_of(exc, context.step_timeout_seconds)
-            not_sent = getattr(exc, "not_sent", False)
+        if context.executor_url:
+            attempt = await _attempt_remotely(task, context)
+            emit(runtime, {"event": "step_sent", "step_id": step.id, "status": attempt.status,
+                           "executor": attempt.executor})
+        else:
+            attempt = await attempt_tool(registry, step.tool, task["args"],
+                                         context.sandbox_policy(), context.step_timeout_seconds)
+        if attempt.status == "ok":
+            return StepResult(**base, status="ok", attempts=attempts, output=attempt.output)
+        error = attempt.error or StepError(type="UnknownError", message="no error given")
         if not (error.retryable and attempts <= context.max_retries):
-            return StepResult(**base, status=status, error=error, attempts=attempts)
-        if keyless_write and not not_sent:
-            return StepResult(**base, status=status, error=_uncertain(error), attempts=attempts)
-        emit(runtime, {"event": "step_retried", "step_id": task["step"].id,
+            return StepResult(**base, status=attempt.status, error=error, attempts=attempts)
+        if keyless_write and not attempt.not_sent:
+            return StepResult(**base, status=attempt.status, error=_uncertain(error),
+                              attempts=attempts)
+        emit(runtime, {"event": "step_retried", "step_id": step.id,
                        "attempt": attempts, "error": error.type})
         # Exponential backoff with jitter, so parallel retries do not stampede.
         await asyncio.sleep(BACKOFF_SECONDS * 2 ** (attempts - 1) * (0.5 + random.random()))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.converse import ConverseStub, start
+from tests.fixtures.langsmith import langsmith_capture  # noqa: F401 - a fixture for every test
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -14,16 +14,20 @@ from tools.sandbox import (
 )
 
 
-def default_registry(max_browser_sessions: int = 4) -> ToolRegistry:
+def default_registry(max_browser_sessions: int = 4,
+                     idle_seconds: float | None = None) -> ToolRegistry:
     """A registry of the built-in executors: HTTP, the offline browser executor, Nova Act.
 
-    Browser sessions start on first use; `await registry.aclose()` stops them.
+    Browser sessions start on first use; `await registry.aclose()` stops them, and
+    `registry.end_scope(thread)` the named sessions of one run. With `idle_seconds`, named
+    sessions unused that long close too.
     """
     registry = ToolRegistry()
     registry.register(http_request_tool, side_effects=http_changes_things,
                       takes_idempotency_key=True)
-    pool = BrowserPool(max_browser_sessions)
+    pool = BrowserPool(max_browser_sessions, idle_seconds)
     registry.on_close(pool.aclose)
+    registry.on_scope_end(pool.close_scope)
     goto, click, fill, read = PlaywrightExecutor(pool).tools()
     registry.register(goto)
     registry.register(click, side_effects=True)

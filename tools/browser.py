@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -70,10 +71,12 @@ class BrowserSession:
 class BrowserPool:
     """Browser sessions with a concurrency limit, closed on every path by `aclose`."""
 
-    def __init__(self, max_sessions: int = 4):
+    def __init__(self, max_sessions: int = 4, idle_seconds: float | None = None):
         self.max_sessions = max_sessions
+        self.idle_seconds = idle_seconds  # named sessions unused this long are closed
         self._slots = asyncio.Semaphore(max_sessions)
         self._named: dict[tuple[str, str, SandboxPolicy], BrowserSession] = {}
+        self._used: dict[tuple[str, str, SandboxPolicy], float] = {}
         self._playwright: Any = None
 
     def _launch(self, policy: SandboxPolicy) -> BrowserSession:
@@ -112,7 +115,9 @@ class BrowserPool:
 
         Keyed by the policy too: its allowlist proxy enforces the policy it started with,
         so a run under another policy gets a session of its own."""
+        await self._close_idle()
         key = (scope, name, policy)
+        self._used[key] = time.monotonic()
         if key in self._named and not self._named[key].alive():
             # A crashed browser is replaced, so a retried step gets a working one.
             log.warning("browser session %r died; starting a new one", name)
@@ -120,6 +125,26 @@ class BrowserPool:
         if key not in self._named:
             self._named[key] = await self.launch(policy)
         return self._named[key]
+
+    async def close_scope(self, scope: str) -> None:
+        """Close the named sessions of run `scope` (it ended)."""
+        for key in [key for key in self._named if key[0] == scope]:
+            self._used.pop(key, None)
+            await self.release(self._named.pop(key))
+
+    async def _close_idle(self) -> None:
+        """Close named sessions unused for `idle_seconds` (their run may never say it
+        ended: a caller that died, say). Checked whenever a named session is asked for."""
+        if self.idle_seconds is None:
+            return
+        now = time.monotonic()
+        for key in [k for k, used in self._used.items() if now - used > self.idle_seconds]:
+            session = self._named.pop(key, None)
+            self._used.pop(key)
+            if session is not None and not session.lock.locked():
+                await self.release(session)
+            elif session is not None:
+                self._named[key] = session  # in use right now: not idle after all
 
     @asynccontextmanager
     async def session(self, name: str | None, policy: SandboxPolicy
@@ -149,7 +174,7 @@ class BrowserPool:
 
     async def aclose(self) -> None:
         """Close every session and Playwright."""
-        named, self._named = list(self._named.values()), {}
+        named, self._named, self._used = list(self._named.values()), {}, {}
         for session in named:
             await self.release(session)
         if self._playwright is not None:

@@ -88,6 +88,7 @@ class ToolRegistry:
     def __init__(self, tools: Iterable[BaseTool | RegisteredTool] = ()):
         self._tools: dict[str, RegisteredTool] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._scope_enders: list[Callable[[str], Awaitable[None]]] = []
         for tool in tools:
             self.register(tool)
 
@@ -99,6 +100,15 @@ class ToolRegistry:
         """Release what the tools hold (browser sessions); the registry stays usable."""
         for closer in self._closers:
             await closer()
+
+    def on_scope_end(self, ender: Callable[[str], Awaitable[None]]) -> None:
+        """Run `ender(scope)` on `end_scope` (to close one run's named browser sessions)."""
+        self._scope_enders.append(ender)
+
+    async def end_scope(self, scope: str) -> None:
+        """Release what the tools hold for run `scope` only."""
+        for ender in self._scope_enders:
+            await ender(scope)
 
     def register(
         self,

@@ -36,6 +36,7 @@ class SandboxPolicy:
     browser_timeout_seconds: int = 240
     cdp_endpoint_url: str | None = None
     cdp_headers: tuple[tuple[str, str], ...] = ()
+    denied_hint: str = ""  # said when a URL is refused: what else limits the allowlist
 
     def allows(self, url: str) -> bool:
         """True when `url` is http(s) and its host (and port, if the entry names one) is allowed."""
@@ -63,6 +64,9 @@ class SandboxPolicy:
         wanted = f"{host}:{parts.port}" if parts.port else host
         hint = (" (this machine's hosts need their port)" if parts.hostname
                 and is_loopback(parts.hostname) else "")
+        if self.denied_hint:
+            raise BlockedError(f"{url!r} is outside the allowlist {list(self.allowed_hosts)}: "
+                               f"{self.denied_hint}")
         raise BlockedError(
             f"{url!r} is outside the allowlist {list(self.allowed_hosts)}; to allow it, add "
             f"{wanted!r} with `duet run --allow-host {wanted}` or to `allowed_hosts` in the "
@@ -109,8 +113,24 @@ def use_idempotency_key(key: str | None) -> Iterator[None]:
         _idempotency_key.reset(token)
 
 
+_scope: ContextVar[str | None] = ContextVar("duet_scope", default=None)
+
+
+@contextmanager
+def use_scope(scope: str) -> Iterator[None]:
+    """Run the enclosed block as part of run `scope` (an executor deployment runs each
+    step for its caller's thread)."""
+    token = _scope.set(scope)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
 def run_scope() -> str:
     """The id of the run this code executes in (its LangGraph thread), or 'default'."""
+    if (scope := _scope.get()) is not None:
+        return scope
     try:
         from langgraph.config import get_config
 

@@ -20,6 +20,7 @@ from graph.guards import tokens_spent
 from graph.nodes.base import NodeDeps, every_result, runtime_context
 from graph.reasoning import ReasoningError, templated_answer
 from graph.state import State
+from tools.sandbox import run_scope
 
 
 async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
@@ -32,6 +33,10 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
                  "summary": state.get("summary", ""),
                  "results": state.get("recent", [])}
     ended = {"status": status, "reason": reason, "pending_steps": []}
+    if context.executor_url:
+        from graph.executor.client import remote_executor  # only runs that use one load it
+
+        await remote_executor(context.executor_url).end_thread(run_scope())
     if getattr(runtime, "store", None) is not None:
         ended["results"] = Overwrite(await every_result(runtime, state))
     decision = state.get("decision")

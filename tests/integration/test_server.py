@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +10,7 @@ import pytest
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client
 
-from demo_site.server import free_port
+from tests.fixtures.langgraph_server import langgraph_server
 from tests.fixtures.loopback import host_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,29 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`langgraph dev` on a free loopback port, serving langgraph.json's graph."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "langgraph"), "dev", "--host", "127.0.0.1",
-             "--port", str(port), "--no-browser", "--no-reload"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
+    """`langgraph dev` on a free loopback port, serving langgraph.json's graphs."""
+    with langgraph_server(tmp_path_factory.mktemp("server") / "server.log") as url:
+        yield url
 
 
 def _script(tmp_path: Path, site: str) -> str:

@@ -4,58 +4,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-import zstandard
 from langchain_core.tracers.langchain import wait_for_all_tracers
 
 from graph import Context, Decision, Plan, Step, build_graph
 from graph.testing import ScriptedChatModel
+from tests.fixtures.langsmith import SECRETS, forget_langsmith_settings
 from tests.fixtures.loopback import AwsHandler, host_of, serve
-
-SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-secret-do-not-leak-1234567890",
-           "NOVA_ACT_API_KEY": "nova-act-key-do-not-leak-0987654321",
-           "LANGSMITH_API_KEY": "lsv2-key-do-not-leak-5555555555"}
-
-
-def _forget_langsmith_settings(monkeypatch) -> None:
-    """LangSmith caches its environment and client per process; tests change both."""
-    import langsmith.run_trees
-    import langsmith.utils
-
-    langsmith.utils.get_env_var.cache_clear()
-    langsmith.utils.get_tracer_project.cache_clear()
-    monkeypatch.setattr(langsmith.run_trees, "_CLIENT", None)
-
-
-@pytest.fixture
-def langsmith_capture(monkeypatch):
-    """A loopback server standing in for the LangSmith API; collects every payload."""
-    payloads: list[bytes] = []
-
-    class Handler(AwsHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.reply(404, {"detail": "not here"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.body()
-            if self.headers.get("Content-Encoding") == "zstd":
-                body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-            payloads.append(body)
-            self.reply(202, {})
-
-        do_PATCH = do_POST  # noqa: N815
-
-    server, url = serve(Handler)
-    monkeypatch.setenv("LANGSMITH_TRACING", "true")
-    monkeypatch.setenv("LANGSMITH_ENDPOINT", url)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTDONOTLEAK")
-    _forget_langsmith_settings(monkeypatch)
-    yield payloads
-    server.shutdown()
-    monkeypatch.undo()
-    _forget_langsmith_settings(monkeypatch)
 
 
 async def test_a_run_posts_a_tree_of_named_runs_without_secrets(langsmith_capture, site):
@@ -95,7 +49,7 @@ async def test_tracing_is_off_unless_turned_on(monkeypatch, site):
 
     server, url = serve(Handler)
     monkeypatch.setenv("LANGSMITH_ENDPOINT", url)
-    _forget_langsmith_settings(monkeypatch)
+    forget_langsmith_settings(monkeypatch)
     model = ScriptedChatModel(responses=[Plan(goal="g", steps=[]), "nothing to do"])
     await build_graph(model=model).ainvoke({"task": "t"}, context=Context())
     wait_for_all_tracers()
