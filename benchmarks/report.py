@@ -21,6 +21,7 @@ GOALS = {
     "flat_time": "ms per step at 800 steps within 1.2x of that at 50 (chained plan)",
     "flat_size": "checkpoint KiB per step at 800 steps within 1.2x of that at 50 (chained plan)",
     "memory": "peak RSS of an 800-step run within 1.2x of a 50-step run",
+    "remote": "remote execution adds under 20 ms a step on loopback",
 }
 
 
@@ -94,6 +95,16 @@ def markdown(results: dict[str, Any]) -> str:
             f"plan generation ({f['fraction']:.2f} of it; 1.00 without streaming); "
             f"{f['steps_started_before_plan_ended']} of {f['steps']} steps started before the "
             "plan was complete."]
+    r = results["remote_execution"]
+    out += ["", f"**9. Remote execution** ({r['k']} simulated browser steps of "
+            f"{results['settings']['tool_s'] * results['settings']['scale']:g} s, independent; "
+            "tool phase in seconds)", "",
+            "| where the steps run | tool phase | critical path | ratio |", "|---|---|---|---|"]
+    out += [f"| {row['how']} | {row['tool_phase_s']:.2f} | {row['critical_path_s']:.2f} | "
+            f"{row['over_critical_path']:.2f} |" for row in r["rows"]]
+    out += ["", f"A chain of {r['chain']} no-op steps: {r['in_process_ms_per_step']:.1f} ms a "
+            f"step in-process, {r['remote_ms_per_step']:.1f} ms on an executor server "
+            f"({r['overhead_ms_per_step']:.1f} ms added per remote step)."]
     out += ["", "Goals:"] + [f"- {line}" for line in verdicts(results)]
     return "\n".join(out)
 
@@ -149,6 +160,8 @@ def _long_run_verdicts(results: dict[str, Any], line: Any) -> list[str]:
             ratio = at_bare["ms_per_step"] / bare["ms_per_step"]
             lines.append(line(ratio < 2, "overhead",
                               f"{backend}: {ratio:.2f}x, {at_bare['ms_per_step']:.1f} ms"))
+    added = results["remote_execution"]["overhead_ms_per_step"]
+    lines.append(line(added < 20, "remote", f"{added:.1f} ms"))
     runs = [r for r in results["memory"] if r.get("steps")]
     ratio = runs[-1]["peak_mb"] / runs[0]["peak_mb"]
     lines.append(line(ratio <= 1.2, "memory",

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -21,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from benchmarks import sim
 from graph import Context, Plan, build_graph
 from graph.checkpoints import open_checkpointer, open_store
+from tests.fixtures.langgraph_server import langgraph_server
 from tests.fixtures.postgres import postgres_bin, running_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,6 +237,38 @@ async def long_runs(sizes: list[int], bare_steps: int,
     return rows
 
 
+@contextmanager
+def executor_servers(count: int, scale: float, folder: Path) -> Iterator[list[str]]:
+    """`count` executor deployments (`langgraph dev`) over the simulated tools."""
+    env = {"DUET_BENCH_SCALE": str(scale), "PYTHONPATH": str(ROOT),
+           "DUET_HOME": str(folder / "executor-home")}
+    with ExitStack() as stack:
+        yield [stack.enter_context(langgraph_server(folder / f"executor-{n}.log", env,
+                                                    config=ROOT / "benchmarks/executor.json"))
+               for n in range(count)]
+
+
+async def remote_execution(k: int, chain: int, scale: float,
+                           urls: list[str]) -> dict[str, Any]:
+    """Figure 9: k simulated browser steps (independent) run in-process and on one and two
+    executor servers, the tool phase against the critical path; and the time a remote
+    step adds, from a chain of no-op steps run both ways."""
+    rows = []
+    for how, setting in (("in-process", None), ("1 executor server", urls[0]),
+                         ("2 executor servers", ",".join(urls))):
+        _, _, out = await _run_graph(sim.independent_plan(k), scale, executor_url=setting)
+        floor = sim.TOOL_S * scale
+        rows.append({"how": how, "tool_phase_s": _tool_phase(out), "critical_path_s": floor,
+                     "over_critical_path": _tool_phase(out) / floor})
+    per_step = {}
+    for how, setting in (("in-process", None), ("remote", urls[0])):
+        _, _, out = await _run_graph(sim.chained_plan(chain), 0.0, executor_url=setting)
+        per_step[how] = _tool_phase(out) / chain * 1000
+    return {"k": k, "rows": rows, "chain": chain, "in_process_ms_per_step": per_step["in-process"],
+            "remote_ms_per_step": per_step["remote"],
+            "overhead_ms_per_step": per_step["remote"] - per_step["in-process"]}
+
+
 def _time_command(code: list[str], repeats: int, home: Path) -> float:
     times = []
     for _ in range(repeats):
@@ -338,10 +372,11 @@ def memory(sizes: list[int], threads: int) -> list[dict[str, Any]]:
 SIZES = {
     "full": {"ks": [1, 2, 4, 8, 16], "scale": 1.0, "cost_sizes": [5, 10, 20],
              "uneven_ks": [8, 16, 32], "first_tool_steps": 20, "context_steps": 200,
-             "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50},
+             "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50,
+             "remote_k": 16, "remote_chain": 50},
     "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
               "first_tool_steps": 20, "context_steps": 40, "long_runs": [10, 40],
-              "bare_steps": 20, "repeats": 1, "threads": 5},
+              "bare_steps": 20, "repeats": 1, "threads": 5, "remote_k": 4, "remote_chain": 5},
 }
 
 
@@ -354,6 +389,9 @@ def run_all(size: str) -> dict[str, Any]:
         if postgres_bin():
             backends["postgres"] = stack.enter_context(running_postgres())
         long = asyncio.run(long_runs(p["long_runs"], p["bare_steps"], backends))
+        urls = stack.enter_context(executor_servers(2, p["scale"], Path(folder)))
+        remote = asyncio.run(remote_execution(p["remote_k"], p["remote_chain"], p["scale"],
+                                              urls))
     return {
         "size": size,
         "parallel_speedup": asyncio.run(parallel_speedup(p["ks"], p["scale"])),
@@ -362,6 +400,7 @@ def run_all(size: str) -> dict[str, Any]:
         "first_tool_call": asyncio.run(first_tool_call(p["first_tool_steps"], p["scale"])),
         "context_growth": asyncio.run(context_growth(p["context_steps"])),
         "long_runs": long,
+        "remote_execution": remote,
         "startup": startup(p["repeats"]),
         "memory": memory([p["long_runs"][0], p["long_runs"][-1]], p["threads"]),
         "settings": {"model_base_s": sim.MODEL_BASE_S,

@@ -16,7 +16,7 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((tmp_path / "smoke.json").read_text())
     assert {"parallel_speedup", "reasoning_cost", "uneven_dags", "first_tool_call",
-            "context_growth", "long_runs", "startup", "memory", "machine",
+            "context_growth", "long_runs", "remote_execution", "startup", "memory", "machine",
             "settings"} <= results.keys()
     speed = results["parallel_speedup"]
     assert [r["k"] for r in speed] == [1, 4]
@@ -38,6 +38,11 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
         for workload in ("chained plan", "a plan per step", "bare LangGraph loop")}
     assert all(r["kib_per_step"] > 0 and r["ms_per_step"] > 0 for r in long)
     assert [r["steps"] for r in results["memory"] if r.get("steps")] == [10, 40]
+    # Figure 9 ran the same plan in-process and on one and two executor servers.
+    remote = results["remote_execution"]
+    assert [r["how"] for r in remote["rows"]] == [
+        "in-process", "1 executor server", "2 executor servers"]
+    assert remote["remote_ms_per_step"] > 0 and remote["in_process_ms_per_step"] > 0
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
 
 
