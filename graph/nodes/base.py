@@ -107,10 +107,3 @@ async def keep(runtime: Runtime[Context] | None, results: list[StepResult]) -> d
             await ledger.unrun(result)
     return update
 
-
-async def every_result(runtime: Runtime[Context] | None, state: State) -> list[StepResult]:
-    """Every result of the run so far: from the ledger, or the state without a store."""
-    store = getattr(runtime, "store", None)
-    if store is None:
-        return state.get("results", [])
-    return await StepLedger(store, run_scope()).results()

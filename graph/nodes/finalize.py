@@ -17,7 +17,8 @@ from langgraph.types import Overwrite
 from graph.context import Context
 from graph.contracts import RunStatus, Usage
 from graph.guards import tokens_spent
-from graph.nodes.base import NodeDeps, every_result, runtime_context
+from graph.ledger import StepLedger
+from graph.nodes.base import NodeDeps, runtime_context
 from graph.reasoning import ReasoningError, templated_answer
 from graph.state import State
 from tools.sandbox import run_scope
@@ -37,8 +38,8 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
         from graph.executor.client import remote_executor  # only runs that use one load it
 
         await remote_executor(context.executor_url).end_thread(run_scope())
-    if getattr(runtime, "store", None) is not None:
-        ended["results"] = Overwrite(await every_result(runtime, state))
+    if (store := getattr(runtime, "store", None)) is not None:
+        ended["results"] = Overwrite(await StepLedger(store, run_scope()).results())
     decision = state.get("decision")
     if decision is not None and decision.action == "finish" and decision.answer:
         return ended | {"final_answer": decision.answer}

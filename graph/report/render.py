@@ -98,7 +98,7 @@ def _gantt(data: dict[str, Any]) -> dict[str, Any]:
     step = _tick(span)
     ticks = [{"x": LABEL_W + i * step * scale, "label": f"{i * step:g} s"}
              for i in range(int(span / step) + 1)]
-    return {"bars": bars, "width": GANTT_W + LABEL_W + 20,
+    return {"bars": bars, "width": GANTT_W + LABEL_W + 40,
             "height": 34 + len(bars) * (BAR_H + 4), "ticks": ticks, "bar_h": BAR_H}
 
 
