@@ -97,7 +97,8 @@ def markdown(results: dict[str, Any]) -> str:
             "plan was complete."]
     r = results["remote_execution"]
     out += ["", f"**9. Remote execution** ({r['k']} simulated browser steps of "
-            f"{results['settings']['tool_s'] * results['settings']['scale']:g} s, independent; "
+            f"{results['settings']['tool_s'] * results['settings']['scale']:g} s, independent, "
+            f"the whole plan at once; executor servers run {r['jobs']} runs at once; "
             "tool phase in seconds)", "",
             "| where the steps run | tool phase | critical path | ratio |", "|---|---|---|---|"]
     out += [f"| {row['how']} | {row['tool_phase_s']:.2f} | {row['critical_path_s']:.2f} | "

@@ -237,15 +237,18 @@ async def long_runs(sizes: list[int], bare_steps: int,
     return rows
 
 
+EXECUTOR_JOBS = 10  # runs at once per executor server (LangGraph's `--n-jobs-per-worker`)
+
+
 @contextmanager
 def executor_servers(count: int, scale: float, folder: Path) -> Iterator[list[str]]:
     """`count` executor deployments (`langgraph dev`) over the simulated tools."""
     env = {"DUET_BENCH_SCALE": str(scale), "PYTHONPATH": str(ROOT),
            "DUET_HOME": str(folder / "executor-home")}
     with ExitStack() as stack:
-        yield [stack.enter_context(langgraph_server(folder / f"executor-{n}.log", env,
-                                                    config=ROOT / "benchmarks/executor.json"))
-               for n in range(count)]
+        yield [stack.enter_context(langgraph_server(
+            folder / f"executor-{n}.log", env, config=ROOT / "benchmarks/executor.json",
+            jobs=EXECUTOR_JOBS)) for n in range(count)]
 
 
 async def remote_execution(k: int, chain: int, scale: float,
@@ -256,7 +259,9 @@ async def remote_execution(k: int, chain: int, scale: float,
     rows = []
     for how, setting in (("in-process", None), ("1 executor server", urls[0]),
                          ("2 executor servers", ",".join(urls))):
-        _, _, out = await _run_graph(sim.independent_plan(k), scale, executor_url=setting)
+        # The whole plan at once (as in figure 7): this measures where the steps run.
+        _, _, out = await _run_graph(sim.independent_plan(k), scale, model_scale=0.0,
+                                     executor_url=setting)
         floor = sim.TOOL_S * scale
         rows.append({"how": how, "tool_phase_s": _tool_phase(out), "critical_path_s": floor,
                      "over_critical_path": _tool_phase(out) / floor})
@@ -264,7 +269,8 @@ async def remote_execution(k: int, chain: int, scale: float,
     for how, setting in (("in-process", None), ("remote", urls[0])):
         _, _, out = await _run_graph(sim.chained_plan(chain), 0.0, executor_url=setting)
         per_step[how] = _tool_phase(out) / chain * 1000
-    return {"k": k, "rows": rows, "chain": chain, "in_process_ms_per_step": per_step["in-process"],
+    return {"k": k, "jobs": EXECUTOR_JOBS, "rows": rows, "chain": chain,
+            "in_process_ms_per_step": per_step["in-process"],
             "remote_ms_per_step": per_step["remote"],
             "overhead_ms_per_step": per_step["remote"] - per_step["in-process"]}
 

@@ -45,7 +45,7 @@ def executor(tmp_path_factory, crm):
     """An executor deployment that may reach the CRM and nothing else."""
     folder = tmp_path_factory.mktemp("executor")
     env = {"DUET_EXECUTOR_ALLOWED_HOSTS": host_of(crm[0]), "DUET_HOME": str(folder / "home")}
-    with langgraph_server(folder / "server.log", env) as url:
+    with langgraph_server(folder / "server.log", env, jobs=8) as url:
         yield url
 
 
