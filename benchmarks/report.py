@@ -232,9 +232,13 @@ def charts(results: dict[str, Any], folder: Path) -> list[Path]:
             values = [series[0][key]] * 2 if bare else [r[key] for r in series]
             ax.plot(steps, values, "--" if bare else "-", marker="o",
                     label=f"{workload} ({backend})")
-    axes[0].set(xscale="log", xlabel="steps in the run", ylabel="ms per step",
-                title="4. Time per step")
-    axes[1].set(xscale="log", yscale="log", xlabel="steps in the run",
+    steps = sorted({r["steps"] for r in rows})
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(steps, [str(n) for n in steps])
+        ax.minorticks_off()
+    axes[0].set(xlabel="steps in the run", ylabel="ms per step", title="4. Time per step")
+    axes[1].set(yscale="log", xlabel="steps in the run",
                 ylabel="checkpoint KiB per step", title="4. Checkpoint bytes per step")
     axes[1].legend(fontsize=7)
     paths.append(_save(fig, folder / "overhead.png"))
