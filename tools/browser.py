@@ -158,6 +158,8 @@ class BrowserPool:
         finally:
             if not name:
                 await self.release(session)
+            elif (key := (run_scope(), name, policy)) in self._used:
+                self._used[key] = time.monotonic()  # idle from the end of its last step
 
     async def playwright_page(self, session: BrowserSession) -> Any:
         """The session's page, connecting Playwright over CDP on first use."""

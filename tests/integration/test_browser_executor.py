@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,6 +19,7 @@ from tools import (
     default_registry,
     use_policy,
 )
+from tools.sandbox import use_scope
 
 pytestmark = pytest.mark.browser
 
@@ -127,3 +129,25 @@ async def test_a_remote_browser_over_cdp_is_one_setting_away(site):
         await pool.aclose()
         remote.close()
         proxy.close()
+
+
+async def test_named_sessions_close_when_their_run_ends_or_sit_idle(site):
+    pool = BrowserPool(max_sessions=4, idle_seconds=0.5)
+    executor = PlaywrightExecutor(pool)
+    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
+    try:
+        with use_policy(policy), use_scope("run-a"):
+            await executor.goto(f"{site}/customers", session="kept")
+        with use_policy(policy), use_scope("run-b"):
+            await executor.goto(f"{site}/invoices", session="idle")
+        ended = pool._named[("run-a", "kept", policy)]
+        await pool.close_scope("run-a")  # run-a ended: its session closed, run-b's stays
+        assert not ended.alive() and [key[0] for key in pool._named] == ["run-b"]
+        idle = pool._named[("run-b", "idle", policy)]
+        await asyncio.sleep(0.8)
+        with use_policy(policy), use_scope("run-c"):
+            await executor.goto(f"{site}/customers", session="new")
+        # Asking for a session reaps those unused for idle_seconds.
+        assert not idle.alive() and [key[0] for key in pool._named] == ["run-c"]
+    finally:
+        await pool.aclose()
