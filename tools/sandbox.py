@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from tools.errors import BlockedError
@@ -85,6 +86,19 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+T = TypeVar("T")
+
+
+@contextmanager
+def _setting(variable: ContextVar[T], value: T) -> Iterator[T]:
+    """`variable` set to `value` for the enclosed block (each step's setting)."""
+    token = variable.set(value)
+    try:
+        yield value
+    finally:
+        variable.reset(token)
+
+
 DENY_ALL = SandboxPolicy()
 _policy: ContextVar[SandboxPolicy | None] = ContextVar("duet_sandbox_policy", default=None)
 
@@ -103,28 +117,18 @@ def current_idempotency_key() -> str | None:
     return _idempotency_key.get()
 
 
-@contextmanager
-def use_idempotency_key(key: str | None) -> Iterator[None]:
+def use_idempotency_key(key: str | None) -> AbstractContextManager[str | None]:
     """Run the enclosed block with `key` as the step's idempotency key."""
-    token = _idempotency_key.set(key)
-    try:
-        yield
-    finally:
-        _idempotency_key.reset(token)
+    return _setting(_idempotency_key, key)
 
 
 _scope: ContextVar[str | None] = ContextVar("duet_scope", default=None)
 
 
-@contextmanager
-def use_scope(scope: str) -> Iterator[None]:
+def use_scope(scope: str) -> AbstractContextManager[str | None]:
     """Run the enclosed block as part of run `scope` (an executor deployment runs each
     step for its caller's thread)."""
-    token = _scope.set(scope)
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+    return _setting(_scope, scope)
 
 
 def run_scope() -> str:
@@ -139,14 +143,9 @@ def run_scope() -> str:
         return "default"
 
 
-@contextmanager
-def use_policy(policy: SandboxPolicy) -> Iterator[SandboxPolicy]:
+def use_policy(policy: SandboxPolicy) -> AbstractContextManager[SandboxPolicy | None]:
     """Run the enclosed block under `policy`."""
-    token = _policy.set(policy)
-    try:
-        yield policy
-    finally:
-        _policy.reset(token)
+    return _setting(_policy, policy)
 
 
 @dataclass(frozen=True)
@@ -176,11 +175,6 @@ def current_step_files() -> StepFiles | None:
     return _step_files.get()
 
 
-@contextmanager
-def use_step_files(files: StepFiles | None) -> Iterator[None]:
+def use_step_files(files: StepFiles | None) -> AbstractContextManager[StepFiles | None]:
     """Run the enclosed block with `files` as the step's files."""
-    token = _step_files.set(files)
-    try:
-        yield
-    finally:
-        _step_files.reset(token)
+    return _setting(_step_files, files)
