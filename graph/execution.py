@@ -12,7 +12,6 @@ import json
 import random
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableLambda
@@ -162,7 +161,7 @@ async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
     attempt = await remote_executor(context.executor_url).attempt(request)
     if attempt.screenshot and (files := current_step_files()) is not None:
         image = base64.b64decode(attempt.screenshot)
-        await asyncio.to_thread(_write, files.screenshot, image)
+        await asyncio.to_thread(files.save_screenshot, image)
     # Redacted and capped again here: this process knows secrets the executor does not.
     output = _as_json(attempt.output, policy.max_response_bytes)
     return attempt.model_copy(update={"output": output, "screenshot": None})
@@ -174,11 +173,6 @@ def _trace_headers() -> dict[str, str] | None:
 
     run = get_current_run_tree()
     return run.to_headers() if run is not None else None
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
 
 
 async def _run_with_retries(

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.tools import StructuredTool
@@ -192,14 +191,9 @@ async def _screenshot(page: Any) -> None:
         return
     try:
         image = await page.screenshot()
-        await asyncio.to_thread(_write, files.screenshot, image)
+        await asyncio.to_thread(files.save_screenshot, image)
     except Exception:  # noqa: BLE001 - the step's result matters, its picture less
         log.warning("could not save a screenshot of step %s", files.name, exc_info=True)
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
 
 
 async def _quietly(awaitable: Any) -> None:

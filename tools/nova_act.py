@@ -187,8 +187,7 @@ class NovaActExecutor:
 def _screenshot(nova: Any, files: StepFiles) -> None:
     """Save the page at the end of a step; a page that cannot be captured does not fail it."""
     try:
-        files.screenshot.parent.mkdir(parents=True, exist_ok=True)
-        nova.page.screenshot(path=str(files.screenshot))
+        files.save_screenshot(nova.page.screenshot())
     except Exception:  # noqa: BLE001 - the step's result matters, its picture less
         log.warning("could not save a screenshot of step %s", files.name)
 

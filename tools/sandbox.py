@@ -161,6 +161,11 @@ class StepFiles:
         """The PNG of the page at the end of the step."""
         return self.run_folder / "steps" / f"{self.name}.png"
 
+    def save_screenshot(self, image: bytes) -> None:
+        """Write the page's PNG, making the run's folder (blocking: off the event loop)."""
+        self.screenshot.parent.mkdir(parents=True, exist_ok=True)
+        self.screenshot.write_bytes(image)
+
     @property
     def nova_act_logs(self) -> Path:
         """The folder of Nova Act's own run logs (one per run, shared by its steps)."""
