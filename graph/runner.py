@@ -112,8 +112,9 @@ async def run_thread(
 
     registry = tools if tools is not None else default_registry()
     async with open_checkpointer(checkpointer_url) as saver, open_store(checkpointer_url) as store:
-        saved_values, _ = await latest(saver, thread_id)
-        if task is None and not saved_values.get("status") and saved_before_ledger(saved_values):
+        # Only a resume can meet a state of the earlier shape (a new run has none yet).
+        saved = (await latest(saver, thread_id))[0] if task is None else {}
+        if not saved.get("status") and saved_before_ledger(saved):
             raise IncompatibleThread(
                 f"thread {thread_id!r} was saved by an earlier nova-duet, whose state kept "
                 "every result: `duet show` reads it, but this version cannot continue it. "

@@ -15,7 +15,7 @@ from typing import Any
 
 from graph.checkpoints import run_folder
 from graph.contracts import FinalState, StepResult
-from graph.threads import load_settings, read_trace, saved_run, trace_path
+from graph.threads import UnknownThread, load_settings, read_trace, saved_run, trace_path
 from tools.sandbox import StepFiles
 
 OUTPUT_CHARS = 2_000  # of a step's output shown in the report
@@ -32,7 +32,10 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
     values, final = await saved_run(thread_id, checkpointer_url)
     events = read_trace(trace_path(thread_id))
     plans = _plans(events, values)
-    steps = [_step(thread_id, result, plans) for result in final.results]
+    planned = {(version, step["id"]): step for version, plan in plans.items()
+               for step in plan["steps"]}
+    steps = [_step(thread_id, result, planned.get((result.plan_version, result.step_id), {}))
+             for result in final.results]
     _mark_critical(steps)
     reasoning = [{key: e[key] for key in ("kind", "started", "ended", "input_tokens",
                                           "output_tokens", "cost_usd", "ok")}
@@ -42,7 +45,7 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
     times += [e["t"] for e in events if e["event"] in ("run_started", "resume", "run_finished")]
     try:
         settings = load_settings(thread_id)["context"]
-    except Exception:  # noqa: BLE001 - a run saved elsewhere has no settings file here
+    except UnknownThread:  # a run saved elsewhere (a server) has no settings file here
         settings = {}
     return {
         "thread_id": thread_id, "task": values.get("task", ""),
@@ -72,10 +75,9 @@ def _plans(events: list[dict[str, Any]], values: dict[str, Any]) -> dict[int, di
     return plans
 
 
-def _step(thread_id: str, result: StepResult, plans: dict[int, dict[str, Any]]
-          ) -> dict[str, Any]:
-    planned = next((s for s in plans.get(result.plan_version, {}).get("steps", [])
-                    if s["id"] == result.step_id), {})
+def _step(thread_id: str, result: StepResult, planned: dict[str, Any]) -> dict[str, Any]:
+    """One step's section: its result, with the arguments and dependencies it was planned
+    with (empty when the trace did not record its plan)."""
     started = result.started_at.timestamp()
     output = json.dumps(result.output, ensure_ascii=False, indent=1, default=str)
     files = StepFiles(run_folder(thread_id), f"v{result.plan_version}-{result.step_id}")
