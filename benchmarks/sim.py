@@ -113,7 +113,7 @@ def work_tool(scale: float, output_chars: int = 200) -> StructuredTool:
 
 def registry(scale: float, output_chars: int = 200) -> ToolRegistry:
     """The benchmark's tool registry: just `work`."""
-    return ToolRegistry([work_tool(scale, output_chars)])
+    return ToolRegistry([work_tool(scale, output_chars)], read_only=True)
 
 
 def independent_plan(k: int) -> Plan:

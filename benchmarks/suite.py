@@ -292,7 +292,7 @@ def _first_event_seconds(home: Path, plan: Path, repeats: int) -> float:
         thread = f"first-{attempt}"
         trace = home / "traces" / f"{thread}.jsonl"
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "graph.cli", "run", "t", "--plan-file",
+        proc = subprocess.Popen([sys.executable, "-m", "graph.app.cli", "run", "t", "--plan-file",
                                  str(plan), "--thread", thread, "--json"], cwd=ROOT,
                                 env={**os.environ, "DUET_HOME": str(home)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -309,7 +309,7 @@ def startup(repeats: int) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory() as folder:
         home, plan = Path(folder), Path(folder) / "plan.json"
         plan.write_text(json.dumps({"goal": "nothing to do", "steps": []}))
-        subprocess.run([python, "-m", "graph.cli", "run", "t", "--plan-file", str(plan),
+        subprocess.run([python, "-m", "graph.app.cli", "run", "t", "--plan-file", str(plan),
                         "--thread", "shown", "--json"], cwd=ROOT, capture_output=True,
                        env={**os.environ, "DUET_HOME": str(home)})
         commands = {
@@ -317,9 +317,9 @@ def startup(repeats: int) -> list[dict[str, float]]:
             "import langgraph.graph (baseline)": [python, "-c", "import langgraph.graph"],
             "import graph": [python, "-c", "import graph"],
             "build the graph": [python, "-c", "from graph import build_graph; build_graph()"],
-            "duet --help": [python, "-m", "graph.cli", "--help"],
-            "duet schema": [python, "-m", "graph.cli", "schema"],
-            "duet show THREAD": [python, "-m", "graph.cli", "show", "shown"],
+            "duet --help": [python, "-m", "graph.app.cli", "--help"],
+            "duet schema": [python, "-m", "graph.app.cli", "schema"],
+            "duet show THREAD": [python, "-m", "graph.app.cli", "show", "shown"],
         }
         timings = {name: _time_command(code, repeats, home) for name, code in commands.items()}
         timings["duet run: first event"] = _first_event_seconds(home, plan, repeats)

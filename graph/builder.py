@@ -41,7 +41,7 @@ def build_graph(
             A `plan_file` in the run context selects the offline planner instead.
         tools: the tool registry; the default holds the built-in executors.
         checkpointer: where runs are saved so they can resume (None: not saved).
-        store: holds the step ledger (`graph.ledger`), so a killed run resumes without
+        store: holds the step ledger (`graph.runtime.ledger`), so a killed run resumes without
             running a finished step again; None keeps no ledger (a LangGraph server
             passes its own store).
         name: the graph's name in traces and Studio.

@@ -1,5 +1,5 @@
 """Checkpointers and stores: SQLite by default (a file you can find), Postgres with a
-postgresql:// URL. The store holds the step ledger (`graph.ledger`) beside the checkpoints.
+postgresql:// URL. The store holds the step ledger (`graph.runtime.ledger`) beside the checkpoints.
 """
 
 from __future__ import annotations

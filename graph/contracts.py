@@ -143,6 +143,10 @@ class StepResult(BaseModel):
                    error=StepError(type=error_type, message=message))
 
 
+# The executor deployment's graph, as `langgraph.json` serves it (`graph.executor`).
+EXECUTOR_GRAPH_ID = "nova-duet-executor"
+
+
 class StepRequest(BaseModel):
     """One attempt of one step, as the reasoning graph sends it to an executor deployment
     (`graph.executor`): the resolved arguments, the idempotency key, and the sandbox."""

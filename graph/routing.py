@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.nodes.base import runtime_context
 from graph.nodes.summarize import needs_summary
-from graph.progress import decision_trigger
+from graph.runtime.progress import decision_trigger
 from graph.state import State
 
 Move = Literal["plan", "act", "summarize", "approve", "observe", "finalize"]

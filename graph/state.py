@@ -4,7 +4,7 @@ Every checkpoint stores the whole state (SQLite's saver writes all of it each ti
 state holds only what routing and prompts need, whose size does not depend on how long the
 run has gone on: the plan, the current plan's results, the results the next prompt shows
 (bounded by summarization) and counts. Each result is kept once, in the step ledger in the
-graph's store (`graph.ledger`); `finalize` copies the whole list into `results` once, so
+graph's store (`graph.runtime.ledger`); `finalize` copies the whole list into `results` once, so
 `invoke`, Studio and `duet show` see every result. A graph compiled without a store has no
 ledger: there `results` grows with every step instead.
 """
@@ -66,7 +66,7 @@ class State(InputState, OutputState, total=False):
     recent: Annotated[list[StepResult], operator.add]  # not yet folded into the summary
     tally: Annotated[StepTally, operator.add]
     pending_steps: list[StepTask]  # ready steps that change things, held for approval
-    first_plan: Plan | None  # made before any tool output was read (`graph.taint`)
+    first_plan: Plan | None  # made before any tool output was read (`graph.runtime.taint`)
     escalations: dict[str, str]  # steps of the current plan that need a human, and why
     plan_fingerprints: list[str]
     replans: int

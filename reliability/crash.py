@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from graph.threads import read_trace
+from graph.app.threads import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = 6
@@ -72,7 +72,7 @@ class Trial:
 
 def _duet(*args: str, home: Path, **popen: Any) -> subprocess.Popen:
     env = {**os.environ, "DUET_HOME": str(home)}
-    return subprocess.Popen([sys.executable, "-m", "graph.cli", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "graph.app.cli", *args], cwd=ROOT, env=env,
                             **popen)
 
 
@@ -139,7 +139,7 @@ async def _journal_and_history(home: Path, thread: str) -> tuple[dict[str, int],
     """Journal entry states, and whether the checkpoint chain is one unbroken line."""
     from graph.builder import build_graph
     from graph.checkpoints import open_checkpointer, open_store
-    from graph.ledger import StepLedger
+    from graph.runtime.ledger import StepLedger
 
     url = str(home / "checkpoints.sqlite")
     async with open_store(url) as store:

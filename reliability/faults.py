@@ -21,14 +21,14 @@ from nova_act.types import act_errors
 from nova_act.types.errors import AuthError, StartFailed
 from pydantic import BaseModel
 
+from graph.app.runner import run_thread
+from graph.app.threads import read_trace, saved_run, trace_path
 from graph.checkpoints import duet_home
 from graph.context import Context
 from graph.contracts import Decision, FinalState, Plan, RunStatus, Step
 from graph.reasoning.bedrock import BEDROCK_MAX_ATTEMPTS
 from graph.rendering import FENCED_BLOCK, RESULT_OUTPUT_CHARS
-from graph.runner import run_thread
 from graph.testing import ScriptedChatModel
-from graph.threads import read_trace, saved_run, trace_path
 from tests.fixtures.converse import ConverseStub, failure, text, tool_input
 from tools import (
     BrowserPool,
@@ -232,16 +232,16 @@ def fault_tools(env: Env) -> ToolRegistry:
         raise as_tool_error(NOVA_ACT_ERRORS[error]())
 
     registry = ToolRegistry([echo, explode, sluggish, hang, empty, huge, down, unserializable,
-                             nova_fault, lock_checkpoints, crash_browser])
-    registry.register(schema_tool, output_schema=Pair)
+                             nova_fault, lock_checkpoints, crash_browser], read_only=True)
+    registry.register(schema_tool, read_only=True, output_schema=Pair)
     for write in (charge, ambiguous_write, refused_write, nova_act_write):
         registry.register(write, side_effects=True)
     registry.register(http_request_tool, side_effects=http_changes_things,
                       takes_idempotency_key=True)
     registry.register(keyed_charge, side_effects=True, takes_idempotency_key=True)
     goto, _, _, read = PlaywrightExecutor(env.pool).tools()
-    registry.register(goto)
-    registry.register(read)
+    registry.register(goto, read_only=True)
+    registry.register(read, read_only=True)
     return registry
 
 

@@ -20,12 +20,12 @@ from urllib.parse import quote, urlsplit
 from langchain_core.messages import BaseMessage
 
 from demo_site.hostile import CORPUS, PAGE_AWS_KEY_ID, PAGE_AWS_SECRET, Hostile
+from graph.app.runner import run_thread
+from graph.app.threads import saved_run
 from graph.context import Context
 from graph.contracts import Decision, Plan, Step
 from graph.rendering import FENCED_BLOCK
-from graph.runner import run_thread
 from graph.testing import ScriptedChatModel
-from graph.threads import saved_run
 from tools import ToolRegistry, default_registry
 
 

@@ -74,8 +74,8 @@ async def run_load(url: str, backend: str, threads: int = 50) -> LoadResult:
     """Run `threads` runs at once on the checkpointer at `url`, then check every thread."""
     model = ScriptedChatModel(responses=[_respond] * (4 * threads + 8))
     async with open_checkpointer(url) as saver, open_store(url) as store:
-        graph = build_graph(model=model, tools=ToolRegistry([tag]), checkpointer=saver,
-                            store=store)
+        graph = build_graph(model=model, tools=ToolRegistry([tag], read_only=True),
+                            checkpointer=saver, store=store)
         context = Context(max_tool_calls=10)
 
         async def one(thread: str) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Executors the plans call, and the registry that lists them."""
 
+import functools
+
 from tools.browser import BrowserPool, PlaywrightExecutor
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
 from tools.http import http_changes_things, http_request_tool
@@ -23,19 +25,19 @@ def default_registry(max_browser_sessions: int = 4,
     sessions unused that long close too.
     """
     registry = ToolRegistry()
-    registry.register(http_request_tool, side_effects=http_changes_things,
-                      takes_idempotency_key=True)
+    builtin = functools.partial(registry.register, source="builtin")
+    builtin(http_request_tool, side_effects=http_changes_things, takes_idempotency_key=True)
     pool = BrowserPool(max_browser_sessions, idle_seconds)
     registry.on_close(pool.aclose)
     registry.on_scope_end(pool.close_scope)
     goto, click, fill, read = PlaywrightExecutor(pool).tools()
-    registry.register(goto)
-    registry.register(click, side_effects=True)
-    registry.register(fill, side_effects=True)
-    registry.register(read)
+    builtin(goto, read_only=True)
+    builtin(click, side_effects=True)
+    builtin(fill, side_effects=True)
+    builtin(read, read_only=True)
     act, extract = NovaActExecutor(pool).tools()
-    registry.register(act, side_effects=True, unavailable_reason=nova_act_unavailable)
-    registry.register(extract, unavailable_reason=nova_act_unavailable)
+    builtin(act, side_effects=True, unavailable_reason=nova_act_unavailable)
+    builtin(extract, read_only=True, unavailable_reason=nova_act_unavailable)
     return registry
 
 

@@ -30,7 +30,14 @@ class RegisteredTool:
     """A LangChain tool plus what the graph must know about it.
 
     `side_effects` is a flag, or a function of the call's arguments (an HTTP GET reads,
-    a POST writes).
+    a POST writes). A tool changes things unless it says otherwise: such a step needs
+    approval, is journaled, never starts while the plan streams, and is not retried after
+    a failure that may have come after its effect.
+
+    `idempotent` says a repeated call has no further effect (MCP's `idempotentHint`), so
+    the step may be retried, or run again after a crash, without an idempotency key.
+    `destructive` (MCP's `destructiveHint`) is shown in the approval request.
+    `source` says where the tool comes from: `builtin`, `registered` or `mcp:<server>`.
 
     `unavailable_reason` returns why the tool cannot run here (missing credentials,
     say) or None; an unavailable tool is listed to the planner as such and refused.
@@ -44,10 +51,13 @@ class RegisteredTool:
     """
 
     tool: BaseTool
-    side_effects: bool | Callable[[dict[str, Any]], bool] = False
+    side_effects: bool | Callable[[dict[str, Any]], bool] = True
     unavailable_reason: Callable[[], str | None] | None = None
     takes_idempotency_key: bool = False
     output_schema: type[BaseModel] | None = None
+    idempotent: bool = False
+    destructive: bool = False
+    source: str = "registered"
 
     @property
     def name(self) -> str:
@@ -55,8 +65,14 @@ class RegisteredTool:
         return self.tool.name
 
     def changes_things(self, args: dict[str, Any]) -> bool:
-        """True when a call with `args` has side effects (and so may need approval)."""
+        """True when a call with `args` has side effects (and so needs approval)."""
         return self.side_effects(args) if callable(self.side_effects) else self.side_effects
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        """True when running the tool again cannot repeat an effect: it sends the step's
+        idempotency key, or it is idempotent."""
+        return self.takes_idempotency_key or self.idempotent
 
     def check_output(self, output: Any) -> None:
         """Raise `ToolError` (OutputSchemaMismatch) when `output` breaks `output_schema`."""
@@ -85,12 +101,15 @@ class RegisteredTool:
 class ToolRegistry:
     """Named tools available to plans."""
 
-    def __init__(self, tools: Iterable[BaseTool | RegisteredTool] = ()):
+    def __init__(self, tools: Iterable[BaseTool | RegisteredTool] = (), *,
+                 read_only: bool = False):
+        """Register `tools` as `register` does: as tools that change things, unless
+        `read_only` says they all only read."""
         self._tools: dict[str, RegisteredTool] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._scope_enders: list[Callable[[str], Awaitable[None]]] = []
         for tool in tools:
-            self.register(tool)
+            self.register(tool, read_only=read_only)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run `closer` on `aclose` (to stop browsers the tools started)."""
@@ -114,17 +133,29 @@ class ToolRegistry:
         self,
         tool: BaseTool | RegisteredTool,
         *,
-        side_effects: bool | Callable[[dict[str, Any]], bool] = False,
+        read_only: bool = False,
+        side_effects: bool | Callable[[dict[str, Any]], bool] | None = None,
         unavailable_reason: Callable[[], str | None] | None = None,
         takes_idempotency_key: bool = False,
         output_schema: type[BaseModel] | None = None,
+        idempotent: bool = False,
+        destructive: bool = False,
+        source: str = "registered",
     ) -> RegisteredTool:
-        """Add a tool; a second tool with the same name is an error."""
+        """Add a tool; a second tool with the same name is an error.
+
+        A tool registered without a declaration changes things (deny by default):
+        `read_only=True` says it only reads, and `side_effects` (a flag, or a function of
+        the call's arguments) says when it changes things.
+        """
+        if read_only and side_effects not in (None, False):
+            raise ValueError(f"{tool.name!r}: read_only=True contradicts side_effects")
+        changes = (not read_only) if side_effects is None else side_effects
         entry = (
             tool
             if isinstance(tool, RegisteredTool)
-            else RegisteredTool(tool, side_effects, unavailable_reason, takes_idempotency_key,
-                                output_schema)
+            else RegisteredTool(tool, changes, unavailable_reason, takes_idempotency_key,
+                                output_schema, idempotent, destructive, source)
         )
         if entry.name in self._tools:
             raise ValueError(f"a tool named {entry.name!r} is already registered")

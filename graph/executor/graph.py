@@ -1,7 +1,7 @@
 """The execution agent as its own LangGraph deployment (`nova-duet-executor`).
 
 One run executes one attempt of one step (`StepRequest` in, `StepAttempt` out) with the
-same function as in-process execution (`graph.execution.attempt_tool`), or ends a caller's
+same function as in-process execution (`graph.runtime.execution.attempt_tool`), or ends a caller's
 run (`close_thread`: its named browser sessions close). The caller keeps everything else:
 approval, the step ledger and idempotency keys, retries, traces and events.
 
@@ -26,8 +26,8 @@ from typing import Any, TypedDict
 import langsmith
 from langgraph.graph import END, START, StateGraph
 
-from graph.contracts import StepAttempt, StepRequest
-from graph.execution import attempt_tool
+from graph.contracts import EXECUTOR_GRAPH_ID, StepAttempt, StepRequest
+from graph.runtime.execution import attempt_tool
 from tools import default_registry
 from tools.registry import ToolRegistry
 from tools.sandbox import (
@@ -37,8 +37,6 @@ from tools.sandbox import (
     use_scope,
     use_step_files,
 )
-
-GRAPH_ID = "nova-duet-executor"
 
 
 class ExecutorState(TypedDict, total=False):
@@ -113,9 +111,9 @@ def build_executor_graph(registry: ToolRegistry | None = None,
     builder.add_node("execute", execute)
     builder.add_edge(START, "execute")
     builder.add_edge("execute", END)
-    return builder.compile(name=GRAPH_ID)
+    return builder.compile(name=EXECUTOR_GRAPH_ID)
 
 
 graph = build_executor_graph()  # what `langgraph.json` serves as `nova-duet-executor`
 
-__all__ = ["GRAPH_ID", "StepAttempt", "build_executor_graph", "graph"]
+__all__ = ["StepAttempt", "build_executor_graph", "graph"]

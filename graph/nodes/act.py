@@ -1,6 +1,6 @@
 """`act`: run the plan's steps, each as soon as its own dependencies have succeeded.
 
-The scheduler (`graph.scheduler`) runs them concurrently and returns when no further step
+The scheduler (`graph.runtime.scheduler`) runs them concurrently and returns when no further step
 can start: the plan finished, a step failed or needs judgment, a budget ran out, or only
 steps waiting for a human's approval are left.
 """

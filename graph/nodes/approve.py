@@ -15,7 +15,7 @@ from langgraph.types import interrupt
 from graph.context import Context
 from graph.contracts import StepResult
 from graph.nodes.base import NodeDeps, keep, runtime_context
-from graph.scheduler import not_approved, standing_answer
+from graph.runtime.scheduler import not_approved, standing_answer
 from graph.state import State, StepTask
 from tools.registry import StepRefused
 

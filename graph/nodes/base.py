@@ -15,11 +15,11 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import RunStatus, StepResult, StepTally, Usage
-from graph.execution import emit
-from graph.ledger import LedgerUnavailable, StepLedger
 from graph.reasoning import Reasoner, resolve_reasoner
 from graph.reasoning.timed import TimedReasoner
-from graph.scheduler import Scheduler
+from graph.runtime.execution import emit
+from graph.runtime.ledger import LedgerUnavailable, StepLedger
+from graph.runtime.scheduler import Scheduler
 from graph.state import State
 from tools.registry import ToolRegistry
 from tools.sandbox import run_scope

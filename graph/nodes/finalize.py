@@ -17,9 +17,9 @@ from langgraph.types import Overwrite
 from graph.context import Context
 from graph.contracts import RunStatus, Usage
 from graph.guards import tokens_spent
-from graph.ledger import StepLedger
 from graph.nodes.base import NodeDeps, runtime_context
 from graph.reasoning import ReasoningError, templated_answer
+from graph.runtime.ledger import StepLedger
 from graph.state import State
 from tools.sandbox import run_scope
 
@@ -35,7 +35,7 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
                  "results": state.get("recent", [])}
     ended = {"status": status, "reason": reason, "pending_steps": []}
     if context.executor_url:
-        from graph.executor.client import remote_executor  # only runs that use one load it
+        from graph.runtime.remote import remote_executor  # only runs that use one load it
 
         await remote_executor(context.executor_url).end_thread(run_scope())
     if (store := getattr(runtime, "store", None)) is not None:

@@ -13,8 +13,8 @@ from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, StepResult, StepTally, Usage
 from graph.guards import budget_stop, tokens_spent
 from graph.nodes.base import NodeDeps, never_raises, runtime_context
-from graph.progress import decision_trigger, plan_finished, plan_succeeded
 from graph.reasoning import ReasoningError
+from graph.runtime.progress import decision_trigger, plan_finished, plan_succeeded
 from graph.state import State
 
 

@@ -22,11 +22,11 @@ from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, StepTally, Usage
 from graph.guards import budget_stop, remember_plan, repeated_plan, replan_stop
 from graph.nodes.base import NodeDeps, keep, never_raises, runtime_context
-from graph.progress import check_references, references_in, results_of_plan
 from graph.reasoning import ReasoningError
-from graph.scheduler import Scheduler
+from graph.runtime.progress import check_references, references_in, results_of_plan
+from graph.runtime.scheduler import Scheduler
+from graph.runtime.taint import escalations, trusted_text, untrusted_text
 from graph.state import State
-from graph.taint import escalations, trusted_text, untrusted_text
 from tools.registry import StepRefused, ToolRegistry
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from graph.app.threads import read_trace
 from graph.builder import graph
-from graph.threads import read_trace
 from tests.fixtures.loopback import host_of
 
-DUET = [sys.executable, "-m", "graph.cli"]
+DUET = [sys.executable, "-m", "graph.app.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -179,7 +179,7 @@ def test_ls_and_show_read_a_real_thread_without_building_the_graph(tmp_path, sit
     assert duet("show", "no-such-thread").returncode == 2
     # The light commands answer without LangGraph's graph runtime, the Bedrock model or the
     # executors (reading a checkpoint needs LangGraph's serializer, no more).
-    probe = ("import sys; from graph.cli import app\n"
+    probe = ("import sys; from graph.app.cli import app\n"
              "for args in (['ls'], ['show', 'ls-1'], ['schema']):\n"
              "    try: app(args)\n"
              "    except SystemExit: pass\n"

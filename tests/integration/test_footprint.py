@@ -14,10 +14,10 @@ from langchain_core.tools import tool
 
 from benchmarks.sim import stepwise_responder
 from graph import Context, StepResult, build_graph
+from graph.app.threads import saved_run
 from graph.checkpoints import open_checkpointer, open_store
-from graph.ledger import StepLedger
+from graph.runtime.ledger import StepLedger
 from graph.testing import ScriptedChatModel
-from graph.threads import saved_run
 from tools import ToolRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +48,8 @@ async def long_run(tmp_path: Path, plans: int, thread: str = "long"):
     url = str(tmp_path / f"{thread}-{plans}.sqlite")
     model = ScriptedChatModel(responses=[stepwise_responder(plans, "fetch_item")] * 5 * plans)
     async with open_checkpointer(url) as saver, open_store(url) as store:
-        graph = build_graph(model=model, tools=ToolRegistry([fetch_item]), checkpointer=saver,
-                            store=store)
+        graph = build_graph(model=model, tools=ToolRegistry([fetch_item], read_only=True),
+                            checkpointer=saver, store=store)
         config = {"configurable": {"thread_id": thread}, "recursion_limit": 10 * plans}
         out = await graph.ainvoke({"task": "fetch the items"}, config,
                                   context=ROOMY, durability="sync")
@@ -75,8 +75,8 @@ async def test_results_live_in_the_ledger_and_survive_time_travel(tmp_path):
     url = str(db)
     async with open_checkpointer(url) as saver, open_store(url) as store:
         model = ScriptedChatModel(responses=[stepwise_responder(12, "fetch_item")] * 60)
-        graph = build_graph(model=model, tools=ToolRegistry([fetch_item]), checkpointer=saver,
-                            store=store)
+        graph = build_graph(model=model, tools=ToolRegistry([fetch_item], read_only=True),
+                            checkpointer=saver, store=store)
         config = {"configurable": {"thread_id": "travel"}}
         history = [s async for s in graph.aget_state_history(config)]
         # No checkpoint before the end holds the run's results: the ledger does.
@@ -99,7 +99,7 @@ async def test_results_live_in_the_ledger_and_survive_time_travel(tmp_path):
 
 
 def duet(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graph.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "graph.app.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "DUET_HOME": str(home)})
 
@@ -110,7 +110,7 @@ async def test_a_run_saved_before_the_ledger_is_shown_but_not_resumed(tmp_path, 
     monkeypatch.setenv("DUET_HOME", str(home))
     from langgraph.checkpoint.base import empty_checkpoint
 
-    from graph.threads import save_settings
+    from graph.app.threads import save_settings
 
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"goal": "g", "steps": []}))

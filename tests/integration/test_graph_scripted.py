@@ -38,7 +38,7 @@ async def broken(label: str) -> str:
 
 def registry() -> ToolRegistry:
     calls.clear()
-    return ToolRegistry([wait, flaky, broken])
+    return ToolRegistry([wait, flaky, broken], read_only=True)
 
 
 def step(id: str, tool: str = "wait", deps: list[str] | None = None, **args) -> Step:
@@ -265,7 +265,7 @@ async def test_summarization_keeps_every_prompt_bounded_over_50_steps():
         return "answer"
 
     model = ScriptedChatModel(responses=[Plan(goal="g", steps=steps)] + [respond] * 200)
-    out = await run(model, tools=ToolRegistry([fetch]), max_steps=60,
+    out = await run(model, tools=ToolRegistry([fetch], read_only=True), max_steps=60,
                     summarize_threshold_tokens=3000, keep_recent_results=4,
                     token_budget=10_000_000)
     assert out["status"] == RunStatus.COMPLETED, out["reason"]

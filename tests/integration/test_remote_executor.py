@@ -23,8 +23,8 @@ from langgraph_sdk import get_client
 from demo_site import serve
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, Step, build_graph
+from graph.app.threads import read_trace
 from graph.testing import ScriptedChatModel
-from graph.threads import read_trace
 from tests.fixtures.langgraph_server import langgraph_server
 from tests.fixtures.loopback import host_of
 
@@ -50,7 +50,7 @@ def executor(tmp_path_factory, crm):
 
 
 def duet(home: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "graph.cli", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "graph.app.cli", *args], cwd=ROOT,
                             env={**os.environ, "DUET_HOME": str(home)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -230,7 +230,7 @@ def _text(payloads: list[bytes]) -> str:
 
 def test_doctor_checks_the_executor_url(executor, tmp_path):
     def doctor(url: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "graph.cli", "doctor"], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "graph.app.cli", "doctor"], cwd=ROOT,
                               capture_output=True, text=True, timeout=120,
                               env={**os.environ, "DUET_HOME": str(tmp_path),
                                    "DUET_EXECUTOR_URL": url})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from graph import Context, Decision, Plan, Step
-from graph.report import report_data, write_report
-from graph.runner import run_thread
+from graph.app.report import report_data, write_report
+from graph.app.runner import run_thread
 from graph.testing import ScriptedChatModel
 from tests.fixtures.loopback import host_of
 from tools.chromium import Chromium
@@ -91,7 +91,7 @@ def check_page(seen: dict, data: dict) -> None:
 
 async def test_the_demo_ends_with_its_report_and_the_page_shows_the_run(browser, isolated_env):
     chromium, proxy = browser
-    out = subprocess.run([sys.executable, "-m", "graph.cli", "demo"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "graph.app.cli", "demo"], capture_output=True,
                          text=True, timeout=300, cwd=ROOT, env=os.environ.copy())
     assert out.returncode == 0, out.stderr[-2000:]
     printed = " ".join(out.stdout.split())  # the terminal may wrap the path
@@ -99,10 +99,10 @@ async def test_the_demo_ends_with_its_report_and_the_page_shows_the_run(browser,
     assert report.is_file() and report.is_relative_to(isolated_env)
     thread = report.parent.name
     data = json.loads(subprocess.run(
-        [sys.executable, "-m", "graph.cli", "report", thread, "--json"], capture_output=True,
+        [sys.executable, "-m", "graph.app.cli", "report", thread, "--json"], capture_output=True,
         text=True, timeout=120, cwd=ROOT, env=os.environ.copy(), check=True).stdout)
     assert data["status"] == "completed" and data["citations"]
-    unknown = subprocess.run([sys.executable, "-m", "graph.cli", "report", "no-such-thread"],
+    unknown = subprocess.run([sys.executable, "-m", "graph.app.cli", "report", "no-such-thread"],
                              capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
     assert unknown.returncode == 2 and "no saved run" in unknown.stderr
     assert len(data["steps"]) == 10 and data["plans"][0]["steps"][1]["depends_on"] == ["s1"]

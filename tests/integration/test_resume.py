@@ -12,8 +12,8 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command
 
 from graph import Context, Decision, RunStatus, build_graph
+from graph.app.runner import run_thread
 from graph.checkpoints import duet_home, serializer
-from graph.runner import run_thread
 from graph.testing import ScriptedChatModel
 from tests.integration.test_approval import PLAN, approval_tools, sent
 

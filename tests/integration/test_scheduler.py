@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from graph import Context, Decision, Plan, RunStatus, Step, build_graph
+from graph.app.threads import read_trace
 from graph.testing import ScriptedChatModel
-from graph.threads import read_trace
 from tests.fixtures.converse import tool_input
 from tests.fixtures.loopback import host_of
 from tests.integration.test_graph_scripted import calls, registry, step
@@ -156,7 +156,7 @@ async def test_a_streamed_answer_that_is_not_a_plan_cancels_and_the_next_gets_a_
 
 
 def _duet(home: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "graph.cli", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "graph.app.cli", *args], cwd=ROOT,
                             env={**os.environ, "DUET_HOME": str(home)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

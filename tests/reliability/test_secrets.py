@@ -58,13 +58,13 @@ def test_cli_run_reading_a_page_with_credentials_leaks_nothing(site, tmp_path, i
     plan.write_text(json.dumps({"goal": "read settings", "steps": [
         {"id": "s1", "tool": "http_request", "args": {"url": f"{site}/hostile/credentials"}},
         {"id": "s2", "tool": "http_request", "args": {"url": f"{site}/api/customers/999"}}]}))
-    out = subprocess.run([sys.executable, "-m", "graph.cli", "run", "read the settings page",
+    out = subprocess.run([sys.executable, "-m", "graph.app.cli", "run", "read the settings page",
                           "--plan-file", str(plan), "--allow-host", urlsplit(site).netloc],
                          capture_output=True, text=True, cwd=ROOT,
                          env=os.environ.copy(), timeout=120)
     assert out.returncode == 1  # s2 fails (no customer 999): the run ends failed
     thread = next((isolated_env / "runs").glob("*.json")).stem
-    shown = subprocess.run([sys.executable, "-m", "graph.cli", "show", thread, "--json"],
+    shown = subprocess.run([sys.executable, "-m", "graph.app.cli", "show", thread, "--json"],
                            capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(),
                            timeout=120)
     page = json.loads(shown.stdout)["results"][0]["output"]["text"]

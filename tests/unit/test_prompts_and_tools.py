@@ -112,3 +112,26 @@ def test_langgraph_json_names_the_compiled_graph():
                                      .replace("/", "."))
     compiled = getattr(module, attribute)
     assert set(compiled.get_graph().nodes) >= {"plan", "act", "observe", "summarize", "finalize"}
+
+
+def test_a_tool_registered_without_a_declaration_changes_things():
+    @tool
+    def send_email(to: str) -> str:
+        """Send an e-mail."""
+        return to
+
+    @tool
+    def lookup(key: str) -> str:
+        """Look a key up."""
+        return key
+
+    registry = ToolRegistry([send_email])
+    registry.register(lookup, read_only=True)
+    assert registry.get("send_email").changes_things({"to": "a@b.example"})
+    assert not registry.get("lookup").changes_things({"key": "k"})
+    assert not registry.get("send_email").safe_to_repeat
+    assert "send_email(to: str) (may change things)" in registry.describe()
+    assert "lookup(key: str) (may change things)" not in registry.describe()
+    with pytest.raises(ValueError, match="contradicts"):
+        ToolRegistry().register(lookup, read_only=True, side_effects=True)
+    assert {t.name: t.source for t in default_registry()}["http_request"] == "builtin"

@@ -6,13 +6,13 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, Step, StepResult
-from graph.progress import decision_trigger, resolve_args
 from graph.routing import (
     route_after_act,
     route_after_observe,
     route_after_plan,
     route_after_summarize,
 )
+from graph.runtime.progress import decision_trigger, resolve_args
 
 RUNTIME = Runtime(context=Context())
 PLAN = Plan(goal="g", steps=[Step(id="a", tool="t"), Step(id="b", tool="t", depends_on=["a"]),

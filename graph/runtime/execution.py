@@ -1,7 +1,7 @@
 """Run one step: its timeout and retries, the step ledger, a named trace run, live events.
 
 Every outcome is a typed `StepResult`; a tool's failure never raises out of `execute_step`.
-The scheduler (`graph.scheduler`) calls it once per step, as soon as the step may start.
+The scheduler (`graph.runtime.scheduler`) calls it once per step, as soon as the step may start.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from langgraph.runtime import Runtime
 from graph.checkpoints import run_folder
 from graph.context import Context
 from graph.contracts import StepAttempt, StepError, StepRequest, StepResult
-from graph.ledger import StepLedger, step_key, uncertain_result
 from graph.redaction import redact_text
+from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
 from tools.errors import ToolError
 from tools.registry import ToolRegistry
@@ -83,7 +83,7 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     """Execute one step with a timeout, retrying only errors marked retryable.
 
     With a store, the step's result is written to the ledger when it ends, and a step the
-    ledger already holds is replayed, not run (see `graph.ledger`).
+    ledger already holds is replayed, not run (see `graph.runtime.ledger`).
     """
     step, thread_id = task["step"], run_scope()
     store = getattr(runtime, "store", None)
@@ -105,7 +105,7 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
         if task.get("problem"):
             return StepResult(**base, status="error",
                               error=StepError(type="ReferenceError", message=task["problem"]))
-        if entry and not registry.get(step.tool).takes_idempotency_key:
+        if entry and not registry.get(step.tool).safe_to_repeat:
             return uncertain_result(base)  # it started before a crash and may have acted
         if side_effects and ledger:
             await ledger.started(key, task)
@@ -147,7 +147,7 @@ async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
 async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
     """One attempt on an executor deployment (`context.executor_url`); its screenshot is
     kept in this run's folder, as an in-process step's would be."""
-    from graph.executor.client import remote_executor  # only runs that use one load it
+    from graph.runtime.remote import remote_executor  # only runs that use one load it
 
     policy = context.sandbox_policy()
     request = StepRequest(
@@ -183,7 +183,7 @@ async def _run_with_retries(
     # A write that cannot carry a key is retried only after an error that proves nothing
     # was sent; a timeout or any other failure may have come after the effect.
     keyless_write = (bool(task.get("side_effects"))
-                     and not registry.get(step.tool).takes_idempotency_key)
+                     and not registry.get(step.tool).safe_to_repeat)
     attempts = 0
     while True:
         attempts += 1

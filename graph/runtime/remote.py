@@ -19,8 +19,7 @@ import zlib
 import httpx
 from langgraph.pregel.remote import RemoteGraph
 
-from graph.contracts import StepAttempt, StepError, StepRequest
-from graph.executor.graph import GRAPH_ID
+from graph.contracts import EXECUTOR_GRAPH_ID, StepAttempt, StepError, StepRequest
 
 GRACE_SECONDS = 5.0  # on top of the step's own timeout, which the executor applies
 
@@ -55,7 +54,7 @@ class RemoteExecutor:
     def _graph(self, url: str) -> RemoteGraph:
         # One client per deployment, headers read now; traces continue on the executor.
         if url not in self._graphs:
-            self._graphs[url] = RemoteGraph(GRAPH_ID, url=url, headers=executor_headers(),
+            self._graphs[url] = RemoteGraph(EXECUTOR_GRAPH_ID, url=url, headers=executor_headers(),
                                             distributed_tracing=True)
         return self._graphs[url]
 

@@ -15,14 +15,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
-from graph.builder import build_graph
-from graph.checkpoints import open_checkpointer, open_store
-from graph.context import Context
-from graph.contracts import FinalState, RunStatus
-from graph.ledger import StepLedger
-from graph.reasoning import resolve_reasoner
-from graph.redaction import redact
-from graph.threads import (
+from graph.app.threads import (
     Event,
     IncompatibleThread,
     UnknownThread,
@@ -34,6 +27,13 @@ from graph.threads import (
     saved_before_ledger,
     trace_path,
 )
+from graph.builder import build_graph
+from graph.checkpoints import open_checkpointer, open_store
+from graph.context import Context
+from graph.contracts import FinalState, RunStatus
+from graph.reasoning import resolve_reasoner
+from graph.redaction import redact
+from graph.runtime.ledger import StepLedger
 from tools import default_registry
 from tools.registry import ToolRegistry
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from graph.contracts import Plan, Step, StepResult
-from graph.progress import REFERENCE
+from graph.runtime.progress import REFERENCE
 
 _URL = re.compile(r"(https?://[^\s\"'<>/)\]}]+)[^\s\"'<>)\]}]*", re.I)
 _SHAPES = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from graph.app.report.data import report_data
+from graph.app.report.render import render
 from graph.checkpoints import run_folder
-from graph.report.data import report_data
-from graph.report.render import render
 
 
 def report_path(thread_id: str) -> Path:

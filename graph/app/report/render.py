@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from graph.report.data import ANSWER_CITATION
+from graph.app.report.data import ANSWER_CITATION
 
 TEMPLATE = "report.html"
 NODE_W, NODE_H, COLUMN, ROW = 150, 40, 190, 56  # dependency graph, in pixels

@@ -3,7 +3,7 @@
 LangGraph's supersteps are barriers (every task of a superstep ends before the next one
 starts), so one graph task per step would run a plan in waves. Instead one node runs the
 plan's ready steps as asyncio tasks and starts each further step the moment its last
-dependency succeeds; finished steps are written to the step ledger (`graph.ledger`) as
+dependency succeeds; finished steps are written to the step ledger (`graph.runtime.ledger`) as
 they end, so a kill in the middle loses none of them.
 
 A step that changes things starts only once approved: the context's `auto` and `deny`
@@ -24,9 +24,9 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import Plan, Step, StepError, StepResult, StepTally, Usage
-from graph.execution import execute_step
 from graph.guards import budget_stop
-from graph.progress import ReferenceProblem, ready_steps, resolve_args
+from graph.runtime.execution import execute_step
+from graph.runtime.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
 from tools.registry import ToolRegistry
 

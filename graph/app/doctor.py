@@ -82,8 +82,8 @@ def check_executor(context: Context) -> Check:
     if not context.executor_url:
         return Check("executor", True, "steps run in this process (set DUET_EXECUTOR_URL to "
                      "run them on executor deployments)", required=False)
-    from graph.executor.client import executor_headers, executor_urls
-    from graph.executor.graph import GRAPH_ID
+    from graph.contracts import EXECUTOR_GRAPH_ID as GRAPH_ID
+    from graph.runtime.remote import executor_headers, executor_urls
 
     problems = []
     for url in executor_urls(context.executor_url):

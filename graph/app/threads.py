@@ -14,7 +14,7 @@ from typing import Any
 from graph.checkpoints import duet_home, open_checkpointer, open_store
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, StepResult, Usage
-from graph.ledger import StepLedger
+from graph.runtime.ledger import StepLedger
 
 Event = dict[str, Any]
 INTERRUPT = "__interrupt__"  # LangGraph's channel for pending interrupts

@@ -3,7 +3,7 @@
 Plain JSON (`duet report THREAD --json`): the task and how the run ended, every plan
 version as a dependency graph, every step with its times, arguments, output and screenshot,
 every reasoning call, the approvals, and the critical path. Nothing here is trusted: tool
-output is capped here and escaped where it is rendered (`graph.report.render`).
+output is capped here and escaped where it is rendered (`graph.app.report.render`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from graph.app.threads import UnknownThread, load_settings, read_trace, saved_run, trace_path
 from graph.checkpoints import run_folder
 from graph.contracts import FinalState, StepResult
-from graph.threads import UnknownThread, load_settings, read_trace, saved_run, trace_path
 from tools.sandbox import StepFiles
 
 OUTPUT_CHARS = 2_000  # of a step's output shown in the report

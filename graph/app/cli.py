@@ -81,8 +81,8 @@ def _print_event(event: dict[str, Any]) -> None:
 
 
 def _print_final(thread_id: str, final: FinalState, as_json: bool) -> None:
+    from graph.app.threads import trace_path
     from graph.contracts import RunStatus
-    from graph.threads import trace_path
 
     report = _write_report(thread_id)
     if as_json:
@@ -106,7 +106,7 @@ def _print_final(thread_id: str, final: FinalState, as_json: bool) -> None:
 
 def _write_report(thread_id: str) -> Path | None:
     """Write the run's report page; a report that fails says so and leaves the run as it is."""
-    from graph.report import write_report
+    from graph.app.report import write_report
 
     try:
         return asyncio.run(write_report(thread_id))
@@ -147,9 +147,9 @@ def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], di
 
 def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
              **kwargs: Any) -> None:
+    from graph.app.runner import run_thread
+    from graph.app.threads import IncompatibleThread, UnknownThread, new_thread_id
     from graph.reasoning import ConfigurationError
-    from graph.runner import run_thread
-    from graph.threads import IncompatibleThread, UnknownThread, new_thread_id
 
     on_event = (lambda event: None) if as_json else _print_event
     thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
@@ -220,7 +220,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show a run's plan, steps, results, timings and tokens."""
-    from graph.threads import UnknownThread, saved_run
+    from graph.app.threads import UnknownThread, saved_run
 
     try:
         values, final = asyncio.run(saved_run(thread))
@@ -257,8 +257,8 @@ def report(
     open_page: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
 ) -> None:
     """Write a run's report page (one HTML file that loads nothing) and print its path."""
-    from graph.report import report_data, write_report
-    from graph.threads import UnknownThread
+    from graph.app.report import report_data, write_report
+    from graph.app.threads import UnknownThread
 
     try:
         if as_json:
@@ -279,7 +279,7 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List recent runs: thread, status, task, age, steps and cost."""
-    from graph.threads import recent_runs
+    from graph.app.threads import recent_runs
 
     rows = asyncio.run(recent_runs(limit))
     if as_json:
@@ -312,7 +312,7 @@ def schema() -> None:
 @app.command()
 def doctor() -> None:
     """Check the browser, the demo site, checkpoints and credentials; say what is missing."""
-    from graph.doctor import run_checks
+    from graph.app.doctor import run_checks
 
     checks = run_checks()
     for check in checks:
