@@ -33,6 +33,7 @@ _ASSIGNMENT = re.compile(
 
 
 def _env_secrets() -> list[str]:
+    """The secret values in this process's environment, longest first (a scan of it)."""
     values: set[str] = set()
     for name, value in os.environ.items():
         if not _SECRET_NAME.search(name) or len(value) < _MIN_SECRET_CHARS:
@@ -48,9 +49,36 @@ def _env_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+class _EnvSecrets:
+    """`_env_secrets()`, scanned again only when the environment changed.
+
+    Redaction runs on every tool output, trace event and log line, and scanning the
+    environment (decoding each variable, matching its name, parsing JSON) cost more than
+    the redaction itself. A change is seen by comparing the environment's own mapping with
+    a copy taken at the last scan: one comparison of two dicts of bytes, done in C.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, bytes] | None = None
+        self._values: list[str] = []
+        self.scans = 0  # how often the environment was scanned (a test counts them)
+
+    def __call__(self) -> list[str]:
+        current = os.environ._data  # type: ignore[attr-defined] - the bytes behind environ
+        if current != self._seen:
+            # The copy first: a change made during the scan shows at the next call.
+            self._seen = dict(current)
+            self._values = _env_secrets()
+            self.scans += 1
+        return self._values
+
+
+env_secrets = _EnvSecrets()
+
+
 def redact_text(text: str) -> str:
     """`text` with every secret value and credential shape replaced by `[REDACTED]`."""
-    for value in _env_secrets():
+    for value in env_secrets():
         if value in text:
             text = text.replace(value, REDACTED)
     for shape in _SHAPES:
