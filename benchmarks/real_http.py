@@ -32,7 +32,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from benchmarks import sim
 from demo_site.server import free_port
 from graph import Context, Plan, Step, build_graph
-from tools import default_registry, http_request_tool, use_policy
+from tools import SandboxPolicy, default_registry, http_request_tool, use_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,13 +60,32 @@ def delay_server() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def as_http(plan: Plan, base: str) -> Plan:
+def as_http(plan: Plan, base: str, scale: float = 1.0) -> Plan:
     """A simulated plan of `work` steps as GETs of the delay server, step for step: each
-    step takes the server as long as the `work` step would have slept."""
+    step takes the server as long as the `work` step would have slept (times `scale`)."""
     return Plan(goal=plan.goal, steps=[
         Step(id=s.id, tool="http_request", depends_on=s.depends_on,
-             args={"url": f"{base}/delay/{round(s.args.get('seconds', sim.TOOL_S) * 1000)}"
-                          f"?item={s.args['item']}"}) for s in plan.steps])
+             args={"url": _delay_url(base, s.args.get("seconds", sim.TOOL_S) * scale,
+                                     s.args["item"])}) for s in plan.steps])
+
+
+def delay_call(base: str, scale: float, item: int) -> dict[str, Any]:
+    """A ReAct model's call of `http_request` on `item`, as long as a `work` step."""
+    return {"name": "http_request", "args": {"url": _delay_url(base, sim.TOOL_S * scale, item)}}
+
+
+def _delay_url(base: str, seconds: float, item: int) -> str:
+    return f"{base}/delay/{round(seconds * 1000)}?item={item}"
+
+
+def sandbox_settings(base: str) -> dict[str, Any]:
+    """Run settings allowing exactly the delay server, its writes approved (there are none)."""
+    return {"allowed_hosts": [base.removeprefix("http://")], "approval": "auto"}
+
+
+def policy(base: str) -> SandboxPolicy:
+    """The sandbox of a run under `sandbox_settings(base)`, for tools called outside one."""
+    return Context(**sandbox_settings(base)).sandbox_policy()
 
 
 def fan_out(k: int, milliseconds: int) -> Plan:
@@ -88,11 +107,10 @@ def uneven(k: int, seed: int) -> Plan:
     return Plan(goal=f"fetch {k} items of uneven length", steps=steps)
 
 
-def _context(base: str, **settings: Any) -> Context:
+def _context(base: str) -> Context:
     """Budgets out of the way, the sandbox allowing exactly the delay server."""
-    return Context(allowed_hosts=[base.removeprefix("http://")], approval="auto",
-                   max_steps=100_000, max_tool_calls=100_000, token_budget=10**9,
-                   deadline_seconds=10_000, **settings)
+    return Context(max_steps=100_000, max_tool_calls=100_000, token_budget=10**9,
+                   deadline_seconds=10_000, **sandbox_settings(base))
 
 
 async def run_ours(plan: Plan, base: str) -> dict[str, float]:
@@ -161,7 +179,7 @@ async def run_react(plan: Plan, base: str) -> dict[str, float]:
     timed = http_request_tool.model_copy(update={"coroutine": _timed(spans)})
     agent = create_agent(model, tools=[timed])
     cpu, start = time.process_time(), time.perf_counter()
-    with use_policy(_context(base).sandbox_policy()):
+    with use_policy(policy(base)):
         out = await agent.ainvoke({"messages": [("user", plan.goal)]},
                                   {"recursion_limit": 4 * len(plan.steps) + 10})
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -193,25 +211,26 @@ def critical_path(plan: Plan) -> float:
     return sim.critical_path(plan, 1.0)
 
 
-async def real_http(ks: list[int], fan_out_ms: int, seed: int = 7) -> list[dict[str, Any]]:
-    """The new figure: a fan-out and an uneven DAG at each k, three contenders each."""
+async def real_http(ks: list[int], fan_out_ms: int, base: str,
+                    seed: int = 7) -> list[dict[str, Any]]:
+    """The figure: a fan-out and an uneven DAG at each k, the three contenders on each,
+    against the delay server at `base`."""
     rows = []
-    with delay_server() as base:
-        for k in ks:
-            for shape, plan in (("fan-out", fan_out(k, fan_out_ms)), ("uneven DAG",
-                                                                        uneven(k, seed + k))):
-                floor = critical_path(plan)
-                requests = as_http(plan, base)
-                bare = await run_bare(requests)
-                ours = await run_ours(requests, base)
-                react = await run_react(requests, base)
-                rows.append({"k": k, "shape": shape, "critical_path_s": floor,
-                             **{f"{who}_{key}": value for who, figures in
-                                (("bare", bare), ("ours", ours), ("react", react))
-                                for key, value in figures.items()},
-                             "ours_over_bare": ours["tool_phase_s"] / bare["tool_phase_s"],
-                             "react_over_bare": react["tool_phase_s"] / bare["tool_phase_s"],
-                             "ours_over_critical_path": ours["tool_phase_s"] / floor,
-                             "cpu_ms_per_step_above_bare": ours["cpu_ms_per_step"]
-                             - bare["cpu_ms_per_step"]})
+    for k in ks:
+        for shape, plan in (("fan-out", fan_out(k, fan_out_ms)), ("uneven DAG",
+                                                                    uneven(k, seed + k))):
+            floor = critical_path(plan)
+            requests = as_http(plan, base)
+            bare = await run_bare(requests)
+            ours = await run_ours(requests, base)
+            react = await run_react(requests, base)
+            rows.append({"k": k, "shape": shape, "critical_path_s": floor,
+                         **{f"{who}_{key}": value for who, figures in
+                            (("bare", bare), ("ours", ours), ("react", react))
+                            for key, value in figures.items()},
+                         "ours_over_bare": ours["tool_phase_s"] / bare["tool_phase_s"],
+                         "react_over_bare": react["tool_phase_s"] / bare["tool_phase_s"],
+                         "ours_over_critical_path": ours["tool_phase_s"] / floor,
+                         "cpu_ms_per_step_above_bare": ours["cpu_ms_per_step"]
+                         - bare["cpu_ms_per_step"]})
     return rows
