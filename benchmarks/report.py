@@ -198,7 +198,7 @@ def _long_run_verdicts(results: dict[str, Any], line: Any) -> list[str]:
 
 
 def charts(results: dict[str, Any], folder: Path) -> list[Path]:
-    """PNG charts of figures 1 to 4 and 7."""
+    """PNG charts of figures 1 to 4, 7 and 10."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,6 +269,20 @@ def charts(results: dict[str, Any], folder: Path) -> list[Path]:
                 ylabel="checkpoint KiB per step", title="4. Checkpoint bytes per step")
     axes[1].legend(fontsize=7)
     paths.append(_save(fig, folder / "overhead.png"))
+
+    rows = results["real_http"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.27
+    xs = range(len(rows))
+    for offset, (who, label) in zip((-width, 0, width), (("bare", "bare httpx + asyncio"),
+                                    ("ours", "nova-duet"), ("react", "ReAct (create_agent)")),
+                                    strict=True):
+        ax.bar([x + offset for x in xs], [r[f"{who}_tool_phase_s"] for r in rows], width,
+               label=label)
+    ax.set_xticks(list(xs), [f"{r['shape']}\nk = {r['k']}" for r in rows])
+    ax.set(ylabel="tool phase, seconds", title="10. Real HTTP")
+    ax.legend()
+    paths.append(_save(fig, folder / "real_http.png"))
     return paths
 
 
