@@ -17,7 +17,7 @@ from typing import Any
 
 from graph.app.eval.agents import AgentSettings
 from graph.app.eval.checkers import CHECKERS
-from graph.app.eval.runner import Job, Row, check_model, run_job
+from graph.app.eval.runner import Job, Row, check_model, prepare_storage, run_job
 from graph.app.eval.suite import EvalTask, Suite
 
 
@@ -70,6 +70,7 @@ async def run_experiments(
     from langsmith import Client, aevaluate
 
     check_model(settings)
+    await prepare_storage()
     client = Client()
     data = await asyncio.to_thread(ensure_dataset, client, suite, tasks)
     by_id = {task.id: task for task in tasks}

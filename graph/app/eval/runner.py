@@ -118,6 +118,15 @@ def check_model(settings: AgentSettings) -> None:
     chat_model_from_spec(settings.model, Context(**settings.context))
 
 
+async def prepare_storage() -> None:
+    """Create the checkpointer's and the store's tables once, before runs start at the same
+    time: on a new database, concurrent first set-ups race on the store's migrations."""
+    from graph.checkpoints import open_checkpointer, open_store
+
+    async with open_checkpointer(None), open_store(None):
+        pass
+
+
 async def run_suite(
     suite: Suite, tasks: list[EvalTask], agents: list[str], settings: AgentSettings, *,
     trials: int = 1, concurrency: int = 4,
@@ -127,6 +136,7 @@ async def run_suite(
     """Run every task with every agent `trials` times, `concurrency` at a time; rows come
     back in task, agent, trial order. Raises `ConfigurationError` before any work."""
     check_model(settings)
+    await prepare_storage()
     jobs = [Job(task, agent, trial) for task in tasks for agent in agents
             for trial in range(1, trials + 1)]
     slots = asyncio.Semaphore(max(1, concurrency))
