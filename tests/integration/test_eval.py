@@ -50,8 +50,10 @@ async def test_reference_plans_pass_and_a_broken_variant_of_each_fails(tmp_path)
             update={"id": f"{task.id}~{variant.kind}"}))
     kinds = {t.id.split("~")[1] for t in broken}
     assert WRITE_KINDS | {"approve"} <= kinds, kinds
-    rows = await run_suite(SUITE, [*SUITE.tasks, *broken], ["nova-duet"],
-                           AgentSettings(out_dir=tmp_path / "out"), concurrency=6)
+    # No screenshots: they are the report's, and cost CPU this test does not need.
+    settings = AgentSettings(out_dir=tmp_path / "out", context={"step_screenshots": False})
+    rows = await run_suite(SUITE, [*SUITE.tasks, *broken], ["nova-duet"], settings,
+                           concurrency=4)
     reference, mutated = rows[:len(SUITE.tasks)], rows[len(SUITE.tasks):]
     failures = {r.task: r.checks for r in reference if not r.passed}
     assert not failures, failures
@@ -195,9 +197,10 @@ def test_cli_reference_json_and_min_pass(tmp_path):
 
 
 def test_cli_without_credentials_stops_before_any_work(tmp_path):
-    for agent in ("nova-duet", "react"):
-        out = _duet("eval", "--agent", agent, "--tasks", "lookup-tier", "--out",
-                    str(tmp_path / agent))
-        assert out.returncode == 2
-        assert "No AWS credentials" in out.stderr and "AWS_PROFILE" in out.stderr
-        assert not (tmp_path / agent).exists()
+    from graph.reasoning.bedrock import MISSING_CREDENTIALS
+
+    out = _duet("eval", "--agent", "both", "--tasks", "lookup-tier", "--out", str(tmp_path))
+    assert out.returncode == 2
+    said = " ".join(out.stderr.split())
+    assert " ".join(MISSING_CREDENTIALS.format(model=MODEL).split()) in said  # `duet run`'s
+    assert not tmp_path.exists()  # no site, database or run was made

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from graph.app.eval.suite import EvalTask
 from graph.context import Context
 from graph.contracts import Usage
+from tools.registry import ToolRegistry
 
 AGENTS = ("nova-duet", "react")
 
@@ -46,11 +47,24 @@ class Outcome:
 @dataclass
 class AgentSettings:
     """How agents run in this eval: the model (None: the reference plans), run settings
-    every task gets (`bedrock_endpoint_url`, say), and where transcripts go."""
+    every task gets (`bedrock_endpoint_url`, say), and where transcripts go.
+
+    `tools` is the registry every run shares (one Playwright driver and browser pool for
+    the whole eval); each run's named browser sessions close when that run ends."""
 
     model: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
     out_dir: Path = Path(".")
+    tools: ToolRegistry | None = None
+
+    def run_tools(self) -> ToolRegistry:
+        """The shared tools for one run: the same entries, without the right to close the
+        shared browsers (`run_thread` closes its registry at the end of the run)."""
+        from tools import default_registry
+
+        if self.tools is None:
+            self.tools = default_registry()
+        return ToolRegistry(list(self.tools))
 
 
 def task_context(task: EvalTask, site: str, settings: AgentSettings) -> Context:
@@ -79,11 +93,16 @@ async def run_nova_duet(task: EvalTask, text: str, site: str,
     """Run `text` with this graph; raises `ConfigurationError` before any work."""
     from graph.app.report import write_report
     from graph.app.runner import run_thread
-    from tools import default_registry
+    from graph.app.threads import new_thread_id
 
-    thread_id, final = await run_thread(
-        text, context=task_context(task, site, settings), tools=default_registry(),
-        decide=decider(task))
+    thread_id = new_thread_id()
+    tools = settings.run_tools()
+    try:
+        _, final = await run_thread(
+            text, thread_id=thread_id, context=task_context(task, site, settings), tools=tools,
+            decide=decider(task))
+    finally:
+        await settings.tools.end_scope(thread_id)
     ran = [r for r in final.results if r.status not in ("rejected", "cancelled")]
     report = await write_report(thread_id)
     return Outcome(status=final.status.value, answer=final.final_answer or "",
@@ -99,13 +118,14 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     from langchain_core.messages import AIMessage, messages_to_dict
     from langgraph.errors import GraphRecursionError
 
+    from graph.app.threads import new_thread_id
     from graph.reasoning import chat_model_from_spec
     from prompts import load_prompt
-    from tools import default_registry
 
     context = task_context(task, site, settings)
     model = chat_model_from_spec(context.model, context)  # no credentials: raises here
-    registry = default_registry()
+    registry = settings.run_tools()
+    thread_id = new_thread_id()  # the scope of its named browser sessions
     calls: list[str] = []
     tools = [_guarded(entry, registry, context, decider(task), calls) for entry in registry
              if entry.why_unavailable() is None]
@@ -116,8 +136,9 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     try:
         async with asyncio.timeout(context.deadline_seconds):
             async for state in agent.astream(
-                    {"messages": [user]}, {"recursion_limit": 2 * context.max_steps + 3},
-                    stream_mode="values"):
+                    {"messages": [user]},
+                    {"recursion_limit": 2 * context.max_steps + 3,
+                     "configurable": {"thread_id": thread_id}}, stream_mode="values"):
                 messages = state["messages"]
     except GraphRecursionError:
         status, reason = "budget_exhausted", f"more than {context.max_steps} turns"
@@ -126,7 +147,7 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     except Exception as exc:  # noqa: BLE001 - a failed run is a result of the eval
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
     finally:
-        await registry.aclose()
+        await settings.tools.end_scope(thread_id)
     replies = [m for m in messages if isinstance(m, AIMessage)]
     usage = Usage(reasoning_calls=len(replies),
                   input_tokens=sum((m.usage_metadata or {}).get("input_tokens", 0)
@@ -140,7 +161,8 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     transcript.write_text(json.dumps(messages_to_dict(messages), indent=1, default=str),
                           encoding="utf-8")
     return Outcome(status=status, answer=last.text if last is not None else "", reason=reason,
-                   steps=len(calls), tools=calls, usage=usage, report=str(transcript))
+                   steps=len(calls), tools=calls, usage=usage, report=str(transcript),
+                   thread=thread_id)
 
 
 def _guarded(entry: Any, registry: Any, context: Context,

@@ -17,7 +17,14 @@ from typing import Any
 
 from graph.app.eval.agents import AgentSettings
 from graph.app.eval.checkers import CHECKERS
-from graph.app.eval.runner import Job, Row, check_model, prepare_storage, run_job
+from graph.app.eval.runner import (
+    Job,
+    Row,
+    check_model,
+    prepare_storage,
+    run_job,
+    shared_tools,
+)
 from graph.app.eval.suite import EvalTask, Suite
 
 
@@ -67,7 +74,7 @@ async def run_experiments(
 ) -> list[Row]:
     """One LangSmith experiment per agent over the dataset of `tasks` (`trials`
     repetitions); returns the same rows as a local run."""
-    from langsmith import Client, aevaluate
+    from langsmith import Client
 
     check_model(settings)
     await prepare_storage()
@@ -75,25 +82,38 @@ async def run_experiments(
     data = await asyncio.to_thread(ensure_dataset, client, suite, tasks)
     by_id = {task.id: task for task in tasks}
     rows: list[Row] = []
-    for agent in agents:
-        trial_of: dict[str, int] = {}
-
-        async def target(inputs: dict[str, Any], agent: str = agent,
-                         trial_of: dict[str, int] = trial_of) -> dict[str, Any]:
-            task_id = inputs["task_id"]
-            trial_of[task_id] = trial_of.get(task_id, 0) + 1
-            job = Job(by_id[task_id], agent, trial_of[task_id])
-            on_start(job)
-            row, outputs = await run_job(job, suite, settings)
-            rows.append(row)
-            on_row(row)
-            return outputs
-
-        await aevaluate(
-            target, data=data, evaluators=[_evaluator(check) for check in CHECKERS],
-            experiment_prefix=f"{suite.name}-{agent}", num_repetitions=trials,
-            max_concurrency=concurrency, client=client,
-            metadata={"agent": agent, "model": settings.model or "reference plans",
-                      "suite": suite.name})
+    async with shared_tools(settings, concurrency):
+        for agent in agents:
+            await _experiment(agent, data, by_id, suite, settings, rows, trials=trials,
+                              concurrency=concurrency, on_start=on_start, on_row=on_row,
+                              client=client)
     order = {(t.id, a): i for i, (t, a) in enumerate((t, a) for t in tasks for a in agents)}
     return sorted(rows, key=lambda r: (order[(r.task, r.agent)], r.trial))
+
+
+async def _experiment(agent: str, data: str, by_id: dict[str, EvalTask], suite: Suite,
+                      settings: AgentSettings, rows: list[Row], *, trials: int,
+                      concurrency: int, on_start: Callable[[Job], None],
+                      on_row: Callable[[Row], None], client: Any) -> None:
+    """One agent's experiment; its rows are appended to `rows`."""
+    from langsmith import aevaluate
+
+    trial_of: dict[str, int] = {}
+
+    async def target(inputs: dict[str, Any]) -> dict[str, Any]:
+        task_id = inputs["task_id"]
+        trial_of[task_id] = trial_of.get(task_id, 0) + 1
+        job = Job(by_id[task_id], agent, trial_of[task_id])
+        on_start(job)
+        row, outputs = await run_job(job, suite, settings)
+        rows.append(row)
+        on_row(row)
+        return outputs
+
+    await aevaluate(
+        target, data=data, evaluators=[_evaluator(check) for check in CHECKERS],
+        experiment_prefix=f"{suite.name}-{agent}", num_repetitions=trials,
+        max_concurrency=concurrency, client=client,
+        metadata={"agent": agent, "model": settings.model or "reference plans",
+                  "suite": suite.name})
+

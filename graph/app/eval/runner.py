@@ -13,7 +13,8 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,7 +149,22 @@ async def run_suite(
             on_row(row)
             return row
 
-    return list(await asyncio.gather(*(one(job) for job in jobs)))
+    async with shared_tools(settings, concurrency):
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+@asynccontextmanager
+async def shared_tools(settings: AgentSettings, concurrency: int) -> AsyncIterator[None]:
+    """One registry (one browser pool) for every run of the block, closed at its end; room
+    for two browser sessions a run, so runs waiting for a session never hold them all."""
+    from tools import default_registry
+
+    settings.tools = default_registry(max_browser_sessions=max(4, 2 * concurrency))
+    try:
+        yield
+    finally:
+        await settings.tools.aclose()
+        settings.tools = None
 
 
 def _pass_hat_k(passes: list[bool], k: int) -> float:

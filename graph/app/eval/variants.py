@@ -70,7 +70,7 @@ def variants(task: EvalTask) -> list[Variant]:
     plan = plan_data(task.plan)
     steps = plan["steps"]
     writes = [i for i, step in enumerate(steps) if is_write(step)]
-    if _refused(task):
+    if writes and _refused(task):
         # Its writes never run, so a changed write changes nothing: what breaks such a
         # task is letting them run.
         return [Variant("approve", task, plan, "auto", "approve")]
