@@ -199,8 +199,9 @@ def test_cli_reference_json_and_min_pass(tmp_path):
 def test_cli_without_credentials_stops_before_any_work(tmp_path):
     from graph.reasoning.bedrock import MISSING_CREDENTIALS
 
-    out = _duet("eval", "--agent", "both", "--tasks", "lookup-tier", "--out", str(tmp_path))
+    out = _duet("eval", "--agent", "both", "--tasks", "lookup-tier", "--out",
+                str(tmp_path / "out"))
     assert out.returncode == 2
     said = " ".join(out.stderr.split())
     assert " ".join(MISSING_CREDENTIALS.format(model=MODEL).split()) in said  # `duet run`'s
-    assert not tmp_path.exists()  # no site, database or run was made
+    assert not (tmp_path / "out").exists()  # no site, database or run was made
