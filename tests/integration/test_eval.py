@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,123 @@ def test_cli_without_credentials_stops_before_any_work(tmp_path):
     said = " ".join(out.stderr.split())
     assert " ".join(MISSING_CREDENTIALS.format(model=MODEL).split()) in said  # `duet run`'s
     assert not (tmp_path / "out").exists()  # no site, database or run was made
+
+
+class LangSmithAPI:
+    """A loopback stand-in for the LangSmith API calls of a dataset and an experiment:
+    datasets, examples, sessions (experiments), runs and feedback, kept in memory."""
+
+    def __init__(self):
+        self.datasets: dict[str, dict] = {}
+        self.examples: list[dict] = []
+        self.sessions: dict[str, dict] = {}
+        self.feedback: list[dict] = []
+        self.posts: list[str] = []
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: bytes
+               ) -> tuple[int, object]:
+        """The reply to one request."""
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).isoformat()
+        data = json.loads(body) if body and path != "/runs/multipart" else None
+        one = query.get("name", [None])[0]
+        if method == "POST":
+            self.posts.append(path)
+        if path == "/info":
+            return 200, {"version": "0.0", "batch_ingest_config": {}}
+        if path == "/datasets":
+            if method == "GET":
+                return 200, [d for d in self.datasets.values() if one in (None, d["name"])]
+            made = {"id": str(uuid.uuid4()), "name": data["name"], "created_at": now,
+                    "modified_at": now, "data_type": "kv", "tenant_id": str(uuid.UUID(int=1))}
+            self.datasets[made["id"]] = made
+            return 200, made
+        if path == "/examples/bulk":
+            made = [{"id": str(uuid.uuid4()), "created_at": now, "modified_at": now, **e}
+                    for e in data]
+            self.examples += made
+            return 200, made
+        if path == "/examples":
+            start, size = int(query["offset"][0]), int(query["limit"][0])
+            mine = [e for e in self.examples if e["dataset_id"] == query["dataset"][0]]
+            return 200, mine[start:start + size]
+        if path == "/sessions" and method == "POST":
+            made = {"id": data.get("id") or str(uuid.uuid4()), "name": data["name"],
+                    "start_time": now, "tenant_id": str(uuid.UUID(int=1)),
+                    "reference_dataset_id": data.get("reference_dataset_id")}
+            self.sessions[made["id"]] = made
+            return 200, made
+        if path == "/sessions":
+            return 200, [s for s in self.sessions.values() if one in (None, s["name"])]
+        if path.startswith("/sessions/"):
+            return 200, self.sessions.get(path.split("/")[2], {})
+        if path.startswith("/runs"):
+            return 202, {}
+        if path == "/feedback":
+            self.feedback.append(data)
+            return 200, {"id": data.get("id") or str(uuid.uuid4()), "key": data["key"],
+                         "created_at": now, "modified_at": now}
+        return 404, {"detail": f"no {method} {path} here"}
+
+
+@pytest.fixture
+def langsmith_api(monkeypatch):
+    """The stand-in on a loopback port, with LANGSMITH_API_KEY and LANGSMITH_ENDPOINT set."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.fixtures.langsmith import forget_langsmith_settings
+    from tests.fixtures.loopback import AwsHandler, serve
+
+    api = LangSmithAPI()
+
+    class Handler(AwsHandler):
+        def _answer(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            body = self.body() if method != "GET" else b""
+            self.reply(*api.answer(method, parts.path, parse_qs(parts.query), body))
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._answer("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer("POST")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            self._answer("PATCH")
+
+    server, url = serve(Handler)
+    monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2-test-key")
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", url)
+    forget_langsmith_settings(monkeypatch)
+    yield api
+    server.shutdown()
+    monkeypatch.undo()
+    forget_langsmith_settings(monkeypatch)
+
+
+async def test_with_a_langsmith_key_the_suite_is_a_dataset_and_each_eval_an_experiment(
+        langsmith_api, tmp_path):
+    from langsmith import Client
+
+    from graph.app.eval import run_eval
+    from graph.app.eval.langsmith import ensure_dataset
+
+    tasks = SUITE.select("lookup-tier,write-mark-paid")
+    summary, rows, _ = await run_eval(SUITE, tasks, ["nova-duet"],
+                                      AgentSettings(out_dir=tmp_path), concurrency=2)
+    assert [r.passed for r in rows] == [True, True]
+    (dataset,) = langsmith_api.datasets.values()
+    examples = {e["inputs"]["task_id"]: e for e in langsmith_api.examples}
+    assert set(examples) == {"lookup-tier", "write-mark-paid"}
+    assert examples["write-mark-paid"]["outputs"]["state"]["invoices"]["changed"] == {
+        "1002": {"status": "paid"}, "1005": {"status": "paid"}}
+    (experiment,) = langsmith_api.sessions.values()
+    assert experiment["reference_dataset_id"] == dataset["id"]
+    assert experiment["name"].startswith("crm-nova-duet")
+    scores = sorted((f["key"], f["score"]) for f in langsmith_api.feedback)
+    assert scores == sorted([(key, True) for key in ("state", "answer", "limits", "tools")] * 2)
+    # The same tasks are the same dataset: it is not made again.
+    ensure_dataset(Client(), SUITE, tasks)
+    assert langsmith_api.posts.count("/datasets") == 1
+    assert summary["agents"]["nova-duet"]["pass@1"] == 1.0

@@ -37,7 +37,7 @@ def example_of(task: EvalTask) -> dict[str, Any]:
     """One task as a LangSmith example: inputs (id, category, text) and reference outputs
     (its checkers)."""
     return {"inputs": {"task_id": task.id, "category": task.category, "task": task.task},
-            "outputs": task.checkers.model_dump(mode="json"),
+            "reference_outputs": task.checkers.model_dump(mode="json"),
             "metadata": {"category": task.category}}
 
 
@@ -82,11 +82,14 @@ async def run_experiments(
     data = await asyncio.to_thread(ensure_dataset, client, suite, tasks)
     by_id = {task.id: task for task in tasks}
     rows: list[Row] = []
-    async with shared_tools(settings, concurrency):
-        for agent in agents:
-            await _experiment(agent, data, by_id, suite, settings, rows, trials=trials,
-                              concurrency=concurrency, on_start=on_start, on_row=on_row,
-                              client=client)
+    try:
+        async with shared_tools(settings, concurrency):
+            for agent in agents:
+                await _experiment(agent, data, by_id, suite, settings, rows, trials=trials,
+                                  concurrency=concurrency, on_start=on_start, on_row=on_row,
+                                  client=client)
+    finally:
+        await asyncio.to_thread(client.flush)  # the runs' traces, sent in the background
     order = {(t.id, a): i for i, (t, a) in enumerate((t, a) for t in tasks for a in agents)}
     return sorted(rows, key=lambda r: (order[(r.task, r.agent)], r.trial))
 
