@@ -198,7 +198,7 @@ def summarize(rows: list[Row], *, suite: Suite, trials: int, model: str | None,
     agents = sorted({r.agent for r in rows})
     return {
         "suite": suite.name, "model": model or "reference plans", "trials": trials,
-        "started": datetime.now(UTC).isoformat(timespec="seconds"), "wall_s": round(wall_s, 2),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"), "wall_s": round(wall_s, 2),
         "agents": {agent: _totals([r for r in rows if r.agent == agent], trials)
                    for agent in agents},
         "categories": {agent: {category: _totals([r for r in rows if r.agent == agent
