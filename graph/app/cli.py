@@ -363,6 +363,9 @@ def eval_suite(
                        ] = False,
     out: Annotated[Path | None, typer.Option(help="Where results go (default: "
                                                   "$DUET_HOME/eval/TIME).")] = None,
+    setting: Annotated[list[str], typer.Option(
+        "--set", help="NAME=VALUE for any run setting of every run (repeat it), as for "
+                      "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
 ) -> None:
     """Run a task suite and score each run (state, answer, limits, tools); print a table per
     agent and category, write JSON and Markdown."""
@@ -382,13 +385,18 @@ def eval_suite(
     except SuiteError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
+    try:
+        context = parse_settings(setting)
+    except SettingError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
     chosen = loaded.select(tasks)
     if not chosen:
         err.print(f"[red]error:[/] no task of {loaded.name!r} matches {tasks!r}")
         raise typer.Exit(EXIT_CONFIG)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     settings = AgentSettings(model=None if reference else (model or DEFAULT_MODEL),
-                             out_dir=out or duet_home() / "eval" / stamp)
+                             context=context, out_dir=out or duet_home() / "eval" / stamp)
     agents = ["nova-duet", "react"] if agent == "both" else [agent]
     quiet = as_json
 

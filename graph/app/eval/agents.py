@@ -47,7 +47,8 @@ class Outcome:
 @dataclass
 class AgentSettings:
     """How agents run in this eval: the model (None: the reference plans), run settings
-    every task gets (`bedrock_endpoint_url`, say), and where transcripts go.
+    every task gets (`bedrock_endpoint_url`, say; over a task's own), and where
+    transcripts go.
 
     `tools` is the registry every run shares (one Playwright driver and browser pool for
     the whole eval); each run's named browser sessions close when that run ends."""
@@ -69,7 +70,7 @@ class AgentSettings:
 
 def task_context(task: EvalTask, site: str, settings: AgentSettings) -> Context:
     """The run context of `task` on `site`: its own site reachable and nothing else."""
-    context = Context(**{**settings.context, **task.context})
+    context = Context(**{**task.context, **settings.context})  # the caller's settings win
     context.allowed_hosts = [urlsplit(site).netloc]
     context.approval = task.approval
     if settings.model is None:
