@@ -89,9 +89,10 @@ def decider(task: EvalTask) -> Callable[[dict[str, Any]], dict[str, str]]:
     return decide
 
 
-async def run_nova_duet(task: EvalTask, text: str, site: str,
-                        settings: AgentSettings) -> Outcome:
-    """Run `text` with this graph; raises `ConfigurationError` before any work."""
+async def run_nova_duet(task: EvalTask, text: str, site: str, settings: AgentSettings,
+                        checkpointer_url: str | None = None) -> Outcome:
+    """Run `text` with this graph, its checkpoints and step ledger at `checkpointer_url`
+    (default: `duet run`'s); raises `ConfigurationError` before any work."""
     from graph.app.report import write_report
     from graph.app.runner import run_thread
     from graph.app.threads import new_thread_id
@@ -101,11 +102,11 @@ async def run_nova_duet(task: EvalTask, text: str, site: str,
     try:
         _, final = await run_thread(
             text, thread_id=thread_id, context=task_context(task, site, settings), tools=tools,
-            decide=decider(task))
+            checkpointer_url=checkpointer_url, decide=decider(task))
     finally:
         await settings.tools.end_scope(thread_id)
     ran = [r for r in final.results if r.status not in ("rejected", "cancelled")]
-    report = await write_report(thread_id)
+    report = await write_report(thread_id, checkpointer_url)
     return Outcome(status=final.status.value, answer=final.final_answer or "",
                    reason=final.reason, steps=len(ran), tools=[r.tool for r in ran],
                    usage=final.usage, report=str(report), thread=thread_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -90,7 +91,8 @@ async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row,
             transcript = settings.out_dir / "transcripts" / f"{name}.json"
             outcome = await run_react(job.task, text, url, settings, transcript)
         else:
-            outcome = await run_nova_duet(job.task, text, url, settings)
+            outcome = await run_nova_duet(job.task, text, url, settings,
+                                          checkpointer_url(folder))
     finally:
         await asyncio.to_thread(site.__exit__, None, None, None)
     wall = time.perf_counter() - clock
@@ -119,13 +121,22 @@ def check_model(settings: AgentSettings) -> None:
     chat_model_from_spec(settings.model, Context(**settings.context))
 
 
+def checkpointer_url(folder: Path) -> str:
+    """Where a run keeps its checkpoints and step ledger: `$DUET_CHECKPOINTER` when set,
+    else SQLite files in the run's own folder. Not one SQLite file for all: runs at once in
+    one process on one file end `failed` now and then with `database is locked` (the
+    store's read-then-write transactions cannot wait for each other)."""
+    return os.environ.get("DUET_CHECKPOINTER") or str(folder / "checkpoints.sqlite")
+
+
 async def prepare_storage() -> None:
-    """Create the checkpointer's and the store's tables once, before runs start at the same
-    time: on a new database, concurrent first set-ups race on the store's migrations."""
+    """With a shared `$DUET_CHECKPOINTER`, create its tables once before runs start at the
+    same time: on a new database, concurrent first set-ups race on the store's migrations."""
     from graph.checkpoints import open_checkpointer, open_store
 
-    async with open_checkpointer(None), open_store(None):
-        pass
+    if url := os.environ.get("DUET_CHECKPOINTER"):
+        async with open_checkpointer(url), open_store(url):
+            pass
 
 
 async def run_suite(
