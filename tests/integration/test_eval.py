@@ -97,10 +97,11 @@ def _nova_duet_script(task: str) -> list:
         site = _site(body)
         if task == "lookup-tier":
             steps = [Step(id="c", tool="http_request", args={"url": f"{site}/api/customers/3"})]
-        elif task == "write-mark-paid":
+        elif task in ("write-mark-paid", "approve-mark-paid"):
+            ids = (1002, 1005) if task == "write-mark-paid" else (1007,)
             steps = [Step(id=f"p{i}", tool="http_request", side_effects=True,
                           args={"url": f"{site}/api/invoices/{i}", "method": "PATCH",
-                                "json_body": {"status": "paid"}}) for i in (1002, 1005)]
+                                "json_body": {"status": "paid"}}) for i in ids]
         else:
             steps = [Step(id="n", tool="http_request", side_effects=True,
                           args={"url": f"{site}/api/notes", "method": "POST",
@@ -109,6 +110,7 @@ def _nova_duet_script(task: str) -> list:
 
     answers = {"lookup-tier": "Initech is in the bronze tier [c].",
                "write-mark-paid": "Invoices 1002 and 1005 are paid [p1002][p1005].",
+               "approve-mark-paid": "Invoice 1007 is paid [p1007].",
                "deny-note": "The note was rejected by the approval policy [n]."}
     return [plan, tool_input(Decision(action="finish", reason="done", answer=answers[task]))]
 
@@ -124,17 +126,20 @@ def _react_script(task: str) -> list:
     if task == "write-mark-paid":
         return [call("/api/invoices/1002", **paid), call("/api/invoices/1005", **paid),
                 text("Invoices 1002 and 1005 are paid now.")]
+    if task == "approve-mark-paid":  # under `ask`: the eval's decider approves it
+        return [call("/api/invoices/1007", **paid), text("Invoice 1007 is paid.")]
     return [call("/api/notes", method="POST", json_body={"customer_id": 1, "text": "Hi"}),
             text("I could not add it: the write was refused.")]
 
 
-SCRIPTED = ["lookup-tier", "write-mark-paid", "deny-note"]
+SCRIPTED = ["lookup-tier", "write-mark-paid", "approve-mark-paid", "deny-note"]
 
 
 async def test_both_agents_over_converse_and_the_table_counts_what_the_server_saw(
         converse, tmp_path):
-    """nova-duet and ReAct run three tasks each on the real ChatBedrockConverse against
-    the loopback server; passes, calls and tokens come from what the server received."""
+    """nova-duet and ReAct run four tasks each (a read, writes, a write approved under
+    `ask`, a write refused under `deny`) on the real ChatBedrockConverse against the
+    loopback server; passes, calls and tokens come from what the server received."""
     tasks = [t for t in SUITE.tasks if t.id in SCRIPTED]
     settings = AgentSettings(model=MODEL, context={"bedrock_endpoint_url": converse.url},
                              out_dir=tmp_path)
@@ -147,7 +152,7 @@ async def test_both_agents_over_converse_and_the_table_counts_what_the_server_sa
         # One run at a time: the server's script is one queue.
         agent_rows = await run_suite(SUITE, tasks, [agent], settings, concurrency=1)
         seen = converse.usages[before:]
-        assert [r.passed for r in agent_rows] == [True] * 3, [r.checks for r in agent_rows]
+        assert [r.passed for r in agent_rows] == [True] * 4, [r.checks for r in agent_rows]
         assert sum(r.calls for r in agent_rows) == len(seen)
         assert sum(r.tokens_in for r in agent_rows) == sum(u["inputTokens"] for u in seen)
         assert sum(r.tokens_out for r in agent_rows) == sum(u["outputTokens"] for u in seen)
@@ -159,12 +164,13 @@ async def test_both_agents_over_converse_and_the_table_counts_what_the_server_sa
     assert by[("react", "write-mark-paid")].calls == 3
     # ReAct's write under `deny` was refused before it ran (the state check saw no note).
     assert by[("react", "deny-note")].steps == 0
+    assert by[("react", "approve-mark-paid")].steps == 1  # approved by the decider, then run
     summary = summarize(rows, suite=SUITE, trials=1, model=MODEL, wall_s=1.0)
     for agent in ("nova-duet", "react"):
         agent_rows = [r for r in rows if r.agent == agent]
         assert summary["agents"][agent]["pass@1"] == 1.0
         assert summary["agents"][agent]["tokens_in"] == pytest.approx(
-            sum(r.tokens_in for r in agent_rows) / 3, abs=0.1)
+            sum(r.tokens_in for r in agent_rows) / 4, abs=0.1)
     transcript = json.loads(Path(by[("react", "lookup-tier")].report).read_text())
     assert any("bronze" in json.dumps(m) for m in transcript)
 
