@@ -63,7 +63,7 @@ def create_app(db_path: str | Path) -> FastAPI:
             raise HTTPException(404, "no such customer")
         return page("customer.html", customer=customer, orders=store.orders(customer_id),
                     invoices=store.invoices(customer_id=customer_id),
-                    notes=store.notes(customer_id))
+                    notes=store.notes(customer_id), profile=store.profile(customer_id))
 
     @app.post("/customers/{customer_id}/notes")
     def add_note_form(customer_id: int, text: str = Form(...)) -> RedirectResponse:

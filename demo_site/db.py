@@ -1,4 +1,10 @@
-"""The CRM's SQLite store: schema, seed data and queries. Writes persist in the file."""
+"""The CRM's SQLite store: schema, seed data and queries. Writes persist in the file.
+
+Every write through the store is also logged in `writes` (which table, which row), so an
+evaluation can tell a row written twice from one written once (`duet eval`'s state check).
+`profiles` holds what only the customer's page shows (not the JSON API); the default seed
+leaves it empty, and `Store.seed` adds a task's own rows.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,21 @@ CREATE TABLE IF NOT EXISTS invoices (
 CREATE TABLE IF NOT EXISTS notes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, customer_id INTEGER NOT NULL REFERENCES customers(id),
     text TEXT NOT NULL, idempotency_key TEXT UNIQUE, created_at TEXT DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS profiles (
+    customer_id INTEGER PRIMARY KEY REFERENCES customers(id), account_manager TEXT NOT NULL,
+    phone TEXT NOT NULL DEFAULT '', remark TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS writes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, row_id INTEGER NOT NULL);
 """
+
+# The tables a task's fixtures may add rows to, with their columns in insert order.
+TABLES = {
+    "customers": ("id", "name", "email", "tier"),
+    "orders": ("id", "customer_id", "item", "amount", "status"),
+    "invoices": ("id", "customer_id", "amount", "due_date", "status"),
+    "notes": ("customer_id", "text"),
+    "profiles": ("customer_id", "account_manager", "phone", "remark"),
+}
 
 CUSTOMERS = [
     (1, "Acme Corp", "ap@acme.example", "gold"),
@@ -54,6 +74,33 @@ class Store:
                 db.executemany("INSERT INTO customers VALUES (?,?,?,?)", CUSTOMERS)
                 db.executemany("INSERT INTO orders VALUES (?,?,?,?,?)", ORDERS)
                 db.executemany("INSERT INTO invoices VALUES (?,?,?,?,?)", INVOICES)
+
+    def seed(self, fixtures: dict[str, list[dict[str, Any]]]) -> None:
+        """Add rows to the tables (`TABLES`), on top of the default seed; not logged as writes.
+
+        Raises `ValueError` for an unknown table or column."""
+        with self.connect() as db:
+            for table, rows in fixtures.items():
+                if table not in TABLES:
+                    raise ValueError(f"no table {table!r} to seed; tables: {list(TABLES)}")
+                for row in rows:
+                    unknown = set(row) - set(TABLES[table])
+                    if unknown:
+                        raise ValueError(f"{table}: unknown columns {sorted(unknown)}")
+                    names = ", ".join(row)
+                    marks = ", ".join("?" for _ in row)
+                    db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+                               tuple(row.values()))
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every table (`TABLES` and `writes`), for comparing states."""
+        return {table: self.rows(f"SELECT * FROM {table} ORDER BY rowid")  # noqa: S608
+                for table in (*TABLES, "writes")}
+
+    def profile(self, customer_id: int) -> dict[str, Any] | None:
+        """What only the customer's page shows (account manager, phone, remark), or None."""
+        found = self.rows("SELECT * FROM profiles WHERE customer_id = ?", customer_id)
+        return found[0] if found else None
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -98,7 +145,11 @@ class Store:
     def set_invoice_status(self, invoice_id: int, status: str) -> dict[str, Any] | None:
         """Change an invoice's status; None when there is no such invoice."""
         with self.connect() as db:
-            db.execute("UPDATE invoices SET status = ? WHERE id = ?", (status, invoice_id))
+            changed = db.execute("UPDATE invoices SET status = ? WHERE id = ?",
+                                 (status, invoice_id)).rowcount
+            if changed:
+                db.execute("INSERT INTO writes (entity, row_id) VALUES ('invoices', ?)",
+                           (invoice_id,))
         found = self.rows("SELECT * FROM invoices WHERE id = ?", invoice_id)
         return found[0] if found else None
 
@@ -122,4 +173,6 @@ class Store:
                 "INSERT INTO notes (customer_id, text, idempotency_key) VALUES (?, ?, ?)",
                 (customer_id, text, idempotency_key))
             row = db.execute("SELECT * FROM notes WHERE id = ?", (cursor.lastrowid,)).fetchone()
+            db.execute("INSERT INTO writes (entity, row_id) VALUES ('notes', ?)",
+                       (cursor.lastrowid,))
         return dict(row), True

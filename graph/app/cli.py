@@ -340,6 +340,103 @@ def diagram() -> None:
     typer.echo(graph.get_graph().draw_mermaid().strip())
 
 
+EvalAgent = Literal["nova-duet", "react", "both"]
+
+
+@app.command("eval")
+def eval_suite(
+    suite: Annotated[Path | None, typer.Option(help="A suite file (YAML; default: the CRM "
+                                                    "suite, demo_site/eval/crm.yaml).")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Only tasks whose id or category matches "
+                                                   "this glob (comma-separated).")] = None,
+    agent: Annotated[EvalAgent, typer.Option(help="Which agent: this graph, LangChain's "
+                                                  "ReAct agent, or both.")] = "nova-duet",
+    model: Annotated[str | None, typer.Option(help="Bedrock model id or provider:model "
+                                                   "(default: Nova 2 Lite).")] = None,
+    reference: Annotated[bool, typer.Option(help="Run each task's reference plan (no "
+                                                 "model).")] = False,
+    trials: Annotated[int, typer.Option(min=1, help="Runs of each task per agent.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time.")] = 4,
+    min_pass: Annotated[float, typer.Option(help="Exit 1 when an agent's pass@1 is "
+                                                 "below this.")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {summary, tasks} as JSON.")
+                       ] = False,
+    out: Annotated[Path | None, typer.Option(help="Where results go (default: "
+                                                  "$DUET_HOME/eval/TIME).")] = None,
+    setting: Annotated[list[str], typer.Option(
+        "--set", help="NAME=VALUE for any run setting of every run (repeat it), as for "
+                      "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
+) -> None:
+    """Run a task suite and score each run (state, answer, limits, tools); print a table per
+    agent and category, write JSON and Markdown."""
+    from datetime import UTC, datetime
+
+    from graph.app.eval import AgentSettings, SuiteError, load_suite, run_eval
+    from graph.app.eval.runner import headers, lowest_pass, table_rows
+    from graph.context import DEFAULT_MODEL
+    from graph.reasoning import ConfigurationError
+
+    if reference and agent != "nova-duet":
+        err.print("[red]error:[/] reference plans are plan files for nova-duet: use "
+                  "--reference with --agent nova-duet")
+        raise typer.Exit(EXIT_CONFIG)
+    try:
+        loaded = load_suite(suite) if suite else load_suite()
+    except SuiteError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    try:
+        context = parse_settings(setting)
+    except SettingError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    chosen = loaded.select(tasks)
+    if not chosen:
+        err.print(f"[red]error:[/] no task of {loaded.name!r} matches {tasks!r}")
+        raise typer.Exit(EXIT_CONFIG)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    settings = AgentSettings(model=None if reference else (model or DEFAULT_MODEL),
+                             context=context, out_dir=out or duet_home() / "eval" / stamp)
+    agents = ["nova-duet", "react"] if agent == "both" else [agent]
+    quiet = as_json
+
+    def started(job: Any) -> None:
+        if not quiet:
+            console.print(f"  [dim]→ {job.task.id} {job.agent} #{job.trial}[/]")
+
+    def finished(row: Any) -> None:
+        if not quiet:
+            mark = "[green]✓ pass[/]" if row.passed else "[red]✗ fail[/]"
+            failed = ", ".join(k for k, c in row.checks.items() if not c["score"])
+            console.print(f"  {mark} {row.task} {row.agent} #{row.trial} {row.status} "
+                          f"[dim]{row.calls} calls, {row.wall_s:.1f} s[/]"
+                          + (f" [red]({failed})[/]" if failed else ""))
+
+    if not quiet:
+        console.print(f"[bold]duet eval[/] {loaded.name}: {len(chosen)} task(s) × "
+                      f"{len(agents)} agent(s) × {trials} trial(s), "
+                      f"{settings.model or 'reference plans'}")
+    try:
+        summary, rows, paths = asyncio.run(run_eval(
+            loaded, chosen, agents, settings, trials=trials, concurrency=concurrency,
+            on_start=started, on_row=finished))
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    if as_json:
+        from graph.app.eval.runner import as_json as rows_json
+
+        typer.echo(json.dumps(rows_json(summary, rows), indent=1))
+    else:
+        table = Table(*headers(trials))
+        for cells in table_rows(summary):
+            table.add_row(*cells)
+        console.print(table)
+        console.print(f"results: {paths[0]}\n         {paths[1]}", markup=False,
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if lowest_pass(summary) >= min_pass else 1)
+
+
 DEMO_TASK = ("Follow up every overdue invoice in the CRM: add a reminder note to each "
              "customer, mark the invoices as reminded, and verify none is left overdue.")
 

@@ -1,0 +1,170 @@
+"""Broken variants of a task's reference plan, to show that its checkers are not vacuous:
+each variant is a plan that does the task wrong, and must fail at least one checker.
+
+Kinds, made from the reference plan itself:
+- `drop`: a write left out; `double`: a write done twice (a second step);
+- `wrong_value`: a write with another value (a status, a note's text);
+- `other_record`: a write, or for a task that only reads its read, aimed at another record;
+- `stray_write`: an extra write to a record the task does not name;
+- `approve`: for a task whose writes must be refused, the same plan with them approved.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, StrictUndefined
+
+from graph.app.eval.suite import EvalTask
+
+KINDS = ("drop", "double", "wrong_value", "other_record", "stray_write", "approve")
+STATUSES = ["open", "paid", "overdue", "reminded"]
+WRITE_TOOLS = {"browser_click", "browser_fill", "browser_act"}
+
+
+@dataclass
+class Variant:
+    """A broken version of a task: its plan (as data) and approval settings."""
+
+    kind: str
+    task: EvalTask
+    plan: dict[str, Any]
+    approval: str
+    decide: str
+
+    def as_task(self, folder: Path) -> EvalTask:
+        """The task with this variant's plan (written to `folder`) and approval settings."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.task.id}-{self.kind}.yaml"
+        path.write_text(yaml.safe_dump(self.plan, sort_keys=False), encoding="utf-8")
+        return self.task.model_copy(update={"plan": path, "approval": self.approval,
+                                            "decide": self.decide})
+
+
+def plan_data(path: Path) -> dict[str, Any]:
+    """A plan file's data with its template expanded and `{{ site }}` kept for later."""
+    text = Environment(undefined=StrictUndefined).from_string(
+        path.read_text(encoding="utf-8")).render(site="{{ site }}")
+    return yaml.safe_load(text)
+
+
+def is_write(step: dict[str, Any]) -> bool:
+    """True for a step that changes things."""
+    args = step.get("args") or {}
+    return (bool(step.get("side_effects")) or step.get("tool") in WRITE_TOOLS
+            or (step.get("tool") == "http_request"
+                and str(args.get("method", "GET")).upper() != "GET"))
+
+
+def _refused(task: EvalTask) -> bool:
+    return task.approval == "deny" or (task.approval == "ask" and task.decide == "reject")
+
+
+def variants(task: EvalTask) -> list[Variant]:
+    """Every broken variant that applies to `task`, in `KINDS` order."""
+    plan = plan_data(task.plan)
+    steps = plan["steps"]
+    writes = [i for i, step in enumerate(steps) if is_write(step)]
+    if writes and _refused(task):
+        # Its writes never run, so a changed write changes nothing: what breaks such a
+        # task is letting them run.
+        return [Variant("approve", task, plan, "auto", "approve")]
+    made: dict[str, dict[str, Any]] = {}
+    if writes:
+        first = writes[0]
+        made["drop"] = _with_steps(plan, [s for i, s in enumerate(steps) if i != first],
+                                   dropped=steps[first]["id"])
+        twin = {**copy.deepcopy(steps[first]), "id": f"{steps[first]['id']}_again"}
+        made["double"] = _with_steps(plan, [*steps, twin])
+        if (wrong := _changed(steps[first], _wrong_value)) is not None:
+            made["wrong_value"] = _with_steps(plan, _replace(steps, first, wrong))
+        if (other := _changed(steps[first], _other_record)) is not None:
+            made["other_record"] = _with_steps(plan, _replace(steps, first, other))
+    else:
+        reads = [i for i, step in enumerate(steps) if _has_record(step)]
+        if reads and (other := _changed(steps[reads[0]], _other_record)) is not None:
+            made["other_record"] = _with_steps(plan, _replace(steps, reads[0], other))
+    made["stray_write"] = _with_steps(plan, [*steps, {
+        "id": "stray", "tool": "http_request", "side_effects": True,
+        "description": "A write the task did not ask for.",
+        "args": {"url": "{{ site }}/api/invoices/1008", "method": "PATCH",
+                 "json_body": {"status": "paid"}}}])
+    return [Variant(kind, task, made[kind], task.approval, task.decide)
+            for kind in KINDS if kind in made]
+
+
+def _with_steps(plan: dict[str, Any], steps: list[dict[str, Any]],
+                dropped: str | None = None) -> dict[str, Any]:
+    out = copy.deepcopy({**plan, "steps": steps})
+    if dropped:
+        for step in out["steps"]:
+            if dropped in step.get("depends_on", []):
+                step["depends_on"] = [d for d in step["depends_on"] if d != dropped]
+    return out
+
+
+def _replace(steps: list[dict[str, Any]], index: int, step: dict[str, Any]) -> list[dict]:
+    return [step if i == index else s for i, s in enumerate(steps)]
+
+
+def _changed(step: dict[str, Any], change: Any) -> dict[str, Any] | None:
+    """A copy of `step` with `change` applied to its arguments, or None if nothing changed."""
+    new = copy.deepcopy(step)
+    change(new["args"])
+    return new if new["args"] != step["args"] else None
+
+
+def _wrong_value(args: dict[str, Any]) -> None:
+    body = args.get("json_body")
+    if isinstance(body, dict) and "status" in body:
+        body["status"] = STATUSES[(STATUSES.index(body["status"]) + 1) % len(STATUSES)]
+    elif isinstance(body, dict) and "text" in body:
+        body["text"] = "A note about something else"
+    elif "value" in args:
+        args["value"] = "something else"
+
+
+_LAST_ID = re.compile(r"(\d+)(?!.*\d)")
+_INDEX = re.compile(r"(\.json\.)(\d+)(\.)")
+
+
+def _has_record(step: dict[str, Any]) -> bool:
+    url = str((step.get("args") or {}).get("url", ""))
+    return bool(_LAST_ID.search(url.split("}}", 1)[-1]) or "status=" in url)
+
+
+def _other_record(args: dict[str, Any]) -> None:
+    body = args.get("json_body")
+    if isinstance(body, dict) and "customer_id" in body:
+        body["customer_id"] = _other(body["customer_id"])
+        return
+    url = str(args.get("url", ""))
+    head, sep, tail = url.partition("}}")
+    if not sep:
+        head, tail = "", url
+    if _INDEX.search(tail):
+        tail = _INDEX.sub(lambda m: f"{m[1]}{int(m[2]) + 1}{m[3]}", tail, count=1)
+    elif _LAST_ID.search(tail):
+        tail = _LAST_ID.sub(lambda m: str(_other(int(m[1]))), tail, count=1)
+    elif "status=" in tail:
+        tail = re.sub(r"status=(\w+)", lambda m: "status=" + STATUSES[
+            (STATUSES.index(m[1]) + 1) % len(STATUSES)] if m[1] in STATUSES else "status=paid",
+            tail)
+    args["url"] = head + sep + tail
+
+
+def _other(record: Any) -> Any:
+    """Another record's id: the next of the default seed's customers (1-6) or invoices
+    (1001-1008), or the next id; a `${...}` reference points at the next item."""
+    if isinstance(record, str):
+        return _INDEX.sub(lambda m: f"{m[1]}{int(m[2]) + 1}{m[3]}", record, count=1)
+    if 1 <= record <= 6:
+        return record % 6 + 1
+    if 1001 <= record <= 1008:
+        return 1001 + (record - 1000) % 8
+    return record + 1
