@@ -18,6 +18,7 @@ from typing import Any
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|HEADERS", re.IGNORECASE)
 _MIN_SECRET_CHARS = 8
+_known_secrets: set[str] = set()
 _SHAPES = [
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
@@ -32,8 +33,14 @@ _ASSIGNMENT = re.compile(
     r"[\"']?\s*[:=]\s*[\"']?)(?=[^\s\"'<>,;&]*[a-z])([^\s\"'<>,;&]{8,})")
 
 
+def also_redact(values: Any) -> None:
+    """Cut these values too, from now on in this process: secrets that are not in the
+    environment (the `env` and `headers` of an MCP server's config, say)."""
+    _known_secrets.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS)
+
+
 def _env_secrets() -> list[str]:
-    values: set[str] = set()
+    values: set[str] = set(_known_secrets)
     for name, value in os.environ.items():
         if not _SECRET_NAME.search(name) or len(value) < _MIN_SECRET_CHARS:
             continue
