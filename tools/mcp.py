@@ -9,7 +9,9 @@ The file is the one MCP clients share:
 
 A server with `command` is a local process over stdio; one with `url` speaks streamable
 HTTP (`"type"`/`"transport"` may say so: `stdio`, `http`, `streamable-http`). `${VAR}` in
-`env` and `headers` values is read from this process's environment.
+`env` and `headers` values is read from this process's environment. A stdio server gets
+only the variables of its `env` plus a few safe ones (`PATH`, `HOME`...: the `mcp` SDK's
+default), and its stderr is this process's.
 
 A tool's MCP annotations decide its class (deny by default): `readOnlyHint: true` reads,
 anything else changes things (approval, journal, no early start, no retry after an
@@ -28,6 +30,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +51,12 @@ log = logging.getLogger("duet")
 
 START_TIMEOUT_SECONDS = 30.0
 _HTTP_TRANSPORTS = {"http", "streamable-http", "streamable_http"}
+_VARIABLE = re.compile(r"\$\{([^}]+)\}")  # `${VAR}`, as langchain-mcp-adapters reads env
+
+
+def _expand(value: Any) -> str:
+    """`value` with each `${VAR}` read from this process's environment."""
+    return _VARIABLE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), str(value))
 
 
 class MCPConfigError(ValueError):
@@ -77,7 +86,7 @@ class ServerConfig:
     def secrets(self) -> list[str]:
         """The values of its `env` and `headers` (after `${VAR}`): kept out of every record."""
         values = {**(self.connection.get("env") or {}), **(self.connection.get("headers") or {})}
-        return [os.path.expandvars(str(value)) for value in values.values()]
+        return [_expand(value) for value in values.values()]
 
 
 def read_config(path: str | Path) -> list[ServerConfig]:
@@ -105,8 +114,9 @@ def _server(name: str, spec: Any) -> ServerConfig:
     elif kind in _HTTP_TRANSPORTS:
         if not spec.get("url"):
             raise MCPConfigError(f"MCP server {name!r}: an HTTP server needs a url")
+        headers = spec.get("headers")
         connection = {"transport": "streamable_http", "url": spec["url"],
-                      "headers": spec.get("headers")}
+                      "headers": {k: _expand(v) for k, v in headers.items()} if headers else None}
     else:
         raise MCPConfigError(f"MCP server {name!r}: transport {kind!r} is not supported "
                              "(stdio and streamable HTTP are)")
