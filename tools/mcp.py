@@ -11,7 +11,7 @@ A server with `command` is a local process over stdio; one with `url` speaks str
 HTTP (`"type"`/`"transport"` may say so: `stdio`, `http`, `streamable-http`). `${VAR}` in
 `env` and `headers` values is read from this process's environment. A stdio server gets
 only the variables of its `env` plus a few safe ones (`PATH`, `HOME`...: the `mcp` SDK's
-default), and its stderr is this process's.
+default); its stderr goes to the run's folder (`mcp-<server>.log`).
 
 A tool's MCP annotations decide its class (deny by default): `readOnlyHint: true` reads,
 anything else changes things (approval, journal, no early start, no retry after an
@@ -31,7 +31,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ import anyio
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
@@ -135,6 +139,7 @@ class _Session:
     """One server's session, held open by a task of its own until `close`."""
 
     config: ServerConfig
+    log: Path | None = None  # where a stdio server's stderr goes (None: this process's)
     tools: list[BaseTool] = field(default_factory=list)
     failure: str | None = None
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
@@ -153,11 +158,35 @@ class _Session:
                 self.config.name, f"no answer within {START_TIMEOUT_SECONDS:g}s") from None
         except Exception as exc:  # noqa: BLE001 - any failure to start is the server's
             await self.close()
-            raise MCPServerUnavailable(self.config.name, _reason(exc)) from None
+            where = f" (its stderr: {self.log})" if self.log else ""
+            raise MCPServerUnavailable(self.config.name, _reason(exc) + where) from None
+
+    @asynccontextmanager
+    async def _connect(self, client: MultiServerMCPClient) -> AsyncIterator[ClientSession]:
+        """An initialized session. A stdio server is started here rather than by the client,
+        to give it a real file for its stderr (the client's default is `sys.stderr` as it
+        was at import, which in a notebook has no file descriptor)."""
+        spec = self.config.connection
+        if spec["transport"] != "stdio":
+            async with client.session(self.config.name) as session:
+                yield session
+            return
+        env = {k: _expand(v) for k, v in spec["env"].items()} if "env" in spec else None
+        params = StdioServerParameters(command=spec["command"], args=spec["args"], env=env,
+                                       cwd=spec.get("cwd"))
+        log = self.log.open("a", encoding="utf-8") if self.log else sys.__stderr__
+        try:
+            async with (stdio_client(params, errlog=log) as (read, write),
+                        ClientSession(read, write) as session):
+                await session.initialize()
+                yield session
+        finally:
+            if self.log:
+                log.close()
 
     async def _hold(self, client: MultiServerMCPClient, ready: asyncio.Future[None]) -> None:
         try:
-            async with client.session(self.config.name) as session:
+            async with self._connect(client) as session:
                 self.tools = await load_mcp_tools(
                     session, server_name=self.config.name, tool_name_prefix=True,
                     handle_tool_errors=False)
@@ -245,19 +274,24 @@ class ServerStatus:
 async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
                           policy: SandboxPolicy,
                           remember_secret: Callable[[list[str]], None] = lambda values: None,
-                          ) -> list[ServerStatus]:
+                          log_folder: Path | None = None) -> list[ServerStatus]:
     """Open every server of the config and register its tools in `registry`, named
     `<server>_<tool>`, their class from their annotations; `registry.aclose()` closes the
     sessions. An HTTP server outside `policy`'s allowlist is refused; a server that does not
     start is recorded as missing (`registry.mark_missing`) and left out. Returns each
     server's status. `remember_secret` receives each server's `env` and `headers` values
-    first (for the redaction of records). Raises `MCPConfigError` for a bad file.
+    first (for the redaction of records). A stdio server's stderr goes to
+    `log_folder/mcp-<server>.log`, or without one to this process's stderr. Raises
+    `MCPConfigError` for a bad file.
     """
     configs = read_config(config_path)
     for config in configs:
         remember_secret(config.secrets())
     client = MultiServerMCPClient({c.name: c.connection for c in configs})  # type: ignore[misc]
-    sessions = [_Session(config) for config in configs]
+    if log_folder is not None:
+        log_folder.mkdir(parents=True, exist_ok=True)
+    sessions = [_Session(config, log_folder / f"mcp-{config.name}.log" if log_folder else None)
+                for config in configs]
     outcomes = await asyncio.gather(*(_start(s, client, policy) for s in sessions))
 
     async def close_all() -> None:

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -28,7 +29,7 @@ from graph.app.threads import (
     trace_path,
 )
 from graph.builder import build_graph
-from graph.checkpoints import open_checkpointer, open_store
+from graph.checkpoints import open_checkpointer, open_store, run_folder
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus
 from graph.reasoning import resolve_reasoner
@@ -115,7 +116,7 @@ async def run_thread(
         registry = registry.extended()  # the caller's registry stays as it was
     try:
         if context.mcp_config:
-            await _add_mcp_servers(registry, context, emit)
+            await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
         async with (open_checkpointer(checkpointer_url) as saver,
                     open_store(checkpointer_url) as store):
             # Only a resume can meet a state of the earlier shape (a new run has none yet).
@@ -135,13 +136,14 @@ async def run_thread(
 
 
 async def _add_mcp_servers(registry: ToolRegistry, context: Context,
-                           emit: Callable[[Event], None]) -> None:
-    """Add the tools of the run's MCP servers (`context.mcp_config`); a server that does not
-    start is reported (a `tool_source_unavailable` event) and the run goes on without it."""
+                           emit: Callable[[Event], None], folder: Path) -> None:
+    """Add the tools of the run's MCP servers (`context.mcp_config`; stdio servers log to
+    `folder`); a server that does not start is reported (a `tool_source_unavailable`
+    event) and the run goes on without it."""
     from tools.mcp import add_mcp_servers  # only runs with MCP servers load the SDK
 
     statuses = await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
-                                     remember_secret=also_redact)
+                                     remember_secret=also_redact, log_folder=folder)
     for status in statuses:
         if status.error:
             emit({"event": "tool_source_unavailable", "source": f"mcp:{status.name}",
