@@ -27,12 +27,13 @@ the run). A server that does not start, that the allowlist refuses, or that dies
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ from tools.sandbox import SandboxPolicy
 log = logging.getLogger("duet")
 
 START_TIMEOUT_SECONDS = 30.0
+PROBE_SECONDS = 2.0  # how often a call in flight checks that its HTTP server still answers
 _HTTP_TRANSPORTS = {"http", "streamable-http", "streamable_http"}
 _VARIABLE = re.compile(r"\$\{([^}]+)\}")  # `${VAR}`, as langchain-mcp-adapters reads env
 
@@ -142,8 +144,10 @@ class _Session:
     log: Path | None = None  # where a stdio server's stderr goes (None: this process's)
     tools: list[BaseTool] = field(default_factory=list)
     failure: str | None = None
+    _session: ClientSession | None = None
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+    _probes: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self, client: MultiServerMCPClient) -> None:
         """Open the session and list its tools; raises `MCPServerUnavailable` if it fails."""
@@ -187,6 +191,7 @@ class _Session:
     async def _hold(self, client: MultiServerMCPClient, ready: asyncio.Future[None]) -> None:
         try:
             async with self._connect(client) as session:
+                self._session = session
                 self.tools = await load_mcp_tools(
                     session, server_name=self.config.name, tool_name_prefix=True,
                     handle_tool_errors=False)
@@ -213,6 +218,32 @@ class _Session:
         return f"MCP server {self.config.name!r} is unavailable: {self.failure}" \
             if self.failure else None
 
+    async def _watched(self, call: Awaitable[Any]) -> Any:
+        """`call`'s result, unless the session ends first (`MCPServerUnavailable`). While it
+        runs, an HTTP server is pinged every `PROBE_SECONDS`: the SDK leaves a request to an
+        HTTP server that died waiting forever, but a ping to it fails and ends the session."""
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task, self._task}, timeout=PROBE_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if task in done:
+                    return task.result()
+                if self._task in done:
+                    self.why_unavailable()
+                    raise MCPServerUnavailable(self.config.name, str(self.failure))
+                if self.config.url is not None and self._session is not None:
+                    probe = asyncio.create_task(self._ping(self._session))
+                    self._probes.add(probe)
+                    probe.add_done_callback(self._probes.discard)
+        finally:
+            task.cancel()
+
+    @staticmethod
+    async def _ping(session: ClientSession) -> None:
+        with contextlib.suppress(Exception):  # a dead server shows as the session ending
+            await asyncio.wait_for(session.send_ping(), PROBE_SECONDS)
+
     def step_tool(self, inner: BaseTool) -> BaseTool:
         """`inner` as a step runs it: its output as plain JSON (the structured content when
         the server gives one, else its text), its failures as typed `ToolError`s."""
@@ -221,8 +252,8 @@ class _Session:
             if self.why_unavailable():
                 raise MCPServerUnavailable(self.config.name, str(self.failure))
             try:
-                message = await inner.ainvoke(
-                    {"type": "tool_call", "id": "step", "name": inner.name, "args": args})
+                message = await self._watched(inner.ainvoke(
+                    {"type": "tool_call", "id": "step", "name": inner.name, "args": args}))
             except ToolException as exc:  # the tool ran and said it failed (isError)
                 raise ToolError(f"{inner.name}: {exc}", type_name="MCPToolError") from None
             except (McpError, anyio.ClosedResourceError, anyio.BrokenResourceError,

@@ -121,19 +121,20 @@ async def test_reads_start_while_the_plan_streams_and_an_unannotated_write_asks(
     assert records(tmp_path / "crm", "effects") == records(web_state, "effects") == []
 
 
-async def test_a_server_killed_mid_run_is_a_typed_error_and_the_run_goes_on(tmp_path, web):
-    url, _ = web
+@pytest.mark.parametrize("dying", ["crm", "web"])  # over stdio, over streamable HTTP
+async def test_a_server_killed_mid_run_is_a_typed_error_and_the_run_goes_on(tmp_path, web,
+                                                                           dying):
+    url, web_state = web
+    other = {"crm": "web", "web": "crm"}[dying]
     model = ScriptedChatModel(responses=[
-        Plan(goal="g", steps=[Step(id="s1", tool="crm_wait_for_kill", args={"seconds": 60}),
-                              Step(id="s2", tool="web_list_invoices", args={})]),
-        Decision(action="replan", reason="crm died"),
-        Plan(goal="g", steps=[Step(id="s3", tool="web_list_invoices", args={})]),
+        Plan(goal="g", steps=[Step(id="s1", tool=f"{dying}_wait_for_kill", args={"seconds": 60}),
+                              Step(id="s2", tool=f"{other}_list_invoices", args={})]),
+        Decision(action="replan", reason=f"{dying} died"),
+        Plan(goal="g", steps=[Step(id="s3", tool=f"{other}_list_invoices", args={})]),
         Decision(action="finish", reason="ok", answer="two invoices [s3]")])
-    events: list[dict] = []
     run = asyncio.create_task(run_thread("g", model=model, tools=ToolRegistry(),
-                                         on_event=events.append,
                                          context=context(tmp_path, url)))
-    pid_file = tmp_path / "crm" / "pid"
+    pid_file = (tmp_path / "crm" if dying == "crm" else web_state) / "pid"
     for _ in range(600):
         if pid_file.exists() or run.done():
             break
@@ -143,12 +144,14 @@ async def test_a_server_killed_mid_run_is_a_typed_error_and_the_run_goes_on(tmp_
 
     assert final.status == RunStatus.COMPLETED, final.reason
     results = {r.step_id: r for r in final.results}
+    assert results["s1"].status == "error"
     assert results["s1"].error.type == "MCPServerUnavailable"
-    assert "'crm'" in results["s1"].error.message
-    assert results["s3"].status == "ok"
+    assert f"MCP server '{dying}'" in results["s1"].error.message
+    assert results["s2"].status == results["s3"].status == "ok"
     # The replan was told: the dead server's tools are listed as unavailable.
     replan_prompt = "\n".join(str(m.content) for m in model.prompts[2])
-    assert "crm_list_invoices(status?: str) (UNAVAILABLE: MCP server 'crm'" in replan_prompt
+    assert (f"{dying}_list_invoices(status?: str) (UNAVAILABLE: MCP server '{dying}'"
+            in replan_prompt)
 
 
 async def test_a_server_that_does_not_start_is_named_and_the_run_goes_on(tmp_path, web):
