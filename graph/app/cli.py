@@ -341,26 +341,30 @@ def list_tools(
     if as_json:
         typer.echo(json.dumps(catalog, indent=1))
         return
-    table = Table("tool", "class", "idempotency key", "retry after timeout", "source",
-                  "signature (as the planner sees it)")
-    reasons: dict[str, list[str]] = {}
+    table = Table("tool", "class", "key", "retry", "source", "signature (as the planner sees it)")
+    notes: dict[str, list[str]] = {}
     for tool in catalog:
-        kind = ("read-only" if not tool["changes_things"] else
-                f"changes things, by arguments: {tool['changes_things_when']}"
-                if tool["changes_things_when"]
-                else "changes things" + (" (destructive)" if tool["destructive"] else ""))
+        kind = ("read-only" if not tool["changes_things"] else "changes things"
+                + (" (destructive)" if tool["destructive"] else "")
+                + ("*" if tool["changes_things_when"] else ""))
+        if tool["changes_things_when"]:
+            notes.setdefault(f"* changes things when: {tool['changes_things_when']}",
+                             []).append(tool["name"])
         repeat = not tool["changes_things"] or tool["takes_idempotency_key"] or tool["idempotent"]
         name = tool["name"]
         if tool["unavailable"]:
-            reasons.setdefault(tool["unavailable"], []).append(name)
+            notes.setdefault(f"unavailable: {tool['unavailable']}", []).append(name)
             name += " [red](unavailable)[/]"
         table.add_row(name, kind, "yes" if tool["takes_idempotency_key"] else "no",
                       "yes" if repeat else "no", tool["source"], tool["signature"])
     console.print(table)
-    for reason, names in reasons.items():
-        console.print(f"[yellow]unavailable[/] {', '.join(names)}: {reason}", highlight=False)
+    console.print("key: takes an idempotency key; retry: retried after a timeout or an "
+                  "ambiguous failure (it only reads, sends a key, or is idempotent)",
+                  style="dim", highlight=False)
+    for note, names in notes.items():
+        console.print(f"{', '.join(names)}: {note}", markup=False, highlight=False)
     for source, reason in missing.items():
-        console.print(f"[yellow]unavailable[/] {source} (none of its tools): {reason}",
+        console.print(f"{source} (none of its tools): unavailable: {reason}", markup=False,
                       highlight=False)
 
 
