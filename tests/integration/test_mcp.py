@@ -215,3 +215,19 @@ def test_an_idempotent_write_happens_once_across_a_kill_and_a_resume(tmp_path, w
     for path in [p for p in home.rglob("*") if p.is_file()]:
         data = path.read_bytes()
         assert TOKEN.encode() not in data and HEADER.encode() not in data, path
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("{not json", "cannot read the MCP config"),
+    ('{"servers": {}}', "cannot read the MCP config"),
+    ('{"mcpServers": {"old": {"url": "http://127.0.0.1:9/sse", "type": "sse"}}}',
+     "transport 'sse' is not supported"),
+])
+def test_a_bad_config_stops_the_run_before_any_work(tmp_path, content, says):
+    bad = tmp_path / "mcp.json"
+    bad.write_text(content)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "http_request", "args": {"url": "http://127.0.0.1:9/"}}]}))
+    out = CliRunner().invoke(app, ["run", "t", "--plan-file", str(plan), "--mcp", str(bad)])
+    assert out.exit_code == 2 and says in out.output
