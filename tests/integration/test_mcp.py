@@ -231,3 +231,34 @@ def test_a_bad_config_stops_the_run_before_any_work(tmp_path, content, says):
         {"id": "s1", "tool": "http_request", "args": {"url": "http://127.0.0.1:9/"}}]}))
     out = CliRunner().invoke(app, ["run", "t", "--plan-file", str(plan), "--mcp", str(bad)])
     assert out.exit_code == 2 and says in out.output
+
+
+async def test_studio_runs_get_the_mcp_servers_of_their_context(tmp_path):
+    from langgraph_sdk import get_client
+
+    from tests.fixtures.langgraph_server import langgraph_server
+
+    served = tmp_path / "langgraph.json"  # as the repository's, reasoning graph only
+    graphs = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
+    served.write_text(json.dumps({"python_version": "3.11", "dependencies": [str(ROOT)],
+                                  "graphs": {"nova-duet": str(ROOT / graphs["nova-duet"])}}))
+    servers = tmp_path / "mcp.json"
+    servers.write_text(json.dumps({"mcpServers": {"crm": stdio_config(tmp_path / "crm")}}))
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([
+        {"plan": {"goal": "count", "steps": [{"id": "s1", "tool": "crm_list_invoices",
+                                              "args": {}}]}},
+        {"decision": {"action": "finish", "reason": "ok", "answer": "two [s1]"}}]))
+    with langgraph_server(tmp_path / "server.log", config=served) as url:
+        client = get_client(url=url)
+        [assistant] = await client.assistants.search(graph_id="nova-duet")
+        schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+        assert "mcp_config" in schemas["context_schema"]["properties"]  # Studio shows it
+        thread = await client.threads.create()
+        final = await client.runs.wait(
+            thread["thread_id"], "nova-duet", input={"task": "How many are overdue?"},
+            context={"model": f"scripted:{script}", "mcp_config": str(servers)})
+    assert final["status"] == "completed", final
+    assert [r["output"] for r in final["results"]] == [
+        {"result": [{"id": 7, "status": "overdue"}, {"id": 9, "status": "overdue"}]}]
+    assert records(tmp_path / "crm", "calls") == [{"tool": "list_invoices"}]
