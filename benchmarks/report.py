@@ -22,6 +22,9 @@ GOALS = {
     "flat_size": "checkpoint KiB per step at 800 steps within 1.2x of that at 50 (chained plan)",
     "memory": "peak RSS of an 800-step run within 1.2x of a 50-step run",
     "remote": "remote execution adds under 20 ms a step on loopback",
+    "real_http": "real HTTP: tool phase at most 1.15x bare httpx + asyncio (k = 100 and 500, "
+                 "fan-out and uneven DAG)",
+    "real_http_cpu": "real HTTP: orchestration CPU at most 2 ms a step above bare httpx",
 }
 
 
@@ -44,7 +47,9 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     out = [f"Measured on {m['cores']} cores of {m['cpu']}, Python {m['python']} "
            f"(size `{results['size']}`, latency scale {results['settings']['scale']}).", ""]
-    out += ["**1. Parallel speedup** (k independent steps; times in seconds)", "",
+    out += ["**1. Parallel speedup** (k independent steps, each the real `http_request` to a "
+            "loopback server that answers after the step's duration; simulated model; "
+            "seconds)", "",
             "| k | wall | critical path + reasoning | ratio | sequential | ReAct "
             "| speedup vs sequential | speedup vs ReAct |", "|---|---|---|---|---|---|---|---|"]
     for r in results["parallel_speedup"]:
@@ -82,7 +87,8 @@ def markdown(results: dict[str, Any]) -> str:
     out += [f"| {r['what']} | {r['peak_mb']:.0f} | {r['vs_baseline']:.2f}x |"
             for r in results["memory"]]
     out += ["", "**7. Uneven DAGs** (log-normal step durations, up to two dependencies a "
-            "step; tool phase in seconds)", "",
+            "step, each the real `http_request` to the loopback server; tool phase in seconds)",
+            "",
             "| k | critical path | nova-duet | waves | nova-duet / critical path "
             "| waves / critical path |", "|---|---|---|---|---|---|"]
     for r in results["uneven_dags"]:
@@ -106,6 +112,20 @@ def markdown(results: dict[str, Any]) -> str:
     out += ["", f"A chain of {r['chain']} no-op steps: {r['in_process_ms_per_step']:.1f} ms a "
             f"step in-process, {r['remote_ms_per_step']:.1f} ms on an executor server "
             f"({r['overhead_ms_per_step']:.1f} ms added per remote step)."]
+    out += ["", "**10. Real HTTP** (the real `http_request` against a loopback server in its "
+            "own process that answers each GET after a set delay; fan-out: k GETs of "
+            f"{results['real_http'][0]['critical_path_s'] * 1000:.0f} ms; uneven DAG: 20 to "
+            "400 ms each, up to two dependencies among the previous five; the model answers "
+            "at once with the whole plan; tool phase in seconds, CPU in ms a step)", "",
+            "| k | shape | critical path | bare httpx | nova-duet | ReAct | nova-duet / bare "
+            "| ReAct / bare | nova-duet / critical path | CPU bare / ours / ReAct |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    out += [f"| {r['k']} | {r['shape']} | {r['critical_path_s']:.2f} | "
+            f"{r['bare_tool_phase_s']:.2f} | {r['ours_tool_phase_s']:.2f} | "
+            f"{r['react_tool_phase_s']:.2f} | {r['ours_over_bare']:.2f} | "
+            f"{r['react_over_bare']:.2f} | {r['ours_over_critical_path']:.2f} | "
+            f"{r['bare_cpu_ms_per_step']:.2f} / {r['ours_cpu_ms_per_step']:.2f} / "
+            f"{r['react_cpu_ms_per_step']:.2f} |" for r in results["real_http"]]
     out += ["", "Goals:"] + [f"- {line}" for line in verdicts(results)]
     return "\n".join(out)
 
@@ -161,6 +181,13 @@ def _long_run_verdicts(results: dict[str, Any], line: Any) -> list[str]:
             ratio = at_bare["ms_per_step"] / bare["ms_per_step"]
             lines.append(line(ratio < 2, "overhead",
                               f"{backend}: {ratio:.2f}x, {at_bare['ms_per_step']:.1f} ms"))
+    http = results["real_http"]
+    worst = max(http, key=lambda r: r["ours_over_bare"])
+    lines.append(line(worst["ours_over_bare"] <= 1.15, "real_http",
+                      f"worst {worst['ours_over_bare']:.2f}, {worst['shape']} at "
+                      f"k = {worst['k']}"))
+    cpu = max(r["cpu_ms_per_step_above_bare"] for r in http)
+    lines.append(line(cpu <= 2.0, "real_http_cpu", f"worst {cpu:.2f} ms above"))
     added = results["remote_execution"]["overhead_ms_per_step"]
     lines.append(line(added < 20, "remote", f"{added:.1f} ms"))
     runs = [r for r in results["memory"] if r.get("steps")]
@@ -171,7 +198,7 @@ def _long_run_verdicts(results: dict[str, Any], line: Any) -> list[str]:
 
 
 def charts(results: dict[str, Any], folder: Path) -> list[Path]:
-    """PNG charts of figures 1 to 4 and 7."""
+    """PNG charts of figures 1 to 4, 7 and 10."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,6 +269,20 @@ def charts(results: dict[str, Any], folder: Path) -> list[Path]:
                 ylabel="checkpoint KiB per step", title="4. Checkpoint bytes per step")
     axes[1].legend(fontsize=7)
     paths.append(_save(fig, folder / "overhead.png"))
+
+    rows = results["real_http"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.27
+    xs = range(len(rows))
+    for offset, (who, label) in zip((-width, 0, width), (("bare", "bare httpx + asyncio"),
+                                    ("ours", "nova-duet"), ("react", "ReAct (create_agent)")),
+                                    strict=True):
+        ax.bar([x + offset for x in xs], [r[f"{who}_tool_phase_s"] for r in rows], width,
+               label=label)
+    ax.set_xticks(list(xs), [f"{r['shape']}\nk = {r['k']}" for r in rows])
+    ax.set(ylabel="tool phase, seconds", title="10. Real HTTP")
+    ax.legend()
+    paths.append(_save(fig, folder / "real_http.png"))
     return paths
 
 

@@ -151,10 +151,10 @@ def critical_path(plan: Plan, scale: float) -> float:
     return max(finish.values())
 
 
-async def run_in_waves(plan: Plan, scale: float) -> float:
+async def run_in_waves(plan: Plan, tool: StructuredTool) -> float:
     """The wave scheduling nova-duet had: all ready steps at once, the next wave when every
     step of this one has finished. Same tool, no graph around it; returns the seconds."""
-    tool, done = work_tool(scale), set()
+    done: set[str] = set()
     started = time.perf_counter()
     while len(done) < len(plan.steps):
         wave = [s for s in plan.steps if s.id not in done and set(s.depends_on) <= done]
@@ -204,11 +204,17 @@ def stepwise_responder(k: int, tool: str = "work") -> Callable[[list[BaseMessage
     return respond
 
 
-def react_responder(k: int) -> Callable[[list[BaseMessage]], Any]:
-    """ReAct: one tool call per turn until k are done, then the answer."""
+def work_call(item: int) -> dict[str, Any]:
+    """A ReAct model's call of the `work` tool on `item`."""
+    return {"name": "work", "args": {"item": item}}
+
+
+def react_responder(k: int, call: Callable[[int], dict[str, Any]] = work_call
+                    ) -> Callable[[list[BaseMessage]], Any]:
+    """ReAct: one tool call per turn (`call(item)`) until k are done, then the answer."""
     def respond(messages: list[BaseMessage]) -> Any:
         done = sum(isinstance(m, ToolMessage) for m in messages)
         if done < k:
-            return {"name": "work", "args": {"item": done}}
+            return call(done)
         return f"Processed all {k} items."
     return respond

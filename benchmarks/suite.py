@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -19,11 +21,12 @@ from typing import Any, TypedDict
 from langchain.agents import create_agent
 from langgraph.graph import END, START, StateGraph
 
-from benchmarks import sim
+from benchmarks import real_http, sim
 from graph import Context, Plan, build_graph
 from graph.checkpoints import open_checkpointer, open_store
 from tests.fixtures.langgraph_server import langgraph_server
 from tests.fixtures.postgres import postgres_bin, running_postgres
+from tools import ToolRegistry, default_registry, http_request_tool, use_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,28 +34,43 @@ ROOT = Path(__file__).resolve().parents[1]
 async def _run_graph(plan: Plan, scale: float, *, checkpointer: Any = None,
                      store: Any = None, output_chars: int = 200, thread: str = "bench",
                      model_scale: float | None = None, responder: Any = None,
+                     tools: ToolRegistry | None = None,
                      **context: Any) -> tuple[float, sim.SimulatedChatModel, dict]:
+    """Our graph on `plan` with the simulated model; `tools` default to the simulated
+    `work` tool (figures that need durations they control)."""
     model = sim.SimulatedChatModel(responses=[responder or sim.graph_responder(plan)] * 10_000,
                                    scale=scale if model_scale is None else model_scale)
-    graph = build_graph(model=model, tools=sim.registry(scale, output_chars),
-                        checkpointer=checkpointer, store=store)
+    tools = tools if tools is not None else sim.registry(scale, output_chars)
+    graph = build_graph(model=model, tools=tools, checkpointer=checkpointer, store=store)
     context = {"max_steps": 10_000, "max_tool_calls": 20_000, "token_budget": 10**9,
                "deadline_seconds": 10_000, "max_replans": 10_000, **context}
     start = time.perf_counter()
     config = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
-    out = await graph.ainvoke({"task": plan.goal}, config,
-                              context=Context(**context),
-                              durability="sync" if checkpointer else None)
+    try:
+        out = await graph.ainvoke({"task": plan.goal}, config,
+                                  context=Context(**context),
+                                  durability="sync" if checkpointer else None)
+    finally:
+        await tools.aclose()
     assert out["status"] == "completed", out.get("reason")
     return time.perf_counter() - start, model, out
 
 
-async def _run_react(k: int, scale: float) -> tuple[float, sim.SimulatedChatModel]:
-    model = sim.SimulatedChatModel(responses=[sim.react_responder(k)] * (k + 1), scale=scale)
-    agent = create_agent(model, tools=[sim.work_tool(scale)])
+async def _run_react(k: int, scale: float, base: str | None = None
+                     ) -> tuple[float, sim.SimulatedChatModel]:
+    """ReAct, one tool call a turn: the simulated `work` tool, or with `base` (the delay
+    server) the real `http_request` against it, each call as long as a `work` step."""
+    if base is None:
+        tool, call = sim.work_tool(scale), sim.work_call
+    else:
+        tool, call = http_request_tool, functools.partial(real_http.delay_call, base, scale)
+    model = sim.SimulatedChatModel(responses=[sim.react_responder(k, call)] * (k + 1),
+                                   scale=scale)
+    agent = create_agent(model, tools=[tool])
     start = time.perf_counter()
-    out = await agent.ainvoke({"messages": [("user", f"process {k} items")]},
-                              {"recursion_limit": 4 * k + 10})
+    with use_policy(real_http.policy(base)) if base else contextlib.nullcontext():
+        out = await agent.ainvoke({"messages": [("user", f"process {k} items")]},
+                                  {"recursion_limit": 4 * k + 10})
     assert "Processed all" in str(out["messages"][-1].content)
     return time.perf_counter() - start, model
 
@@ -69,14 +87,19 @@ def _tokens(model: sim.SimulatedChatModel) -> dict[str, float]:
             "cost_usd": cost}
 
 
-async def parallel_speedup(ks: list[int], scale: float) -> list[dict[str, float]]:
-    """Figure 1: k independent steps; wall time against the critical path and baselines."""
+async def parallel_speedup(ks: list[int], scale: float, base: str) -> list[dict[str, float]]:
+    """Figure 1: k independent steps of the real `http_request` against the delay server
+    (`base`), each as long as a simulated tool call; wall time against the critical path
+    and baselines. The model is simulated: its reasoning calls are part of the figure."""
     rows = []
     for k in ks:
-        wall, model, _ = await _run_graph(sim.independent_plan(k), scale)
+        real = {"tools": default_registry(), **real_http.sandbox_settings(base)}
+        wall, model, _ = await _run_graph(real_http.as_http(sim.independent_plan(k), base,
+                                                            scale), scale, **real)
         floor = sim.TOOL_S * scale + _model_seconds(model)  # one tool on the critical path
-        sequential, seq_model, _ = await _run_graph(sim.chained_plan(k), scale)
-        react, react_model = await _run_react(k, scale)
+        sequential, seq_model, _ = await _run_graph(
+            real_http.as_http(sim.chained_plan(k), base, scale), scale, **real)
+        react, react_model = await _run_react(k, scale, base)
         rows.append({"k": k, "wall_s": wall, "critical_path_s": floor,
                      "wall_over_critical_path": wall / floor,
                      "sequential_s": sequential, "react_s": react,
@@ -92,18 +115,23 @@ def _tool_phase(out: dict[str, Any]) -> float:
     return max(r.started_at.timestamp() + r.duration_ms / 1000 for r in results) - start
 
 
-async def uneven_dags(ks: list[int], scale: float, seed: int = 11) -> list[dict[str, float]]:
-    """Figure 7: plans of long-tailed step durations; the tool phase against the critical
-    path, beside wave scheduling of the same plan and tool measured in the same run.
+async def uneven_dags(ks: list[int], scale: float, base: str,
+                      seed: int = 11) -> list[dict[str, float]]:
+    """Figure 7: plans of long-tailed step durations, each step the real `http_request`
+    against the delay server (`base`), which takes as long as the step says; the tool phase
+    against the critical path, beside wave scheduling of the same requests in the same run.
 
     Scheduling alone: both get the whole plan at once (the model answers instantly here),
     as the critical path assumes; figure 8 measures the plan's streaming."""
     rows = []
     for k in ks:
         plan = sim.uneven_plan(k, seed + k)
-        _, _, out = await _run_graph(plan, scale, model_scale=0.0)
+        requests = real_http.as_http(plan, base, scale)
+        _, _, out = await _run_graph(requests, scale, model_scale=0.0,
+                                     tools=default_registry(), **real_http.sandbox_settings(base))
         ours, floor = _tool_phase(out), sim.critical_path(plan, scale)
-        waves = await sim.run_in_waves(plan, scale)
+        with use_policy(real_http.policy(base)):
+            waves = await sim.run_in_waves(requests, http_request_tool)
         rows.append({"k": k, "critical_path_s": floor, "ours_s": ours, "waves_s": waves,
                      "ours_over_critical_path": ours / floor,
                      "waves_over_critical_path": waves / floor})
@@ -379,10 +407,11 @@ SIZES = {
     "full": {"ks": [1, 2, 4, 8, 16], "scale": 1.0, "cost_sizes": [5, 10, 20],
              "uneven_ks": [8, 16, 32], "first_tool_steps": 20, "context_steps": 200,
              "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50,
-             "remote_k": 16, "remote_chain": 50},
+             "remote_k": 16, "remote_chain": 50, "http_ks": [100, 500], "http_fan_out_ms": 50},
     "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
               "first_tool_steps": 20, "context_steps": 40, "long_runs": [10, 40],
-              "bare_steps": 20, "repeats": 1, "threads": 5, "remote_k": 4, "remote_chain": 5},
+              "bare_steps": 20, "repeats": 1, "threads": 5, "remote_k": 4, "remote_chain": 5,
+              "http_ks": [20], "http_fan_out_ms": 20},
 }
 
 
@@ -398,15 +427,20 @@ def run_all(size: str) -> dict[str, Any]:
         urls = stack.enter_context(executor_servers(2, p["scale"], Path(folder)))
         remote = asyncio.run(remote_execution(p["remote_k"], p["remote_chain"], p["scale"],
                                               urls))
+        base = stack.enter_context(real_http.delay_server())
+        speedup = asyncio.run(parallel_speedup(p["ks"], p["scale"], base))
+        uneven = asyncio.run(uneven_dags(p["uneven_ks"], p["scale"], base))
+        http = asyncio.run(real_http.real_http(p["http_ks"], p["http_fan_out_ms"], base))
     return {
         "size": size,
-        "parallel_speedup": asyncio.run(parallel_speedup(p["ks"], p["scale"])),
+        "parallel_speedup": speedup,
         "reasoning_cost": asyncio.run(reasoning_cost(p["cost_sizes"])),
-        "uneven_dags": asyncio.run(uneven_dags(p["uneven_ks"], p["scale"])),
+        "uneven_dags": uneven,
         "first_tool_call": asyncio.run(first_tool_call(p["first_tool_steps"], p["scale"])),
         "context_growth": asyncio.run(context_growth(p["context_steps"])),
         "long_runs": long,
         "remote_execution": remote,
+        "real_http": http,
         "startup": startup(p["repeats"]),
         "memory": memory([p["long_runs"][0], p["long_runs"][-1]], p["threads"]),
         "settings": {"model_base_s": sim.MODEL_BASE_S,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,7 +46,13 @@ def duet_home() -> Path:
 
 
 def _home() -> Path:
-    return Path(os.environ.get("DUET_HOME") or Path.home() / ".nova-duet")
+    return _home_of(os.environ.get("DUET_HOME"))
+
+
+@functools.lru_cache(maxsize=16)
+def _home_of(setting: str | None) -> Path:
+    # Asked for by every step (its files' folder): the path is made once per setting.
+    return Path(setting or Path.home() / ".nova-duet")
 
 
 def run_folder(thread_id: str) -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from tools.sandbox import SandboxPolicy
@@ -69,9 +71,9 @@ class Context:
         metadata={"description": "Model outputs tried per plan before the run fails."},
     )
     max_replans: int = field(default=3, metadata={"description": "Replans allowed per run."})
-    max_steps: int = field(default=50, metadata={"description": "Steps executed per run."})
+    max_steps: int = field(default=200, metadata={"description": "Steps executed per run."})
     max_tool_calls: int = field(
-        default=100, metadata={"description": "Tool calls per run, retries included."}
+        default=400, metadata={"description": "Tool calls per run, retries included."}
     )
     deadline_seconds: float = field(
         default=600.0, metadata={"description": "Wall-clock limit of a run, in seconds."}
@@ -161,3 +163,53 @@ class Context:
             cdp_endpoint_url=self.browser_cdp_url,
             cdp_headers=tuple(self.browser_cdp_headers.items()),
         )
+
+
+class SettingError(ValueError):
+    """A `NAME=VALUE` setting names no `Context` field, or its value does not fit the type."""
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """`NAME=VALUE` pairs (`duet run --set`) as `Context` fields, each value parsed by its
+    field's type: numbers, `true`/`false`, a choice, JSON for lists and maps (a list of
+    strings may also be comma-separated). Raises `SettingError` saying what is wrong."""
+    from pydantic import TypeAdapter, ValidationError  # loaded only when settings are given
+
+    types = typing.get_type_hints(Context)
+    names = [f.name for f in dataclasses.fields(Context)]
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise SettingError(f"--set takes NAME=VALUE, not {pair!r}")
+        if name not in types:
+            raise SettingError(f"--set {name}: no such setting; settings: {', '.join(names)}")
+        adapter = TypeAdapter(types[name])
+        try:
+            parsed[name] = adapter.validate_python(_candidate(text, types[name]))
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
+            raise SettingError(f"--set {name}={text}: {problem} (the setting is "
+                               f"{_type_name(types[name])})") from None
+    return parsed
+
+
+def _candidate(text: str, kind: Any) -> Any:
+    """The value to validate: JSON for a list or a map, a comma list for a list of strings,
+    `none` for an optional setting left unset, else the text itself."""
+    origin = typing.get_origin(kind)
+    if text.lower() in ("none", "null") and type(None) in typing.get_args(kind):
+        return None
+    if origin in (list, dict):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _type_name(kind: Any) -> str:
+    """A setting's type as a person reads it: `int`, `one of 'ask', 'auto', 'deny'`..."""
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(kind))
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")

@@ -18,7 +18,7 @@ from typing import Any
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|HEADERS", re.IGNORECASE)
 _MIN_SECRET_CHARS = 8
-_known_secrets: set[str] = set()
+_known_secrets: list[str] = []  # values given by `also_redact`, longest first
 _SHAPES = [
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
@@ -36,11 +36,13 @@ _ASSIGNMENT = re.compile(
 def also_redact(values: Any) -> None:
     """Cut these values too, from now on in this process: secrets that are not in the
     environment (the `env` and `headers` of an MCP server's config, say)."""
-    _known_secrets.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS)
+    new = {v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS}
+    _known_secrets[:] = sorted(new.union(_known_secrets), key=len, reverse=True)
 
 
 def _env_secrets() -> list[str]:
-    values: set[str] = set(_known_secrets)
+    """The secret values in this process's environment, longest first (a scan of it)."""
+    values: set[str] = set()
     for name, value in os.environ.items():
         if not _SECRET_NAME.search(name) or len(value) < _MIN_SECRET_CHARS:
             continue
@@ -55,9 +57,36 @@ def _env_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+class _EnvSecrets:
+    """`_env_secrets()`, scanned again only when the environment changed.
+
+    Redaction runs on every tool output, trace event and log line, and scanning the
+    environment (decoding each variable, matching its name, parsing JSON) cost more than
+    the redaction itself. A change is seen by comparing the environment's own mapping with
+    a copy taken at the last scan: one comparison of two dicts of bytes, done in C.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, bytes] | None = None
+        self._values: list[str] = []
+        self.scans = 0  # how often the environment was scanned (a test counts them)
+
+    def __call__(self) -> list[str]:
+        current = os.environ._data  # type: ignore[attr-defined] - the bytes behind environ
+        if current != self._seen:
+            # The copy first: a change made during the scan shows at the next call.
+            self._seen = dict(current)
+            self._values = _env_secrets()
+            self.scans += 1
+        return self._values
+
+
+env_secrets = _EnvSecrets()
+
+
 def redact_text(text: str) -> str:
     """`text` with every secret value and credential shape replaced by `[REDACTED]`."""
-    for value in _env_secrets():
+    for value in (*_known_secrets, *env_secrets()):
         if value in text:
             text = text.replace(value, REDACTED)
     for shape in _SHAPES:

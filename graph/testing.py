@@ -6,8 +6,9 @@
 Each reasoning call takes the next response. A pydantic object (a `Plan`, a `Decision`)
 becomes a structured tool call (its fields at their defaults left out, as a model sends
 them), a string becomes plain text, a `ToolCall` dict is sent as is (to script malformed
-output), an exception is raised, and a callable is called with the prompt messages and its
-return value used. `prompts` records what the model was sent.
+output), a list of them is one reply calling several tools, an exception is raised, and
+a callable is called with the prompt messages and its return value used. `prompts` records
+what the model was sent.
 
 A reply arrives whole unless `stream_fragment` is set: then streaming callers (the planner)
 get it in pieces of that many characters, as from a model that streams.
@@ -99,9 +100,12 @@ class ScriptedChatModel(BaseChatModel):
             response = {"name": name,
                         "args": response.model_dump(mode="json", exclude_defaults=True)}
         if isinstance(response, dict):
-            call = {"id": f"call_{len(self.prompts)}", "type": "tool_call", **response}
-            message = AIMessage(content="", tool_calls=[call])
-            output_text = json.dumps(response.get("args"), default=str)
+            response = [response]
+        if isinstance(response, list):
+            calls = [{"id": f"call_{len(self.prompts)}_{n}", "type": "tool_call", **call}
+                     for n, call in enumerate(response)]
+            message = AIMessage(content="", tool_calls=calls)
+            output_text = " ".join(json.dumps(call.get("args"), default=str) for call in response)
         else:
             message = AIMessage(content=str(response))
             output_text = str(response)

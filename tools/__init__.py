@@ -4,6 +4,7 @@ import functools
 
 from tools.browser import BrowserPool, PlaywrightExecutor
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
+from tools.http import clients as http_clients
 from tools.http import http_changes_things, http_request_tool
 from tools.nova_act import NovaActExecutor, nova_act_unavailable
 from tools.registry import RegisteredTool, StepRefused, ToolRegistry
@@ -27,6 +28,7 @@ def default_registry(max_browser_sessions: int = 4,
     registry = ToolRegistry()
     builtin = functools.partial(registry.register, source="builtin")
     builtin(http_request_tool, side_effects=http_changes_things, takes_idempotency_key=True)
+    registry.on_close(http_clients.aclose)
     pool = BrowserPool(max_browser_sessions, idle_seconds)
     registry.on_close(pool.aclose)
     registry.on_scope_end(pool.close_scope)

@@ -7,6 +7,7 @@ Only the commands that run the graph import it (and LangGraph, LangChain, the ex
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from graph.checkpoints import default_checkpointer_url, duet_home
-from graph.context import Context
+from graph.context import Context, SettingError, parse_settings
 from graph.redaction import RedactingFilter
 
 if TYPE_CHECKING:
@@ -212,9 +213,18 @@ def run(
         help="Run the steps on these executor deployments (LangGraph servers, comma-"
              "separated; default $DUET_EXECUTOR_URL).")] = None,
     mcp: Annotated[Path | None, typer.Option(help=MCP_HELP)] = None,
+    setting: Annotated[list[str], typer.Option(
+        "--set", help="NAME=VALUE for any run setting (repeat it), parsed by its type: "
+                      "--set max_steps=500 --set deadline_seconds=1800. `duet resume` keeps "
+                      "them.")] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
     """Run a task; exit 0 only when it completes."""
+    try:
+        settings = parse_settings(setting)
+    except SettingError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
     context = Context(plan_file=str(plan_file) if plan_file else None,
                       plan_variables=_parse_vars(var), approval=approve,
                       allowed_hosts=list(allow_host), mcp_config=_mcp_path(mcp))
@@ -222,7 +232,7 @@ def run(
         context.model = model
     if executor_url:
         context.executor_url = executor_url
-    _execute(task, thread, as_json, context=context)
+    _execute(task, thread, as_json, context=dataclasses.replace(context, **settings))
 
 
 @app.command()

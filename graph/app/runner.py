@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
@@ -93,46 +93,74 @@ async def run_thread(
         save_settings(thread_id, task, context, model)
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
     config = {"configurable": {"thread_id": thread_id}}
-    trace = trace_path(thread_id)
-    trace.parent.mkdir(parents=True, exist_ok=True)
-
-    trace_failed: list[str] = []
+    trace = _Trace(trace_path(thread_id))
 
     def emit(event: Event) -> None:
         event = redact({"t": round(time.time(), 3), "thread_id": thread_id, **event})
-        try:
-            with trace.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(event, default=str) + "\n")
-        except OSError as exc:
-            # A full disk or a broken trace folder must not stop a run with real effects:
-            # the checkpoint still records every step. Say so once.
-            if not trace_failed:
-                log.warning("cannot write the trace %s: %s", trace, exc)
-            trace_failed.append(str(exc))
+        trace.write(event)
         on_event(event)
 
-    registry = tools if tools is not None else default_registry()
-    if context.mcp_config:
-        registry = registry.extended()  # the caller's registry stays as it was
     try:
+        registry = tools if tools is not None else default_registry()
         if context.mcp_config:
-            await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
-        async with (open_checkpointer(checkpointer_url) as saver,
-                    open_store(checkpointer_url) as store):
-            # Only a resume can meet a state of the earlier shape (a new run has none yet).
-            saved = (await latest(saver, thread_id))[0] if task is None else {}
-            if not saved.get("status") and saved_before_ledger(saved):
-                raise IncompatibleThread(
-                    f"thread {thread_id!r} was saved by an earlier nova-duet, whose state kept "
-                    "every result: `duet show` reads it, but this version cannot continue it. "
-                    "Start the task again, or finish it with the earlier version.")
-            graph = build_graph(model=model, tools=registry, checkpointer=saver, store=store)
-            final = await _drive(graph, task, saved_task, config, context, decide, emit,
-                                 StepLedger(store, thread_id))
+            registry = registry.extended()  # the caller's registry stays as it was
+        try:
+            if context.mcp_config:
+                await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
+            async with (open_checkpointer(checkpointer_url) as saver,
+                        open_store(checkpointer_url) as store):
+                # Only a resume can meet a state of the earlier shape (a new run has none).
+                saved = (await latest(saver, thread_id))[0] if task is None else {}
+                if not saved.get("status") and saved_before_ledger(saved):
+                    raise IncompatibleThread(
+                        f"thread {thread_id!r} was saved by an earlier nova-duet, whose state "
+                        "kept every result: `duet show` reads it, but this version cannot "
+                        "continue it. Start the task again, or finish it with the earlier "
+                        "version.")
+                graph = build_graph(model=model, tools=registry, checkpointer=saver,
+                                    store=store)
+                final = await _drive(graph, task, saved_task, config, context, decide, emit,
+                                     StepLedger(store, thread_id))
+        finally:
+            await registry.aclose()  # MCP sessions, once per run, close here
+        emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
+        return thread_id, final
     finally:
-        await registry.aclose()  # MCP sessions, once per run, close here
-    emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
-    return thread_id, final
+        trace.close()
+
+
+class _Trace:
+    """The run's JSONL trace: opened once, a line written per event (line-buffered, so a
+    killed run keeps every line it wrote), rather than opened anew for each event on the
+    event loop. A full disk or a broken trace folder must not stop a run with real effects
+    (the checkpoint still records every step): that is said once, and the run goes on."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._out: IO[str] | None = None
+        self._failed = False
+
+    def write(self, event: Event) -> None:
+        """Append `event` as one line."""
+        if self._failed:
+            return
+        try:
+            if self._out is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._out = self.path.open("a", encoding="utf-8", buffering=1)
+            self._out.write(json.dumps(event, default=str) + "\n")
+        except OSError as exc:
+            self._failed = True
+            log.warning("cannot write the trace %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        """Close the file (what was written is on disk already)."""
+        if self._out is not None:
+            try:
+                self._out.close()
+            except OSError:
+                pass  # the failure was reported when the line was written
+            self._out = None
 
 
 async def _add_mcp_servers(registry: ToolRegistry, context: Context,

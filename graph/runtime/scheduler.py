@@ -78,11 +78,22 @@ class Scheduler:
         self.tally = tally
         self.done = dict(done)
         self.new: list[StepResult] = []
+        self.new_tally = StepTally()
         self.steps: list[Step] = []
+        # Which steps may have become ready: every step when it arrives, then the
+        # dependents of each step that succeeds. Looking only at these keeps the work per
+        # finished step independent of the plan's length.
+        self._position: dict[str, int] = {}
+        self._dependents: dict[str, list[Step]] = {}
+        self._candidates: dict[str, Step] = {}
         self.complete = False
         self.approved = [task for task in pending if task["approved"]]
         self.held = [task for task in pending if not task["approved"]]
         self.running: dict[str, asyncio.Task[None]] = {}
+        # Set when a step ends: `run` waits on it rather than on every running task (an
+        # `asyncio.wait` over all of them costs work per task at each step's end).
+        self._ended = asyncio.Event()
+        self._failure: BaseException | None = None
         self.cancel_reason = "cancelled"
         # An unobserved failure (a step the approve node rejected, say) means the reasoning
         # agent must look before anything else starts.
@@ -105,22 +116,24 @@ class Scheduler:
         """A step of a plan still being written, already checked against the registry; it
         starts as soon as its dependencies allow, unless it changes things."""
         self.steps.append(step)
+        self._index([step])
         self._launch_ready()
 
     async def run(self, plan: Plan, escalations: dict[str, str] | None = None) -> Outcome:
         """Run `plan` until no further step can start; return what happened. A step in
         `escalations` that changes things needs a human even under `approval: auto`."""
         self.steps, self.complete = list(plan.steps), True
+        self._position, self._dependents = {}, {}
+        self._index(self.steps)
         self.escalations = escalations or {}
         self._launch_ready()
-        while self.running:
-            finished, _ = await asyncio.wait(list(self.running.values()),
-                                             return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                if not task.cancelled() and task.exception() is not None:
-                    # Not a tool failure (those are results) but storage: stop everything.
-                    await self.cancel("the run stopped on an error")
-                    raise task.exception()  # type: ignore[misc]
+        while self.running and self._failure is None:
+            self._ended.clear()
+            await self._ended.wait()
+        if self._failure is not None:
+            # Not a tool failure (those are results) but storage: stop everything.
+            await self.cancel("the run stopped on an error")
+            raise self._failure
         return Outcome(self.new, self.held + self.approved)
 
     async def cancel(self, reason: str) -> None:
@@ -133,7 +146,7 @@ class Scheduler:
 
     def _over_budget(self) -> bool:
         """True when one more step would pass a budget (steps, tool calls, tokens, time)."""
-        return budget_stop(tally=self.tally + StepTally.of(self.new), usage=self.usage,
+        return budget_stop(tally=self.tally + self.new_tally, usage=self.usage,
                            started_at=self.started_at, context=self.context,
                            in_flight=len(self.running)) is not None
 
@@ -183,12 +196,22 @@ class Scheduler:
             self._launch(task)
         self.stopping = self.stopping or denied
 
+    def _index(self, steps: list[Step]) -> None:
+        """Know `steps`: their place in the plan and their dependents; each may be ready."""
+        for step in steps:
+            self._position[step.id] = len(self._position)
+            for dep in step.depends_on:
+                self._dependents.setdefault(dep, []).append(step)
+            self._candidates[step.id] = step
+
     def _ready(self) -> list[StepTask]:
         """Steps not started whose dependencies all succeeded: approved held steps first,
         then the plan's, in plan order."""
         approved, self.approved = self.approved, []
         taken = {task["step"].id for task in approved + self.held} | set(self.running)
-        fresh = [self._task_of(step) for step in ready_steps(self.steps, self.done)
+        candidates = sorted(self._candidates.values(), key=lambda s: self._position[s.id])
+        self._candidates = {}
+        fresh = [self._task_of(step) for step in ready_steps(candidates, self.done)
                  if step.id not in taken]
         return approved + fresh
 
@@ -206,13 +229,20 @@ class Scheduler:
             result = StepResult(step_id=step.id, tool=step.tool, plan_version=self.version,
                                 status="cancelled",
                                 error=StepError(type="Cancelled", message=self.cancel_reason))
+        except Exception as exc:  # the step ledger failed: `run` stops the round
+            self._failure = self._failure or exc
+            return
         finally:
             self.running.pop(step.id, None)
+            self._ended.set()
         self._record(step, result)
         self._launch_ready()
 
     def _record(self, step: Step, result: StepResult, stops: bool = True) -> None:
         self.done[step.id] = result
         self.new.append(result)
+        self.new_tally += StepTally.of([result])
+        if result.status == "ok":
+            self._candidates.update((s.id, s) for s in self._dependents.get(step.id, ()))
         if stops and (result.status != "ok" or step.needs_judgment):
             self.stopping = True

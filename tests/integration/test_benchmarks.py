@@ -16,8 +16,8 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((tmp_path / "smoke.json").read_text())
     assert {"parallel_speedup", "reasoning_cost", "uneven_dags", "first_tool_call",
-            "context_growth", "long_runs", "remote_execution", "startup", "memory", "machine",
-            "settings"} <= results.keys()
+            "context_growth", "long_runs", "remote_execution", "real_http", "startup", "memory",
+            "machine", "settings"} <= results.keys()
     speed = results["parallel_speedup"]
     assert [r["k"] for r in speed] == [1, 4]
     # Ratios against baselines measured in the same run, not absolute times.
@@ -43,12 +43,20 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert [r["how"] for r in remote["rows"]] == [
         "in-process", "1 executor server", "2 executor servers"]
     assert remote["remote_ms_per_step"] > 0 and remote["in_process_ms_per_step"] > 0
+    # Figure 10: the real tool and both baselines sent the same requests, on both shapes.
+    http = results["real_http"]
+    assert [(r["k"], r["shape"]) for r in http] == [(20, "fan-out"), (20, "uneven DAG")]
+    assert all(r[f"{who}_tool_phase_s"] >= r["critical_path_s"] * 0.9
+               for r in http for who in ("bare", "ours", "react"))
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
 
 
-def test_readme_shows_the_committed_full_run():
+def test_the_docs_show_the_committed_full_run_and_the_readme_its_verdicts():
     table = (ROOT / "benchmarks/results/full.md").read_text().strip()
-    assert table in (ROOT / "README.md").read_text()
+    assert table in (ROOT / "docs/benchmarks.md").read_text()
+    verdicts = table.split("Goals:", 1)[1].strip().splitlines()
+    readme = (ROOT / "README.md").read_text()
+    assert verdicts and all(line in readme for line in verdicts)
     for chart in ("parallel_speedup", "reasoning_tokens", "uneven_dags", "context_growth",
                   "overhead"):
         assert (ROOT / f"benchmarks/results/{chart}.png").stat().st_size > 1000

@@ -189,3 +189,28 @@ def test_ls_and_show_read_a_real_thread_without_building_the_graph(tmp_path, sit
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             cwd=ROOT, env=os.environ.copy(), timeout=60)
     assert "HEAVY []" in loaded.stdout, loaded.stdout[-500:] + loaded.stderr[-2000:]
+
+
+def test_set_changes_any_setting_and_resume_keeps_it(tmp_path, site):
+    plan = tmp_path / "three.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": f"s{i}", "tool": "http_request", "args": {"url": f"{site}/api/customers/{i}"}}
+        for i in (1, 2, 3)]}))
+    out = duet("run", "read three", "--plan-file", str(plan), "--allow-host", host_of(site),
+               "--set", "max_steps=2", "--set", "max_retries=0", "--thread", "capped", "--json")
+    final = json.loads(out.stdout)
+    assert out.returncode == 1 and final["status"] == "budget_exhausted"
+    assert "step budget spent" in final["reason"]
+    settings = json.loads((Path(os.environ["DUET_HOME"]) / "runs" / "capped.json").read_text())
+    assert settings["context"]["max_steps"] == 2 and settings["context"]["max_retries"] == 0
+    resumed = duet("resume", "capped", "--json")
+    assert json.loads(resumed.stdout)["status"] == "budget_exhausted"  # still capped at 2
+
+
+@pytest.mark.parametrize(("setting", "said"), [
+    ("max_stepz=5", "no such setting"), ("max_steps=many", "valid integer"),
+    ("approval=sometimes", "'ask', 'auto' or 'deny'"), ("max_steps", "NAME=VALUE")])
+def test_set_refuses_a_bad_name_or_value_before_any_work(setting, said):
+    out = duet("run", "anything", "--plan-file", "/nonexistent.json", "--set", setting)
+    assert out.returncode == 2 and said in out.stderr
+    assert "Traceback" not in out.stderr

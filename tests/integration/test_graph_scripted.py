@@ -182,6 +182,30 @@ async def test_replan_budget():
     assert out["final_answer"] == "stopped"
 
 
+async def test_a_100_step_plan_with_a_retry_or_a_fix_completes_under_the_defaults():
+    steps = [step(f"s{i}", seconds=0) for i in range(100)]
+    retried = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[*steps[:-1], step("s99", "flaky")]), finish(), "done [s0]"])
+    out = await run(retried)
+    assert out["status"] == RunStatus.COMPLETED, out["reason"]
+    assert sum(r.attempts for r in out["results"]) == 101
+    fixed = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[*steps[:-1], step("s99", "broken")]),
+        Decision(action="replan", reason="s99 failed; use wait"),
+        Plan(goal="g", steps=[step("s99b", seconds=0)]), finish(), "done [s99b]"])
+    out = await run(fixed)
+    assert out["status"] == RunStatus.COMPLETED, out["reason"]
+    assert len(out["results"]) == 101
+
+
+async def test_a_runaway_plan_still_ends_on_the_default_step_budget():
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[step(f"s{i}", seconds=0) for i in range(400)]), "partial"])
+    out = await run(model)
+    assert out["status"] == RunStatus.BUDGET_EXHAUSTED and "step budget" in out["reason"]
+    assert len(out["results"]) == Context().max_steps
+
+
 async def test_step_budget_stops_before_running_more_steps():
     model = ScriptedChatModel(responses=[
         Plan(goal="g", steps=[step(f"s{i}", seconds=0.01) for i in range(6)]), "partial"])
