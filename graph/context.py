@@ -127,6 +127,12 @@ class Context:
                                  "URLs separated by commas. Auth headers: the "
                                  "DUET_EXECUTOR_HEADERS environment variable (JSON)."},
     )
+    mcp_config: str | None = field(
+        default=None,
+        metadata={"description": "Path of an mcpServers JSON file: its MCP servers' tools join "
+                                 "the run, named <server>_<tool>. Only the path is saved with a "
+                                 "run, never the file's env or headers."},
+    )
     step_screenshots: bool = field(
         default=True,
         metadata={"description": "Save the page at the end of each browser step, for the run "

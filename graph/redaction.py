@@ -18,6 +18,7 @@ from typing import Any
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|HEADERS", re.IGNORECASE)
 _MIN_SECRET_CHARS = 8
+_known_secrets: list[str] = []  # values given by `also_redact`, longest first
 _SHAPES = [
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
@@ -30,6 +31,13 @@ _SHAPES = [
 _ASSIGNMENT = re.compile(
     r"(?i)(\b[\w-]*(?:secret|passw(?:or)?d|api[_-]?key|access[_-]?key|token)[\w-]*\b"
     r"[\"']?\s*[:=]\s*[\"']?)(?=[^\s\"'<>,;&]*[a-z])([^\s\"'<>,;&]{8,})")
+
+
+def also_redact(values: Any) -> None:
+    """Cut these values too, from now on in this process: secrets that are not in the
+    environment (the `env` and `headers` of an MCP server's config, say)."""
+    new = {v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS}
+    _known_secrets[:] = sorted(new.union(_known_secrets), key=len, reverse=True)
 
 
 def _env_secrets() -> list[str]:
@@ -78,7 +86,7 @@ env_secrets = _EnvSecrets()
 
 def redact_text(text: str) -> str:
     """`text` with every secret value and credential shape replaced by `[REDACTED]`."""
-    for value in env_secrets():
+    for value in (*_known_secrets, *env_secrets()):
         if value in text:
             text = text.replace(value, REDACTED)
     for shape in _SHAPES:

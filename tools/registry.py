@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
@@ -97,6 +98,17 @@ class RegisteredTool:
             return schema.model_json_schema()
         return dict(schema or {})
 
+    def signature(self) -> str:
+        """The tool as the planner sees it: `name(arg: type, opt?: type)`, every argument's
+        name, type and whether it is required, the required ones first."""
+        schema = self.args_json_schema()
+        required = set(schema.get("required", []))
+        params = ", ".join(
+            f"{name}{'' if name in required else '?'}: {_type_of(spec)}"
+            for name, spec in sorted(schema.get("properties", {}).items(),
+                                     key=lambda kv: kv[0] not in required))
+        return f"{self.name}({params})"
+
 
 class ToolRegistry:
     """Named tools available to plans."""
@@ -108,8 +120,26 @@ class ToolRegistry:
         self._tools: dict[str, RegisteredTool] = {}
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._scope_enders: list[Callable[[str], Awaitable[None]]] = []
+        self._missing: dict[str, str] = {}
         for tool in tools:
             self.register(tool, read_only=read_only)
+
+    def extended(self) -> ToolRegistry:
+        """A new registry with this one's tools and release hooks, to which a run adds its
+        own (MCP servers) without changing this one; its `aclose` releases both."""
+        copy = ToolRegistry()
+        copy._tools, copy._missing = dict(self._tools), dict(self._missing)
+        copy._closers, copy._scope_enders = list(self._closers), list(self._scope_enders)
+        return copy
+
+    def mark_missing(self, source: str, reason: str) -> None:
+        """Record a tool source that could not be loaded (an MCP server that did not start):
+        the planner's listing says so, and so does the refusal of a tool nobody has."""
+        self._missing[source] = reason
+
+    def missing(self) -> dict[str, str]:
+        """Tool sources that could not be loaded, with why."""
+        return dict(self._missing)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run `closer` on `aclose` (to stop browsers the tools started)."""
@@ -180,9 +210,11 @@ class ToolRegistry:
         try:
             return self._tools[name]
         except KeyError:
+            missing = "".join(f"; {source} is unavailable ({reason})"
+                              for source, reason in self._missing.items())
             raise StepRefused(
                 "UnknownTool", f"no tool named {name!r}; registered tools: {self.names()}"
-            ) from None
+                f"{missing}") from None
 
     def check(
         self, tool_name: str, args: dict[str, Any], deferred: frozenset[str] = frozenset()
@@ -216,7 +248,25 @@ class ToolRegistry:
                     raise StepRefused(
                         "InvalidArguments", f"bad arguments for {tool_name!r}: {problems}"
                     ) from None
+        elif isinstance(schema, dict) and (problems := _json_schema_problems(schema, args,
+                                                                              deferred)):
+            # A JSON Schema (an MCP tool's inputSchema) is checked as strictly.
+            raise StepRefused("InvalidArguments", f"bad arguments for {tool_name!r}: {problems}")
         return entry
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """Every tool a plan may use, as `duet tools --json` prints it: `name`,
+        `changes_things` (true unless the tool only reads; for a tool whose side effects
+        depend on the call's arguments, true, with `changes_things_when` saying when),
+        `takes_idempotency_key`, `signature` (as the planner sees it), `source`, and
+        `idempotent`, `destructive` and `unavailable` (why it cannot run, or null)."""
+        return [{"name": entry.name, "changes_things": bool(entry.side_effects),
+                 "changes_things_when": _first_line(entry.side_effects.__doc__)
+                 if callable(entry.side_effects) else None,
+                 "takes_idempotency_key": entry.takes_idempotency_key,
+                 "signature": entry.signature(), "source": entry.source,
+                 "idempotent": entry.idempotent, "destructive": entry.destructive,
+                 "unavailable": entry.why_unavailable()} for entry in self]
 
     def describe(self) -> str:
         """The tool listing the planner sees, one compact signature a tool: every argument's
@@ -224,21 +274,37 @@ class ToolRegistry:
         what is unavailable, then the description and the arguments' own notes."""
         blocks = []
         for entry in self:
-            schema = entry.args_json_schema()
-            properties = schema.get("properties", {})
-            required = set(schema.get("required", []))
-            params = ", ".join(
-                f"{name}{'' if name in required else '?'}: {_type_of(spec)}"
-                for name, spec in sorted(properties.items(), key=lambda kv: kv[0] not in required))
-            header = f"### {entry.name}({params})"
+            header = f"### {entry.signature()}"
             if entry.side_effects:
                 header += " (may change things)"
             if reason := entry.why_unavailable():
                 header += f" (UNAVAILABLE: {reason})"
+            properties = entry.args_json_schema().get("properties", {})
             notes = [f"{name}: {spec['description']}" for name, spec in properties.items()
                      if spec.get("description")]
             blocks.append("\n".join([header, entry.tool.description.strip(), *notes]))
+        blocks += [f"### ({source} is UNAVAILABLE: {reason}; none of its tools can be used)"
+                   for source, reason in self._missing.items()]
         return "\n".join(blocks)
+
+
+def _first_line(text: str | None) -> str:
+    """The first line of a docstring, or "depends on the call's arguments"."""
+    return (text or "").strip().splitlines()[0] if (text or "").strip() \
+        else "depends on the call's arguments"
+
+
+def _json_schema_problems(schema: dict[str, Any], args: dict[str, Any],
+                          deferred: frozenset[str]) -> list[str]:
+    """What is wrong with `args` for a JSON Schema: unknown names (when it lists its
+    properties) and validation errors, except those of arguments filled in later."""
+    known = schema.get("properties")
+    problems = [f"{name}: not an argument of this tool"
+                for name in args if known is not None and name not in known]
+    problems += [f"{'.'.join(map(str, error.path)) or '(root)'}: {error.message}"
+                 for error in Draft202012Validator(schema).iter_errors(args)
+                 if not (error.path and error.path[0] in deferred)]
+    return problems
 
 
 def _type_of(schema: dict[str, Any]) -> str:

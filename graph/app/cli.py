@@ -62,6 +62,9 @@ def _print_event(event: dict[str, Any]) -> None:
         style = STATUS_STYLE.get(event["status"], "white")
         console.print(f"  [{style}]✓ {event['step_id']} {event['status']}[/] "
                       f"[dim]{event['duration_ms']:.0f} ms, {event['attempts']} attempt(s)[/]")
+    elif kind == "tool_source_unavailable":
+        err.print(f"[yellow]! {event['source']} unavailable; the run goes on without it:[/] "
+                  f"{event['error']}", markup=True, highlight=False)
     elif kind == "step_retried":
         console.print(f"  [yellow]↻ {event['step_id']} retry after {event['error']}[/]")
     elif kind == "node" and event.keys() - {"t", "thread_id", "event", "node"}:
@@ -122,6 +125,9 @@ def _ask_human(request: dict[str, Any]) -> dict[str, str]:
     for step in request["steps"]:
         console.print(f"[yellow]approval needed[/] {step['step_id']}: {step['tool']} "
                       f"{json.dumps(step['args'])}", markup=True, highlight=False)
+        if step.get("destructive"):
+            console.print("  [red]destructive:[/] its tool says it may destroy data",
+                          markup=True, highlight=False)
         if step.get("escalated"):
             console.print(f"  [red]why a human:[/] {step['escalated']}", markup=True,
                           highlight=False)
@@ -151,6 +157,7 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
     from graph.app.runner import run_thread
     from graph.app.threads import IncompatibleThread, UnknownThread, new_thread_id
     from graph.reasoning import ConfigurationError
+    from tools.mcp import MCPConfigError
 
     on_event = (lambda event: None) if as_json else _print_event
     thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
@@ -158,7 +165,7 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
         thread_id, final = asyncio.run(run_thread(
             task, thread_id=thread, on_event=on_event, decide=_decider(decide, as_json),
             **kwargs))
-    except (ConfigurationError, UnknownThread, IncompatibleThread) as exc:
+    except (ConfigurationError, UnknownThread, IncompatibleThread, MCPConfigError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
@@ -177,6 +184,19 @@ def _parse_vars(pairs: list[str]) -> dict[str, str]:
     return parsed
 
 
+MCP_HELP = ("An mcpServers JSON file: its MCP servers' tools join the run as "
+            "<server>_<tool> (an HTTP server's host must be allowed with --allow-host).")
+
+
+def _mcp_path(path: Path | None) -> str | None:
+    """The MCP config's absolute path (saved with the run, so a resume finds it)."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise typer.BadParameter(f"no MCP config file at {str(path)!r}", param_hint="--mcp")
+    return str(path.resolve())
+
+
 @app.command()
 def run(
     task: Annotated[str, typer.Argument(help="What you want done.")],
@@ -192,6 +212,7 @@ def run(
     executor_url: Annotated[str | None, typer.Option(
         help="Run the steps on these executor deployments (LangGraph servers, comma-"
              "separated; default $DUET_EXECUTOR_URL).")] = None,
+    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP)] = None,
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting (repeat it), parsed by its type: "
                       "--set max_steps=500 --set deadline_seconds=1800. `duet resume` keeps "
@@ -206,7 +227,7 @@ def run(
         raise typer.Exit(EXIT_CONFIG) from None
     context = Context(plan_file=str(plan_file) if plan_file else None,
                       plan_variables=_parse_vars(var), approval=approve,
-                      allowed_hosts=list(allow_host))
+                      allowed_hosts=list(allow_host), mcp_config=_mcp_path(mcp))
     if model:
         context.model = model
     if executor_url:
@@ -309,6 +330,68 @@ def _age(seconds: int) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+@app.command("tools")
+def list_tools(
+    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP)] = None,
+    allow_host: Annotated[list[str], typer.Option(
+        help="A host[:port] an HTTP MCP server may be reached on (repeat it).")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List every tool a plan may use: its class, idempotency key, signature and source."""
+    from tools.mcp import MCPConfigError
+
+    try:
+        catalog, missing = asyncio.run(_tool_catalog(
+            Context(allowed_hosts=list(allow_host), mcp_config=_mcp_path(mcp))))
+    except MCPConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    if as_json:
+        typer.echo(json.dumps(catalog, indent=1))
+        return
+    table = Table("tool", "class", "key", "retry", "source", "signature (as the planner sees it)")
+    notes: dict[str, list[str]] = {}
+    for tool in catalog:
+        kind = ("read-only" if not tool["changes_things"] else "changes things"
+                + (" (destructive)" if tool["destructive"] else "")
+                + ("*" if tool["changes_things_when"] else ""))
+        if tool["changes_things_when"]:
+            notes.setdefault(f"* changes things when: {tool['changes_things_when']}",
+                             []).append(tool["name"])
+        repeat = not tool["changes_things"] or tool["takes_idempotency_key"] or tool["idempotent"]
+        name = tool["name"]
+        if tool["unavailable"]:
+            notes.setdefault(f"unavailable: {tool['unavailable']}", []).append(name)
+            name += " [red](unavailable)[/]"
+        table.add_row(name, kind, "yes" if tool["takes_idempotency_key"] else "no",
+                      "yes" if repeat else "no", tool["source"], tool["signature"])
+    console.print(table)
+    console.print("key: takes an idempotency key; retry: retried after a timeout or an "
+                  "ambiguous failure (it only reads, sends a key, or is idempotent)",
+                  style="dim", highlight=False)
+    for note, names in notes.items():
+        console.print(f"{', '.join(names)}: {note}", markup=False, highlight=False)
+    for source, reason in missing.items():
+        console.print(f"{source} (none of its tools): unavailable: {reason}", markup=False,
+                      highlight=False)
+
+
+async def _tool_catalog(context: Context) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The tools a run with `context` may use, and the tool sources that did not load."""
+    from graph.redaction import also_redact
+    from tools import default_registry
+    from tools.mcp import add_mcp_servers
+
+    registry = default_registry()
+    try:
+        if context.mcp_config:
+            await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
+                                  remember_secret=also_redact)
+        return registry.catalog(), registry.missing()
+    finally:
+        await registry.aclose()
 
 
 @app.command()

@@ -29,11 +29,11 @@ from graph.app.threads import (
     trace_path,
 )
 from graph.builder import build_graph
-from graph.checkpoints import open_checkpointer, open_store
+from graph.checkpoints import open_checkpointer, open_store, run_folder
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus
 from graph.reasoning import resolve_reasoner
-from graph.redaction import redact
+from graph.redaction import also_redact, redact
 from graph.runtime.ledger import StepLedger
 from tools import default_registry
 from tools.registry import ToolRegistry
@@ -102,21 +102,27 @@ async def run_thread(
 
     try:
         registry = tools if tools is not None else default_registry()
-        async with (open_checkpointer(checkpointer_url) as saver,
-                    open_store(checkpointer_url) as store):
-            # Only a resume can meet a state of the earlier shape (a new run has none yet).
-            saved = (await latest(saver, thread_id))[0] if task is None else {}
-            if not saved.get("status") and saved_before_ledger(saved):
-                raise IncompatibleThread(
-                    f"thread {thread_id!r} was saved by an earlier nova-duet, whose state kept "
-                    "every result: `duet show` reads it, but this version cannot continue it. "
-                    "Start the task again, or finish it with the earlier version.")
-            graph = build_graph(model=model, tools=registry, checkpointer=saver, store=store)
-            try:
+        if context.mcp_config:
+            registry = registry.extended()  # the caller's registry stays as it was
+        try:
+            if context.mcp_config:
+                await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
+            async with (open_checkpointer(checkpointer_url) as saver,
+                        open_store(checkpointer_url) as store):
+                # Only a resume can meet a state of the earlier shape (a new run has none).
+                saved = (await latest(saver, thread_id))[0] if task is None else {}
+                if not saved.get("status") and saved_before_ledger(saved):
+                    raise IncompatibleThread(
+                        f"thread {thread_id!r} was saved by an earlier nova-duet, whose state "
+                        "kept every result: `duet show` reads it, but this version cannot "
+                        "continue it. Start the task again, or finish it with the earlier "
+                        "version.")
+                graph = build_graph(model=model, tools=registry, checkpointer=saver,
+                                    store=store)
                 final = await _drive(graph, task, saved_task, config, context, decide, emit,
                                      StepLedger(store, thread_id))
-            finally:
-                await registry.aclose()
+        finally:
+            await registry.aclose()  # MCP sessions, once per run, close here
         emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
         return thread_id, final
     finally:
@@ -155,6 +161,21 @@ class _Trace:
             except OSError:
                 pass  # the failure was reported when the line was written
             self._out = None
+
+
+async def _add_mcp_servers(registry: ToolRegistry, context: Context,
+                           emit: Callable[[Event], None], folder: Path) -> None:
+    """Add the tools of the run's MCP servers (`context.mcp_config`; stdio servers log to
+    `folder`); a server that does not start is reported (a `tool_source_unavailable`
+    event) and the run goes on without it."""
+    from tools.mcp import add_mcp_servers  # only runs with MCP servers load the SDK
+
+    statuses = await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
+                                     remember_secret=also_redact, log_folder=folder)
+    for status in statuses:
+        if status.error:
+            emit({"event": "tool_source_unavailable", "source": f"mcp:{status.name}",
+                  "error": status.error})
 
 
 async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str, Any],

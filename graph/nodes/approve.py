@@ -17,16 +17,22 @@ from graph.contracts import StepResult
 from graph.nodes.base import NodeDeps, keep, runtime_context
 from graph.runtime.scheduler import not_approved, standing_answer
 from graph.state import State, StepTask
-from tools.registry import StepRefused
+from tools.registry import StepRefused, ToolRegistry
 
 
-def approval_request(tasks: list[StepTask]) -> dict[str, Any]:
-    """What the interrupt shows: each step's tool, arguments and purpose."""
+def approval_request(tasks: list[StepTask], registry: ToolRegistry) -> dict[str, Any]:
+    """What the interrupt shows: each step's tool, arguments and purpose; `destructive` when
+    its tool says so (MCP's `destructiveHint`), `escalated` with why a human must decide."""
+    def shown(task: StepTask) -> dict[str, Any]:
+        step = task["step"]
+        destructive = step.tool in registry and registry.get(step.tool).destructive
+        return {"step_id": step.id, "tool": step.tool, "args": task["args"],
+                "description": step.description,
+                **({"destructive": True} if destructive else {}),
+                **({"escalated": task["escalated"]} if task.get("escalated") else {})}
+
     return {"kind": "approval", "answers": ["approve", "reject", {"edit": "{...new args}"}],
-            "steps": [{"step_id": t["step"].id, "tool": t["step"].tool, "args": t["args"],
-                       "description": t["step"].description,
-                       **({"escalated": t["escalated"]} if t.get("escalated") else {})}
-                      for t in tasks]}
+            "steps": [shown(task) for task in tasks]}
 
 
 async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
@@ -39,7 +45,7 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
         if (standing := standing_answer(context.approval, task)) is not None:
             answers[task["step"].id] = standing
     if asked := [t for t in pending if t["step"].id not in answers]:
-        answers |= interrupt(approval_request(asked)) or {}
+        answers |= interrupt(approval_request(asked, deps.registry)) or {}
 
     queued: list[StepTask] = []
     refused: list[StepResult] = []

@@ -1,0 +1,264 @@
+"""MCP servers as tool sources, against real FastMCP servers in their own processes (one over
+stdio, started by the run; one over streamable HTTP, started here): annotations decide the
+class, sessions live as long as the run, a dead server is a typed error, secrets stay out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.cli import app
+from graph.app.runner import run_thread
+from graph.app.threads import read_trace
+from graph.testing import ScriptedChatModel
+from tests.fixtures.converse import tool_input
+from tests.fixtures.mcp_servers import http_server, stdio_config
+from tools import ToolRegistry
+from tools import mcp as _mcp  # noqa: F401 - before CliRunner swaps sys.stderr (errlog)
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "us.amazon.nova-2-lite-v1:0"
+TOKEN = "crm-token-5f1c9a77e2"  # the stdio server's secret (its config's env)
+HEADER = "Bearer web-secret-0b7d41c2"  # the HTTP server's (its config's headers)
+
+
+@pytest.fixture
+def web(tmp_path: Path):
+    """The CRM over streamable HTTP in its own process; yields (url, state folder)."""
+    state = tmp_path / "web"
+    with http_server(state, tmp_path / "web.log", HOLD_FIRST_CALL="30") as url:
+        yield url, state
+
+
+def config(tmp_path: Path, web_url: str) -> Path:
+    """An mcpServers file: `crm` over stdio (a token in its env), `web` over HTTP (a header)."""
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {
+        "crm": stdio_config(tmp_path / "crm", CRM_TOKEN=TOKEN),
+        "web": {"url": web_url, "headers": {"Authorization": HEADER}}}}))
+    return path
+
+
+def records(state: Path, kind: str) -> list[dict]:
+    """What the server recorded: its `calls` or its `effects`."""
+    path = state / f"{kind}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def context(tmp_path: Path, web_url: str, **fields) -> Context:
+    return Context(mcp_config=str(config(tmp_path, web_url)),
+                   allowed_hosts=[urlsplit(web_url).netloc], **fields)
+
+
+def test_duet_tools_lists_each_mcp_tool_with_its_class(tmp_path, web):
+    url, _ = web
+    out = CliRunner().invoke(app, ["tools", "--mcp", str(config(tmp_path, url)), "--json",
+                                   "--allow-host", urlsplit(url).netloc])
+    assert out.exit_code == 0, out.output
+    tools = {t["name"]: t for t in json.loads(out.stdout)}
+    assert {k: tools["web_send_reminder"][k] for k in
+            ("changes_things", "takes_idempotency_key", "signature", "source")} == {
+        "changes_things": True, "takes_idempotency_key": False,
+        "signature": "web_send_reminder(invoice: int, text: str)", "source": "mcp:web"}
+    assert not tools["crm_list_invoices"]["changes_things"]
+    assert tools["web_mark_reminded"]["changes_things"] and tools["web_mark_reminded"]["idempotent"]
+    assert tools["crm_delete_customer"]["destructive"]
+    assert tools["http_request"]["source"] == "builtin"
+
+    # Without the allowlist entry the HTTP server is refused with the usual message.
+    out = CliRunner().invoke(app, ["tools", "--mcp", str(config(tmp_path, url))],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 0 and "web_send_reminder" not in out.stdout
+    assert "crm_list_invoices" in out.stdout and "outside the allowlist" in out.stdout
+
+
+async def test_reads_start_while_the_plan_streams_and_an_unannotated_write_asks(
+        tmp_path, web, converse):
+    url, web_state = web
+    plan = Plan(goal="remind", steps=[
+        Step(id="s1", tool="crm_list_invoices", args={}),
+        Step(id="s2", tool="web_list_invoices", args={"status": "overdue"}),
+        Step(id="s3", tool="crm_send_reminder", args={"invoice": 7, "text": "please pay"},
+             depends_on=["s1"]),
+        Step(id="s4", tool="web_delete_customer", args={"customer": 3}),
+    ])
+    converse.script += [tool_input(plan, fragment=8, pause=0.02)]
+    events: list[dict] = []
+    _, final = await run_thread(
+        "remind", tools=ToolRegistry(), on_event=events.append,
+        context=context(tmp_path, url, model=MODEL, bedrock_endpoint_url=converse.url))
+
+    assert final.status == RunStatus.NEEDS_APPROVAL, final.reason
+    started = {r.step_id: r.started_at.timestamp() for r in final.results}
+    assert set(started) == {"s1", "s2"}  # the writes did not run
+    assert max(started.values()) < converse.answered_at[0]  # both while the plan streamed
+    assert records(tmp_path / "crm", "effects") == records(web_state, "effects") == []
+    [asked] = [e["steps"] for e in events if e["event"] == "approval_requested"]
+    assert {s["step_id"]: s.get("destructive", False) for s in asked} == {"s3": False,
+                                                                         "s4": True}
+
+    # Under `deny` the unannotated write is refused, never sent.
+    plan.steps = plan.steps[:3]
+    converse.script += [tool_input(plan),
+                        tool_input(Decision(action="finish", reason="refused", answer="no"))]
+    _, final = await run_thread(
+        "remind", tools=ToolRegistry(),
+        context=context(tmp_path, url, model=MODEL, bedrock_endpoint_url=converse.url,
+                        approval="deny"))
+    refused = {r.step_id: r.error.type for r in final.results if r.status == "rejected"}
+    assert refused == {"s3": "NotApproved"}
+    assert records(tmp_path / "crm", "effects") == records(web_state, "effects") == []
+
+
+@pytest.mark.parametrize("dying", ["crm", "web"])  # over stdio, over streamable HTTP
+async def test_a_server_killed_mid_run_is_a_typed_error_and_the_run_goes_on(tmp_path, web,
+                                                                           dying):
+    url, web_state = web
+    other = {"crm": "web", "web": "crm"}[dying]
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[Step(id="s1", tool=f"{dying}_wait_for_kill", args={"seconds": 60}),
+                              Step(id="s2", tool=f"{other}_list_invoices", args={})]),
+        Decision(action="replan", reason=f"{dying} died"),
+        Plan(goal="g", steps=[Step(id="s3", tool=f"{other}_list_invoices", args={})]),
+        Decision(action="finish", reason="ok", answer="two invoices [s3]")])
+    run = asyncio.create_task(run_thread("g", model=model, tools=ToolRegistry(),
+                                         context=context(tmp_path, url)))
+    pid_file = (tmp_path / "crm" if dying == "crm" else web_state) / "pid"
+    for _ in range(600):
+        if pid_file.exists() or run.done():
+            break
+        await asyncio.sleep(0.05)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    _, final = await asyncio.wait_for(run, 60)
+
+    assert final.status == RunStatus.COMPLETED, final.reason
+    results = {r.step_id: r for r in final.results}
+    assert results["s1"].status == "error"
+    assert results["s1"].error.type == "MCPServerUnavailable"
+    assert f"MCP server '{dying}'" in results["s1"].error.message
+    assert results["s2"].status == results["s3"].status == "ok"
+    # The replan was told: the dead server's tools are listed as unavailable.
+    replan_prompt = "\n".join(str(m.content) for m in model.prompts[2])
+    assert (f"{dying}_list_invoices(status?: str) (UNAVAILABLE: MCP server '{dying}'"
+            in replan_prompt)
+
+
+async def test_a_server_that_does_not_start_is_named_and_the_run_goes_on(tmp_path, web):
+    url, _ = web
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {
+        "gone": {"command": str(tmp_path / "no-such-server")},
+        "web": {"url": url}}}))
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[Step(id="s1", tool="web_list_invoices", args={})]),
+        Decision(action="finish", reason="ok", answer="done [s1]")])
+    events: list[dict] = []
+    _, final = await run_thread("g", model=model, tools=ToolRegistry(), on_event=events.append,
+                                context=Context(mcp_config=str(path),
+                                                allowed_hosts=[urlsplit(url).netloc]))
+    assert final.status == RunStatus.COMPLETED, final.reason
+    [warning] = [e for e in events if e["event"] == "tool_source_unavailable"]
+    assert warning["source"] == "mcp:gone" and "FileNotFoundError" in warning["error"]
+    assert "MCP server 'gone' is UNAVAILABLE" in str(model.prompts[0][-1].content) + \
+        str(model.prompts[0][0].content)
+
+
+def _duet(home: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "graph.app.cli", *args], cwd=ROOT,
+                            env={**os.environ, "DUET_HOME": str(home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_an_idempotent_write_happens_once_across_a_kill_and_a_resume(tmp_path, web):
+    url, web_state = web
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "who", "tool": "crm_whoami", "args": {}},
+        {"id": "mark", "tool": "web_mark_reminded", "args": {"invoice": 7},
+         "depends_on": ["who"]}]}))
+    home = tmp_path / "home"
+    proc = _duet(home, "run", "mark invoice 7", "--plan-file", str(plan), "--mcp",
+                 str(config(tmp_path, url)), "--allow-host", urlsplit(url).netloc,
+                 "--approve", "auto", "--thread", "idem", "--json")
+    deadline = time.monotonic() + 60
+    while not any(c["tool"] == "mark_reminded" for c in records(web_state, "calls")):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # the write took effect; its answer never came back
+    proc.wait()
+
+    resumed = _duet(home, "resume", "idem", "--json")
+    final = json.loads(resumed.communicate(timeout=90)[0])
+    assert final["status"] == "completed", final["reason"]
+    marks = [c for c in records(web_state, "calls") if c["tool"] == "mark_reminded"]
+    assert len(marks) == 2  # run again after the crash, as an idempotent tool may be
+    assert records(web_state, "effects") == [{"tool": "mark_reminded", "invoice": 7}]
+    trace = read_trace(home / "traces" / "idem.jsonl")
+    assert [e["step_id"] for e in trace if e["event"] == "step_started"].count("mark") == 2
+
+    # The servers' secrets reached no record of the run: not the settings, the trace, the
+    # checkpoints or the report (the careless server's echo was cut from its output).
+    results = {r["step_id"]: r for r in final["results"]}
+    assert TOKEN not in json.dumps(results["who"])
+    assert results["who"]["output"] == {"result": "logged in with [REDACTED]"}
+    for path in [p for p in home.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        assert TOKEN.encode() not in data and HEADER.encode() not in data, path
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("{not json", "cannot read the MCP config"),
+    ('{"servers": {}}', "cannot read the MCP config"),
+    ('{"mcpServers": {"old": {"url": "http://127.0.0.1:9/sse", "type": "sse"}}}',
+     "transport 'sse' is not supported"),
+])
+def test_a_bad_config_stops_the_run_before_any_work(tmp_path, content, says):
+    bad = tmp_path / "mcp.json"
+    bad.write_text(content)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "http_request", "args": {"url": "http://127.0.0.1:9/"}}]}))
+    out = CliRunner().invoke(app, ["run", "t", "--plan-file", str(plan), "--mcp", str(bad)])
+    assert out.exit_code == 2 and says in out.output
+
+
+async def test_studio_runs_get_the_mcp_servers_of_their_context(tmp_path):
+    from langgraph_sdk import get_client
+
+    from tests.fixtures.langgraph_server import langgraph_server
+
+    served = tmp_path / "langgraph.json"  # as the repository's, reasoning graph only
+    graphs = json.loads((ROOT / "langgraph.json").read_text())["graphs"]
+    served.write_text(json.dumps({"python_version": "3.11", "dependencies": [str(ROOT)],
+                                  "graphs": {"nova-duet": str(ROOT / graphs["nova-duet"])}}))
+    servers = tmp_path / "mcp.json"
+    servers.write_text(json.dumps({"mcpServers": {"crm": stdio_config(tmp_path / "crm")}}))
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([
+        {"plan": {"goal": "count", "steps": [{"id": "s1", "tool": "crm_list_invoices",
+                                              "args": {}}]}},
+        {"decision": {"action": "finish", "reason": "ok", "answer": "two [s1]"}}]))
+    with langgraph_server(tmp_path / "server.log", config=served) as url:
+        client = get_client(url=url)
+        [assistant] = await client.assistants.search(graph_id="nova-duet")
+        schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+        assert "mcp_config" in schemas["context_schema"]["properties"]  # Studio shows it
+        thread = await client.threads.create()
+        final = await client.runs.wait(
+            thread["thread_id"], "nova-duet", input={"task": "How many are overdue?"},
+            context={"model": f"scripted:{script}", "mcp_config": str(servers)})
+    assert final["status"] == "completed", final
+    assert [r["output"] for r in final["results"]] == [
+        {"result": [{"id": 7, "status": "overdue"}, {"id": 9, "status": "overdue"}]}]
+    assert records(tmp_path / "crm", "calls") == [{"tool": "list_invoices"}]

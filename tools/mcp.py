@@ -1,0 +1,368 @@
+"""MCP servers as tool sources: the standard `mcpServers` JSON, loaded with
+`langchain-mcp-adapters`, each server's tools registered under `<server>_<tool>`.
+
+The file is the one MCP clients share:
+
+    {"mcpServers": {
+        "crm":   {"command": "python", "args": ["crm_server.py"], "env": {"CRM_TOKEN": "..."}},
+        "files": {"url": "https://files.example.com/mcp", "headers": {"Authorization": "..."}}}}
+
+A server with `command` is a local process over stdio; one with `url` speaks streamable
+HTTP (`"type"`/`"transport"` may say so: `stdio`, `http`, `streamable-http`). `${VAR}` in
+`env` and `headers` values is read from this process's environment. A stdio server gets
+only the variables of its `env` plus a few safe ones (`PATH`, `HOME`...: the `mcp` SDK's
+default); its stderr goes to the run's folder (`mcp-<server>.log`).
+
+A tool's MCP annotations decide its class (deny by default): `readOnlyHint: true` reads,
+anything else changes things (approval, journal, no early start, no retry after an
+ambiguous failure); `idempotentHint: true` lets it be retried and run again after a crash;
+`destructiveHint: true` is shown in the approval request.
+
+Each server's session opens once, in a task of its own (so a server dying cannot cancel
+the run), and stays open until the registry closes (`ToolRegistry.aclose`, at the end of
+the run). A server that does not start, that the allowlist refuses, or that dies, gives
+`MCPServerUnavailable` naming it; the run goes on with the tools that remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from langchain_mcp_adapters.client import MultiServerMCPClient
+from langchain_mcp_adapters.tools import load_mcp_tools
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import McpError
+from mcp.types import CONNECTION_CLOSED
+
+from tools.errors import BlockedError, ToolError, ToolUnavailableError
+from tools.registry import ToolRegistry
+from tools.sandbox import SandboxPolicy
+
+log = logging.getLogger("duet")
+
+START_TIMEOUT_SECONDS = 30.0
+PROBE_SECONDS = 2.0  # how often a call in flight checks that its HTTP server still answers
+_HTTP_TRANSPORTS = {"http", "streamable-http", "streamable_http"}
+_VARIABLE = re.compile(r"\$\{([^}]+)\}")  # `${VAR}`, as langchain-mcp-adapters reads env
+
+
+def _expand(value: Any) -> str:
+    """`value` with each `${VAR}` read from this process's environment."""
+    return _VARIABLE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), str(value))
+
+
+class MCPConfigError(ValueError):
+    """The MCP config file cannot be read or describes a server this client cannot use."""
+
+
+class MCPServerUnavailable(ToolUnavailableError):
+    """An MCP server did not start, was refused by the allowlist, or died; names it."""
+
+    def __init__(self, server: str, reason: str):
+        super().__init__(f"MCP server {server!r} is unavailable: {reason}")
+        self.server, self.reason = server, reason
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One server of the config, as `langchain-mcp-adapters` connects to it."""
+
+    name: str
+    connection: dict[str, Any]
+
+    @property
+    def url(self) -> str | None:
+        """The URL of an HTTP server; None for a stdio one."""
+        return self.connection.get("url")
+
+    def secrets(self) -> list[str]:
+        """The values of its `env` and `headers` (after `${VAR}`): kept out of every record."""
+        values = {**(self.connection.get("env") or {}), **(self.connection.get("headers") or {})}
+        return [_expand(value) for value in values.values()]
+
+
+def read_config(path: str | Path) -> list[ServerConfig]:
+    """The servers of an `mcpServers` JSON file; raises `MCPConfigError` saying what is wrong."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        servers = document["mcpServers"]
+        if not isinstance(servers, dict):
+            raise TypeError("mcpServers is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MCPConfigError(f"cannot read the MCP config {str(path)!r}: {exc}") from None
+    return [_server(name, spec) for name, spec in servers.items()]
+
+
+def _server(name: str, spec: Any) -> ServerConfig:
+    if not isinstance(spec, dict):
+        raise MCPConfigError(f"MCP server {name!r}: its entry is not an object")
+    kind = spec.get("transport") or spec.get("type") or ("stdio" if "command" in spec else "http")
+    if kind == "stdio":
+        if not spec.get("command"):
+            raise MCPConfigError(f"MCP server {name!r}: a stdio server needs a command")
+        connection = {"transport": "stdio", "command": spec["command"],
+                      "args": list(spec.get("args", [])), "env": spec.get("env"),
+                      "cwd": spec.get("cwd")}
+    elif kind in _HTTP_TRANSPORTS:
+        if not spec.get("url"):
+            raise MCPConfigError(f"MCP server {name!r}: an HTTP server needs a url")
+        headers = spec.get("headers")
+        connection = {"transport": "streamable_http", "url": spec["url"],
+                      "headers": {k: _expand(v) for k, v in headers.items()} if headers else None}
+    else:
+        raise MCPConfigError(f"MCP server {name!r}: transport {kind!r} is not supported "
+                             "(stdio and streamable HTTP are)")
+    return ServerConfig(name, {k: v for k, v in connection.items() if v is not None})
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason from an exception, looking inside anyio's exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@dataclass
+class _Session:
+    """One server's session, held open by a task of its own until `close`."""
+
+    config: ServerConfig
+    log: Path | None = None  # where a stdio server's stderr goes (None: this process's)
+    tools: list[BaseTool] = field(default_factory=list)
+    failure: str | None = None
+    _session: ClientSession | None = None
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _probes: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self, client: MultiServerMCPClient) -> None:
+        """Open the session and list its tools; raises `MCPServerUnavailable` if it fails."""
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._hold(client, ready),
+                                         name=f"mcp session {self.config.name}")
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT_SECONDS)
+        except TimeoutError:
+            await self.close()
+            raise MCPServerUnavailable(
+                self.config.name, f"no answer within {START_TIMEOUT_SECONDS:g}s") from None
+        except Exception as exc:  # noqa: BLE001 - any failure to start is the server's
+            await self.close()
+            where = f" (its stderr: {self.log})" if self.log else ""
+            raise MCPServerUnavailable(self.config.name, _reason(exc) + where) from None
+
+    @asynccontextmanager
+    async def _connect(self, client: MultiServerMCPClient) -> AsyncIterator[ClientSession]:
+        """An initialized session. A stdio server is started here rather than by the client,
+        to give it a real file for its stderr (the client's default is `sys.stderr` as it
+        was at import, which in a notebook has no file descriptor)."""
+        spec = self.config.connection
+        if spec["transport"] != "stdio":
+            async with client.session(self.config.name) as session:
+                yield session
+            return
+        env = {k: _expand(v) for k, v in spec["env"].items()} if "env" in spec else None
+        params = StdioServerParameters(command=spec["command"], args=spec["args"], env=env,
+                                       cwd=spec.get("cwd"))
+        log = self.log.open("a", encoding="utf-8") if self.log else sys.__stderr__
+        try:
+            async with (stdio_client(params, errlog=log) as (read, write),
+                        ClientSession(read, write) as session):
+                await session.initialize()
+                yield session
+        finally:
+            if self.log:
+                log.close()
+
+    async def _hold(self, client: MultiServerMCPClient, ready: asyncio.Future[None]) -> None:
+        try:
+            async with self._connect(client) as session:
+                self._session = session
+                self.tools = await load_mcp_tools(
+                    session, server_name=self.config.name, tool_name_prefix=True,
+                    handle_tool_errors=False)
+                ready.set_result(None)
+                await self._closing.wait()
+        except BaseException as exc:  # noqa: BLE001 - the server's end is recorded, not raised
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else
+                                    RuntimeError(_reason(exc)))
+            elif not self._closing.is_set():
+                self.failure = self.failure or _reason(exc)
+                log.warning("MCP server %r stopped: %s", self.config.name, self.failure)
+
+    async def close(self) -> None:
+        """End the session (and a stdio server's process); waits for it."""
+        self._closing.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def why_unavailable(self) -> str | None:
+        """None while the server answers, else why its tools cannot run."""
+        if self.failure is None and self._task is not None and self._task.done():
+            self.failure = "its session ended"
+        return f"MCP server {self.config.name!r} is unavailable: {self.failure}" \
+            if self.failure else None
+
+    async def _watched(self, call: Awaitable[Any]) -> Any:
+        """`call`'s result, unless the session ends first (`MCPServerUnavailable`). While it
+        runs, an HTTP server is pinged every `PROBE_SECONDS`: the SDK leaves a request to an
+        HTTP server that died waiting forever, but a ping to it fails and ends the session."""
+        task = asyncio.ensure_future(call)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task, self._task}, timeout=PROBE_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if task in done:
+                    return task.result()
+                if self._task in done:
+                    self.why_unavailable()
+                    raise MCPServerUnavailable(self.config.name, str(self.failure))
+                if self.config.url is not None and self._session is not None:
+                    probe = asyncio.create_task(self._ping(self._session))
+                    self._probes.add(probe)
+                    probe.add_done_callback(self._probes.discard)
+        finally:
+            task.cancel()
+
+    @staticmethod
+    async def _ping(session: ClientSession) -> None:
+        with contextlib.suppress(Exception):  # a dead server shows as the session ending
+            await asyncio.wait_for(session.send_ping(), PROBE_SECONDS)
+
+    def step_tool(self, inner: BaseTool) -> BaseTool:
+        """`inner` as a step runs it: its output as plain JSON (the structured content when
+        the server gives one, else its text), its failures as typed `ToolError`s."""
+
+        async def call(**args: Any) -> Any:
+            if self.why_unavailable():
+                raise MCPServerUnavailable(self.config.name, str(self.failure))
+            try:
+                message = await self._watched(inner.ainvoke(
+                    {"type": "tool_call", "id": "step", "name": inner.name, "args": args}))
+            except ToolException as exc:  # the tool ran and said it failed (isError)
+                raise ToolError(f"{inner.name}: {exc}", type_name="MCPToolError") from None
+            except (McpError, anyio.ClosedResourceError, anyio.BrokenResourceError,
+                    anyio.EndOfStream, OSError) as exc:
+                if isinstance(exc, McpError) and exc.error.code != CONNECTION_CLOSED:
+                    raise ToolError(f"{inner.name}: {exc}", type_name="MCPError") from None
+                self.failure = self.failure or f"the connection closed ({_reason(exc)})"
+                raise MCPServerUnavailable(self.config.name, self.failure) from None
+            return _output(message)
+
+        return StructuredTool(name=inner.name, description=inner.description,
+                              args_schema=inner.args_schema, coroutine=call,
+                              metadata=inner.metadata)
+
+
+def _output(message: Any) -> Any:
+    """A tool message's result as JSON: structured content, else its text (parsed when it
+    is JSON), else its content blocks."""
+    artifact = getattr(message, "artifact", None) or {}
+    if (structured := artifact.get("structured_content")) is not None:
+        return structured
+    content = message.content if hasattr(message, "content") else message
+    if isinstance(content, str):
+        return content
+    texts = [block["text"] for block in content if isinstance(block, dict)
+             and block.get("type") == "text"]
+    if len(texts) == len(content) == 1:
+        try:
+            return json.loads(texts[0])
+        except ValueError:
+            return texts[0]
+    return texts if len(texts) == len(content) else content
+
+
+def annotations(tool: BaseTool) -> dict[str, Any]:
+    """The MCP annotations of a tool loaded by `langchain-mcp-adapters` (its metadata)."""
+    return {k: v for k, v in (tool.metadata or {}).items() if k.endswith("Hint")}
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """How a server of the config came up: its tools, or why it is unavailable."""
+
+    name: str
+    tools: list[str]
+    error: str | None = None
+
+
+async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
+                          policy: SandboxPolicy,
+                          remember_secret: Callable[[list[str]], None] = lambda values: None,
+                          log_folder: Path | None = None) -> list[ServerStatus]:
+    """Open every server of the config and register its tools in `registry`, named
+    `<server>_<tool>`, their class from their annotations; `registry.aclose()` closes the
+    sessions. An HTTP server outside `policy`'s allowlist is refused; a server that does not
+    start is recorded as missing (`registry.mark_missing`) and left out. Returns each
+    server's status. `remember_secret` receives each server's `env` and `headers` values
+    first (for the redaction of records). A stdio server's stderr goes to
+    `log_folder/mcp-<server>.log`, or without one to this process's stderr. Raises
+    `MCPConfigError` for a bad file.
+    """
+    configs = read_config(config_path)
+    for config in configs:
+        remember_secret(config.secrets())
+    client = MultiServerMCPClient({c.name: c.connection for c in configs})  # type: ignore[misc]
+    if log_folder is not None:
+        log_folder.mkdir(parents=True, exist_ok=True)
+    sessions = [_Session(config, log_folder / f"mcp-{config.name}.log" if log_folder else None)
+                for config in configs]
+    outcomes = await asyncio.gather(*(_start(s, client, policy) for s in sessions))
+
+    async def close_all() -> None:
+        await asyncio.gather(*(session.close() for session in sessions))
+
+    registry.on_close(close_all)
+    statuses = []
+    for session, error in zip(sessions, outcomes, strict=True):
+        name = session.config.name
+        if error is not None:
+            registry.mark_missing(f"MCP server {name!r}", error)
+            statuses.append(ServerStatus(name, [], error))
+            continue
+        for tool in session.tools:
+            hints = annotations(tool)
+            try:
+                registry.register(
+                    session.step_tool(tool), read_only=hints.get("readOnlyHint") is True,
+                    idempotent=hints.get("idempotentHint") is True,
+                    destructive=hints.get("destructiveHint") is True,
+                    unavailable_reason=session.why_unavailable, source=f"mcp:{name}")
+            except ValueError as exc:  # two tools of one name: rename a server
+                await close_all()
+                raise MCPConfigError(f"MCP server {name!r}: {exc}") from None
+        statuses.append(ServerStatus(name, [tool.name for tool in session.tools]))
+    return statuses
+
+
+async def _start(session: _Session, client: MultiServerMCPClient,
+                 policy: SandboxPolicy) -> str | None:
+    """Start one server; None when it is up, else why not (the allowlist's own message for
+    a URL outside it)."""
+    try:
+        if session.config.url is not None:
+            try:
+                policy.check(session.config.url)
+            except BlockedError as exc:
+                raise MCPServerUnavailable(session.config.name, str(exc)) from None
+        await session.start(client)
+    except MCPServerUnavailable as exc:
+        log.warning("%s", exc)
+        return exc.reason
+    return None
