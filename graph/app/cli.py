@@ -449,6 +449,8 @@ def eval_suite(
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting of every run (repeat it), as for "
                       "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
+    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (nova-duet runs; the ReAct "
+                                                  "baseline has the built-in tools)")] = None,
 ) -> None:
     """Run a task suite and score each run (state, answer, limits, tools); print a table per
     agent and category, write JSON and Markdown."""
@@ -473,6 +475,8 @@ def eval_suite(
     except SettingError as exc:
         err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(EXIT_CONFIG) from None
+    if mcp:
+        context["mcp_config"] = _mcp_path(mcp)
     chosen = loaded.select(tasks)
     if not chosen:
         err.print(f"[red]error:[/] no task of {loaded.name!r} matches {tasks!r}")
