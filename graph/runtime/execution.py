@@ -202,7 +202,7 @@ async def _run_with_retries(
     attempts = 0
     while True:
         attempts += 1
-        if context.executor_url:
+        if context.runs_remotely(step.tool):
             attempt = await _attempt_remotely(task, context)
             emit(runtime, {"event": "step_sent", "step_id": step.id, "status": attempt.status,
                            "executor": attempt.executor})
