@@ -24,6 +24,7 @@ from langgraph_sdk import get_client
 from demo_site import serve
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, Step, build_graph
+from graph.app.doctor import check_executor
 from graph.app.threads import read_trace
 from graph.contracts import EXECUTOR_GRAPH_ID, EXECUTOR_STEP_PATH, StepRequest
 from graph.runtime.remote import RemoteExecutor
@@ -337,8 +338,11 @@ async def test_with_auth_on_the_route_needs_the_planners_token(crm, tmp_path, mo
         assert refused.status == "error" and refused.error.type == "ExecutorError"
         assert "401" in refused.error.message and "DUET_EXECUTOR_HEADERS" in refused.error.message
         assert refused.attempts == 1, "a refused token is not retried"
+        doctor = check_executor(Context(executor_url=url))
+        assert not doctor.ok and "DUET_EXECUTOR_HEADERS" in doctor.detail
         monkeypatch.setenv("DUET_EXECUTOR_HEADERS",
                            json.dumps({"Authorization": f"Bearer {token}"}))
+        assert check_executor(Context(executor_url=url)).ok
         out = await run("token")
     assert out["status"] == "completed", out["reason"]
     assert out["results"][0].output["json"]["name"] == "Acme Corp"
