@@ -375,7 +375,6 @@ PROBE = """
 import asyncio, json, sys, tempfile
 from benchmarks import suite, sim
 from graph.checkpoints import open_checkpointer, open_store
-from graph.contracts import EXECUTOR_STEP_PATH, StepRequest
 from langgraph.checkpoint.memory import InMemorySaver
 mode, n = sys.argv[1], int(sys.argv[2])
 async def main():
