@@ -33,6 +33,7 @@ from graph.contracts import (
 )
 
 GRACE_SECONDS = 5.0  # on top of the step's own timeout, which the executor applies
+KEEPALIVE_SECONDS = 4.0  # how long an idle connection to a deployment is kept
 # Statuses by which a deployment (or its auth) refused a request before running anything.
 REFUSED = {401: "refused the credentials (set DUET_EXECUTOR_HEADERS)",
            403: "refused the request (set DUET_EXECUTOR_HEADERS)",
@@ -157,8 +158,11 @@ def _client(loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient:
     if loop not in _clients:
         _clients[loop] = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=GRACE_SECONDS),
-            # Parallel steps each hold a connection; the scheduler bounds how many.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+            # Parallel steps each hold a connection; the scheduler bounds how many. An idle
+            # one is dropped before the server drops it (uvicorn: after 5 s), so a step is
+            # never sent on a connection the server is closing.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64,
+                                keepalive_expiry=KEEPALIVE_SECONDS))
     return _clients[loop]
 
 
