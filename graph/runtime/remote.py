@@ -49,8 +49,9 @@ def executor_headers() -> dict[str, str]:
         headers = json.loads(raw)
     except json.JSONDecodeError:
         headers = None
-    if not isinstance(headers, dict):
-        raise ValueError("DUET_EXECUTOR_HEADERS is not a JSON object of header names to values")
+    if not (isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())):
+        raise ValueError("DUET_EXECUTOR_HEADERS is not a JSON object of header names to "
+                         "string values")
     return headers
 
 

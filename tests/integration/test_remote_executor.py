@@ -286,9 +286,10 @@ async def test_a_deployment_that_refuses_or_lacks_the_route_gives_typed_errors(
     attempt = await RemoteExecutor(site, httpx.AsyncClient()).attempt(request)
     assert attempt.error.type == "ExecutorError" and "404" in attempt.error.message
     assert not attempt.error.retryable and attempt.not_sent
-    monkeypatch.setenv("DUET_EXECUTOR_HEADERS", "not json")
-    attempt = await RemoteExecutor(site, httpx.AsyncClient()).attempt(request)
-    assert "DUET_EXECUTOR_HEADERS" in attempt.error.message and attempt.not_sent
+    for malformed in ("not json", '["Authorization"]', '{"Authorization": 1}'):
+        monkeypatch.setenv("DUET_EXECUTOR_HEADERS", malformed)
+        attempt = await RemoteExecutor(site, httpx.AsyncClient()).attempt(request)
+        assert "DUET_EXECUTOR_HEADERS" in attempt.error.message and attempt.not_sent
 
 
 async def test_executor_tools_keeps_http_steps_in_the_planner(crm, executor):
