@@ -18,14 +18,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
-import httpx
 from langchain.agents import create_agent
 from langgraph.graph import END, START, StateGraph
 
 from benchmarks import real_http, sim
 from graph import Context, Plan, build_graph
 from graph.checkpoints import open_checkpointer, open_store
-from graph.contracts import EXECUTOR_STEP_PATH, StepRequest
 from tests.fixtures.langgraph_server import langgraph_server
 from tests.fixtures.postgres import postgres_bin, running_postgres
 from tools import ToolRegistry, default_registry, http_request_tool, use_policy
@@ -270,21 +268,13 @@ async def long_runs(sizes: list[int], bare_steps: int,
 @contextmanager
 def executor_servers(count: int, scale: float, folder: Path) -> Iterator[list[str]]:
     """`count` executor deployments (`langgraph dev`, serving the executor graph and its
-    step route) over the simulated tools, each warmed by one no-op step (a server's first
-    request loads what it imports lazily, once)."""
+    step route) over the simulated tools."""
     env = {"DUET_BENCH_SCALE": str(scale), "PYTHONPATH": str(ROOT),
            "DUET_HOME": str(folder / "executor-home")}
-    warm_up = StepRequest(tool="work", args={"item": 0, "seconds": 0}, step_id="warm-up",
-                          plan_version=1, thread="warm-up", timeout_seconds=10,
-                          max_response_bytes=1000, browser_max_steps=1,
-                          browser_timeout_seconds=1).model_dump_json()
     with ExitStack() as stack:
-        urls = [stack.enter_context(langgraph_server(
+        yield [stack.enter_context(langgraph_server(
             folder / f"executor-{n}.log", env, config=ROOT / "benchmarks/executor.json"))
             for n in range(count)]
-        for url in urls:
-            httpx.post(url + EXECUTOR_STEP_PATH, content=warm_up, timeout=30).raise_for_status()
-        yield urls
 
 
 def _no_op_chain(n: int) -> Plan:
@@ -298,7 +288,12 @@ async def remote_execution(k: int, chain: int, scale: float,
                            urls: list[str]) -> dict[str, Any]:
     """Figure 9: k simulated browser steps (independent) run in-process and on one and two
     executor servers (over their step route), the tool phase against the critical path;
-    and the time a remote step adds, from a chain of no-op steps run both ways."""
+    and the time a remote step adds, from a chain of no-op steps run both ways.
+
+    First one no-op step on each server: what a planner and a server do once (the client
+    and its first connection, the code each loads on first use) is not a step's cost."""
+    for url in urls:
+        await _run_graph(_no_op_chain(1), 0.0, executor_url=url, thread="warm-up")
     rows = []
     for how, setting in (("in-process", None), ("1 executor server", urls[0]),
                          ("2 executor servers", ",".join(urls))):
