@@ -292,26 +292,23 @@ async def test_a_deployment_that_refuses_or_lacks_the_route_gives_typed_errors(
         assert "DUET_EXECUTOR_HEADERS" in attempt.error.message and attempt.not_sent
 
 
-async def test_executor_tools_keeps_http_steps_in_the_planner(crm, executor):
+def test_executor_tools_set_from_the_cli_keeps_http_steps_in_the_planner(
+        crm, executor, tmp_path):
     site, _ = crm
-    plan = Plan(goal="g", steps=[
-        Step(id="api", tool="http_request", args={"url": f"{site}/api/customers/1"}),
-        Step(id="page", tool="browser_goto", args={"url": f"{site}/invoices"})])
-    model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok",
-                                                        answer="done [api] [page]")])
-    sent, out = [], {}
-    async for mode, part in build_graph(model=model).astream(
-            {"task": "read"}, {"configurable": {"thread_id": "split"}},
-            context=Context(allowed_hosts=[host_of(site)], executor_url=executor,
-                            executor_tools=["browser_*"]),
-            stream_mode=["custom", "values"]):
-        if mode == "custom" and part["event"] == "step_sent":
-            sent.append(part["step_id"])
-        elif mode == "values":
-            out = part
-    assert out["status"] == "completed", out.get("reason")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "api", "tool": "http_request", "args": {"url": f"{site}/api/customers/1"}},
+        {"id": "page", "tool": "browser_goto", "args": {"url": f"{site}/invoices"}}]}))
+    run = duet(tmp_path, "run", "read", "--plan-file", str(plan), "--allow-host", host_of(site),
+               "--executor-url", executor, "--set", "executor_tools=browser_*",
+               "--thread", "split", "--json")
+    out, err = run.communicate(timeout=120)
+    final = json.loads(out)
+    assert final["status"] == "completed", err[-2000:]
+    assert {r["step_id"]: r["status"] for r in final["results"]} == {"api": "ok", "page": "ok"}
+    sent = [e["step_id"] for e in read_trace(tmp_path / "traces" / "split.jsonl")
+            if e["event"] == "step_sent"]
     assert sent == ["page"], "only the browser step went to the executor"
-    assert {r.step_id: r.status for r in out["results"]} == {"api": "ok", "page": "ok"}
 
 
 async def test_with_auth_on_the_route_needs_the_planners_token(crm, tmp_path, monkeypatch):
