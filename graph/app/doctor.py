@@ -105,8 +105,8 @@ def check_executor(context: Context) -> Check:
             problems.append(f"{url} serves no executor step route ({answer.status_code}): "
                             "its langgraph.json needs http.app ./graph/executor/app.py:app")
         else:
-            found.append(f"{url} ({len(info['tools'])} tools, may reach "
-                         f"{info['allowed_hosts'] or 'no host'})")
+            found.append(f"{url} ({len(info.get('tools', []))} tools, may reach "
+                         f"{info.get('allowed_hosts') or 'no host'})")
     detail = "; ".join(problems) or f"step routes at {', '.join(found)}"
     return Check("executor", not problems, detail)
 
