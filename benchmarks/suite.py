@@ -265,25 +265,35 @@ async def long_runs(sizes: list[int], bare_steps: int,
     return rows
 
 
-EXECUTOR_JOBS = 10  # runs at once per executor server (LangGraph's `--n-jobs-per-worker`)
-
-
 @contextmanager
 def executor_servers(count: int, scale: float, folder: Path) -> Iterator[list[str]]:
-    """`count` executor deployments (`langgraph dev`) over the simulated tools."""
+    """`count` executor deployments (`langgraph dev`, serving the executor graph and its
+    step route) over the simulated tools."""
     env = {"DUET_BENCH_SCALE": str(scale), "PYTHONPATH": str(ROOT),
            "DUET_HOME": str(folder / "executor-home")}
     with ExitStack() as stack:
         yield [stack.enter_context(langgraph_server(
-            folder / f"executor-{n}.log", env, config=ROOT / "benchmarks/executor.json",
-            jobs=EXECUTOR_JOBS)) for n in range(count)]
+            folder / f"executor-{n}.log", env, config=ROOT / "benchmarks/executor.json"))
+            for n in range(count)]
+
+
+def _no_op_chain(n: int) -> Plan:
+    """A chain of n steps of the simulated tool that take no time, wherever they run."""
+    plan = sim.chained_plan(n)
+    return plan.model_copy(update={"steps": [
+        step.model_copy(update={"args": {**step.args, "seconds": 0}}) for step in plan.steps]})
 
 
 async def remote_execution(k: int, chain: int, scale: float,
                            urls: list[str]) -> dict[str, Any]:
     """Figure 9: k simulated browser steps (independent) run in-process and on one and two
-    executor servers, the tool phase against the critical path; and the time a remote
-    step adds, from a chain of no-op steps run both ways."""
+    executor servers (over their step route), the tool phase against the critical path;
+    and the time a remote step adds, from a chain of no-op steps run both ways.
+
+    First one no-op step on each server: what a planner and a server do once (the client
+    and its first connection, the code each loads on first use) is not a step's cost."""
+    for url in urls:
+        await _run_graph(_no_op_chain(1), 0.0, executor_url=url, thread="warm-up")
     rows = []
     for how, setting in (("in-process", None), ("1 executor server", urls[0]),
                          ("2 executor servers", ",".join(urls))):
@@ -295,9 +305,9 @@ async def remote_execution(k: int, chain: int, scale: float,
                      "over_critical_path": _tool_phase(out) / floor})
     per_step = {}
     for how, setting in (("in-process", None), ("remote", urls[0])):
-        _, _, out = await _run_graph(sim.chained_plan(chain), 0.0, executor_url=setting)
+        _, _, out = await _run_graph(_no_op_chain(chain), 0.0, executor_url=setting)
         per_step[how] = _tool_phase(out) / chain * 1000
-    return {"k": k, "jobs": EXECUTOR_JOBS, "rows": rows, "chain": chain,
+    return {"k": k, "rows": rows, "chain": chain,
             "in_process_ms_per_step": per_step["in-process"],
             "remote_ms_per_step": per_step["remote"],
             "overhead_ms_per_step": per_step["remote"] - per_step["in-process"]}

@@ -7,6 +7,7 @@ import json
 import os
 import typing
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -133,6 +134,14 @@ class Context:
                                  "the run, named <server>_<tool>. Only the path is saved with a "
                                  "run, never the file's env or headers."},
     )
+    executor_tools: list[str] = field(
+        default_factory=lambda: ["*"],
+        metadata={"description": "With executor_url: the tools whose steps run on the "
+                                 "executor deployments, as names or shell patterns; the "
+                                 "others run in this process. Every tool by default; "
+                                 "['browser_*'] (the browser and Nova Act tools) keeps "
+                                 "HTTP steps here."},
+    )
     step_screenshots: bool = field(
         default=True,
         metadata={"description": "Save the page at the end of each browser step, for the run "
@@ -151,6 +160,12 @@ class Context:
             )
         },
     )
+
+    def runs_remotely(self, tool: str) -> bool:
+        """Whether a step of `tool` goes to the executor deployments (`executor_url`,
+        `executor_tools`)."""
+        return bool(self.executor_url) and any(
+            fnmatchcase(tool, pattern) for pattern in self.executor_tools)
 
     def sandbox_policy(self) -> SandboxPolicy:
         """The sandbox executors run under for this run."""

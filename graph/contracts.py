@@ -145,6 +145,12 @@ class StepResult(BaseModel):
 
 # The executor deployment's graph, as `langgraph.json` serves it (`graph.executor`).
 EXECUTOR_GRAPH_ID = "nova-duet-executor"
+# Its routes beside the graphs (`langgraph.json`'s `http.app`): one POST per attempt of a
+# step (a StepRequest in, a StepAttempt out, no run queue), the end of a caller's run
+# (`{"thread": ...}`: its named sessions close), and what the deployment serves (GET).
+EXECUTOR_STEP_PATH = "/executor/step"
+EXECUTOR_END_THREAD_PATH = "/executor/end-thread"
+EXECUTOR_INFO_PATH = "/executor"
 
 
 class StepRequest(BaseModel):

@@ -78,24 +78,46 @@ def check_allowlist(context: Context) -> Check:
 
 
 def check_executor(context: Context) -> Check:
-    """Each executor deployment answers and serves the executor graph (when one is set)."""
+    """Each executor deployment answers on its step route (with `DUET_EXECUTOR_HEADERS`) and
+    serves the executor graph (when one is set)."""
     if not context.executor_url:
         return Check("executor", True, "steps run in this process (set DUET_EXECUTOR_URL to "
                      "run them on executor deployments)", required=False)
-    from graph.contracts import EXECUTOR_GRAPH_ID as GRAPH_ID
+    from graph.contracts import EXECUTOR_GRAPH_ID, EXECUTOR_INFO_PATH
     from graph.runtime.remote import executor_headers, executor_urls
 
-    problems = []
+    try:
+        headers = executor_headers()
+    except ValueError as exc:
+        return Check("executor", False, str(exc))
+    found, problems = [], []
     for url in executor_urls(context.executor_url):
         try:
-            found = httpx.post(f"{url}/assistants/search", json={"graph_id": GRAPH_ID},
-                               headers=executor_headers(), timeout=10)
-            if found.status_code != 200 or not found.json():
-                problems.append(f"{url} does not serve {GRAPH_ID} ({found.status_code})")
+            answer = httpx.get(url + EXECUTOR_INFO_PATH, headers=headers, timeout=10)
         except httpx.HTTPError as exc:
             problems.append(f"{url} cannot be reached ({type(exc).__name__})")
-    detail = "; ".join(problems) or f"{context.executor_url} serves {GRAPH_ID}"
+            continue
+        info = _json_object(answer) if answer.status_code == 200 else {}
+        if answer.status_code in (401, 403):
+            problems.append(f"{url} refused the request ({answer.status_code}): set its token "
+                            "in DUET_EXECUTOR_HEADERS")
+        elif info.get("graph_id") != EXECUTOR_GRAPH_ID:
+            problems.append(f"{url} serves no executor step route ({answer.status_code}): "
+                            "its langgraph.json needs http.app ./graph/executor/app.py:app")
+        else:
+            found.append(f"{url} ({len(info.get('tools', []))} tools, may reach "
+                         f"{info.get('allowed_hosts') or 'no host'})")
+    detail = "; ".join(problems) or f"step routes at {', '.join(found)}"
     return Check("executor", not problems, detail)
+
+
+def _json_object(response: httpx.Response) -> dict:
+    """A response's JSON object, or {} when it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def check_checkpoints() -> Check:

@@ -197,12 +197,14 @@ async def _run_with_retries(
     step = task["step"]
     # A write that cannot carry a key is retried only after an error that proves nothing
     # was sent; a timeout or any other failure may have come after the effect.
-    keyless_write = (bool(task.get("side_effects"))
-                     and not registry.get(step.tool).safe_to_repeat)
+    entry = registry.get(step.tool)
+    keyless_write = bool(task.get("side_effects")) and not entry.safe_to_repeat
+    # An MCP server's session lives in this process: its tools never go remote.
+    remote = context.runs_remotely(step.tool) and not entry.source.startswith("mcp:")
     attempts = 0
     while True:
         attempts += 1
-        if context.executor_url:
+        if remote:
             attempt = await _attempt_remotely(task, context)
             emit(runtime, {"event": "step_sent", "step_id": step.id, "status": attempt.status,
                            "executor": attempt.executor})

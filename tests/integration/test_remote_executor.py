@@ -1,12 +1,13 @@
 """The execution agent as its own deployment: real `langgraph dev` servers on loopback, one
-serving the executor graph (bounded to the demo site), one the reasoning graph, driven
-through the CLI and through `langgraph_sdk`."""
+serving the executor deployment (its step route and its graph, bounded to the demo site),
+one the reasoning graph, driven through the CLI, `langgraph_sdk` and the planner's client."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -23,9 +24,12 @@ from langgraph_sdk import get_client
 from demo_site import serve
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, Step, build_graph
+from graph.app.doctor import check_executor
 from graph.app.threads import read_trace
+from graph.contracts import EXECUTOR_GRAPH_ID, EXECUTOR_STEP_PATH, StepRequest
+from graph.runtime.remote import RemoteExecutor
 from graph.testing import ScriptedChatModel
-from tests.fixtures.langgraph_server import langgraph_server
+from tests.fixtures.langgraph_server import langgraph_process, langgraph_server
 from tests.fixtures.loopback import host_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +49,7 @@ def executor(tmp_path_factory, crm):
     """An executor deployment that may reach the CRM and nothing else."""
     folder = tmp_path_factory.mktemp("executor")
     env = {"DUET_EXECUTOR_ALLOWED_HOSTS": host_of(crm[0]), "DUET_HOME": str(folder / "home")}
-    with langgraph_server(folder / "server.log", env, jobs=8) as url:
+    with langgraph_server(folder / "server.log", env) as url:
         yield url
 
 
@@ -126,7 +130,7 @@ def test_an_executor_stopped_mid_step_gives_a_typed_error(crm, tmp_path):
         {"id": "slow", "tool": "http_request", "args": {"url": f"{site}/slow?seconds=5"}}]}))
     env = {"DUET_EXECUTOR_ALLOWED_HOSTS": host_of(site), "DUET_HOME": str(tmp_path / "exec")}
     trace = tmp_path / "traces" / "stopped.jsonl"
-    with langgraph_server(tmp_path / "server.log", env) as url:
+    with langgraph_process(tmp_path / "server.log", env) as (url, server):
         run = duet(tmp_path, "run", "slow", "--plan-file", str(plan), "--allow-host",
                    host_of(site), "--executor-url", url, "--thread", "stopped", "--json")
         deadline = time.monotonic() + 60
@@ -134,6 +138,9 @@ def test_an_executor_stopped_mid_step_gives_a_typed_error(crm, tmp_path):
             assert time.monotonic() < deadline and run.poll() is None
             time.sleep(0.05)
         time.sleep(1.0)  # the step is on the executor now
+        # Killed, not stopped: a stopped server lets its requests in flight finish.
+        server.kill()
+        server.wait()
     started = time.monotonic()
     out, err = run.communicate(timeout=60)
     assert time.monotonic() - started < 30, "the run did not hang on a dead executor"
@@ -241,3 +248,100 @@ def test_doctor_checks_the_executor_url(executor, tmp_path):
     down = doctor(closed)
     assert down.returncode == 1 and "✗ executor" in down.stdout
     assert "cannot be reached" in " ".join(down.stdout.split())
+
+
+def step_request(tool: str, args: dict, thread: str, hosts: list[str], **extra) -> StepRequest:
+    """One attempt of a step, as the planner sends it."""
+    return StepRequest(tool=tool, args=args, step_id="s", plan_version=1, thread=thread,
+                       timeout_seconds=60, allowed_hosts=hosts, max_response_bytes=256_000,
+                       browser_max_steps=5, browser_timeout_seconds=60, **extra)
+
+
+async def test_the_route_and_the_graph_share_the_deployments_sessions(crm, executor):
+    site, _ = crm
+    hosts = [host_of(site)]
+    route = RemoteExecutor(executor, httpx.AsyncClient())
+    opened = await route.attempt(step_request(
+        "browser_goto", {"url": f"{site}/invoices", "session": "g"}, "shared", hosts))
+    assert opened.status == "ok" and opened.output["title"] == "Invoices", opened.error
+    assert opened.executor == executor and opened.screenshot, "the page came back"
+    # A run of the executor graph (for Studio and clients that want runs) reads the page
+    # the route opened: one service behind both.
+    client = get_client(url=executor)
+    request = step_request("browser_read", {"selector": "#invoices", "kind": "table",
+                                            "session": "g"}, "shared", hosts, screenshot=False)
+    out = await client.runs.wait(None, EXECUTOR_GRAPH_ID,
+                                 input={"request": request.model_dump(mode="json")})
+    assert out["reply"]["status"] == "ok" and out["reply"]["output"]["rows"], out["reply"]
+    closed = await client.runs.wait(None, EXECUTOR_GRAPH_ID, input={"close_thread": "shared"})
+    assert closed["reply"] == {"closed": "shared"}
+    await route.end_thread("shared")  # the route's end of a thread answers too, once more
+
+
+async def test_a_deployment_that_refuses_or_lacks_the_route_gives_typed_errors(
+        crm, monkeypatch):
+    site, _ = crm
+    request = step_request("http_request", {"url": f"{site}/health"}, "t", [host_of(site)])
+    # The CRM is a server, but not an executor deployment: it has no step route.
+    attempt = await RemoteExecutor(site, httpx.AsyncClient()).attempt(request)
+    assert attempt.error.type == "ExecutorError" and "404" in attempt.error.message
+    assert not attempt.error.retryable and attempt.not_sent
+    for malformed in ("not json", '["Authorization"]', '{"Authorization": 1}'):
+        monkeypatch.setenv("DUET_EXECUTOR_HEADERS", malformed)
+        attempt = await RemoteExecutor(site, httpx.AsyncClient()).attempt(request)
+        assert "DUET_EXECUTOR_HEADERS" in attempt.error.message and attempt.not_sent
+
+
+def test_executor_tools_set_from_the_cli_keeps_http_steps_in_the_planner(
+        crm, executor, tmp_path):
+    site, _ = crm
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "api", "tool": "http_request", "args": {"url": f"{site}/api/customers/1"}},
+        {"id": "page", "tool": "browser_goto", "args": {"url": f"{site}/invoices"}}]}))
+    run = duet(tmp_path, "run", "read", "--plan-file", str(plan), "--allow-host", host_of(site),
+               "--executor-url", executor, "--set", "executor_tools=browser_*",
+               "--thread", "split", "--json")
+    out, err = run.communicate(timeout=120)
+    final = json.loads(out)
+    assert final["status"] == "completed", err[-2000:]
+    assert {r["step_id"]: r["status"] for r in final["results"]} == {"api": "ok", "page": "ok"}
+    sent = [e["step_id"] for e in read_trace(tmp_path / "traces" / "split.jsonl")
+            if e["event"] == "step_sent"]
+    assert sent == ["page"], "only the browser step went to the executor"
+
+
+async def test_with_auth_on_the_route_needs_the_planners_token(crm, tmp_path, monkeypatch):
+    site, _ = crm
+    token = secrets.token_urlsafe(16)
+    env = {"DUET_EXECUTOR_ALLOWED_HOSTS": host_of(site), "DUET_HOME": str(tmp_path / "exec"),
+           "DUET_TEST_EXECUTOR_TOKEN": token}
+    plan = Plan(goal="g", steps=[
+        Step(id="r", tool="http_request", args={"url": f"{site}/api/customers/1"})])
+
+    async def run(thread: str) -> dict:
+        model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok",
+                                                            answer="Acme [r]")])
+        return await build_graph(model=model).ainvoke(
+            {"task": "who is customer 1?"}, {"configurable": {"thread_id": thread}},
+            context=Context(allowed_hosts=[host_of(site)], executor_url=url))
+
+    config = Path(__file__).resolve().parents[1] / "fixtures" / "executor_auth.json"
+    with langgraph_server(tmp_path / "executor.log", env, config=config) as url:
+        # The route is behind the deployment's auth, as its graphs are.
+        assert httpx.post(url + EXECUTOR_STEP_PATH, content="{}").status_code == 401
+        assert httpx.post(f"{url}/assistants/search", json={}).status_code == 401
+        monkeypatch.delenv("DUET_EXECUTOR_HEADERS", raising=False)
+        refused = (await run("no-token"))["results"][0]
+        assert refused.status == "error" and refused.error.type == "ExecutorError"
+        assert "401" in refused.error.message and "DUET_EXECUTOR_HEADERS" in refused.error.message
+        assert refused.attempts == 1, "a refused token is not retried"
+        doctor = check_executor(Context(executor_url=url))
+        assert not doctor.ok and "DUET_EXECUTOR_HEADERS" in doctor.detail
+        monkeypatch.setenv("DUET_EXECUTOR_HEADERS",
+                           json.dumps({"Authorization": f"Bearer {token}"}))
+        assert check_executor(Context(executor_url=url)).ok
+        out = await run("token")
+    assert out["status"] == "completed", out["reason"]
+    assert out["results"][0].output["json"]["name"] == "Acme Corp"
+    assert token not in json.dumps(out, default=str), "the token is never saved with a run"
