@@ -332,3 +332,25 @@ async def test_with_a_langsmith_key_the_suite_is_a_dataset_and_each_eval_an_expe
     ensure_dataset(Client(), SUITE, tasks)
     assert langsmith_api.posts.count("/datasets") == 1
     assert summary["agents"]["nova-duet"]["pass@1"] == 1.0
+
+
+def test_cli_eval_with_an_mcp_server_as_a_tool_source(tmp_path):
+    from tests.fixtures.mcp_servers import stdio_config
+
+    state = tmp_path / "mcp-state"
+    state.mkdir()
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"crm": stdio_config(state)}}))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("goal: g\nsteps:\n  - {id: m, tool: crm_list_invoices, "
+                    "args: {status: overdue}}\n")
+    suite = tmp_path / "mcp-suite.yaml"
+    suite.write_text("name: mcp\ntasks:\n  - id: mcp-lookup\n    category: lookup\n"
+                     "    task: Which invoices does the MCP server list as overdue?\n"
+                     "    plan: plan.yaml\n    checkers: {answer: {must: ['7', '9']}}\n")
+    out = _duet("eval", "--reference", "--suite", str(suite), "--mcp", str(config), "--json",
+                "--out", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    row = json.loads(out.stdout)["tasks"][0]
+    assert row["passed"], row["checks"]
+    assert "list_invoices" in (state / "calls.jsonl").read_text()  # the server was called
