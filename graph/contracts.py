@@ -135,6 +135,10 @@ class StepResult(BaseModel):
         default=None,
         description="Why this step needed a human although the policy was 'auto' (it was "
                     "planned after reading tool output and carries values from it).")
+    waited: str | None = Field(
+        default=None,
+        description="What the step waited for before it could run, and how long (a browser "
+                    "slot, when more browser steps were ready than max_browser_sessions).")
 
     @classmethod
     def rejected(cls, step: Step, plan_version: int, error_type: str, message: str) -> StepResult:

@@ -28,12 +28,14 @@ from tools.registry import ToolRegistry
 from tools.sandbox import (
     SandboxPolicy,
     StepFiles,
+    StepWaits,
     current_idempotency_key,
     current_step_files,
     run_scope,
     use_idempotency_key,
     use_policy,
     use_step_files,
+    use_step_waits,
 )
 
 BACKOFF_SECONDS = 0.2
@@ -100,6 +102,9 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
             "started_at": datetime.now(UTC), "escalated": task.get("escalated")}
     side_effects = bool(task.get("side_effects"))
     emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
+    # A tool that must wait before it can run (for a browser slot) says so as it starts to.
+    waits = StepWaits(on_wait=lambda reason: emit(runtime, {
+        "event": "step_waiting", "step_id": step.id, "tool": step.tool, "reason": reason}))
 
     async def run_step(task: StepTask) -> StepResult:
         if task.get("problem"):
@@ -111,7 +116,8 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
             await ledger.started(key, task)
         files = (StepFiles(run_folder(thread_id), f"v{task['plan_version']}-{step.id}")
                  if context.step_screenshots else None)
-        with use_idempotency_key(key if side_effects else None), use_step_files(files):
+        with (use_idempotency_key(key if side_effects else None), use_step_files(files),
+              use_step_waits(waits)):
             return await _run_with_retries(task, context, registry, base, runtime)
 
     # One named run per step in traces (LangSmith), with what a reader filters on.
@@ -120,6 +126,7 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
         "thread_id": thread_id, "step_id": step.id, "tool": step.tool,
         "plan_version": task["plan_version"]}})
     result.duration_ms = (time.perf_counter() - clock) * 1000
+    result.waited = waits.describe()
     if ledger:
         await ledger.done(key, result, side_effects)
     emit(runtime, {"event": "step_finished", "step_id": step.id, "tool": step.tool,
