@@ -114,11 +114,13 @@ class _Slots:
             started = time.monotonic()
             if waits is not None:
                 waits.began(reason)
+            got_it = False
             try:
                 await self.free.acquire()
+                got_it = True
             finally:
                 if waits is not None:
-                    waits.ended(time.monotonic() - started)
+                    waits.ended(time.monotonic() - started, got_it)
         else:
             await self.free.acquire()
         try:

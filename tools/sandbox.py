@@ -191,11 +191,14 @@ def use_step_files(files: StepFiles | None) -> AbstractContextManager[StepFiles 
 class StepWaits:
     """What the step being executed waited for before it could run (a browser slot, say):
     `began` is called as a wait starts (`on_wait` tells the step's listeners at once),
-    `ended` with its length. `describe` sums it up for the step's result."""
+    `ended` with its length, and whether it got what it waited for. `describe` sums it up
+    for the step's result; `gave_up` is True after a wait that was stopped (the step's
+    timeout) before the tool could run, until `take_gave_up` reads it."""
 
     on_wait: Callable[[str], None] | None = None
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    gave_up: bool = False
 
     def began(self, reason: str) -> None:
         """A wait for `reason` starts."""
@@ -204,9 +207,15 @@ class StepWaits:
         if self.on_wait is not None:
             self.on_wait(reason)
 
-    def ended(self, seconds: float) -> None:
-        """The wait that began last is over after `seconds`."""
+    def ended(self, seconds: float, got_it: bool) -> None:
+        """The wait that began last is over after `seconds`; `got_it` False: stopped."""
         self.seconds += seconds
+        self.gave_up = not got_it
+
+    def take_gave_up(self) -> bool:
+        """True once after a wait was stopped before the tool ran."""
+        gave_up, self.gave_up = self.gave_up, False
+        return gave_up
 
     def describe(self) -> str | None:
         """`waited 1.2 s for <reason>`, or None when the step did not wait."""

@@ -31,6 +31,7 @@ from tools.sandbox import (
     StepWaits,
     current_idempotency_key,
     current_step_files,
+    current_step_waits,
     run_scope,
     use_idempotency_key,
     use_policy,
@@ -148,7 +149,13 @@ async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
         return StepAttempt(status="ok", output=_as_json(output, policy.max_response_bytes))
     except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
         status, error = _error_of(exc, timeout)
-        return StepAttempt(status=status, error=error, not_sent=getattr(exc, "not_sent", False))
+        not_sent = getattr(exc, "not_sent", False)
+        if (waits := current_step_waits()) is not None and waits.take_gave_up():
+            # Stopped while waiting for a browser slot: the tool never ran, so even a
+            # write may be retried.
+            not_sent = True
+            error.message += f", waiting for {waits.reasons[-1]}"
+        return StepAttempt(status=status, error=error, not_sent=not_sent)
 
 
 async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:

@@ -11,9 +11,17 @@ from urllib.parse import urlsplit
 import pytest
 
 from graph import Context, Decision, Plan, RunStatus, Step, build_graph
+from graph.runtime.execution import attempt_tool
 from graph.testing import ScriptedChatModel
-from tools import BrowserPool, PlaywrightExecutor, SandboxPolicy, default_registry, use_policy
-from tools.sandbox import use_scope
+from tools import (
+    BrowserPool,
+    PlaywrightExecutor,
+    SandboxPolicy,
+    ToolRegistry,
+    default_registry,
+    use_policy,
+)
+from tools.sandbox import StepWaits, use_scope, use_step_waits
 
 pytestmark = pytest.mark.browser
 
@@ -176,3 +184,20 @@ async def test_each_session_enforces_its_own_runs_allowlist(pool, site):
         assert session.blocked() == [f"http://127.0.0.1:{other_port}/sneak"]
     finally:
         other.shutdown()
+
+
+async def test_a_write_stopped_while_waiting_for_a_slot_never_ran(pool, site):
+    """A step whose timeout passes while it waits for a slot never reached its tool: even a
+    write without an idempotency key may then be retried (`not_sent`)."""
+    registry = ToolRegistry()
+    registry.register(PlaywrightExecutor(pool).tools()[1], side_effects=True)  # browser_click
+    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,), max_browser_sessions=1)
+    waits = StepWaits()
+    with use_scope("run"), use_policy(policy):
+        async with pool.session(None, policy):  # the run's one slot is taken
+            with use_step_waits(waits):
+                attempt = await attempt_tool(registry, "browser_click",
+                                             {"selector": "#add", "session": "s"}, policy, 0.5)
+    assert attempt.status == "timeout" and attempt.not_sent, attempt
+    assert "waiting for a browser slot" in attempt.error.message
+    assert waits.describe().startswith("waited 0.") and "max_browser_sessions=1" in waits.describe()
