@@ -22,6 +22,9 @@ GOALS = {
     "flat_size": "checkpoint KiB per step at 800 steps within 1.2x of that at 50 (chained plan)",
     "memory": "peak RSS of an 800-step run within 1.2x of a 50-step run",
     "remote": "remote execution adds under 20 ms a step on loopback",
+    "browser": "k two-step browser tasks within 1.3x of bare Playwright (k fresh contexts of "
+               "one browser) at every k",
+    "browser_queue": "many more browser tasks than slots finish, every step ok (no hang)",
 }
 
 
@@ -106,8 +109,27 @@ def markdown(results: dict[str, Any]) -> str:
     out += ["", f"A chain of {r['chain']} no-op steps: {r['in_process_ms_per_step']:.1f} ms a "
             f"step in-process, {r['remote_ms_per_step']:.1f} ms on an executor server "
             f"({r['overhead_ms_per_step']:.1f} ms added per remote step)."]
+    out += _browser_markdown(results["browser_sessions"])
     out += ["", "Goals:"] + [f"- {line}" for line in verdicts(results)]
     return "\n".join(out)
+
+
+def _browser_markdown(b: dict[str, Any]) -> list[str]:
+    """Figure 10: browser sessions against bare Playwright, and the queue."""
+    out = ["", "**10. Browser sessions** (k independent tasks, each `browser_goto` then "
+           "`browser_read` in a named session of its own, on the demo CRM in its own process, "
+           "real Chromium; the model simulated at zero latency; median of "
+           f"{b['repeats']}; seconds)", "",
+           "| k | tool phase | wall (ainvoke) | with screenshots | bare Playwright | ratio |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {r['k']} | {r['ours_tool_phase_s']:.2f} | {r['ours_wall_s']:.2f} | "
+            f"{r['screenshots_tool_phase_s']:.2f} | {r['bare_s']:.2f} | {r['ratio']:.2f}x |"
+            for r in b["rows"]]
+    q = b["queue"]
+    out += ["", f"{q['k']} such tasks on the default {q['limit']} slots: `{q['status']}` in "
+            f"{q['wall_s']:.2f} s, {q['steps']} steps ({', '.join(q['statuses'])}), "
+            f"{q['waited']} of them waited for a slot."]
+    return out
 
 
 def verdicts(results: dict[str, Any]) -> list[str]:
@@ -139,6 +161,13 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                       "help", f"{help_row['vs_langgraph_import']:.2f}x, "
                               f"{help_row['seconds']:.2f} s"))
     lines.append(line(context <= 1.2, "context", f"{context:.2f}"))
+    browser = results["browser_sessions"]
+    worst_browser = max(r["ratio"] for r in browser["rows"])
+    lines.append(line(worst_browser <= 1.3, "browser", f"worst {worst_browser:.2f}x"))
+    queue = browser["queue"]
+    lines.append(line(queue["status"] == "completed" and queue["statuses"] == ["ok"],
+                      "browser_queue", f"{queue['k']} tasks on {queue['limit']} slots: "
+                                       f"{queue['status']}"))
     return lines + _long_run_verdicts(results, line)
 
 
