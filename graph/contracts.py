@@ -167,6 +167,8 @@ class StepRequest(BaseModel):
     max_response_bytes: int
     browser_max_steps: int
     browser_timeout_seconds: int
+    max_browser_sessions: int = Field(default=4, description="The caller's browser steps that "
+                                      "run at once on this executor; the others wait.")
     screenshot: bool = True
     trace: dict[str, str] | None = Field(default=None, description="LangSmith headers of the "
                                          "step's run, so the executor's run nests under it.")

@@ -171,6 +171,7 @@ async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
         allowed_hosts=list(policy.allowed_hosts), max_response_bytes=policy.max_response_bytes,
         browser_max_steps=policy.browser_max_steps,
         browser_timeout_seconds=policy.browser_timeout_seconds,
+        max_browser_sessions=policy.max_browser_sessions,
         screenshot=context.step_screenshots, trace=_trace_headers())
     attempt = await remote_executor(context.executor_url).attempt(request)
     if attempt.screenshot and (files := current_step_files()) is not None:
