@@ -44,6 +44,10 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
         "in-process", "1 executor server", "2 executor servers"]
     assert remote["remote_ms_per_step"] > 0 and remote["in_process_ms_per_step"] > 0
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
+    # Figure 10 ran in real Chromium, and the queue of more tasks than slots finished.
+    browser = results["browser_sessions"]
+    assert [r["k"] for r in browser["rows"]] == [2] and all(r["ratio"] > 0 for r in browser["rows"])
+    assert browser["queue"]["status"] == "completed" and browser["queue"]["statuses"] == ["ok"]
 
 
 def test_readme_shows_the_committed_full_run():
