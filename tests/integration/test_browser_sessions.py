@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from graph import Context, Decision, Plan, RunStatus, Step, build_graph
+from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.report import report_data
+from graph.app.runner import run_thread
 from graph.runtime.execution import attempt_tool
 from graph.testing import ScriptedChatModel
 from tools import (
@@ -44,34 +46,31 @@ def two_step_tasks(site: str, k: int) -> Plan:
 async def test_more_named_sessions_than_slots_queue_and_finish(site):
     """Issue 20's hang: 5 named sessions, 2 slots. Before, a named session kept its slot
     until the run ended and the fifth waited out its step timeout; now every step ends, and
-    the ones that waited say so in the step events and in their results."""
+    the ones that waited say so in the step events and in the run report."""
     registry = default_registry()
     model = ScriptedChatModel(responses=[two_step_tasks(site, 5),
                                          Decision(action="finish", reason="ok"), "ok"])
-    graph = build_graph(model=model, tools=registry)
     context = Context(max_browser_sessions=2, step_timeout_seconds=60, max_retries=0,
-                      allowed_hosts=[urlsplit(site).netloc])
-    waiting: list[dict] = []
-    final: dict = {}
+                      step_screenshots=False, allowed_hosts=[urlsplit(site).netloc])
+    events: list[dict] = []
     try:
-        async for mode, chunk in graph.astream({"task": "t"}, context=context,
-                                               stream_mode=["custom", "values"]):
-            if mode == "custom" and chunk.get("event") == "step_waiting":
-                waiting.append(chunk)
-            elif mode == "values":
-                final = chunk
+        thread, final = await run_thread("read five customers", context=context, model=model,
+                                         tools=registry, on_event=events.append)
     finally:
         await registry.aclose()
-    assert final["status"] == RunStatus.COMPLETED, final.get("reason")
-    results = {r.step_id: r for r in final["results"]}
+    assert final.status == RunStatus.COMPLETED, final.reason
+    results = {r.step_id: r for r in final.results}
     assert len(results) == 10 and {r.status for r in results.values()} == {"ok"}
     assert [results[f"read{i}"].output["text"] for i in range(5)] == [
         "Acme Corp", "Globex", "Initech", "Acme Corp", "Globex"]
-    # Ten steps, two slots: some had to wait, and said why.
+    # Ten steps, two slots: some had to wait, and said why, live and in the report.
+    waiting = [e for e in events if e.get("event") == "step_waiting"]
     assert waiting and all("max_browser_sessions=2" in e["reason"] for e in waiting)
     waited = {r.step_id for r in results.values() if r.waited}
     assert waited == {e["step_id"] for e in waiting}
-    assert all(r.waited.startswith("waited ") for r in results.values() if r.waited)
+    shown = {s["step_id"]: s["waited"] for s in (await report_data(thread))["steps"]}
+    assert {step for step, text in shown.items() if text} == waited
+    assert all(shown[step].startswith("waited ") for step in waited)
 
 
 @pytest.fixture
