@@ -165,7 +165,7 @@ class BrowserPool:
                 await self._stop_shared()
             proxy = await AllowlistProxy(DENY_ALL).astart()
             try:
-                chromium = await asyncio.to_thread(Chromium(proxy.url).start)
+                chromium = await asyncio.to_thread(_start_chromium, proxy.url)
             except Exception:
                 proxy.close()
                 raise
@@ -196,7 +196,7 @@ class BrowserPool:
         proxy = await AllowlistProxy(policy).astart()
         try:
             if kind == "process":
-                chromium = await asyncio.to_thread(Chromium(proxy.url).start)
+                chromium = await asyncio.to_thread(_start_chromium, proxy.url)
                 return BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
             browser = await self._shared_browser()
             # Playwright adds `<-loopback>` to the bypass list: loopback goes via the proxy.
@@ -316,6 +316,12 @@ async def _screenshot(page: Any) -> None:
         await asyncio.to_thread(files.save_screenshot, image)
     except Exception:  # noqa: BLE001 - the step's result matters, its picture less
         log.warning("could not save a screenshot of step %s", files.name, exc_info=True)
+
+
+def _start_chromium(proxy_url: str) -> Chromium:
+    """A started Chromium behind `proxy_url` (blocking: its profile folder and launch run
+    off the event loop, which a LangGraph server guards against blocking calls)."""
+    return Chromium(proxy_url).start()
 
 
 async def _quietly(awaitable: Any) -> None:
