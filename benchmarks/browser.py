@@ -91,7 +91,10 @@ async def _ours(registry: ToolRegistry, site: str, k: int, limit: int, screensho
     out = await asyncio.wait_for(graph.ainvoke({"task": plan.goal}, context=context), timeout)
     wall = time.perf_counter() - start
     statuses = sorted({r.status for r in out["results"]})
-    return {"status": str(out["status"].value), "statuses": statuses, "wall_s": wall,
+    errors = sorted({f"{r.step_id}: {r.error.type}: {r.error.message[:160]}"
+                     for r in out["results"] if r.error})[:3]
+    return {"status": str(out["status"].value), "statuses": statuses, "errors": errors,
+            "wall_s": wall,
             "tool_phase_s": _tool_phase(out), "steps": len(out["results"]),
             "waited": sum(1 for r in out["results"] if r.waited)}
 
