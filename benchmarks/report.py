@@ -27,6 +27,9 @@ GOALS = {
     "real_http": "real HTTP: tool phase at most 1.15x bare httpx + asyncio (k = 100 and 500, "
                  "fan-out and uneven DAG)",
     "real_http_cpu": "real HTTP: orchestration CPU at most 2 ms a step above bare httpx",
+    "browser": "k two-step browser tasks within 1.3x of bare Playwright (k fresh contexts of "
+               "one browser) at every k",
+    "browser_queue": "many more browser tasks than slots finish, every step ok (no hang)",
 }
 
 
@@ -128,8 +131,27 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['react_over_bare']:.2f} | {r['ours_over_critical_path']:.2f} | "
             f"{r['bare_cpu_ms_per_step']:.2f} / {r['ours_cpu_ms_per_step']:.2f} / "
             f"{r['react_cpu_ms_per_step']:.2f} |" for r in results["real_http"]]
+    out += _browser_markdown(results["browser_sessions"])
     out += ["", "Goals:"] + [f"- {line}" for line in verdicts(results)]
     return "\n".join(out)
+
+
+def _browser_markdown(b: dict[str, Any]) -> list[str]:
+    """Figure 11: browser sessions against bare Playwright, and the queue."""
+    out = ["", "**11. Browser sessions** (k independent tasks, each `browser_goto` then "
+           "`browser_read` in a named session of its own, on the demo CRM in its own process, "
+           "real Chromium; the model simulated at zero latency; median of "
+           f"{b['repeats']}; seconds)", "",
+           "| k | tool phase | wall (ainvoke) | with screenshots | bare Playwright | ratio |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {r['k']} | {r['ours_tool_phase_s']:.2f} | {r['ours_wall_s']:.2f} | "
+            f"{r['screenshots_tool_phase_s']:.2f} | {r['bare_s']:.2f} | {r['ratio']:.2f}x |"
+            for r in b["rows"]]
+    q = b["queue"]
+    out += ["", f"{q['k']} such tasks on the default {q['limit']} slots: `{q['status']}` in "
+            f"{q['wall_s']:.2f} s, {q['steps']} steps ({', '.join(q['statuses'])}), "
+            f"{q['waited']} of them waited for a slot."]
+    return out
 
 
 def verdicts(results: dict[str, Any]) -> list[str]:
@@ -161,6 +183,13 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                       "help", f"{help_row['vs_langgraph_import']:.2f}x, "
                               f"{help_row['seconds']:.2f} s"))
     lines.append(line(context <= 1.2, "context", f"{context:.2f}"))
+    browser = results["browser_sessions"]
+    worst_browser = max(r["ratio"] for r in browser["rows"])
+    lines.append(line(worst_browser <= 1.3, "browser", f"worst {worst_browser:.2f}x"))
+    queue = browser["queue"]
+    lines.append(line(queue["status"] == "completed" and queue["statuses"] == ["ok"],
+                      "browser_queue", f"{queue['k']} tasks on {queue['limit']} slots: "
+                                       f"{queue['status']}"))
     return lines + _long_run_verdicts(results, line)
 
 

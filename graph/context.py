@@ -121,6 +121,12 @@ class Context:
     browser_timeout_seconds: int = field(
         default=240, metadata={"description": "Time limit of one Nova Act browser step."}
     )
+    max_browser_sessions: int = field(
+        default=4,
+        metadata={"description": "Browser steps of a run that run at once; the others wait "
+                                 "for a slot (a `step_waiting` event says so). A named session "
+                                 "holds a slot only while one of its steps runs."},
+    )
     executor_url: str | None = field(
         default_factory=lambda: os.environ.get("DUET_EXECUTOR_URL") or None,
         metadata={"description": "Run steps on executor deployments (LangGraph servers "
@@ -177,6 +183,7 @@ class Context:
             browser_timeout_seconds=self.browser_timeout_seconds,
             cdp_endpoint_url=self.browser_cdp_url,
             cdp_headers=tuple(self.browser_cdp_headers.items()),
+            max_browser_sessions=self.max_browser_sessions,
         )
 
 

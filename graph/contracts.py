@@ -135,6 +135,10 @@ class StepResult(BaseModel):
         default=None,
         description="Why this step needed a human although the policy was 'auto' (it was "
                     "planned after reading tool output and carries values from it).")
+    waited: str | None = Field(
+        default=None,
+        description="What the step waited for before it could run, and how long (a browser "
+                    "slot, when more browser steps were ready than max_browser_sessions).")
 
     @classmethod
     def rejected(cls, step: Step, plan_version: int, error_type: str, message: str) -> StepResult:
@@ -169,6 +173,8 @@ class StepRequest(BaseModel):
     max_response_bytes: int
     browser_max_steps: int
     browser_timeout_seconds: int
+    max_browser_sessions: int = Field(default=4, description="The caller's browser steps that "
+                                      "run at once on this executor; the others wait.")
     screenshot: bool = True
     trace: dict[str, str] | None = Field(default=None, description="LangSmith headers of the "
                                          "step's run, so the executor's run nests under it.")

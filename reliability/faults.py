@@ -51,7 +51,7 @@ class Env:
 
     site: str
     converse: ConverseStub
-    pool: BrowserPool = field(default_factory=lambda: BrowserPool(max_sessions=2))
+    pool: BrowserPool = field(default_factory=lambda: BrowserPool())
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,8 @@ def fault_tools(env: Env) -> ToolRegistry:
 
     @tool
     async def crash_browser(session: str, after_seconds: float) -> str:
-        """Kill the Chromium process of the run's browser session `session` mid-step."""
+        """Kill the Chromium process of the run's browser session `session` mid-step (the
+        pool's shared Chromium, for a context session)."""
         # The pool has no public way to reach a session held by another step: this tool
         # stands for a crash from outside, so it goes behind the pool's back on purpose.
         for _ in range(200):
@@ -193,7 +194,7 @@ def fault_tools(env: Env) -> ToolRegistry:
         else:
             raise ToolError(f"no browser session {session!r} started")
         await asyncio.sleep(after_seconds)
-        found[0].chromium.process.kill()
+        (found[0].chromium or env.pool._shared[0]).process.kill()
         return "killed"
 
     # Writes, registered as a user registers them: with side effects, with or without a key.

@@ -233,7 +233,7 @@ async def run_case(case: Hostile, site: str, attacker: Attacker,
 
 async def run_corpus(site: str, cases: list[Hostile] | None = None) -> list[Containment]:
     """Every case (or `cases`), against one attacker server and one tool registry."""
-    attacker, registry = Attacker(), default_registry(max_browser_sessions=2)
+    attacker, registry = Attacker(), default_registry()
     try:
         return [await run_case(case, site, attacker, registry) for case in (cases or CORPUS)]
     finally:

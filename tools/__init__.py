@@ -17,11 +17,11 @@ from tools.sandbox import (
 )
 
 
-def default_registry(max_browser_sessions: int = 4,
-                     idle_seconds: float | None = None) -> ToolRegistry:
+def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
     """A registry of the built-in executors: HTTP, the offline browser executor, Nova Act.
 
-    Browser sessions start on first use; `await registry.aclose()` stops them, and
+    Browser sessions start on first use, each run's browser steps bounded by its context's
+    `max_browser_sessions`; `await registry.aclose()` stops them, and
     `registry.end_scope(thread)` the named sessions of one run. With `idle_seconds`, named
     sessions unused that long close too.
     """
@@ -29,7 +29,7 @@ def default_registry(max_browser_sessions: int = 4,
     builtin = functools.partial(registry.register, source="builtin")
     builtin(http_request_tool, side_effects=http_changes_things, takes_idempotency_key=True)
     registry.on_close(http_clients.aclose)
-    pool = BrowserPool(max_browser_sessions, idle_seconds)
+    pool = BrowserPool(idle_seconds)
     registry.on_close(pool.aclose)
     registry.on_scope_end(pool.close_scope)
     goto, click, fill, read = PlaywrightExecutor(pool).tools()

@@ -1,9 +1,15 @@
 """Browser sessions and the offline browser executor (Playwright over Debian's Chromium).
 
-A session is one Chromium process (own profile) behind its own allowlist proxy, driven
-over CDP. Steps name a `session` to share one (a logged-in page, a form filled in two
-steps); without a name each step gets a fresh session, so independent steps run in
-parallel. The same sessions serve the Nova Act executor (`tools.nova_act`).
+A Playwright session is a browser context of the pool's one shared Chromium: its own
+cookies, storage and cache, and its own allowlist proxy (Chromium's per-context proxy), so
+opening one costs a context, not a process. A Nova Act session is a Chromium process of its
+own (the SDK drives the first context of the browser it is given, see docs/browser.md); a
+remote browser (`browser_cdp_url`) is used as it is.
+
+Steps name a `session` to share one (a logged-in page, a form filled in two steps);
+without a name each step gets a fresh session, so independent steps run in parallel. A
+step holds one of its run's `max_browser_sessions` slots only while it runs: a named session
+between its steps holds none, so no plan shape can wait for a slot that no step will free.
 """
 
 from __future__ import annotations
@@ -22,30 +28,49 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.chromium import Chromium
 from tools.errors import BlockedError, ToolError
 from tools.proxy import AllowlistProxy
-from tools.sandbox import SandboxPolicy, current_policy, current_step_files, run_scope
+from tools.sandbox import (
+    DENY_ALL,
+    SandboxPolicy,
+    current_policy,
+    current_step_files,
+    current_step_waits,
+    run_scope,
+)
 
 log = logging.getLogger("duet.browser")
 
 ELEMENT_TIMEOUT_MS = 5_000
 NAVIGATION_TIMEOUT_MS = 20_000
 
+SessionKind = Literal["context", "process"]
+
 
 @dataclass
 class BrowserSession:
-    """One browser: its CDP address, and (when local) its process and allowlist proxy."""
+    """One session: a context of the shared Chromium (`context`), or a browser of its own
+    reached over CDP (`cdp_url`: a local process, or a remote browser)."""
 
-    cdp_url: str
+    cdp_url: str = ""
     cdp_headers: dict[str, str] = field(default_factory=dict)
     chromium: Chromium | None = None
     proxy: AllowlistProxy | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    context: Any = None  # the Playwright BrowserContext of a context session
     page: Any = None
-    browser: Any = None
+    browser: Any = None  # Playwright's CDP connection to a browser of the session's own
     extras: dict[str, Any] = field(default_factory=dict)  # what an executor keeps per session
     on_close: list[Callable[[], object]] = field(default_factory=list)
 
+    @property
+    def kind(self) -> SessionKind:
+        """`context` in the shared Chromium, or `process` (a browser of its own)."""
+        return "context" if self.context is not None else "process"
+
     def alive(self) -> bool:
-        """False once a local browser's process has exited (crashed or killed)."""
+        """False once the session's browser has gone (crashed or killed)."""
+        if self.context is not None:
+            browser = self.context.browser
+            return browser is not None and browser.is_connected() and (
+                self.page is None or not self.page.is_closed())
         if self.chromium is None:
             return True
         return self.chromium.process is not None and self.chromium.process.poll() is None
@@ -54,82 +79,163 @@ class BrowserSession:
         """URLs the proxy refused so far (a remote browser enforces its own policy)."""
         return self.proxy.blocked if self.proxy else []
 
-    def close(self) -> None:
-        """Run the executors' closers, then stop the browser and its proxy."""
+    async def aclose(self) -> None:
+        """Run the executors' closers, close the context or the browser, stop the proxy."""
         for closer in self.on_close:
             try:
-                closer()
+                await asyncio.to_thread(closer)
             except Exception:  # noqa: BLE001 - closing must go on: the browser must stop
                 log.warning("closing a browser session: %s failed", closer, exc_info=True)
+        if self.context is not None:
+            await _quietly(self.context.close())
+        if self.browser is not None:
+            await _quietly(self.browser.close())
         if self.chromium:
-            self.chromium.close()
+            await asyncio.to_thread(self.chromium.close)
         if self.proxy:
             self.proxy.close()
 
 
-class BrowserPool:
-    """Browser sessions with a concurrency limit, closed on every path by `aclose`."""
+class _Slots:
+    """A run's browser slots: at most `limit` of its browser steps run at once."""
 
-    def __init__(self, max_sessions: int = 4, idle_seconds: float | None = None):
-        self.max_sessions = max_sessions
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.free = asyncio.Semaphore(limit)
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Hold a slot for the enclosed block; a step that must wait says so (its events
+        and its result, through `current_step_waits`)."""
+        if self.free.locked():
+            waits = current_step_waits()
+            reason = (f"a browser slot: {self.limit} browser steps of this run are running "
+                      f"(max_browser_sessions={self.limit})")
+            started = time.monotonic()
+            if waits is not None:
+                waits.began(reason)
+            got_it = False
+            try:
+                await self.free.acquire()
+                got_it = True
+            finally:
+                if waits is not None:
+                    waits.ended(time.monotonic() - started, got_it)
+        else:
+            await self.free.acquire()
+        try:
+            yield
+        finally:
+            self.free.release()
+
+
+class BrowserPool:
+    """Browser sessions of every run, each run's browser steps bounded by its
+    `max_browser_sessions`; everything closed on every path by `aclose`."""
+
+    def __init__(self, idle_seconds: float | None = None):
         self.idle_seconds = idle_seconds  # named sessions unused this long are closed
-        self._slots = asyncio.Semaphore(max_sessions)
+        self._slots: dict[tuple[str, int], _Slots] = {}
         self._named: dict[tuple[str, str, SandboxPolicy], BrowserSession] = {}
         self._used: dict[tuple[str, str, SandboxPolicy], float] = {}
+        # One step at a time in a named session (a lock per session name of a run).
+        self._locks: dict[tuple[str, str, SandboxPolicy], asyncio.Lock] = {}
         self._playwright: Any = None
+        self._shared: tuple[Chromium, AllowlistProxy, Any] | None = None
+        self._shared_lock = asyncio.Lock()
 
-    def _launch(self, policy: SandboxPolicy) -> BrowserSession:
+    async def _pw(self) -> Any:
+        if self._playwright is None:
+            from playwright.async_api import async_playwright
+
+            self._playwright = await async_playwright().start()
+        return self._playwright
+
+    async def _shared_browser(self) -> Any:
+        """The one Chromium that holds the context sessions, started on first use (and again
+        if it died). Its own traffic, outside any context, goes to a proxy that allows
+        nothing."""
+        async with self._shared_lock:
+            if self._shared is not None and self._shared[2].is_connected() and (
+                    self._shared[0].process is not None
+                    and self._shared[0].process.poll() is None):
+                return self._shared[2]
+            if self._shared is not None:
+                log.warning("the shared Chromium died; starting a new one")
+                await self._stop_shared()
+            proxy = await AllowlistProxy(DENY_ALL).astart()
+            try:
+                chromium = await asyncio.to_thread(_start_chromium, proxy.url)
+            except Exception:
+                proxy.close()
+                raise
+            try:
+                browser = await (await self._pw()).chromium.connect_over_cdp(chromium.cdp_url)
+            except Exception:
+                await asyncio.to_thread(chromium.close)
+                proxy.close()
+                raise
+            self._shared = (chromium, proxy, browser)
+            return browser
+
+    async def _stop_shared(self) -> None:
+        if self._shared is None:
+            return
+        chromium, proxy, browser = self._shared
+        self._shared = None
+        await _quietly(browser.close())
+        await asyncio.to_thread(chromium.close)
+        proxy.close()
+
+    async def _open(self, policy: SandboxPolicy, kind: SessionKind) -> BrowserSession:
+        """A new session under `policy`: a context of the shared Chromium behind its own
+        allowlist proxy, a Chromium process of its own behind one, or (with
+        `policy.cdp_endpoint_url`) the remote browser."""
         if policy.cdp_endpoint_url:
             return BrowserSession(policy.cdp_endpoint_url, dict(policy.cdp_headers))
-        proxy = AllowlistProxy(policy).start()
+        proxy = await AllowlistProxy(policy).astart()
         try:
-            chromium = Chromium(proxy.url).start()
+            if kind == "process":
+                chromium = await asyncio.to_thread(_start_chromium, proxy.url)
+                return BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
+            browser = await self._shared_browser()
+            # Playwright adds `<-loopback>` to the bypass list: loopback goes via the proxy.
+            context = await browser.new_context(proxy={"server": proxy.url},
+                                                viewport={"width": 1280, "height": 900})
+            return BrowserSession(context=context, proxy=proxy)
         except Exception:
             proxy.close()
             raise
-        return BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
 
-    async def launch(self, policy: SandboxPolicy) -> BrowserSession:
-        """A new session under `policy` (waits for a free slot).
-
-        Locally a new Chromium behind its own allowlist proxy; with `policy.cdp_endpoint_url`
-        a session of that remote browser (a managed, sandboxed browser service, say).
-        """
-        await self._slots.acquire()
-        try:
-            return await asyncio.to_thread(self._launch, policy)
-        except Exception:
-            self._slots.release()
-            raise
-
-    async def release(self, session: BrowserSession) -> None:
-        """Close a session and free its slot."""
-        if session.browser is not None:
-            await _quietly(session.browser.close())
-        await asyncio.to_thread(session.close)
-        self._slots.release()
-
-    async def named(self, scope: str, name: str, policy: SandboxPolicy) -> BrowserSession:
-        """The session `name` of run `scope`, launched on first use and kept until `aclose`.
-
-        Keyed by the policy too: its allowlist proxy enforces the policy it started with,
-        so a run under another policy gets a session of its own."""
+    async def _named_session(self, key: tuple[str, str, SandboxPolicy],
+                             kind: SessionKind) -> BrowserSession:
+        """The named session `key`, opened on first use and kept until its run ends."""
         await self._close_idle()
-        key = (scope, name, policy)
         self._used[key] = time.monotonic()
-        if key in self._named and not self._named[key].alive():
+        session = self._named.get(key)
+        if session is not None and not session.alive():
             # A crashed browser is replaced, so a retried step gets a working one.
-            log.warning("browser session %r died; starting a new one", name)
-            await self.release(self._named.pop(key))
-        if key not in self._named:
-            self._named[key] = await self.launch(policy)
-        return self._named[key]
+            log.warning("browser session %r died; starting a new one", key[1])
+            await self._named.pop(key).aclose()
+            session = None
+        if session is None:
+            session = self._named[key] = await self._open(key[2], kind)
+        elif kind == "process" and session.kind == "context":
+            raise ToolError(
+                f"browser session {key[1]!r} was opened by a Playwright step (browser_goto, "
+                "...) as a browser context; Nova Act needs a browser of its own: give its "
+                "steps another session name", type_name="SessionKindMismatch")
+        return session
 
     async def close_scope(self, scope: str) -> None:
         """Close the named sessions of run `scope` (it ended)."""
-        for key in [key for key in self._named if key[0] == scope]:
+        for key in [key for key in self._locks if key[0] == scope]:
             self._used.pop(key, None)
-            await self.release(self._named.pop(key))
+            self._locks.pop(key)
+            if (session := self._named.pop(key, None)) is not None:
+                await session.aclose()
+        for slots in [key for key in self._slots if key[0] == scope]:
+            del self._slots[slots]
 
     async def _close_idle(self) -> None:
         """Close named sessions unused for `idle_seconds` (their run may never say it
@@ -138,46 +244,62 @@ class BrowserPool:
             return
         now = time.monotonic()
         for key in [k for k, used in self._used.items() if now - used > self.idle_seconds]:
-            session = self._named.pop(key, None)
+            if self._locks[key].locked():
+                continue  # in use right now (or about to be): not idle after all
             self._used.pop(key)
-            if session is not None and not session.lock.locked():
-                await self.release(session)
-            elif session is not None:
-                self._named[key] = session  # in use right now: not idle after all
+            self._locks.pop(key)
+            if (session := self._named.pop(key, None)) is not None:
+                await session.aclose()
 
     @asynccontextmanager
-    async def session(self, name: str | None, policy: SandboxPolicy
-                      ) -> AsyncIterator[BrowserSession]:
-        """A session for one step, held under its lock: the run's session `name` (kept for
-        later steps), or without a name a fresh one, released when the step ends."""
-        session = await self.named(run_scope(), name, policy) if name else await self.launch(policy)
-        try:
-            async with session.lock:
-                yield session
-        finally:
-            if not name:
-                await self.release(session)
-            elif (key := (run_scope(), name, policy)) in self._used:
-                self._used[key] = time.monotonic()  # idle from the end of its last step
+    async def session(self, name: str | None, policy: SandboxPolicy,
+                      kind: SessionKind = "context") -> AsyncIterator[BrowserSession]:
+        """A session for one step, held under its lock and one of the run's slots: the run's
+        session `name` (kept for later steps), or without a name a fresh one, closed when
+        the step ends. `kind` is what a new local session is: a context of the shared
+        Chromium, or a process of its own (what Nova Act needs)."""
+        scope = run_scope()
+        limit = max(1, policy.max_browser_sessions)
+        slots = self._slots.setdefault((scope, limit), _Slots(limit))
+        if not name:
+            async with slots.held():
+                session = await self._open(policy, kind)
+                try:
+                    yield session
+                finally:
+                    await session.aclose()
+            return
+        key = (scope, name, policy)
+        # The session's lock first, then a slot: a step waiting for its session's earlier
+        # step holds no slot, and a slot is held only by a step that can run.
+        async with self._locks.setdefault(key, asyncio.Lock()), slots.held():
+            try:
+                yield await self._named_session(key, kind)
+            finally:
+                if key in self._used:
+                    self._used[key] = time.monotonic()  # idle from the end of its last step
 
     async def playwright_page(self, session: BrowserSession) -> Any:
-        """The session's page, connecting Playwright over CDP on first use."""
-        if session.page is None:
-            if self._playwright is None:
-                from playwright.async_api import async_playwright
-
-                self._playwright = await async_playwright().start()
-            session.browser = await self._playwright.chromium.connect_over_cdp(
+        """The session's page: a new page of its context, or (a browser of its own) the
+        first page of the browser's first context, connecting over CDP on first use."""
+        if session.page is not None and not session.page.is_closed():
+            return session.page
+        if session.context is not None:
+            session.page = await session.context.new_page()
+            return session.page
+        if session.browser is None:
+            session.browser = await (await self._pw()).chromium.connect_over_cdp(
                 session.cdp_url, headers=session.cdp_headers or None)
-            context = session.browser.contexts[0]
-            session.page = context.pages[0] if context.pages else await context.new_page()
+        context = session.browser.contexts[0]
+        session.page = context.pages[0] if context.pages else await context.new_page()
         return session.page
 
     async def aclose(self) -> None:
-        """Close every session and Playwright."""
-        named, self._named, self._used = list(self._named.values()), {}, {}
+        """Close every session, the shared Chromium and Playwright."""
+        named, self._named, self._used, self._locks = list(self._named.values()), {}, {}, {}
         for session in named:
-            await self.release(session)
+            await session.aclose()
+        await self._stop_shared()
         if self._playwright is not None:
             await _quietly(self._playwright.stop())
             self._playwright = None
@@ -194,6 +316,12 @@ async def _screenshot(page: Any) -> None:
         await asyncio.to_thread(files.save_screenshot, image)
     except Exception:  # noqa: BLE001 - the step's result matters, its picture less
         log.warning("could not save a screenshot of step %s", files.name, exc_info=True)
+
+
+def _start_chromium(proxy_url: str) -> Chromium:
+    """A started Chromium behind `proxy_url` (blocking: its profile folder and launch run
+    off the event loop, which a LangGraph server guards against blocking calls)."""
+    return Chromium(proxy_url).start()
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -1,8 +1,10 @@
 """The Nova Act executor: `browser_act` and `browser_extract` over the real `nova_act` SDK.
 
-Each step drives a browser session (Debian's Chromium behind the allowlist proxy, from the
-`BrowserPool`) over CDP. The SDK's own `state_guardrail` enforces the same allowlist, file
-access is closed (`SecurityOptions`), and every SDK error becomes a typed `ToolError`.
+Each step drives a browser session over CDP: a Chromium process of its own behind its
+allowlist proxy, from the `BrowserPool` (the SDK drives the first context of the browser it
+connects to, so it cannot share the pool's Chromium; see docs/browser.md). The SDK's own
+`state_guardrail` enforces the same allowlist, file access is closed (`SecurityOptions`),
+and every SDK error becomes a typed `ToolError`.
 
 Auth: `NOVA_ACT_API_KEY`, or AWS credentials plus `NOVA_ACT_WORKFLOW` (the name of a Nova
 Act workflow definition, for the IAM backend). Without either, both tools are listed to the
@@ -107,7 +109,7 @@ class NovaActExecutor:
             raise ToolUnavailableError(reason)
         policy = current_policy()
         policy.check(start_url)
-        async with self.pool.session(name, policy) as session:
+        async with self.pool.session(name, policy, kind="process") as session:
             return await asyncio.get_running_loop().run_in_executor(
                 _worker_of(session), self._drive, session, policy, start_url, run,
                 current_step_files())

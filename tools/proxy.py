@@ -1,8 +1,11 @@
 """An allowlist HTTP proxy for the browser: the network-level half of the sandbox.
 
 Chromium sends every request through it (page loads, redirects, sub-resources, fetches,
-loopback included), so a page cannot lead the browser to a host outside the allowlist:
-such a request is answered 403 before any connection to that host opens, and recorded.
+websockets, service workers, loopback included), so a page cannot lead the browser to a
+host outside the allowlist: such a request is answered 403 before any connection to that
+host opens, and recorded. Each browser session has a proxy of its own (its own port, policy
+and record of refusals); all of them are served by one event loop thread, so a session's
+proxy costs a listening socket, not a thread.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from urllib.parse import urlsplit
 
 from tools.sandbox import SandboxPolicy
@@ -18,31 +22,52 @@ BLOCKED_RESPONSE = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConn
                     b"Content-Length: 31\r\n\r\nblocked by the nova-duet policy")
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _proxy_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every proxy of this process is served on, in a daemon thread of its
+    own, so sync (Nova Act) and async (Playwright) callers can share it."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="duet-proxy", daemon=True).start()
+        return _loop
+
+
 class AllowlistProxy:
     """An HTTP/HTTPS (CONNECT) proxy on 127.0.0.1 that only reaches allowed hosts.
 
-    It runs on its own event loop thread, so sync (Nova Act) and async (Playwright) callers
-    can share it. `blocked` lists every refused URL, in order.
+    `blocked` lists every refused URL, in order. `start` and `close` may be called from any
+    thread (`astart` from a running event loop, without blocking it).
     """
 
     def __init__(self, policy: SandboxPolicy, on_block: Callable[[str], None] | None = None):
         self.policy = policy
         self.blocked: list[str] = []
         self._on_block = on_block
-        self._loop = asyncio.new_event_loop()
+        self._loop = _proxy_loop()
         self._server: asyncio.AbstractServer | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="duet-proxy",
-                                        daemon=True)
         self.port = 0
+
+    def _listen(self) -> Future[asyncio.AbstractServer]:
+        return asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
+
+    def _listening(self, server: asyncio.AbstractServer) -> AllowlistProxy:
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+        return self
 
     def start(self) -> AllowlistProxy:
         """Listen on a free loopback port."""
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
-        self._server = future.result(timeout=10)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
+        return self._listening(self._listen().result(timeout=10))
+
+    async def astart(self) -> AllowlistProxy:
+        """`start`, awaited from an event loop."""
+        return self._listening(await asyncio.wrap_future(self._listen()))
 
     @property
     def url(self) -> str:
@@ -50,11 +75,10 @@ class AllowlistProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        """Stop listening and end the loop thread."""
+        """Stop listening (connections in flight end with their browser)."""
         if self._server is not None:
             self._loop.call_soon_threadsafe(self._server.close)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+            self._server = None
 
     def _refuse(self, url: str) -> None:
         self.blocked.append(url)

@@ -8,10 +8,10 @@ by hand cannot reach the network by accident.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -28,7 +28,8 @@ class SandboxPolicy:
     machine: `localhost`, 127.0.0.0/8, ::1) only as `host:port`, since every local service
     (a database's admin port, a LangGraph server's own API) listens there. Empty: nothing.
     `cdp_endpoint_url` (with `cdp_headers`) points the browser executors at a remote browser
-    instead of a local one.
+    instead of a local one. `max_browser_sessions` is how many browser steps of the run
+    may run at once (the others wait for a slot, and say so).
     """
 
     allowed_hosts: tuple[str, ...] = ()
@@ -37,6 +38,7 @@ class SandboxPolicy:
     browser_timeout_seconds: int = 240
     cdp_endpoint_url: str | None = None
     cdp_headers: tuple[tuple[str, str], ...] = ()
+    max_browser_sessions: int = 4
     denied_hint: str = ""  # said when a URL is refused: what else limits the allowlist
 
     def allows(self, url: str) -> bool:
@@ -183,3 +185,53 @@ def current_step_files() -> StepFiles | None:
 def use_step_files(files: StepFiles | None) -> AbstractContextManager[StepFiles | None]:
     """Run the enclosed block with `files` as the step's files."""
     return _setting(_step_files, files)
+
+
+@dataclass
+class StepWaits:
+    """What the step being executed waited for before it could run (a browser slot, say):
+    `began` is called as a wait starts (`on_wait` tells the step's listeners at once),
+    `ended` with its length, and whether it got what it waited for. `describe` sums it up
+    for the step's result; `gave_up` is True after a wait that was stopped (the step's
+    timeout) before the tool could run, until `take_gave_up` reads it."""
+
+    on_wait: Callable[[str], None] | None = None
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    gave_up: bool = False
+
+    def began(self, reason: str) -> None:
+        """A wait for `reason` starts."""
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        if self.on_wait is not None:
+            self.on_wait(reason)
+
+    def ended(self, seconds: float, got_it: bool) -> None:
+        """The wait that began last is over after `seconds`; `got_it` False: stopped."""
+        self.seconds += seconds
+        self.gave_up = not got_it
+
+    def take_gave_up(self) -> bool:
+        """True once after a wait was stopped before the tool ran."""
+        gave_up, self.gave_up = self.gave_up, False
+        return gave_up
+
+    def describe(self) -> str | None:
+        """`waited 1.2 s for <reason>`, or None when the step did not wait."""
+        if not self.reasons:
+            return None
+        return f"waited {self.seconds:.1f} s for {'; '.join(self.reasons)}"
+
+
+_step_waits: ContextVar[StepWaits | None] = ContextVar("duet_step_waits", default=None)
+
+
+def current_step_waits() -> StepWaits | None:
+    """Where the step being executed records its waits; None outside a step."""
+    return _step_waits.get()
+
+
+def use_step_waits(waits: StepWaits | None) -> AbstractContextManager[StepWaits | None]:
+    """Run the enclosed block with `waits` recording the step's waits."""
+    return _setting(_step_waits, waits)

@@ -52,6 +52,7 @@ def bounded(request: StepRequest, hosts: tuple[str, ...]) -> SandboxPolicy:
         max_response_bytes=request.max_response_bytes,
         browser_max_steps=request.browser_max_steps,
         browser_timeout_seconds=request.browser_timeout_seconds,
+        max_browser_sessions=request.max_browser_sessions,
         denied_hint=f"this executor deployment allows only {list(hosts)} "
                     "(DUET_EXECUTOR_ALLOWED_HOSTS)")
 

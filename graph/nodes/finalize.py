@@ -38,6 +38,8 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
         from graph.runtime.remote import remote_executor  # only runs that use one load it
 
         await remote_executor(context.executor_url).end_thread(run_scope())
+    else:
+        await deps.registry.end_scope(run_scope())  # its named browser sessions close
     if (store := getattr(runtime, "store", None)) is not None:
         ended["results"] = Overwrite(await StepLedger(store, run_scope()).results())
     decision = state.get("decision")

@@ -30,12 +30,15 @@ from tools.registry import ToolRegistry
 from tools.sandbox import (
     SandboxPolicy,
     StepFiles,
+    StepWaits,
     current_idempotency_key,
     current_step_files,
+    current_step_waits,
     run_scope,
     use_idempotency_key,
     use_policy,
     use_step_files,
+    use_step_waits,
 )
 
 BACKOFF_SECONDS = 0.2
@@ -102,6 +105,9 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
             "started_at": datetime.now(UTC), "escalated": task.get("escalated")}
     side_effects = bool(task.get("side_effects"))
     emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
+    # A tool that must wait before it can run (for a browser slot) says so as it starts to.
+    waits = StepWaits(on_wait=lambda reason: emit(runtime, {
+        "event": "step_waiting", "step_id": step.id, "tool": step.tool, "reason": reason}))
 
     async def run_step(task: StepTask) -> StepResult:
         if task.get("problem"):
@@ -113,7 +119,8 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
             await ledger.started(key, task)
         files = (StepFiles(run_folder(thread_id), f"v{task['plan_version']}-{step.id}")
                  if context.step_screenshots else None)
-        with use_idempotency_key(key if side_effects else None), use_step_files(files):
+        with (use_idempotency_key(key if side_effects else None), use_step_files(files),
+              use_step_waits(waits)):
             return await _run_with_retries(task, context, registry, base, runtime)
 
     if _traced():
@@ -125,6 +132,7 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     else:
         result = await run_step(task)
     result.duration_ms = (time.perf_counter() - clock) * 1000
+    result.waited = waits.describe()
     if ledger:
         await ledger.done(key, result, side_effects)
     emit(runtime, {"event": "step_finished", "step_id": step.id, "tool": step.tool,
@@ -156,7 +164,13 @@ async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
         return StepAttempt(status="ok", output=_as_json(output, policy.max_response_bytes))
     except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result
         status, error = _error_of(exc, timeout)
-        return StepAttempt(status=status, error=error, not_sent=getattr(exc, "not_sent", False))
+        not_sent = getattr(exc, "not_sent", False)
+        if (waits := current_step_waits()) is not None and waits.take_gave_up():
+            # Stopped while waiting for a browser slot: the tool never ran, so even a
+            # write may be retried.
+            not_sent = True
+            error.message += f", waiting for {waits.reasons[-1]}"
+        return StepAttempt(status=status, error=error, not_sent=not_sent)
 
 
 async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
@@ -172,6 +186,7 @@ async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
         allowed_hosts=list(policy.allowed_hosts), max_response_bytes=policy.max_response_bytes,
         browser_max_steps=policy.browser_max_steps,
         browser_timeout_seconds=policy.browser_timeout_seconds,
+        max_browser_sessions=policy.max_browser_sessions,
         screenshot=context.step_screenshots, trace=_trace_headers())
     attempt = await remote_executor(context.executor_url).attempt(request)
     if attempt.screenshot and (files := current_step_files()) is not None:

@@ -49,6 +49,10 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert all(r[f"{who}_tool_phase_s"] >= r["critical_path_s"] * 0.9
                for r in http for who in ("bare", "ours", "react"))
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
+    # Figure 11 ran in real Chromium, and the queue of more tasks than slots finished.
+    browser = results["browser_sessions"]
+    assert [r["k"] for r in browser["rows"]] == [2] and all(r["ratio"] > 0 for r in browser["rows"])
+    assert browser["queue"]["status"] == "completed" and browser["queue"]["statuses"] == ["ok"]
 
 
 def test_the_docs_show_the_committed_full_run_and_the_readme_its_verdicts():

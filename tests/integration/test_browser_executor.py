@@ -26,7 +26,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 async def browser(site):
-    pool = BrowserPool(max_sessions=3)
+    pool = BrowserPool()
     with use_policy(SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))):
         yield PlaywrightExecutor(pool)
     await pool.aclose()
@@ -64,7 +64,7 @@ async def test_redirect_off_the_allowlist_is_blocked_by_the_proxy(browser, site)
 
 
 async def test_slow_page_times_out_and_the_session_is_released(site):
-    registry = default_registry(max_browser_sessions=1)
+    registry = default_registry()
     plan = Plan(goal="g", steps=[
         Step(id="slow", tool="browser_goto", args={"url": f"{site}/slow?seconds=30"}),
     ])
@@ -74,7 +74,7 @@ async def test_slow_page_times_out_and_the_session_is_released(site):
                                              args={"url": f"{site}/customers"})]),
                                          Decision(action="finish", reason="ok"), "ok"])
     graph = build_graph(model=model, tools=registry)
-    context = Context(step_timeout_seconds=3, max_retries=0,
+    context = Context(step_timeout_seconds=3, max_retries=0, max_browser_sessions=1,
                       allowed_hosts=[urlsplit(site).netloc])
     try:
         out = await graph.ainvoke({"task": "slow"}, context=context)
@@ -88,7 +88,7 @@ async def test_slow_page_times_out_and_the_session_is_released(site):
 
 
 async def test_independent_browser_steps_run_in_parallel_sessions(site):
-    registry = default_registry(max_browser_sessions=2)
+    registry = default_registry()
     plan = Plan(goal="g", steps=[
         Step(id=f"open{i}", tool="browser_goto", args={"url": f"{site}/customers/{i}"})
         for i in (1, 2)])
@@ -96,7 +96,7 @@ async def test_independent_browser_steps_run_in_parallel_sessions(site):
     graph = build_graph(model=model, tools=registry)
     try:
         out = await graph.ainvoke({"task": "t"}, context=Context(
-            allowed_hosts=[urlsplit(site).netloc]))
+            max_browser_sessions=2, allowed_hosts=[urlsplit(site).netloc]))
     finally:
         await registry.aclose()
     assert out["status"] == RunStatus.COMPLETED
@@ -132,7 +132,7 @@ async def test_a_remote_browser_over_cdp_is_one_setting_away(site):
 
 
 async def test_named_sessions_close_when_their_run_ends_or_sit_idle(site):
-    pool = BrowserPool(max_sessions=4, idle_seconds=0.5)
+    pool = BrowserPool(idle_seconds=0.5)
     executor = PlaywrightExecutor(pool)
     policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
     try:

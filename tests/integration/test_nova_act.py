@@ -29,7 +29,7 @@ NOTES_SCHEMA = {"type": "object", "properties": {"notes": {"type": "integer"}},
 
 @pytest.fixture
 async def nova(site, nova_act_service):
-    pool = BrowserPool(max_sessions=2)
+    pool = BrowserPool()
     policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,), browser_max_steps=5,
                            browser_timeout_seconds=60)
     with use_policy(policy):
@@ -112,11 +112,12 @@ async def test_two_browser_steps_run_in_parallel_sessions(site, nova_act_service
         Step(id=f"read{i}", tool="browser_extract",
              args={"instruction": "count notes", "start_url": f"{site}/customers/{i}",
                    "schema": NOTES_SCHEMA, "session": f"customer{i}"}) for i in (1, 2)])
-    registry = default_registry(max_browser_sessions=2)
+    registry = default_registry()
     model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok"), "ok"])
     try:
         out = await build_graph(model=model, tools=registry).ainvoke(
-            {"task": "t"}, context=Context(allowed_hosts=[urlsplit(site).netloc]))
+            {"task": "t"}, context=Context(max_browser_sessions=2,
+                                           allowed_hosts=[urlsplit(site).netloc]))
     finally:
         await registry.aclose()
     assert out["status"] == RunStatus.COMPLETED, out["reason"]

@@ -160,17 +160,17 @@ async def run_suite(
             on_row(row)
             return row
 
-    async with shared_tools(settings, concurrency):
+    async with shared_tools(settings):
         return list(await asyncio.gather(*(one(job) for job in jobs)))
 
 
 @asynccontextmanager
-async def shared_tools(settings: AgentSettings, concurrency: int) -> AsyncIterator[None]:
-    """One registry (one browser pool) for every run of the block, closed at its end; room
-    for two browser sessions a run, so runs waiting for a session never hold them all."""
+async def shared_tools(settings: AgentSettings) -> AsyncIterator[None]:
+    """One registry (one browser pool) for every run of the block, closed at its end (each
+    run's browser slots are its own: `max_browser_sessions`)."""
     from tools import default_registry
 
-    settings.tools = default_registry(max_browser_sessions=max(4, 2 * concurrency))
+    settings.tools = default_registry()
     try:
         yield
     finally:

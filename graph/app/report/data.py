@@ -87,7 +87,7 @@ def _step(thread_id: str, result: StepResult, planned: dict[str, Any]) -> dict[s
         "args": planned.get("args"), "depends_on": planned.get("depends_on", []),
         "status": result.status, "attempts": result.attempts,
         "error": result.error.model_dump() if result.error else None,
-        "escalated": result.escalated,
+        "escalated": result.escalated, "waited": result.waited,
         "started": round(started, 3), "ended": round(started + result.duration_ms / 1000, 3),
         "duration_ms": round(result.duration_ms, 1),
         "output": output if len(output) <= OUTPUT_CHARS else

