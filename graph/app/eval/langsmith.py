@@ -83,7 +83,7 @@ async def run_experiments(
     by_id = {task.id: task for task in tasks}
     rows: list[Row] = []
     try:
-        async with shared_tools(settings, concurrency):
+        async with shared_tools(settings):
             for agent in agents:
                 await _experiment(agent, data, by_id, suite, settings, rows, trials=trials,
                                   concurrency=concurrency, on_start=on_start, on_row=on_row,
