@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -24,14 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks import sim
 from graph import Context, Plan, Step, build_graph
+from tests.fixtures.processes import serving
 from tools import ToolRegistry, default_registry
 from tools.chromium import QUIET_FLAGS, chromium_path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
@@ -40,25 +36,10 @@ def demo_crm(folder: Path) -> Iterator[str]:
     from demo_site.server import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "demo_site.server", "--db",
-                             str(folder / "crm.sqlite"), "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/customers", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the demo CRM did not start")
-            time.sleep(0.05)
+    with serving([sys.executable, "-m", "demo_site.server", "--db", str(folder / "crm.sqlite"),
+                  "--port", str(port)], f"{url}/customers", ready_status=200):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def browser_tasks(site: str, k: int) -> Plan:

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,32 +30,18 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from benchmarks import sim
 from demo_site.server import free_port
 from graph import Context, Plan, Step, build_graph
+from tests.fixtures.processes import serving
 from tools import SandboxPolicy, default_registry, http_request_tool, use_policy
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
 def delay_server() -> Iterator[str]:
     """`benchmarks.http_server` in its own process on a free loopback port; yields its URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.http_server", "--port",
-                                str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the delay server did not start") from None
-                time.sleep(0.05)
+    with serving([sys.executable, "-m", "benchmarks.http_server", "--port", str(port)],
+                 f"{url}/ok", ready_status=200):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def as_http(plan: Plan, base: str, scale: float = 1.0) -> Plan:
