@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -35,6 +36,7 @@ from graph.contracts import (
 from graph.executor.service import StepService, default_service
 
 Handler = Callable[[Request], Awaitable[Response]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class ThreadEnd(BaseModel):
@@ -67,6 +69,15 @@ def _guarded(handler: Handler, auth: bool) -> Handler:
     return guarded
 
 
+async def _body(request: Request, model: type[M]) -> M | Response:
+    """The request's JSON body as `model`, or the 422 answer saying what is wrong with it."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return JSONResponse({"detail": exc.errors(include_url=False, include_input=False)},
+                            status_code=422)
+
+
 def build_executor_app(service: StepService | None = None,
                        auth: bool | None = None) -> Starlette:
     """The step route over `service` (the deployment's `default_service()` by default).
@@ -76,20 +87,16 @@ def build_executor_app(service: StepService | None = None,
     auth = server_has_auth() if auth is None else auth
 
     async def step(request: Request) -> Response:
-        try:
-            attempt_of = StepRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return JSONResponse({"detail": exc.errors(include_url=False, include_input=False)},
-                                status_code=422)
+        attempt_of = await _body(request, StepRequest)
+        if isinstance(attempt_of, Response):
+            return attempt_of
         attempt = await steps.attempt(attempt_of)
         return Response(attempt.model_dump_json(), media_type="application/json")
 
     async def end_thread(request: Request) -> Response:
-        try:
-            ended = ThreadEnd.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return JSONResponse({"detail": exc.errors(include_url=False, include_input=False)},
-                                status_code=422)
+        ended = await _body(request, ThreadEnd)
+        if isinstance(ended, Response):
+            return ended
         await steps.end_thread(ended.thread)
         return JSONResponse({"closed": ended.thread})
 
