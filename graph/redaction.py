@@ -18,7 +18,7 @@ from typing import Any
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|HEADERS", re.IGNORECASE)
 _MIN_SECRET_CHARS = 8
-_known_secrets: list[str] = []  # values given by `also_redact`, longest first
+_known_secrets: set[str] = set()  # values given by `also_redact`
 _SHAPES = [
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
@@ -36,12 +36,12 @@ _ASSIGNMENT = re.compile(
 def also_redact(values: Any) -> None:
     """Cut these values too, from now on in this process: secrets that are not in the
     environment (the `env` and `headers` of an MCP server's config, say)."""
-    new = {v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS}
-    _known_secrets[:] = sorted(new.union(_known_secrets), key=len, reverse=True)
+    _known_secrets.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS)
+    env_secrets.forget()  # the next redaction sorts them in among the environment's
 
 
-def _env_secrets() -> list[str]:
-    """The secret values in this process's environment, longest first (a scan of it)."""
+def _env_secrets() -> set[str]:
+    """The secret values in this process's environment (a scan of it)."""
     values: set[str] = set()
     for name, value in os.environ.items():
         if not _SECRET_NAME.search(name) or len(value) < _MIN_SECRET_CHARS:
@@ -54,11 +54,13 @@ def _env_secrets() -> list[str]:
         if isinstance(parsed, dict):
             values.update(v for v in parsed.values()
                           if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS)
-    return sorted(values, key=len, reverse=True)
+    return values
 
 
 class _EnvSecrets:
-    """`_env_secrets()`, scanned again only when the environment changed.
+    """Every secret value to cut, longest first (so a value inside a longer one cannot
+    leave the rest of the longer one behind): the environment's, scanned again only when
+    the environment changed, and those given by `also_redact`.
 
     Redaction runs on every tool output, trace event and log line, and scanning the
     environment (decoding each variable, matching its name, parsing JSON) cost more than
@@ -71,12 +73,16 @@ class _EnvSecrets:
         self._values: list[str] = []
         self.scans = 0  # how often the environment was scanned (a test counts them)
 
+    def forget(self) -> None:
+        """Make the next call scan and sort again (`also_redact` gave new values)."""
+        self._seen = None
+
     def __call__(self) -> list[str]:
         current = os.environ._data  # type: ignore[attr-defined] - the bytes behind environ
         if current != self._seen:
             # The copy first: a change made during the scan shows at the next call.
             self._seen = dict(current)
-            self._values = _env_secrets()
+            self._values = sorted(_env_secrets() | _known_secrets, key=len, reverse=True)
             self.scans += 1
         return self._values
 
@@ -86,7 +92,7 @@ env_secrets = _EnvSecrets()
 
 def redact_text(text: str) -> str:
     """`text` with every secret value and credential shape replaced by `[REDACTED]`."""
-    for value in (*_known_secrets, *env_secrets()):
+    for value in env_secrets():
         if value in text:
             text = text.replace(value, REDACTED)
     for shape in _SHAPES:

@@ -7,7 +7,7 @@ import ssl
 from urllib.parse import urlsplit
 
 from graph import Context, Decision, Plan, Step, build_graph
-from graph.redaction import env_secrets, redact_text
+from graph.redaction import also_redact, env_secrets, redact_text
 from graph.testing import ScriptedChatModel
 from tools import default_registry
 from tools.http import clients
@@ -64,3 +64,10 @@ async def test_the_environment_is_scanned_once_until_it_changes(site, monkeypatc
     assert env_secrets.scans == scans + 1
     monkeypatch.delenv("SHIPPING_API_TOKEN")
     assert redact_text("sent tok-1234567890abcdef") == "sent tok-1234567890abcdef"
+
+
+def test_a_secret_inside_a_longer_one_leaves_nothing_of_either(monkeypatch):
+    # The environment's values and those of an MCP config are cut longest first, as one list.
+    monkeypatch.setenv("SHIPPING_API_TOKEN", "qx7plantedkv-rest9876")
+    also_redact(["qx7plantedkv"])
+    assert redact_text("a qx7plantedkv-rest9876 b qx7plantedkv") == "a [REDACTED] b [REDACTED]"
