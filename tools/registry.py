@@ -6,6 +6,7 @@ against it before anything runs, so a hallucinated tool or a bad argument never 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class RegisteredTool:
         """None when the tool can run now, else the reason it cannot."""
         return self.unavailable_reason() if self.unavailable_reason else None
 
+    @functools.cached_property
     def args_json_schema(self) -> dict[str, Any]:
         """The JSON Schema of the tool's arguments."""
         schema = self.tool.args_schema
@@ -101,7 +103,7 @@ class RegisteredTool:
     def signature(self) -> str:
         """The tool as the planner sees it: `name(arg: type, opt?: type)`, every argument's
         name, type and whether it is required, the required ones first."""
-        schema = self.args_json_schema()
+        schema = self.args_json_schema
         required = set(schema.get("required", []))
         params = ", ".join(
             f"{name}{'' if name in required else '?'}: {_type_of(spec)}"
@@ -279,7 +281,7 @@ class ToolRegistry:
                 header += " (may change things)"
             if reason := entry.why_unavailable():
                 header += f" (UNAVAILABLE: {reason})"
-            properties = entry.args_json_schema().get("properties", {})
+            properties = entry.args_json_schema.get("properties", {})
             notes = [f"{name}: {spec['description']}" for name, spec in properties.items()
                      if spec.get("description")]
             blocks.append("\n".join([header, entry.tool.description.strip(), *notes]))
