@@ -9,8 +9,9 @@ refuses the request (auth, a bad request, no step route) is an `ExecutorError` t
 retried. A deployment that does not answer within the step's timeout (its tool's own:
 `http_timeout_seconds`, `step_timeout_seconds`..., plus `GRACE_SECONDS`) ends the step with
 `ExecutorTimeout`, not retried; one that cannot be reached or goes away is waited for
-(`dependency_wait_seconds`, in `graph.runtime.execution`). Auth headers come from `DUET_EXECUTOR_HEADERS` (a JSON object) at
-the moment of each request, so they are never saved with a run nor kept by the client.
+(`dependency_wait_seconds`, in `graph.runtime.execution`). Auth headers come from
+`DUET_EXECUTOR_HEADERS` (a JSON object) at the moment of each request, so they are never
+saved with a run nor kept by the client.
 """
 
 from __future__ import annotations
