@@ -273,7 +273,9 @@ async def _run_with_retries(
             error = _stalled(error, dependency, seconds, setting)
         if attempt.unreachable and (attempt.not_sent or not keyless_write):
             # Down, not stalled: wait for it to come back, within dependency_wait_seconds.
-            if await outage.wait(dependency, error):
+            down = (f"the executor at {attempt.executor}"
+                    if error.type.startswith("Executor") else dependency)
+            if await outage.wait(down, error):
                 continue
             error = error.model_copy(update={"message": error.message + outage.gave_up(),
                                              "retryable": False})
