@@ -17,6 +17,7 @@ from pathlib import Path
 
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.report import report_data
 from graph.app.runner import run_thread
 from graph.testing import ScriptedChatModel
 from tests.fixtures.processes import serving
@@ -109,7 +110,7 @@ async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp
     (state / "pid").unlink()
     await asyncio.sleep(2)
     with _mcp_on(port, state, tmp_path / "second.log"):
-        _, final = await asyncio.wait_for(run, 60)
+        thread, final = await asyncio.wait_for(run, 60)
 
     assert final.status == RunStatus.COMPLETED, final.reason
     results = {r.step_id: r for r in final.results}
@@ -119,6 +120,9 @@ async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp
     assert not [e for e in events if e["event"] == "step_retried"]
     assert _records(state, "effects") == [{"tool": "send_reminder", "invoice": 7},
                                           {"tool": "send_reminder", "invoice": 9}]
+    # The run report shows the wait on its step.
+    steps = {s["step_id"]: s for s in (await report_data(thread))["steps"]}
+    assert steps["s2"]["waited"] == results["s2"].waited and steps["s1"]["waited"] is None
 
 
 def _http_plan(url: str, method: str = "GET") -> ScriptedChatModel:
