@@ -239,7 +239,10 @@ def _stalled(error: StepError, dependency: str, seconds: float, setting: str) ->
     limit the dependency stalled: `DependencyTimeout`, not retried, so the step ends within
     that limit (a stall rarely passes within seconds; an outage is waited for instead).
     Under `step_timeout_seconds` it stays a `StepTimeout`, retried as before."""
-    message = f"{dependency} gave no answer within {seconds:g}s ({setting})"
+    plain = f"no result within {seconds:g}s"  # and after it, what the step waited for
+    said = (error.message.removeprefix(plain) if error.message.startswith(plain)
+            else f": {error.message}")
+    message = f"{dependency} gave no answer within {seconds:g}s ({setting}){said}"
     if setting == "step_timeout_seconds":
         return error.model_copy(update={"message": message})
     return StepError(type="DependencyTimeout", retryable=False, message=message)
