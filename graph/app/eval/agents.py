@@ -151,11 +151,8 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     finally:
         await settings.tools.end_scope(thread_id)
     replies = [m for m in messages if isinstance(m, AIMessage)]
-    usage = Usage(reasoning_calls=len(replies),
-                  input_tokens=sum((m.usage_metadata or {}).get("input_tokens", 0)
-                                   for m in replies),
-                  output_tokens=sum((m.usage_metadata or {}).get("output_tokens", 0)
-                                    for m in replies))
+    usage = sum((Usage.of_metadata(m.usage_metadata or {}, context.prices()) for m in replies),
+                Usage())
     last = replies[-1] if replies else None
     if status == "completed" and (last is None or last.tool_calls):
         status, reason = "failed", "the agent stopped without a final answer"
