@@ -119,14 +119,19 @@ def converse_server() -> Iterator[ConverseStub]:
                 os.environ[name] = value
 
 
-async def run_ours(stub: ConverseStub, steps: int, tools: int, caching: bool
-                   ) -> tuple[Usage, Usage]:
+def converse_model(stub: ConverseStub) -> ChatBedrockConverse:
+    """Nova 2 Lite's client, sending to the loopback server (one for every run: making the
+    boto3 client is most of what a run of this figure costs)."""
+    return ChatBedrockConverse(model=MODEL, region_name="us-east-1", endpoint_url=stub.url,
+                               temperature=0)
+
+
+async def run_ours(stub: ConverseStub, model: ChatBedrockConverse, steps: int, tools: int,
+                   caching: bool) -> tuple[Usage, Usage]:
     """One run of this graph: its usage as it recorded it from the server's replies, and
     that of its plan call (the planner's) as the server reported it."""
     stub.script = [graph_answers(steps)] * 20
     first = len(stub.usages)
-    model = ChatBedrockConverse(model=MODEL, region_name="us-east-1", endpoint_url=stub.url,
-                                temperature=0)
     registry = ToolRegistry(tool_list(tools), read_only=True)
     graph = build_graph(model=model, tools=registry)
     context = Context(model=MODEL, prompt_caching=caching, max_steps=1_000,
@@ -147,13 +152,11 @@ async def run_ours(stub: ConverseStub, steps: int, tools: int, caching: bool
     return out["usage"], plan_call
 
 
-async def run_react(stub: ConverseStub, steps: int, tools: int, caching: bool
-                    ) -> tuple[Usage, None]:
+async def run_react(stub: ConverseStub, model: ChatBedrockConverse, steps: int, tools: int,
+                    caching: bool) -> tuple[Usage, None]:
     """One run of ReAct with langchain-aws's caching middleware (or none); its usage from
     the replies' `usage_metadata`, priced as this graph prices its own."""
     stub.script = [react_answers(steps)] * (steps + 1)
-    model = ChatBedrockConverse(model=MODEL, region_name="us-east-1", endpoint_url=stub.url,
-                                temperature=0)
     system, user = load_prompt("react", task=f"process {steps} items")
     middleware = [BedrockPromptCachingMiddleware()] if caching else []
     agent = create_agent(model, tools=tool_list(tools), system_prompt=str(system.content),
@@ -170,10 +173,18 @@ def _input_usd(usage: Usage) -> float:
                                        cache_write_tokens=usage.cache_write_tokens)
 
 
+def _cache_points(requests: list[dict[str, Any]]) -> int:
+    """Cache points sent in `requests` (whether or not their prefix could be cached)."""
+    return sum("cachePoint" in block for request in requests
+               for block in [*request.get("system", []),
+                             *(b for m in request["messages"] for b in m["content"])])
+
+
 def _row(agent: str, steps: int, tools: int, caching: str,
-         usages: tuple[Usage, Usage | None]) -> dict[str, Any]:
+         usages: tuple[Usage, Usage | None], points: int) -> dict[str, Any]:
     usage, plan_call = usages
     return {"agent": agent, "steps": steps, "tools": tools, "caching": caching,
+            "cache_points_sent": points,
             "plan_call_input_usd": _input_usd(plan_call) if plan_call else None,
             "plan_call_cache_read_tokens": plan_call.cache_read_tokens if plan_call else None,
             "calls": usage.reasoning_calls, "input_tokens": usage.input_tokens,
@@ -188,16 +199,17 @@ async def prompt_caching(step_counts: list[int], tool_counts: list[int]) -> dict
     and dollars, caching off, on with a cold cache and on with a warm one."""
     rows = []
     with converse_server() as stub:
+        model = converse_model(stub)
         for steps in step_counts:
             for tools in tool_counts:
                 for agent, run in (("nova-duet", run_ours), ("ReAct", run_react)):
-                    stub.cache = PromptCache()
-                    rows.append(_row(agent, steps, tools, "off",
-                                     await run(stub, steps, tools, False)))
-                    stub.cache = PromptCache()
-                    for state in ("on, cold", "on, warm"):
-                        rows.append(_row(agent, steps, tools, state,
-                                         await run(stub, steps, tools, True)))
+                    for state in ("off", "on, cold", "on, warm"):
+                        if state != "on, warm":
+                            stub.cache = PromptCache()
+                        first = len(stub.requests)
+                        usages = await run(stub, model, steps, tools, state != "off")
+                        rows.append(_row(agent, steps, tools, state, usages,
+                                         _cache_points(stub.requests[first:])))
         invalid = list(stub.invalid)
     assert not invalid, invalid  # every request, cache points included, valid for botocore
     return {"rows": rows, "goal": goal(rows, max(step_counts), max(tool_counts))}
@@ -224,12 +236,13 @@ def markdown(figure: dict[str, Any]) -> list[str]:
            "the loopback Converse server, which simulates the model and counts cache tokens "
            "by Bedrock's prefix rule for Nova, the same for both; Nova 2 Lite prices, cache "
            "reads at a quarter of the input price)", "",
-           "| agent | steps | tools | caching | calls | input tokens | of them read "
-           "/ written | output tokens | input USD | cost USD | plan call input USD |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| agent | steps | tools | caching | calls | cache points sent | input tokens "
+           "| of them read / written | output tokens | input USD | cost USD "
+           "| plan call input USD |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in figure["rows"]:
         out.append(f"| {r['agent']} | {r['steps']} | {r['tools']} | {r['caching']} | "
-                   f"{r['calls']} | {r['input_tokens']} | {r['cache_read_tokens']} / "
+                   f"{r['calls']} | {r['cache_points_sent']} | {r['input_tokens']} | "
+                   f"{r['cache_read_tokens']} / "
                    f"{r['cache_write_tokens']} | {r['output_tokens']} | "
                    f"{r['input_usd']:.6f} | {r['cost_usd']:.6f} | "
                    + (f"{r['plan_call_input_usd']:.6f} |" if r["plan_call_input_usd"]

@@ -185,4 +185,7 @@ async def test_figure_12_runs_both_contenders_on_the_same_server():
     assert rows[("nova-duet", "off")]["cache_read_tokens"] == 0
     assert rows[("nova-duet", "on, warm")]["input_usd"] < rows[("nova-duet", "off")]["input_usd"]
     assert rows[("ReAct", "off")]["calls"] == 3 and rows[("ReAct", "on, warm")]["calls"] == 3
+    # ReAct's caching is langchain-aws's own middleware: it does send cache points.
+    assert rows[("ReAct", "on, cold")]["cache_points_sent"] > 0
+    assert rows[("ReAct", "off")]["cache_points_sent"] == 0
     assert figure["goal"]["plan_call_off_over_warm"] > 1
