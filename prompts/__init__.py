@@ -50,8 +50,8 @@ def load_prompt(name: str, cache_min_tokens: int | None = None,
     system, user = _template(name)
     sections = [_segments(system.render(**variables)), _segments(user.render(**variables))]
     if cache_min_tokens is None:
-        return [SystemMessage("\n".join(p for p in sections[0] if p)),
-                HumanMessage("\n".join(p for p in sections[1] if p))]
+        return [SystemMessage("\n\n".join(p for p in sections[0] if p)),
+                HumanMessage("\n\n".join(p for p in sections[1] if p))]
     contents: list[list[Any]] = [[], []]
     pending, points = 0, 0  # tokens since the last cache point, cache points placed
     for content, parts in zip(contents, sections, strict=True):
@@ -70,4 +70,4 @@ def _plain(content: list[Any]) -> str | list[Any]:
     """Blocks without a cache point as the one string they were before."""
     if any("cachePoint" in block for block in content):
         return content
-    return "\n".join(block["text"] for block in content)
+    return "\n\n".join(block["text"] for block in content)

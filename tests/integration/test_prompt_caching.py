@@ -20,6 +20,7 @@ from graph.app.threads import trace_path
 from graph.contracts import TokenPrices, Usage
 from graph.reasoning import ConfigurationError, resolve_reasoner
 from graph.testing import ScriptedChatModel
+from prompts import CACHE_MARKER, load_prompt
 from tests.fixtures.converse import PromptCache, tool_input
 from tools import ToolRegistry
 
@@ -131,6 +132,24 @@ def test_the_price_table_is_the_users_from_a_setting_or_a_file(tmp_path):
     assert usage.estimated_cost_usd == pytest.approx(0.25 * 1.0 + 0.5 * 0.1 + 0.25 * 1.25)
     with pytest.raises(ConfigurationError, match="token_prices"):
         resolve_reasoner(Context(token_prices='{"input": 1}'), ScriptedChatModel(responses=[]))
+
+
+@pytest.mark.parametrize("name, variables", [
+    ("plan", {"tools": "### work(item: int)", "task": "t", "summary": "s", "results": "r",
+              "feedback": "f", "previous_plan": "p"}),
+    ("observe", {"task": "t", "plan": "goal: g", "summary": "s", "results": "r",
+                 "trigger": "x"}),
+    ("summarize", {"task": "t", "summary": "", "results": "r"}),
+    ("finalize", {"task": "t", "status": "ok", "reason": "", "summary": "", "results": "r"}),
+])
+def test_cache_points_change_no_word_of_a_prompt(name, variables):
+    plain = [m.content for m in load_prompt(name, **variables)]
+    marked = [m.content for m in load_prompt(name, 1, **variables)]  # every point placed
+    assert all(isinstance(content, str) and CACHE_MARKER not in content for content in plain)
+    assert any(CACHE_POINT in content for content in marked)
+    texts = [content if isinstance(content, str)  # a message without a cache point
+             else "\n\n".join(b["text"] for b in content if "text" in b) for content in marked]
+    assert texts == plain
 
 
 def test_the_server_counts_cache_tokens_by_bedrocks_prefix_rule():
