@@ -20,7 +20,9 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 USER_MARKER = "=== user ==="
 CACHE_MARKER = "=== cache point ==="
-CACHE_POINT = {"cachePoint": {"type": "default"}}  # langchain-aws passes it to Converse as is
+# The block `ChatBedrockConverse.create_cache_point()` makes; langchain-aws passes it to
+# Converse as is, in `system` and in a message's content.
+CACHE_POINT = {"cachePoint": {"type": "default"}}
 MAX_CACHE_POINTS = 4  # Bedrock's limit per request
 
 _env = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)

@@ -118,9 +118,9 @@ def check_model(settings: AgentSettings) -> None:
     if settings.model is None:
         return
     from graph.context import Context
-    from graph.reasoning import chat_model_from_spec
+    from graph.reasoning import resolve_reasoner
 
-    chat_model_from_spec(settings.model, Context(**settings.context))
+    resolve_reasoner(Context(**settings.context), settings.model)  # the model and its prices
 
 
 def checkpointer_url(folder: Path) -> str:
