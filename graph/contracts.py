@@ -252,14 +252,14 @@ class TokenPrices(BaseModel):
                       + output_tokens * self.output) / 1e6, 6)
 
 
-# Estimates only: a user sets their own with the `token_prices` setting. The input and output
-# prices are the project notes' list prices; the cache prices follow the rule Bedrock's pricing
-# page states for Amazon Nova (reads at a quarter of the input price, writes at no premium).
+# Estimates only: a user sets their own with the `token_prices` setting.
 NOVA_2_LITE_PRICES = TokenPrices(
     input=0.30, output=2.50, cache_read=0.075, cache_write=0.30,
-    source="Amazon Bedrock pricing page, Amazon Nova 2 Lite on-demand (us-east-1); cache "
-           "prices by Bedrock's Nova rule (read 75% off, write at the input price)",
-    as_of="2026-12-01, not verified against the live page (no internet on this machine)",
+    source="input and output: Nova 2 Lite's public on-demand list price as the project's notes "
+           "give it (roughly); cache: Bedrock's prompt-caching terms for Amazon Nova (reads 75% "
+           "off the input price, writes at no premium) applied to it",
+    as_of="2026-12-01; not checked against the live Amazon Bedrock pricing page (no internet "
+          "here): check it, and set token_prices",
 )
 
 
