@@ -94,6 +94,21 @@ async def test_the_plan_call_caches_its_catalogue_and_usage_records_what_bedrock
     assert second["usage"].estimated_cost_usd < first["usage"].estimated_cost_usd
 
 
+async def test_a_replan_reads_what_the_first_plan_call_wrote(converse):
+    last = Plan(goal="the last item", steps=[
+        Step(id="s9", tool="work", args={"item": 9, "seconds": 0})])
+    converse.script += [tool_input(_plan(2)),
+                        tool_input(Decision(action="replan", reason="one item more"))]
+    out = await _run(converse, last, tools=40)  # then the new plan, and a join that finishes
+    plans = [u for u, r in zip(converse.usages, converse.requests, strict=True)
+             if r.get("toolConfig", {}).get("tools", [{}])[0].get("toolSpec", {}).get("name")
+             == "Plan"]
+    assert len(plans) == 2 and plans[0]["cacheWriteInputTokens"] > 1000
+    assert (plans[1]["cacheReadInputTokens"], plans[1]["cacheWriteInputTokens"]) == (
+        plans[0]["cacheWriteInputTokens"], 0)
+    assert out["usage"].cache_read_tokens == plans[1]["cacheReadInputTokens"]
+
+
 async def test_a_decision_caches_the_plan_after_its_system_prompt(converse):
     """The join's stable prefix is its system prompt, the task and the plan: with a plan
     long enough to be cached, the cache point follows the plan, before the results."""
