@@ -273,8 +273,10 @@ def show(
                       f"{r.duration_ms:.0f}", r.error.message[:80] if r.error else "")
     console.print(table)
     usage = final.usage
-    console.print(f"reasoning calls {usage.reasoning_calls}, input tokens {usage.input_tokens}, "
-                  f"output tokens {usage.output_tokens}")
+    console.print(f"reasoning calls {usage.reasoning_calls}, input tokens {usage.input_tokens} "
+                  f"(cache read {usage.cache_read_tokens}, cache written "
+                  f"{usage.cache_write_tokens}), output tokens {usage.output_tokens}, "
+                  f"estimated cost ${usage.estimated_cost_usd:.5f}")
     if final.final_answer:
         console.rule("answer")
         console.print(final.final_answer, markup=False)

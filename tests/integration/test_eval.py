@@ -154,8 +154,12 @@ async def test_both_agents_over_converse_and_the_table_counts_what_the_server_sa
         seen = converse.usages[before:]
         assert [r.passed for r in agent_rows] == [True] * 4, [r.checks for r in agent_rows]
         assert sum(r.calls for r in agent_rows) == len(seen)
-        assert sum(r.tokens_in for r in agent_rows) == sum(u["inputTokens"] for u in seen)
+        assert sum(r.tokens_in for r in agent_rows) == sum(
+            u["inputTokens"] + u["cacheReadInputTokens"] + u["cacheWriteInputTokens"]
+            for u in seen)
         assert sum(r.tokens_out for r in agent_rows) == sum(u["outputTokens"] for u in seen)
+        assert sum(r.tokens_cached for r in agent_rows) == sum(
+            u["cacheReadInputTokens"] for u in seen)
         rows += agent_rows
     assert converse.invalid == [] and converse.script == []
     assert converse.model_ids == [MODEL] * len(converse.usages)

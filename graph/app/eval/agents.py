@@ -117,6 +117,7 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     """Run `text` with a ReAct loop on the same model and tools; the transcript (every
     message) is written to `transcript`. Raises `ConfigurationError` before any work."""
     from langchain.agents import create_agent
+    from langchain_aws.middleware import BedrockPromptCachingMiddleware
     from langchain_core.messages import AIMessage, messages_to_dict
     from langgraph.errors import GraphRecursionError
 
@@ -132,7 +133,10 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     tools = [_guarded(entry, registry, context, decider(task), calls) for entry in registry
              if entry.why_unavailable() is None]
     system, user = load_prompt("react", task=text)
-    agent = create_agent(model, tools=tools, system_prompt=system.content)
+    # Caching as fair as ours: langchain-aws's own cache points (where the model takes them).
+    caching = [BedrockPromptCachingMiddleware(unsupported_model_behavior="ignore")
+               ] if context.prompt_caching else []
+    agent = create_agent(model, tools=tools, system_prompt=system.content, middleware=caching)
     messages: list[Any] = [user]
     status, reason = "completed", ""
     try:
@@ -151,11 +155,8 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     finally:
         await settings.tools.end_scope(thread_id)
     replies = [m for m in messages if isinstance(m, AIMessage)]
-    usage = Usage(reasoning_calls=len(replies),
-                  input_tokens=sum((m.usage_metadata or {}).get("input_tokens", 0)
-                                   for m in replies),
-                  output_tokens=sum((m.usage_metadata or {}).get("output_tokens", 0)
-                                    for m in replies))
+    usage = sum((Usage.of_metadata(m.usage_metadata or {}, context.prices()) for m in replies),
+                Usage())
     last = replies[-1] if replies else None
     if status == "completed" and (last is None or last.tool_calls):
         status, reason = "failed", "the agent stopped without a final answer"

@@ -46,6 +46,7 @@ class Row:
     report: str | None
     thread: str | None = None
     answer: str = field(default="", repr=False)
+    tokens_cached: int = 0  # of tokens_in, those read from the prompt cache
 
 
 @dataclass
@@ -106,7 +107,8 @@ async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row,
               status=outcome.status, steps=outcome.steps, calls=usage.reasoning_calls,
               tokens_in=usage.input_tokens, tokens_out=usage.output_tokens,
               cost_usd=usage.estimated_cost_usd, wall_s=round(wall, 3), report=outcome.report,
-              thread=outcome.thread, answer=outcome.answer)
+              thread=outcome.thread, answer=outcome.answer,
+              tokens_cached=usage.cache_read_tokens)
     return row, outputs
 
 
@@ -116,9 +118,9 @@ def check_model(settings: AgentSettings) -> None:
     if settings.model is None:
         return
     from graph.context import Context
-    from graph.reasoning import chat_model_from_spec
+    from graph.reasoning import resolve_reasoner
 
-    chat_model_from_spec(settings.model, Context(**settings.context))
+    resolve_reasoner(Context(**settings.context), settings.model)  # the model and its prices
 
 
 def checkpointer_url(folder: Path) -> str:
@@ -196,6 +198,7 @@ def _totals(rows: list[Row], k: int) -> dict[str, Any]:
                            / (len(by_task) or 1), 3),
         "calls": round(sum(r.calls for r in rows) / runs, 2),
         "tokens_in": round(sum(r.tokens_in for r in rows) / runs, 1),
+        "tokens_cached": round(sum(r.tokens_cached for r in rows) / runs, 1),
         "tokens_out": round(sum(r.tokens_out for r in rows) / runs, 1),
         "cost_usd": round(sum(r.cost_usd for r in rows) / runs, 6),
         "wall_s": round(sum(r.wall_s for r in rows) / runs, 2),
@@ -224,8 +227,8 @@ def lowest_pass(summary: dict[str, Any]) -> float:
     return min((totals["pass@1"] for totals in summary["agents"].values()), default=0.0)
 
 
-COLUMNS = ("tasks", "runs", "pass@1", "pass^k", "calls", "tokens_in", "tokens_out", "cost_usd",
-           "wall_s")
+COLUMNS = ("tasks", "runs", "pass@1", "pass^k", "calls", "tokens_in", "tokens_cached",
+           "tokens_out", "cost_usd", "wall_s")
 
 
 def table_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -247,8 +250,8 @@ def _cell(value: Any, column: str) -> str:
     return str(value)
 
 
-HEADERS = {"tokens_in": "tok in", "tokens_out": "tok out", "cost_usd": "cost $",
-           "wall_s": "wall s"}
+HEADERS = {"tokens_in": "tok in", "tokens_cached": "tok cached", "tokens_out": "tok out",
+           "cost_usd": "cost $", "wall_s": "wall s"}
 
 
 def headers(trials: int) -> list[str]:

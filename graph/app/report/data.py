@@ -37,8 +37,10 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
     steps = [_step(thread_id, result, planned.get((result.plan_version, result.step_id), {}))
              for result in final.results]
     _mark_critical(steps)
-    reasoning = [{key: e[key] for key in ("kind", "started", "ended", "input_tokens",
-                                          "output_tokens", "cost_usd", "ok")}
+    # A trace written before cache tokens were recorded has none: they count as 0.
+    reasoning = [{key: e.get(key, 0) for key in ("kind", "started", "ended", "input_tokens",
+                                                 "cache_read_tokens", "cache_write_tokens",
+                                                 "output_tokens", "cost_usd", "ok")}
                  for e in events if e["event"] == "reasoning"]
     times = [t for s in steps for t in (s["started"], s["ended"])]
     times += [t for r in reasoning for t in (r["started"], r["ended"])]
@@ -55,6 +57,8 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "totals": {"wall_s": round(max(times) - min(times), 3) if times else 0.0,
                    "reasoning_calls": final.usage.reasoning_calls,
                    "input_tokens": final.usage.input_tokens,
+                   "cache_read_tokens": final.usage.cache_read_tokens,
+                   "cache_write_tokens": final.usage.cache_write_tokens,
                    "output_tokens": final.usage.output_tokens,
                    "cost_usd": final.usage.estimated_cost_usd, "steps": len(steps)},
         "started": min(times) if times else None,
