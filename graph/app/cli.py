@@ -313,7 +313,8 @@ def show(
         raise typer.Exit(EXIT_CONFIG) from None
     if as_json:
         typer.echo(json.dumps({"thread_id": thread, "task": values.get("task"),
-                               **final.model_dump(mode="json")}, indent=1))
+                               **final.model_dump(mode="json"),
+                               "retries": values.get("retries", 0)}, indent=1))
         return
     status = final.status.value
     if not values.get("status"):

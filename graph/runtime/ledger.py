@@ -8,7 +8,8 @@ Steps that never ran (rejected, not approved, cancelled) are recorded here too.
 
 A step that changes things also records `started` before it runs: on resume such a step is
 sent again with the same idempotency key when its tool takes one, and reported as uncertain
-(never repeated blindly) when it does not.
+(never repeated blindly) when it does not. A retry of a run that failed sets the entries of
+its failed steps aside (`set_aside`), so they run again with the same key.
 
 The ledger lives in the graph's LangGraph store (a SQLite file beside the checkpoints', or
 their Postgres database, when run through `run_thread`; the server's store under
