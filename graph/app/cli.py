@@ -64,7 +64,7 @@ def _print_event(event: dict[str, Any]) -> None:
                       f"[dim]{event['duration_ms']:.0f} ms, {event['attempts']} attempt(s)[/]")
     elif kind == "tool_source_unavailable":
         err.print(f"[yellow]! {event['source']} unavailable; the run goes on without it:[/] "
-                  f"{event['error']}", markup=True, highlight=False)
+                  f"{event['error']}", markup=True, highlight=False, soft_wrap=True)
     elif kind == "resume" and event.get("note"):
         err.print(f"[yellow]{event['note']}[/]", markup=True, highlight=False)
     elif kind == "run_retried":

@@ -96,7 +96,8 @@ def test_a_run_whose_mcp_server_was_killed_completes_with_duet_retry(tmp_path, i
         run = subprocess.Popen(
             [*duet, "run", "remind", "--plan-file", str(plan), "--mcp",
              str(mcp_file(tmp_path, port)), "--allow-host", f"127.0.0.1:{port}", "--approve",
-             "auto", "--thread", "outage", "--json"],
+             "auto", "--thread", "outage", "--json",
+             "--set", "dependency_wait_seconds=1"],  # so the outage ends the run
             cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         wait_for(lambda: calls(state, "mark_reminded"), run)
@@ -142,6 +143,7 @@ def test_a_run_whose_mcp_server_was_killed_completes_with_duet_retry(tmp_path, i
 async def test_a_keyless_write_cut_off_by_the_kill_asks_a_human_on_retry(tmp_path):
     state, port = tmp_path / "web", free_port()
     context = Context(mcp_config=str(mcp_file(tmp_path, port)), approval="auto",
+                      dependency_wait_seconds=1,
                       allowed_hosts=[f"127.0.0.1:{port}"], plan_file=str(plan_file(tmp_path, [
                           {"id": "list", "tool": "web_list_invoices", "args": {}},
                           {"id": "letter", "tool": "web_post_letter", "args": {"invoice": 7},
