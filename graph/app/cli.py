@@ -305,6 +305,7 @@ def show(
 ) -> None:
     """Show a run's plan, steps, results, timings and tokens."""
     from graph.app.threads import UnknownThread, saved_run
+    from graph.state import RETRYABLE
 
     try:
         values, final = asyncio.run(saved_run(thread))
@@ -319,7 +320,7 @@ def show(
     status = final.status.value
     if not values.get("status"):
         status += f" (not ended: duet resume {thread})"
-    elif status in ("failed", "budget_exhausted"):
+    elif final.status in RETRYABLE:
         status += f" (continue it: duet retry {thread})"
     if values.get("retries"):
         status = f"{status} · retried {values['retries']} time(s)"

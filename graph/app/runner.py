@@ -139,16 +139,17 @@ async def _run_saved(thread_id: str, *, model: BaseChatModel | str | None,
     model = model or saved.get("model")
     if settings:
         context = dataclasses.replace(context, **settings)
-        save_settings(thread_id, task, context, model)
     return await _run(thread_id, None, task, context, model, tools, checkpointer_url,
-                      on_event, decide, retry=retry)
+                      on_event, decide, retry=retry, save=bool(settings))
 
 
 async def _run(thread_id: str, task: str | None, saved_task: str, context: Context,
                model: BaseChatModel | str | None, tools: ToolRegistry | None,
                checkpointer_url: str | None, on_event: Callable[[Event], None],
-               decide: Callable | None, *, retry: bool = False) -> tuple[str, FinalState]:
-    """Open the run's tools and storage, drive the graph, close them."""
+               decide: Callable | None, *, retry: bool = False,
+               save: bool = False) -> tuple[str, FinalState]:
+    """Open the run's tools and storage, drive the graph, close them; with `save`, save the
+    run's changed settings once the thread is known to continue."""
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
     config = {"configurable": {"thread_id": thread_id}}
     trace = _Trace(trace_path(thread_id))
@@ -175,6 +176,8 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
                         "kept every result: `duet show` reads it, but this version cannot "
                         "continue it. Start the task again, or finish it with the earlier "
                         "version.")
+                if save:
+                    save_settings(thread_id, saved_task, context, model)
                 if context.mcp_config:
                     await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
                 graph = build_graph(model=model, tools=registry, checkpointer=saver,

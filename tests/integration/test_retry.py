@@ -214,5 +214,7 @@ def test_a_run_that_spent_its_step_budget_continues_with_a_raised_one(tmp_path, 
     assert settings["context"]["max_steps"] == 5  # a later resume keeps it
 
     # A completed run is not retried: a typed refusal, exit 2.
-    refused = cli.invoke(app, ["retry", "capped"])
+    refused = cli.invoke(app, ["retry", "capped", "--set", "max_steps=9"])
     assert refused.exit_code == 2 and "ended completed" in refused.output
+    assert json.loads((isolated_env / "runs" / "capped.json").read_text())["context"][
+        "max_steps"] == 5  # a refused retry changes nothing
