@@ -23,7 +23,7 @@ from langgraph.types import Overwrite
 
 from graph.context import Context
 from graph.contracts import StepResult
-from graph.nodes.base import NodeDeps
+from graph.nodes.base import NodeDeps, never_raises
 from graph.runtime.execution import emit
 from graph.runtime.ledger import StepLedger
 from graph.runtime.progress import ReferenceProblem, resolve_args
@@ -60,9 +60,11 @@ def uncertain_writes(state: State, failed: list[StepResult], deps: NodeDeps) -> 
     return uncertain
 
 
+@never_raises("retry")
 async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
     """Set the run up to continue: status cleared, failed steps of the last plan made to run
-    again (see the module's docstring). A run that did not end so is left as it is."""
+    again (see the module's docstring). A run that did not end so is left as it is, and so
+    is one where this fails (it ends `failed` with why)."""
     status = state.get("status")
     if status not in RETRYABLE:
         return {"retry": False}
