@@ -70,7 +70,7 @@ def _print_event(event: dict[str, Any]) -> None:
     elif kind == "run_retried":
         console.print(f"[bold cyan]● retry {event['retry']}[/] of a run that ended "
                       f"{event['after']}: kept {len(event['kept'])} succeeded step(s), "
-                      f"running again: {', '.join(event['again']) or 'none'}"
+                      f"to run: {', '.join(event['again']) or 'a new plan'}"
                       + (f" [yellow](asks first: {', '.join(event['uncertain'])})[/]"
                          if event["uncertain"] else ""))
     elif kind == "step_retried":

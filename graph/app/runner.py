@@ -58,7 +58,7 @@ def _summarize_update(node: str, update: dict[str, Any]) -> Event:
     if decision := update.get("decision"):
         event["decision"] = decision.model_dump()
     for key in ("status", "reason", "summarized_count"):
-        if update.get(key) is not None:
+        if update.get(key) not in (None, ""):  # a retry clears status and reason
             event[key] = update[key]
     if usage := update.get("usage"):
         event["usage"] = usage.model_dump()

@@ -85,7 +85,9 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
         if failed:
             await StepLedger(store, run_scope()).set_aside(
                 state["plan_version"], {r.step_id for r in failed}, retries)
+    plan = state.get("plan")
+    again = [step.id for step in plan.steps if step.id not in kept] if plan else []
     emit(runtime, {"event": "run_retried", "retry": retries, "after": str(status),
-                   "reason": state.get("reason", ""), "again": [r.step_id for r in failed],
-                   "kept": sorted(kept), "uncertain": sorted(uncertain)})
+                   "reason": state.get("reason", ""), "again": again, "kept": sorted(kept),
+                   "uncertain": sorted(uncertain)})
     return update

@@ -129,14 +129,14 @@ def test_a_run_whose_mcp_server_was_killed_completes_with_duet_retry(tmp_path, i
     assert [r["status"] for r in final["results"] if r["step_id"] == "mark7"] == ["error", "ok"]
     [event] = [e for e in read_trace(isolated_env / "traces" / "outage.jsonl")
                if e["event"] == "run_retried"]
-    assert event["after"] == "failed" and event["again"] == ["mark7"]
+    assert event["after"] == "failed" and event["again"] == ["mark7", "send9", "mark9"]
     assert event["kept"] == ["list", "send7"] and event["uncertain"] == []
 
     shown = CliRunner().invoke(app, ["show", "outage"], env={"COLUMNS": "200"})
     assert "completed" in shown.stdout and "retried 1 time(s)" in shown.stdout
     report = json.loads(CliRunner().invoke(app, ["report", "outage", "--json"]).stdout)
     assert report["status"] == "completed" and report["retries"] == [
-        {"retry": 1, "after": "failed", "at": event["t"], "again": ["mark7"],
+        {"retry": 1, "after": "failed", "at": event["t"], "again": ["mark7", "send9", "mark9"],
          "reason": first["reason"]}]
 
 
