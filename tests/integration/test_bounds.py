@@ -1,0 +1,203 @@
+"""Every wait has a bound that holds, and outages shorter than a bound do not fail the run:
+against real servers in their own processes on loopback (a FastMCP server over streamable
+HTTP, the demo CRM, a server that accepts connections and never answers), with the bounds
+set small so each case takes seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from demo_site.server import free_port
+from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.runner import run_thread
+from graph.testing import ScriptedChatModel
+from tests.fixtures.processes import serving
+from tests.fixtures.stalled import stalled_server
+from tools import ToolRegistry, default_registry
+
+ROOT = Path(__file__).resolve().parents[2]
+DUET = [sys.executable, "-m", "graph.app.cli"]
+
+
+def _records(state: Path, kind: str) -> list[dict]:
+    path = state / f"{kind}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@contextmanager
+def _mcp_on(port: int, state: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """The test CRM over streamable HTTP on `port`, in its own process (killed after)."""
+    with serving([sys.executable, "-m", "tests.fixtures.mcp_servers", "http", str(state),
+                  str(port)], f"http://127.0.0.1:{port}/mcp", log=log, kill=True) as process:
+        yield process
+
+
+@contextmanager
+def _crm_on(port: int, db: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """The demo CRM on `port`, in its own process."""
+    with serving([sys.executable, "-m", "demo_site.server", "--db", str(db), "--port",
+                  str(port)], f"http://127.0.0.1:{port}/api/invoices", log=log,
+                 kill=True) as process:
+        yield process
+
+
+def test_a_stalled_mcp_server_ends_the_run_within_its_bound_in_one_line(tmp_path):
+    """`duet run` as a real process: the server accepts and never answers."""
+    accepted = tmp_path / "accepted"
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "web_list_invoices", "args": {}}]}))
+    with stalled_server(accepted) as port:
+        config = tmp_path / "mcp.json"
+        config.write_text(json.dumps({"mcpServers": {
+            "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+        run = subprocess.run(
+            [*DUET, "run", "read", "--plan-file", str(plan), "--mcp", str(config),
+             "--allow-host", f"127.0.0.1:{port}", "--set", "mcp_timeout_seconds=2",
+             "--thread", "stalled"],
+            cwd=ROOT, env={**os.environ, "DUET_HOME": str(tmp_path / "home")},
+            capture_output=True, text=True, timeout=120)
+    # From the run's first connection to the server to the run's end (its last event).
+    first = float(accepted.read_text().split()[1])
+    trace = (tmp_path / "home" / "traces" / "stalled.jsonl").read_text().splitlines()
+    ended = json.loads(trace[-1])
+    assert ended["event"] == "run_finished" and ended["t"] - first < 2 + 5
+    assert "Status: failed" in run.stdout
+    assert "MCP server 'web' is unavailable (no answer within 2s (mcp_timeout_seconds))" in \
+        " ".join(run.stdout.split())
+    lines = run.stderr.strip().splitlines()
+    assert lines == ["! mcp:web unavailable; the run goes on without it: no answer within 2s "
+                     "(mcp_timeout_seconds)"], run.stderr
+
+
+async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp_path):
+    """Killed during a read, back two seconds later on the same port: the session is
+    reopened, the read runs again, and each write lands once."""
+    port, state = free_port(), tmp_path / "web"
+    state.mkdir()
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[
+            Step(id="s1", tool="web_send_reminder", args={"invoice": 7, "text": "hi"},
+                 side_effects=True),
+            Step(id="s2", tool="web_wait_for_kill", args={"seconds": 1}, depends_on=["s1"]),
+            Step(id="s3", tool="web_send_reminder", args={"invoice": 9, "text": "hi"},
+                 side_effects=True, depends_on=["s2"])]),
+        Decision(action="finish", reason="ok", answer="done [s1] [s3]")])
+    events: list[dict] = []
+    context = Context(mcp_config=str(config), allowed_hosts=[f"127.0.0.1:{port}"],
+                      approval="auto", dependency_wait_seconds=20, max_retries=0)
+    with _mcp_on(port, state, tmp_path / "first.log") as first:
+        run = asyncio.create_task(run_thread("g", model=model, tools=ToolRegistry(),
+                                             context=context, on_event=events.append))
+        for _ in range(1200):
+            if (state / "pid").exists() or run.done():
+                break
+            await asyncio.sleep(0.05)
+        first.kill()
+        first.wait()
+    (state / "pid").unlink()
+    await asyncio.sleep(2)
+    with _mcp_on(port, state, tmp_path / "second.log"):
+        _, final = await asyncio.wait_for(run, 60)
+
+    assert final.status == RunStatus.COMPLETED, final.reason
+    results = {r.step_id: r for r in final.results}
+    assert all(r.status == "ok" for r in results.values())
+    assert results["s2"].attempts >= 2 and "MCP server 'web' to come back" in results["s2"].waited
+    assert [e for e in events if e["event"] == "step_waiting"][0]["step_id"] == "s2"
+    assert not [e for e in events if e["event"] == "step_retried"]
+    assert _records(state, "effects") == [{"tool": "send_reminder", "invoice": 7},
+                                          {"tool": "send_reminder", "invoice": 9}]
+
+
+def _http_plan(url: str, method: str = "GET") -> ScriptedChatModel:
+    step = Step(id="s1", tool="http_request", args={"url": url, "method": method},
+                side_effects=method != "GET")
+    return ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[step]), Decision(action="finish", reason="r", answer="a [s1]")])
+
+
+async def test_a_stalled_http_target_ends_the_step_within_its_bound(tmp_path):
+    with stalled_server() as port:
+        started = time.monotonic()
+        _, final = await run_thread("g", model=_http_plan(f"http://127.0.0.1:{port}/x"),
+                                    tools=default_registry(), context=Context(
+                                        allowed_hosts=[f"127.0.0.1:{port}"],
+                                        http_timeout_seconds=1))
+        took = time.monotonic() - started
+    [result] = final.results
+    assert result.status == "timeout" and result.attempts == 1
+    assert result.error.type == "DependencyTimeout"
+    assert f"the HTTP target 127.0.0.1:{port} gave no answer within 1s " \
+           "(http_timeout_seconds)" in result.error.message
+    assert took < 1 + 3
+
+
+async def test_a_refusing_http_target_is_waited_for_then_fails_typed(tmp_path):
+    port = free_port()  # nothing listens
+    events: list[dict] = []
+    started = time.monotonic()
+    _, final = await run_thread("g", model=_http_plan(f"http://127.0.0.1:{port}/x"),
+                                tools=default_registry(), on_event=events.append, context=Context(
+                                    allowed_hosts=[f"127.0.0.1:{port}"],
+                                    dependency_wait_seconds=1.5))
+    took = time.monotonic() - started
+    [result] = final.results
+    assert result.error.type == "TargetUnreachable" and result.attempts > 1
+    assert "dependency_wait_seconds=1.5" in result.error.message
+    assert [e["reason"] for e in events if e["event"] == "step_waiting"] == [
+        f"the HTTP target 127.0.0.1:{port} to come back (TargetUnreachable)"]
+    assert 1.5 <= took < 1.5 + 3
+
+
+async def test_a_write_to_a_target_back_within_the_wait_lands_once(tmp_path):
+    """The CRM starts once the step waits: the POST (refused until then, so nothing was
+    sent) waits for it and lands once."""
+    port = free_port()
+    db = tmp_path / "crm.sqlite"
+    model = _http_plan(f"http://127.0.0.1:{port}/api/notes", "POST")
+    model.responses[0].steps[0].args["json_body"] = {"customer_id": 1, "text": "once"}
+    events: list[dict] = []
+    run = asyncio.create_task(run_thread(
+        "g", model=model, tools=default_registry(), on_event=events.append,
+        context=Context(allowed_hosts=[f"127.0.0.1:{port}"], approval="auto",
+                        dependency_wait_seconds=30)))
+    while not any(e["event"] == "step_waiting" for e in events):
+        assert not run.done()
+        await asyncio.sleep(0.05)
+    with _crm_on(port, db, tmp_path / "crm.log"):
+        _, final = await asyncio.wait_for(run, 60)
+        import httpx
+
+        notes = httpx.get(f"http://127.0.0.1:{port}/api/notes?customer_id=1").json()
+    assert final.status == RunStatus.COMPLETED, final.reason
+    assert [n["text"] for n in notes].count("once") == 1
+    assert final.results[0].waited.startswith("waited ")
+
+
+async def test_a_stalled_executor_deployment_ends_the_step_within_its_bound(tmp_path):
+    with stalled_server() as port:
+        started = time.monotonic()
+        _, final = await run_thread("g", model=_http_plan("http://127.0.0.1:9/x"),
+                                    tools=default_registry(), context=Context(
+                                        allowed_hosts=["127.0.0.1:9"], http_timeout_seconds=1,
+                                        executor_url=f"http://127.0.0.1:{port}"))
+        took = time.monotonic() - started
+    [result] = final.results
+    assert result.error.type == "ExecutorTimeout" and result.attempts == 1
+    assert "within 6s (the step's 1s + 5s)" in result.error.message
+    assert result.duration_ms < (6 + 1) * 1000
+    # The run's end tells the deployments (their named browser sessions), within 5 s more.
+    assert took < 6 + 5 + 3
+
