@@ -467,8 +467,10 @@ def eval_suite(
         raise typer.Exit(EXIT_CONFIG)
     try:
         loaded = load_suite(suite) if suite else load_suite()
-    except SuiteError as exc:
-        err.print(f"[red]error:[/] {exc}")
+    except SuiteError as exc:  # one line, as written (its brackets are not markup)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
     try:
         context = parse_settings(setting)
