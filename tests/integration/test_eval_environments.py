@@ -47,7 +47,7 @@ def test_the_tickets_suite_is_its_own_system():
 async def test_tickets_reference_plans_pass_and_a_broken_variant_of_each_fails(tmp_path):
     """The tracker's reference plans pass every checker; one broken variant per task (a kind
     not yet picked, where the task has one) fails one. Each run has its own server process,
-    stopped after it. (All 28 variants: `python /tmp`-free, see docs/eval.md.)"""
+    stopped after it. (Every variant of every task, 28, fails as well: docs/eval.md.)"""
     broken: list = []
     for index, task in enumerate(TICKETS.tasks):
         options = variants(task, TICKETS.env.variations)
