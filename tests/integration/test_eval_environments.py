@@ -114,6 +114,22 @@ async def test_react_gets_the_environments_mcp_tools(converse, tmp_path):
     assert "tickets_set_status" in listed and "tickets_list_tickets" in listed
 
 
+def test_a_runs_mcp_config_joins_the_environments_servers_and_the_callers(tmp_path):
+    from graph.app.eval.runner import mcp_config
+    from tools.mcp import MCPConfigError, read_config
+
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"mcpServers": {"files": {"url": "http://127.0.0.1:9/mcp"}}}))
+    settings = AgentSettings(context={"mcp_config": str(mine)})
+    own = {"tickets": {"transport": "http", "url": "http://127.0.0.1:8/mcp"}}
+    assert mcp_config({}, settings, tmp_path) == str(mine)  # none of its own: the caller's
+    joined = mcp_config(own, settings, tmp_path)
+    assert sorted(c.name for c in read_config(joined)) == ["files", "tickets"]
+    assert Path(joined).stat().st_mode & 0o077 == 0  # the caller's env and headers: private
+    with pytest.raises(MCPConfigError, match=r"names the environment's own servers \['files'\]"):
+        mcp_config({"files": own["tickets"]}, settings, tmp_path / "clash")
+
+
 @pytest.mark.parametrize(("fixtures", "said"), [
     ("{ticket: [{id: 1}]}", "task 'bad': fixtures: no table 'ticket' in environment "
                             "'tickets' (tables: agents, tickets, comments)"),
