@@ -89,7 +89,7 @@ class Checkers(Strict):
 
 
 class EvalTask(Strict):
-    """One task: its starting data (`fixtures`: rows added to the site's default seed), the
+    """One task: its starting data (`fixtures`: rows added to the environment's default seed), the
     text, the approval policy and how the eval answers approvals (`decide`), the reference
     plan (a plan file, relative to the suite file) and the checkers. `context` overrides
     run settings (`max_steps`, `deadline_seconds`, ...)."""
