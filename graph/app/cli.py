@@ -510,8 +510,8 @@ def eval_suite(
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting of every run (repeat it), as for "
                       "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
-    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (nova-duet runs; the ReAct "
-                                                  "baseline has the built-in tools)")] = None,
+    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (both agents, with the "
+                                                  "environment's own servers)")] = None,
 ) -> None:
     """Run a task suite and score each run (state, answer, limits, tools); print a table per
     agent and category, write JSON and Markdown."""
@@ -528,8 +528,10 @@ def eval_suite(
         raise typer.Exit(EXIT_CONFIG)
     try:
         loaded = load_suite(suite) if suite else load_suite()
-    except SuiteError as exc:
-        err.print(f"[red]error:[/] {exc}")
+    except SuiteError as exc:  # one line, as written (its brackets are not markup)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
     try:
         context = parse_settings(setting)

@@ -45,7 +45,7 @@ async def test_reference_plans_pass_and_a_broken_variant_of_each_fails(tmp_path)
     kinds rotate over the tasks) fails at least one checker. All run at once."""
     broken = []
     for index, task in enumerate(SUITE.tasks):
-        options = variants(task)
+        options = variants(task, SUITE.env.variations)
         variant = options[index % len(options)]
         broken.append(variant.as_task(tmp_path / "variants").model_copy(
             update={"id": f"{task.id}~{variant.kind}"}))

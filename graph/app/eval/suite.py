@@ -1,10 +1,13 @@
 """The task file format of `duet eval`: a suite of tasks, each with fixtures, a task text,
 a reference plan and its checkers (YAML; `demo_site/eval/crm.yaml` is the example).
 
-A suite file holds a `preamble` (said before every task: where the site is and how its API
-works; `{site}` is the site's base URL), optional `defaults` (merged into every task's
-`limits`), and `tasks`. Loading checks the whole file against these models and that every
-reference plan exists, so a typo fails before any run.
+A suite file names its `environment` (`module:attribute`, the system its tasks run
+against: `graph.app.eval.environment`; the demo CRM by default), holds a `preamble` (said
+before every task: where the system is and how to use it; `{site}` and the environment's
+other variables are filled in), optional `defaults` (merged into every task's `limits`),
+and `tasks`. Loading checks the whole file against these models, that every reference plan
+exists, and every task's fixtures against the environment's tables, so a typo fails before
+any run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from graph.app.eval.environment import (
+    Environment,
+    EnvironmentConfigError,
+    fixture_problem,
+    load_environment,
+)
 
 Fact = str | int | float | dict[str, list[str | int | float]]
 
@@ -79,7 +89,7 @@ class Checkers(Strict):
 
 
 class EvalTask(Strict):
-    """One task: its starting data (`fixtures`: rows added to the site's default seed), the
+    """One task: its starting data (`fixtures`: rows added to the environment's default seed), the
     text, the approval policy and how the eval answers approvals (`decide`), the reference
     plan (a plan file, relative to the suite file) and the checkers. `context` overrides
     run settings (`max_steps`, `deadline_seconds`, ...)."""
@@ -94,20 +104,37 @@ class EvalTask(Strict):
     checkers: Checkers = Field(default_factory=Checkers)
     context: dict[str, Any] = Field(default_factory=dict)
 
-    def text(self, preamble: str, site: str) -> str:
-        """The task as the agent reads it: the preamble, then the task, with `{site}` filled."""
-        return f"{preamble.strip()}\n\n{self.task.strip()}".replace("{site}", site).strip()
+    def text(self, preamble: str, variables: dict[str, str]) -> str:
+        """The task as the agent reads it: the preamble, then the task, with each of the
+        instance's variables (`{site}`...) filled in."""
+        text = f"{preamble.strip()}\n\n{self.task.strip()}"
+        for name, value in variables.items():
+            text = text.replace(f"{{{name}}}", value)
+        return text.strip()
 
 
 class Suite(Strict):
-    """A loaded suite: its tasks, with reference plan paths made absolute."""
+    """A loaded suite: its environment, and its tasks with reference plan paths made
+    absolute."""
 
     name: str
     description: str = ""
+    environment: str = "demo_site.environment:make"
     preamble: str = ""
     defaults: LimitsCheck | None = None
     tasks: list[EvalTask]
     path: Path | None = None
+    _environment: Environment | None = PrivateAttr(default=None)
+
+    @property
+    def env(self) -> Environment:
+        """The environment the suite names (loaded once)."""
+        if self._environment is None:
+            try:
+                self._environment = load_environment(self.environment)
+            except EnvironmentConfigError as exc:
+                raise SuiteError(str(exc)) from None
+        return self._environment
 
     def select(self, pattern: str | None) -> list[EvalTask]:
         """The tasks whose id or category matches the glob `pattern` (all without one;
@@ -148,8 +175,11 @@ def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
     ids = [t.id for t in suite.tasks]
     if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
         raise SuiteError(f"the suite {str(path)!r} repeats task ids {duplicates}")
+    environment = suite.env  # an environment that does not load fails here, not mid-eval
     for task in suite.tasks:
         task.plan = (path.parent / task.plan).resolve()
         if not task.plan.is_file():
             raise SuiteError(f"task {task.id!r}: no reference plan at {task.plan}")
+        if problem := fixture_problem(environment, task.fixtures):
+            raise SuiteError(f"task {task.id!r}: {problem}")
     return suite
