@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from graph.app.eval.checkers import fact_pattern
+
 Fact = str | int | float | dict[str, list[str | int | float]]
 
 
@@ -99,6 +101,17 @@ class EvalTask(Strict):
         return f"{preamble.strip()}\n\n{self.task.strip()}".replace("{site}", site).strip()
 
 
+class Probes(Strict):
+    """Writes the broken variants add to a reference plan (`graph.app.eval.variants`), in
+    the plan step format (`{{ site }}` allowed): a write to a record no task names
+    (`stray_write`), and one that sets a record to the value it already has
+    (`same_value_write`). They are the suite's, because only the suite knows its system's
+    records; a kind whose probe is not given is not made."""
+
+    stray_write: dict[str, Any] | None = None
+    same_value_write: dict[str, Any] | None = None
+
+
 class Suite(Strict):
     """A loaded suite: its tasks, with reference plan paths made absolute."""
 
@@ -106,6 +119,7 @@ class Suite(Strict):
     description: str = ""
     preamble: str = ""
     defaults: LimitsCheck | None = None
+    probes: Probes = Field(default_factory=Probes)
     tasks: list[EvalTask]
     path: Path | None = None
 
@@ -127,8 +141,52 @@ class SuiteError(ValueError):
 DEFAULT_SUITE = Path(__file__).resolve().parents[3] / "demo_site" / "eval" / "crm.yaml"
 
 
-def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
-    """Read and check a suite file; raises `SuiteError` saying what is wrong."""
+def one_line(exc: ValidationError, data: dict[str, Any]) -> str:
+    """The first validation problem as a person reads it: which task, which field, and
+    what is allowed there (not pydantic's dump)."""
+    error = exc.errors()[0]
+    where = list(error["loc"])
+    task = ""
+    if len(where) >= 2 and where[0] == "tasks" and isinstance(where[1], int):
+        tasks = data.get("tasks") or []
+        entry = tasks[where[1]] if where[1] < len(tasks) else {}
+        task = f"task {entry.get('id', '#' + str(where[1] + 1))!r}: " if isinstance(
+            entry, dict) else f"task #{where[1] + 1}: "
+        where = where[2:]
+    field = ".".join(str(part) for part in where) or "(the suite)"
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        said = "is required"
+    elif kind == "extra_forbidden":
+        said = "is not a known field"
+    elif kind == "literal_error":
+        said = f"is {error.get('input')!r}; allowed: {context.get('expected')}"
+    else:
+        said = f"is {error.get('input')!r}: {error['msg'].lower()}"
+    more = len(exc.errors()) - 1
+    return f"{task}{field} {said}" + (f" (and {more} more problem(s))" if more else "")
+
+
+def echoed_facts(suite: Suite) -> list[str]:
+    """Answer facts an answer can state by repeating its question: a `must` fact found in
+    the preamble or the task always passes for an agent that echoes them, and a `must_not`
+    one always fails. One line per fact, naming the task."""
+    found = []
+    for task in suite.tasks:
+        said = f"{suite.preamble}\n{task.task}"
+        for key in ("must", "must_not"):
+            for fact in getattr(task.checkers.answer, key):
+                options = fact["any"] if isinstance(fact, dict) else [fact]
+                if echoed := [o for o in options if fact_pattern(o).search(said)]:
+                    found.append(f"task {task.id!r}: answer.{key} fact {echoed[0]!r} is in "
+                                 "the task or the preamble, so repeating them states it")
+    return found
+
+
+def load_suite(path: str | Path = DEFAULT_SUITE, *, strict: bool = False) -> Suite:
+    """Read and check a suite file; raises `SuiteError` saying what is wrong. Answer facts
+    the task or preamble already state (`echoed_facts`) are an error with `strict`; without
+    it the caller warns about them (`echoed_facts(suite)`)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -144,7 +202,7 @@ def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
     try:
         suite = Suite.model_validate({**data, "path": path})
     except ValidationError as exc:
-        raise SuiteError(f"the suite {str(path)!r} is not valid: {exc}") from None
+        raise SuiteError(f"{path.name}: {one_line(exc, data)}") from None
     ids = [t.id for t in suite.tasks]
     if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
         raise SuiteError(f"the suite {str(path)!r} repeats task ids {duplicates}")
@@ -152,4 +210,7 @@ def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
         task.plan = (path.parent / task.plan).resolve()
         if not task.plan.is_file():
             raise SuiteError(f"task {task.id!r}: no reference plan at {task.plan}")
+    if strict and (echoed := echoed_facts(suite)):
+        raise SuiteError(f"{path.name}: {echoed[0]}" + (
+            f" (and {len(echoed) - 1} more)" if len(echoed) > 1 else ""))
     return suite

@@ -5,8 +5,17 @@ Kinds, made from the reference plan itself:
 - `drop`: a write left out; `double`: a write done twice (a second step);
 - `wrong_value`: a write with another value (a status, a note's text);
 - `other_record`: a write, or for a task that only reads its read, aimed at another record;
-- `stray_write`: an extra write to a record the task does not name;
+- `wrong_filter`: for a task that only reads, its first filtered read with another value of
+  a filter (`?status=open` for `?status=overdue`, another customer), one variant per value
+  that the suite's plans give that filter: a task whose answer also comes from a wrong
+  read (the same count for two statuses) does not discriminate;
+- `stray_write`: an extra write to a record the task does not name (the suite's probe);
+- `same_value_write`: an extra write that leaves its record as it was (the suite's probe);
 - `approve`: for a task whose writes must be refused, the same plan with them approved.
+
+The new kinds change plans, steps and arguments only; what is a record of the system
+comes from the suite (`probes`, and the values its plans use), so they apply to any
+environment's suite.
 """
 
 from __future__ import annotations
@@ -20,9 +29,12 @@ from typing import Any
 import yaml
 from jinja2 import Environment, StrictUndefined
 
-from graph.app.eval.suite import EvalTask
+from urllib.parse import parse_qsl, urlencode
 
-KINDS = ("drop", "double", "wrong_value", "other_record", "stray_write", "approve")
+from graph.app.eval.suite import EvalTask, Suite
+
+KINDS = ("drop", "double", "wrong_value", "other_record", "wrong_filter", "stray_write",
+         "same_value_write", "approve")
 STATUSES = ["open", "paid", "overdue", "reminded"]
 WRITE_TOOLS = {"browser_click", "browser_fill", "browser_act"}
 
@@ -36,13 +48,22 @@ class Variant:
     plan: dict[str, Any]
     approval: str
     decide: str
+    detail: str = ""
+
+    @property
+    def name(self) -> str:
+        """The kind, and what it changed when a kind makes several (`wrong_filter:status=open`)."""
+        return f"{self.kind}:{self.detail}" if self.detail else self.kind
 
     def as_task(self, folder: Path) -> EvalTask:
-        """The task with this variant's plan (written to `folder`) and approval settings."""
+        """The task with this variant's plan (written to `folder`) and approval settings,
+        its id `TASK~NAME`."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.task.id}-{self.kind}.yaml"
+        slug = re.sub(r"[^\w.-]+", "_", self.name)
+        path = folder / f"{self.task.id}-{slug}.yaml"
         path.write_text(yaml.safe_dump(self.plan, sort_keys=False), encoding="utf-8")
-        return self.task.model_copy(update={"plan": path, "approval": self.approval,
+        return self.task.model_copy(update={"id": f"{self.task.id}~{self.name}", "plan": path,
+                                            "approval": self.approval,
                                             "decide": self.decide})
 
 
@@ -65,8 +86,8 @@ def _refused(task: EvalTask) -> bool:
     return task.approval == "deny" or (task.approval == "ask" and task.decide == "reject")
 
 
-def variants(task: EvalTask) -> list[Variant]:
-    """Every broken variant that applies to `task`, in `KINDS` order."""
+def variants(task: EvalTask, suite: Suite) -> list[Variant]:
+    """Every broken variant of `task` (of `suite`) that applies, in `KINDS` order."""
     plan = plan_data(task.plan)
     steps = plan["steps"]
     writes = [i for i, step in enumerate(steps) if is_write(step)]
@@ -75,6 +96,7 @@ def variants(task: EvalTask) -> list[Variant]:
         # task is letting them run.
         return [Variant("approve", task, plan, "auto", "approve")]
     made: dict[str, dict[str, Any]] = {}
+    filtered: list[Variant] = []
     if writes:
         first = writes[0]
         made["drop"] = _with_steps(plan, [s for i, s in enumerate(steps) if i != first],
@@ -89,13 +111,69 @@ def variants(task: EvalTask) -> list[Variant]:
         reads = [i for i, step in enumerate(steps) if _has_record(step)]
         if reads and (other := _changed(steps[reads[0]], _other_record)) is not None:
             made["other_record"] = _with_steps(plan, _replace(steps, reads[0], other))
-    made["stray_write"] = _with_steps(plan, [*steps, {
-        "id": "stray", "tool": "http_request", "side_effects": True,
-        "description": "A write the task did not ask for.",
-        "args": {"url": "{{ site }}/api/invoices/1008", "method": "PATCH",
-                 "json_body": {"status": "paid"}}}])
-    return [Variant(kind, task, made[kind], task.approval, task.decide)
-            for kind in KINDS if kind in made]
+        domains = filter_values(suite)
+        for index, step in enumerate(steps):
+            if changes := list(_other_filters(step, domains)):
+                filtered = [Variant("wrong_filter", task, _with_steps(
+                    plan, _replace(steps, index, new)), task.approval, task.decide, detail)
+                    for detail, new in changes]
+                break
+    for kind, probe in (("stray_write", suite.probes.stray_write),
+                        ("same_value_write", suite.probes.same_value_write)):
+        if probe:
+            made[kind] = _with_steps(plan, [*steps, copy.deepcopy(probe)])
+    out = []
+    for kind in KINDS:
+        if kind == "wrong_filter":
+            out += filtered
+        elif kind in made:
+            out.append(Variant(kind, task, made[kind], task.approval, task.decide))
+    return out
+
+
+def _filters(step: dict[str, Any]) -> dict[str, Any]:
+    """A read's filters: the query of an HTTP request's URL, or the plain arguments of
+    another tool's call (an MCP tool's `status`, ...). A browser step's arguments say where
+    to look on a page, not which records: they are no filters."""
+    args = step.get("args") or {}
+    if step.get("tool") == "http_request":
+        return dict(parse_qsl(str(args.get("url", "")).partition("?")[2]))
+    if str(step.get("tool", "")).startswith("browser_") or is_write(step):
+        return {}
+    return {k: v for k, v in args.items() if isinstance(v, str | int) and not isinstance(
+        v, bool)}
+
+
+def filter_values(suite: Suite) -> dict[str, list[str]]:
+    """Every value each filter takes in the suite's reference plans, as text, sorted: the
+    other values a `wrong_filter` variant tries."""
+    values: dict[str, set[str]] = {}
+    for task in suite.tasks:
+        for step in plan_data(task.plan).get("steps", []):
+            for key, value in _filters(step).items():
+                values.setdefault(key, set()).add(str(value))
+    return {key: sorted(found) for key, found in values.items()}
+
+
+def _other_filters(step: dict[str, Any], domains: dict[str, list[str]]
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """The step with each filter set to each other value the suite uses for it."""
+    out = []
+    for key, value in _filters(step).items():
+        for other in domains.get(key, []):
+            if other == str(value):
+                continue
+            new = copy.deepcopy(step)
+            if step.get("tool") == "http_request":
+                url = str(new["args"]["url"])
+                base, _, query = url.partition("?")
+                pairs = [(k, other if k == key else v) for k, v in parse_qsl(query)]
+                new["args"]["url"] = f"{base}?{urlencode(pairs)}"
+            else:
+                new["args"][key] = int(other) if isinstance(value, int) and other.isdigit() \
+                    else other
+            out.append((f"{key}={other}", new))
+    return out
 
 
 def _with_steps(plan: dict[str, Any], steps: list[dict[str, Any]],
