@@ -25,11 +25,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import yaml
 from jinja2 import Environment, StrictUndefined
-
-from urllib.parse import parse_qsl, urlencode
 
 from graph.app.eval.suite import EvalTask, Suite
 
