@@ -233,7 +233,8 @@ def summarize(rows: list[Row], *, suite: Suite, trials: int, model: str | None,
                    for agent in agents},
         "categories": {agent: {category: _totals([r for r in rows if r.agent == agent
                                                   and r.category == category], trials)
-                               for category in sorted({r.category for r in rows})}
+                               for category in sorted({r.category for r in rows
+                                                       if r.agent == agent})}
                        for agent in agents},
     }
 
