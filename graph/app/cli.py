@@ -480,8 +480,10 @@ def eval_suite(
         raise typer.Exit(EXIT_CONFIG)
     try:
         loaded = load_suite(*([suite] if suite else []), strict=strict)
-    except SuiteError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    except SuiteError as exc:  # one line, as written (its brackets are not markup)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
     for line in echoed_facts(loaded):
         err.print(f"[yellow]warning:[/] {line}", markup=True, highlight=False, soft_wrap=True)
@@ -504,7 +506,7 @@ def eval_suite(
         from graph.app.eval.variants import variants
 
         chosen = [v.as_task(settings.out_dir / "variants") for t in chosen
-                  for v in variants(t, loaded)]
+                  for v in variants(t, loaded.env.variations)]
     quiet = as_json
 
     def started(job: Any) -> None:

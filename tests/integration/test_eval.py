@@ -50,7 +50,7 @@ async def test_reference_plans_pass_and_a_broken_variant_of_each_fails(tmp_path)
     All run at once. (Every variant of every task: `duet eval --broken`, in docs/eval.md.)"""
     broken, used = [], dict.fromkeys(KINDS, 0)
     for task in SUITE.tasks:
-        options = variants(task, SUITE)
+        options = variants(task, SUITE.env.variations)
         if task.id == "lookup-overdue-count":
             # The task whose fixtures were changed: the seed has 3 open and 3 overdue
             # invoices, so a count of the open ones gave the right answer.

@@ -52,7 +52,7 @@ async def test_results_page_renders_the_runs_and_their_checks_in_chromium(browse
     # requests are what `open_page` recorded
     suite = load_suite()
     task = suite.select("write-mark-paid")[0]
-    drop = next(v for v in variants(task, suite) if v.kind == "drop")
+    drop = next(v for v in variants(task, suite.env.variations) if v.kind == "drop")
     out = tmp_path / "eval"
     rows = await run_suite(suite, [task, drop.as_task(tmp_path / "variants")], ["nova-duet"],
                            AgentSettings(out_dir=out, context={"step_screenshots": False}))

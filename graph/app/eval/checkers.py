@@ -19,50 +19,45 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from agentevals.trajectory.match import create_trajectory_match_evaluator
 from openevals.exact import exact_match
 
+if TYPE_CHECKING:
+    from graph.app.eval.environment import Rows, Table, Write
+
 Result = dict[str, Any]
-# Tables whose rows have a key of their own; notes are compared as the rows added.
-KEYS = {"customers": "id", "orders": "id", "invoices": "id", "profiles": "customer_id",
-        "notes": "id"}
 
 
-def state_changes(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> dict[str, Any]:
-    """The difference between two snapshots (`demo_site.db.Store.snapshot`): per table the
-    rows changed (id -> changed columns), added, removed, and `written` (the rows that were
-    there before and got a logged write, changed or not); and how many times each row was
-    written (`writes`, "table:id" -> count) during the run."""
-    seen = {row["id"] for row in before.get("writes", [])}
-    logged = [w for w in after.get("writes", []) if w["id"] not in seen]
+def state_changes(before: Rows, after: Rows, tables: Mapping[str, Table],
+                  writes: Iterable[Write]) -> dict[str, Any]:
+    """The difference between two snapshots of an environment's `tables`
+    (`Instance.snapshot`): per table the rows changed (key -> changed columns), added
+    (without the columns the system fills), removed, and `written` (the rows that were
+    there before and got a write, changed or not); and how many times each row was written
+    (`writes`, "table:key" -> count) during the run (`Instance.writes`)."""
+    writes = list(writes)
     changes: dict[str, Any] = {}
-    for table, key in KEYS.items():
-        old = {str(row[key]): row for row in before.get(table, [])}
-        new = {str(row[key]): row for row in after.get(table, [])}
+    for table, spec in tables.items():
+        old = {str(row[spec.key]): row for row in before.get(table, [])}
+        new = {str(row[spec.key]): row for row in after.get(table, [])}
         changed = {}
         for row_id in old.keys() & new.keys():
             diff = {col: value for col, value in new[row_id].items()
                     if old[row_id].get(col) != value}
             if diff:
                 changed[row_id] = diff
-        added = [_without(new[i], key if table == "notes" else None)
+        added = [{col: value for col, value in new[i].items() if col not in spec.generated}
                  for i in new.keys() - old.keys()]
         removed = sorted(old.keys() - new.keys())
-        written = sorted({str(w["row_id"]) for w in logged if w["entity"] == table}
-                         & old.keys())
+        written = sorted({w["row"] for w in writes if w["table"] == table} & old.keys())
         if changed or added or removed or written:
             changes[table] = {"changed": changed, "added": added, "removed": removed,
                               "written": written}
-    changes["writes"] = dict(Counter(f"{w['entity']}:{w['row_id']}" for w in logged))
+    changes["writes"] = dict(Counter(f"{w['table']}:{w['row']}" for w in writes))
     return changes
-
-
-def _without(row: dict[str, Any], key: str | None) -> dict[str, Any]:
-    # Generated columns (a note's id, idempotency key, time) say nothing about the task.
-    drop = {key, "idempotency_key", "created_at"}
-    return {col: value for col, value in row.items() if col not in drop}
 
 
 def _result(key: str, problems: list[str]) -> Result:

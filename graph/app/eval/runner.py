@@ -1,11 +1,13 @@
-"""Run a suite: every task, agent and trial on a fresh database and its own thread, in
-parallel up to `concurrency`; score each run with the checkers; sum up per agent and per
-category; write the results as JSON and Markdown. (`graph.app.eval.evaluate` runs a suite
-locally or as LangSmith experiments; this module does not know LangSmith.)
+"""Run a suite: every task, agent and trial on a fresh instance of the suite's environment
+and its own thread, in parallel up to `concurrency`; score each run with the checkers; sum
+up per agent and per category; write the results as JSON and Markdown.
+(`graph.app.eval.evaluate` runs a suite locally or as LangSmith experiments; this module
+does not know LangSmith.)
 
-A run's site is the demo CRM (`demo_site`) served on a free loopback port over a database
-seeded with the default seed plus the task's fixtures. The state checker compares the
-database after the run with its snapshot before it.
+A run's instance is started from the task's fixtures (`Environment.start`) and stopped
+after the run; the state checker compares its snapshot after the run with the one before,
+and counts the writes it received (`graph.app.eval.environment`). Nothing here knows which
+system that is.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from graph.app.eval.agents import AgentSettings, Outcome, run_nova_duet, run_react
+from graph.app.eval.agents import AgentSettings, Outcome, Run, run_nova_duet, run_react
 from graph.app.eval.checkers import run_checkers, state_changes
 from graph.app.eval.suite import EvalTask, Suite
 
@@ -67,38 +69,28 @@ def outputs_of(outcome: Outcome, changes: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row, dict[str, Any]]:
-    """Run one job on its own site and database; return its row and its outputs."""
-    from demo_site import serve
-    from demo_site.db import Store
-
+    """Run one job on its own instance of the suite's environment; return its row and its
+    outputs."""
+    environment = suite.env
     name = f"{job.task.id}-{job.agent}-{job.trial}"
     folder = settings.out_dir / "sites" / name
     folder.mkdir(parents=True, exist_ok=True)
-    db_path = folder / "crm.sqlite"
-    db_path.unlink(missing_ok=True)
-
-    def seeded() -> Store:
-        store = Store(db_path)
-        store.seed(job.task.fixtures)
-        return store
-
-    store = await asyncio.to_thread(seeded)
-    before = await asyncio.to_thread(store.snapshot)
     clock = time.perf_counter()
-    site = serve(db_path)
-    url = await asyncio.to_thread(site.__enter__)
+    instance = await environment.start(job.task.fixtures, folder)
     try:
-        text = job.task.text(suite.preamble, url)
+        before = await instance.snapshot()
+        run = Run(job.task, instance, mcp_config(instance.mcp_servers, settings, folder))
+        text = job.task.text(suite.preamble, instance.variables)
         if job.agent == "react":
             transcript = settings.out_dir / "transcripts" / f"{name}.json"
-            outcome = await run_react(job.task, text, url, settings, transcript)
+            outcome = await run_react(run, text, settings, transcript)
         else:
-            outcome = await run_nova_duet(job.task, text, url, settings,
-                                          checkpointer_url(folder))
+            outcome = await run_nova_duet(run, text, settings, checkpointer_url(folder))
     finally:
-        await asyncio.to_thread(site.__exit__, None, None, None)
+        await instance.stop()
     wall = time.perf_counter() - clock
-    changes = state_changes(before, await asyncio.to_thread(store.snapshot))
+    changes = state_changes(before, await instance.snapshot(), environment.tables,
+                            await instance.writes())
     outputs = outputs_of(outcome, changes)
     checks = {r["key"]: {"score": bool(r["score"]), "comment": r["comment"]}
               for r in run_checkers(outputs, job.task.checkers.model_dump(mode="json"))}
@@ -127,6 +119,32 @@ async def attempt_job(job: Job, suite: Suite, settings: AgentSettings
                    status="error", steps=0, calls=0, tokens_in=0, tokens_out=0, cost_usd=0.0,
                    wall_s=round(time.perf_counter() - clock, 3), report=None,
                    error=error), {"status": "error", "reason": error}
+
+
+def mcp_config(servers: dict[str, dict[str, Any]], settings: AgentSettings,
+               folder: Path) -> str | None:
+    """The MCP config of a run: the instance's servers and those of the caller's
+    `mcp_config` (`--mcp`) as one file in the run's folder; the caller's file as it is
+    when the instance has none."""
+    mine = settings.context.get("mcp_config")
+    if not servers:
+        return mine
+    from tools.mcp import MCPConfigError
+
+    joined = dict(servers)
+    if mine:
+        try:
+            theirs = json.loads(Path(mine).read_text(encoding="utf-8"))["mcpServers"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise MCPConfigError(f"cannot read the MCP config {mine!r}: {exc}") from None
+        if clash := sorted(joined.keys() & theirs.keys()):
+            raise MCPConfigError(f"the MCP config {mine!r} names the environment's own "
+                                 f"servers {clash}")
+        joined |= theirs
+    path = folder / "mcp.json"
+    path.touch(mode=0o600)  # the caller's servers' env and headers may hold secrets
+    path.write_text(json.dumps({"mcpServers": joined}, indent=1), encoding="utf-8")
+    return str(path)
 
 
 def check_model(settings: AgentSettings) -> None:

@@ -1,10 +1,13 @@
 """The task file format of `duet eval`: a suite of tasks, each with fixtures, a task text,
 a reference plan and its checkers (YAML; `demo_site/eval/crm.yaml` is the example).
 
-A suite file holds a `preamble` (said before every task: where the site is and how its API
-works; `{site}` is the site's base URL), optional `defaults` (merged into every task's
-`limits`), and `tasks`. Loading checks the whole file against these models and that every
-reference plan exists, so a typo fails before any run.
+A suite file names its `environment` (`module:attribute`, the system its tasks run
+against: `graph.app.eval.environment`; the demo CRM by default), holds a `preamble` (said
+before every task: where the system is and how to use it; `{site}` and the environment's
+other variables are filled in), optional `defaults` (merged into every task's `limits`),
+and `tasks`. Loading checks the whole file against these models, that every reference plan
+exists, and every task's fixtures against the environment's tables, so a typo fails before
+any run.
 """
 
 from __future__ import annotations
@@ -14,9 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from graph.app.eval.checkers import fact_pattern
+from graph.app.eval.environment import (
+    Environment,
+    EnvironmentConfigError,
+    fixture_problem,
+    load_environment,
+)
 
 Fact = str | int | float | dict[str, list[str | int | float]]
 
@@ -96,32 +105,37 @@ class EvalTask(Strict):
     checkers: Checkers = Field(default_factory=Checkers)
     context: dict[str, Any] = Field(default_factory=dict)
 
-    def text(self, preamble: str, site: str) -> str:
-        """The task as the agent reads it: the preamble, then the task, with `{site}` filled."""
-        return f"{preamble.strip()}\n\n{self.task.strip()}".replace("{site}", site).strip()
-
-
-class Probes(Strict):
-    """Writes the broken variants add to a reference plan (`graph.app.eval.variants`), in
-    the plan step format (`{{ site }}` allowed): a write to a record no task names
-    (`stray_write`), and one that sets a record to the value it already has
-    (`same_value_write`). They are the suite's, because only the suite knows its system's
-    records; a kind whose probe is not given is not made."""
-
-    stray_write: dict[str, Any] | None = None
-    same_value_write: dict[str, Any] | None = None
+    def text(self, preamble: str, variables: dict[str, str]) -> str:
+        """The task as the agent reads it: the preamble, then the task, with each of the
+        instance's variables (`{site}`...) filled in."""
+        text = f"{preamble.strip()}\n\n{self.task.strip()}"
+        for name, value in variables.items():
+            text = text.replace(f"{{{name}}}", value)
+        return text.strip()
 
 
 class Suite(Strict):
-    """A loaded suite: its tasks, with reference plan paths made absolute."""
+    """A loaded suite: its environment, and its tasks with reference plan paths made
+    absolute."""
 
     name: str
     description: str = ""
+    environment: str = "demo_site.environment:make"
     preamble: str = ""
     defaults: LimitsCheck | None = None
-    probes: Probes = Field(default_factory=Probes)
     tasks: list[EvalTask]
     path: Path | None = None
+    _environment: Environment | None = PrivateAttr(default=None)
+
+    @property
+    def env(self) -> Environment:
+        """The environment the suite names (loaded once)."""
+        if self._environment is None:
+            try:
+                self._environment = load_environment(self.environment)
+            except EnvironmentConfigError as exc:
+                raise SuiteError(str(exc)) from None
+        return self._environment
 
     def select(self, pattern: str | None) -> list[EvalTask]:
         """The tasks whose id or category matches the glob `pattern` (all without one;
@@ -210,6 +224,8 @@ def load_suite(path: str | Path = DEFAULT_SUITE, *, strict: bool = False) -> Sui
         task.plan = (path.parent / task.plan).resolve()
         if not task.plan.is_file():
             raise SuiteError(f"task {task.id!r}: no reference plan at {task.plan}")
+        if problem := fixture_problem(suite.env, task.fixtures):
+            raise SuiteError(f"task {task.id!r}: {problem}")
     if strict and (echoed := echoed_facts(suite)):
         raise SuiteError(f"{path.name}: {echoed[0]}" + (
             f" (and {len(echoed) - 1} more)" if len(echoed) > 1 else ""))
