@@ -119,8 +119,9 @@ def load_environment(spec: str) -> Environment:
         if not hasattr(found, part):
             raise EnvironmentConfigError(f"environment {spec!r}: {module_name} has no {attribute}")
         found = getattr(found, part)
-    environment = found if isinstance(found, Environment) else (
-        found() if callable(found) else found)
+    # A class or a function makes the environment; anything else is one.
+    environment = found() if isinstance(found, type) or (
+        callable(found) and not isinstance(found, Environment)) else found
     if not isinstance(environment, Environment):
         raise EnvironmentConfigError(f"environment {spec!r} is not an Environment (it needs name, "
                                "tables, variations and start)")

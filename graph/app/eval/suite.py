@@ -220,11 +220,12 @@ def load_suite(path: str | Path = DEFAULT_SUITE, *, strict: bool = False) -> Sui
     ids = [t.id for t in suite.tasks]
     if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
         raise SuiteError(f"the suite {str(path)!r} repeats task ids {duplicates}")
+    environment = suite.env  # an environment that does not load fails here, not mid-eval
     for task in suite.tasks:
         task.plan = (path.parent / task.plan).resolve()
         if not task.plan.is_file():
             raise SuiteError(f"task {task.id!r}: no reference plan at {task.plan}")
-        if problem := fixture_problem(suite.env, task.fixtures):
+        if problem := fixture_problem(environment, task.fixtures):
             raise SuiteError(f"task {task.id!r}: {problem}")
     if strict and (echoed := echoed_facts(suite)):
         raise SuiteError(f"{path.name}: {echoed[0]}" + (
