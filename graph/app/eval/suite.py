@@ -169,14 +169,16 @@ def one_line(exc: ValidationError, data: dict[str, Any]) -> str:
         where = where[2:]
     field = ".".join(str(part) for part in where) or "(the suite)"
     kind, context = error["type"], error.get("ctx") or {}
+    given = repr(error.get("input"))
+    given = given if len(given) <= 80 else given[:77] + "..."
     if kind == "missing":
         said = "is required"
     elif kind == "extra_forbidden":
         said = "is not a known field"
     elif kind == "literal_error":
-        said = f"is {error.get('input')!r}; allowed: {context.get('expected')}"
+        said = f"is {given}; allowed: {context.get('expected')}"
     else:
-        said = f"is {error.get('input')!r}: {error['msg'].lower()}"
+        said = f"is {given}: {error['msg'].lower()}"
     more = len(exc.errors()) - 1
     return f"{task}{field} {said}" + (f" (and {more} more problem(s))" if more else "")
 
