@@ -17,8 +17,9 @@ import pytest
 from graph import Decision, Plan, Step
 from graph.app.eval import AgentSettings, load_suite, run_suite
 from graph.app.eval.checkers import check_answer, check_state
+from graph.app.eval.compare import CompareError, load_results
 from graph.app.eval.runner import summarize
-from graph.app.eval.suite import echoed_facts
+from graph.app.eval.suite import SuiteError, echoed_facts
 from graph.app.eval.variants import variants
 from tests.fixtures.converse import text, tool_input
 
@@ -248,10 +249,10 @@ def test_cli_a_bad_suite_says_one_line_naming_the_task_and_field(tmp_path):
         "chekers: {}": "task 'tier': chekers is not a known field",
     }
     for line, said in cases.items():
-        suite = _suite(tmp_path, TIER + f"    {line}\n")
-        out = _duet("eval", "--reference", "--suite", str(suite), "--out", str(tmp_path / "o"))
-        assert out.returncode == 2, out.stdout + out.stderr
-        assert out.stderr.strip().splitlines() == [f"error: mine.yaml: {said}"]
+        with pytest.raises(SuiteError) as raised:
+            load_suite(_suite(tmp_path, TIER + f"    {line}\n"))
+        assert str(raised.value) == f"mine.yaml: {said}"
+    # The command prints it as the one line it is, and exits 2 before any run.
     missing = _suite(tmp_path, TIER.replace("    category: lookup\n", ""))
     out = _duet("eval", "--reference", "--suite", str(missing), "--out", str(tmp_path / "o"))
     assert out.returncode == 2
@@ -267,7 +268,8 @@ def test_an_answer_fact_the_question_states_is_a_warning_or_with_strict_an_error
     assert warned.returncode == 0 and said in " ".join(warned.stderr.split())
     strict = _duet("eval", "--reference", "--strict", "--suite", str(suite), "--out",
                    str(tmp_path / "s"))
-    assert strict.returncode == 2 and said in strict.stderr
+    assert strict.returncode == 2 and said in " ".join(strict.stderr.split())
+    assert not (tmp_path / "s").exists()  # before any run
     assert echoed_facts(SUITE) == []  # the CRM suite has none
     # The offline answer does not repeat the task or preamble (it would state `bronze`).
     row = json.loads((tmp_path / "w" / "results.json").read_text())["tasks"][0]
@@ -295,21 +297,22 @@ def test_a_run_that_raises_is_a_failed_row_and_the_results_are_written(tmp_path)
     assert "UNIQUE constraint failed" in (tmp_path / "out" / "results.md").read_text()
 
 
-def test_compare_names_the_regression_of_a_broken_reference_plan_and_exits_1(tmp_path):
+async def test_compare_names_the_regression_of_a_broken_reference_plan_and_exits_1(tmp_path):
     import shutil
+
+    from graph.app.eval import run_eval
 
     crm = tmp_path / "crm"
     shutil.copytree(SUITE.path.parent, crm)
     tasks = "lookup-tier,write-mark-paid"
-    old = _duet("eval", "--reference", "--suite", str(crm / "crm.yaml"), "--tasks", tasks,
-                "--out", str(tmp_path / "old"))
-    assert old.returncode == 0, old.stderr
-    # Break one reference plan: invoice 1005 is no longer marked paid.
-    plan = crm / "plans" / "write-mark-paid.yaml"
-    plan.write_text(plan.read_text().replace("invoices/1005", "invoices/1008"))
-    new = _duet("eval", "--reference", "--suite", str(crm / "crm.yaml"), "--tasks", tasks,
-                "--out", str(tmp_path / "new"))
-    assert new.returncode == 1
+    for side in ("old", "new"):
+        if side == "new":  # break one reference plan: invoice 1005 is no longer marked paid
+            plan = crm / "plans" / "write-mark-paid.yaml"
+            plan.write_text(plan.read_text().replace("invoices/1005", "invoices/1008"))
+        suite = load_suite(crm / "crm.yaml")
+        _, rows, _ = await run_eval(suite, suite.select(tasks), ["nova-duet"],
+                                    AgentSettings(out_dir=tmp_path / side))
+        assert [r.passed for r in rows] == [True, side == "old"]
     out = _duet("eval", "--compare", str(tmp_path / "old"), str(tmp_path / "new" /
                                                                 "results.json"),
                 "--out", str(tmp_path / "cmp"))
@@ -321,8 +324,8 @@ def test_compare_names_the_regression_of_a_broken_reference_plan_and_exits_1(tmp
     back = _duet("eval", "--compare", str(tmp_path / "new"), str(tmp_path / "old"))
     assert back.returncode == 0 and "fail -> pass" in back.stdout
     assert (tmp_path / "old" / "comparison.md").is_file()  # beside NEW without --out
-    bad = _duet("eval", "--compare", str(tmp_path / "old"), str(tmp_path / "nowhere"))
-    assert bad.returncode == 2 and "cannot read the results" in bad.stderr
+    with pytest.raises(CompareError, match="cannot read the results"):  # exit 2
+        load_results(tmp_path / "nowhere")
 
 
 def test_cli_without_credentials_stops_before_any_work(tmp_path):
