@@ -449,8 +449,8 @@ def eval_suite(
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting of every run (repeat it), as for "
                       "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
-    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (nova-duet runs; the ReAct "
-                                                  "baseline has the built-in tools)")] = None,
+    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (both agents, with the "
+                                                  "environment's own servers)")] = None,
     strict: Annotated[bool, typer.Option(help="An answer fact the task or preamble already "
                                               "states is an error, not a warning.")] = False,
     broken: Annotated[bool, typer.Option(help="Run every broken variant of each task's "

@@ -47,7 +47,7 @@ def test_the_tickets_suite_is_its_own_system():
 async def test_tickets_reference_plans_pass_and_a_broken_variant_of_each_fails(tmp_path):
     """The tracker's reference plans pass every checker; one broken variant per task (a kind
     not yet picked, where the task has one) fails one. Each run has its own server process,
-    stopped after it. (All 28 variants: `python /tmp`-free, see docs/eval.md.)"""
+    stopped after it. (Every variant of every task, 28, fails as well: docs/eval.md.)"""
     broken: list = []
     for index, task in enumerate(TICKETS.tasks):
         options = variants(task, TICKETS.env.variations)
@@ -112,6 +112,22 @@ async def test_react_gets_the_environments_mcp_tools(converse, tmp_path):
     assert converse.script == [] and converse.invalid == []
     listed = json.dumps(converse.requests[0]["toolConfig"])
     assert "tickets_set_status" in listed and "tickets_list_tickets" in listed
+
+
+def test_a_runs_mcp_config_joins_the_environments_servers_and_the_callers(tmp_path):
+    from graph.app.eval.runner import mcp_config
+    from tools.mcp import MCPConfigError, read_config
+
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"mcpServers": {"files": {"url": "http://127.0.0.1:9/mcp"}}}))
+    settings = AgentSettings(context={"mcp_config": str(mine)})
+    own = {"tickets": {"transport": "http", "url": "http://127.0.0.1:8/mcp"}}
+    assert mcp_config({}, settings, tmp_path) == str(mine)  # none of its own: the caller's
+    joined = mcp_config(own, settings, tmp_path)
+    assert sorted(c.name for c in read_config(joined)) == ["files", "tickets"]
+    assert Path(joined).stat().st_mode & 0o077 == 0  # the caller's env and headers: private
+    with pytest.raises(MCPConfigError, match=r"names the environment's own servers \['files'\]"):
+        mcp_config({"files": own["tickets"]}, settings, tmp_path / "clash")
 
 
 @pytest.mark.parametrize(("fixtures", "said"), [
