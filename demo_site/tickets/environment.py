@@ -27,12 +27,19 @@ STOP_SECONDS = 5.0
 
 VARIATIONS = Variations(
     values={"status": STATUSES, "assignee": ("ana", "ben", "chen", "dita"),
-            "priority": PRIORITIES},
+            "priority": PRIORITIES,
+            # The seed's requesters: a read of another one's tickets is a `wrong_filter`.
+            "requester": ("mara@shop.example", "li@ledger.example", "omar@data.example",
+                          "zoe@web.example")},
     record_args=("ticket",),
     id_ranges=((101, 108),),  # the default seed's tickets
     stray_write={"id": "stray", "tool": "tickets_set_status", "side_effects": True,
                  "description": "A write the task did not ask for.",
                  "args": {"ticket": 106, "status": "open"}},
+    # Ticket 106 is closed in the seed, and no fixture adds to it.
+    same_value_write={"id": "same_value", "tool": "tickets_set_status", "side_effects": True,
+                      "description": "A write that leaves the ticket as it was.",
+                      "args": {"ticket": 106, "status": "closed"}},
 )
 
 

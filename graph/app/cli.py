@@ -512,27 +512,42 @@ def eval_suite(
                       "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
     mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (both agents, with the "
                                                   "environment's own servers)")] = None,
+    strict: Annotated[bool, typer.Option(help="An answer fact the task or preamble already "
+                                              "states is an error, not a warning.")] = False,
+    broken: Annotated[bool, typer.Option(help="Run every broken variant of each task's "
+                                              "reference plan (no model); exit 1 when one "
+                                              "passes its checkers.")] = False,
+    compare: Annotated[tuple[Path, Path] | None, typer.Option(
+        metavar="OLD NEW", help="Compare two evals (results folders or JSON files) instead "
+                                "of running one; exit 1 on any regression.")] = None,
 ) -> None:
     """Run a task suite and score each run (state, answer, limits, tools); print a table per
-    agent and category, write JSON and Markdown."""
+    agent and category, write JSON, Markdown and HTML. Exit 1 below --min-pass, or when a
+    reference plan fails."""
     from datetime import UTC, datetime
 
     from graph.app.eval import AgentSettings, SuiteError, load_suite, run_eval
     from graph.app.eval.runner import headers, lowest_pass, table_rows
+    from graph.app.eval.suite import echoed_facts
     from graph.context import DEFAULT_MODEL
     from graph.reasoning import ConfigurationError
 
+    if compare and compare[0] is not None:
+        _compare_evals(*compare, out)
+    reference = reference or broken
     if reference and agent != "nova-duet":
         err.print("[red]error:[/] reference plans are plan files for nova-duet: use "
                   "--reference with --agent nova-duet")
         raise typer.Exit(EXIT_CONFIG)
     try:
-        loaded = load_suite(suite) if suite else load_suite()
+        loaded = load_suite(*([suite] if suite else []), strict=strict)
     except SuiteError as exc:  # one line, as written (its brackets are not markup)
         from rich.markup import escape
 
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
+    for line in echoed_facts(loaded):
+        err.print(f"[yellow]warning:[/] {line}", markup=True, highlight=False, soft_wrap=True)
     try:
         context = parse_settings(setting)
     except SettingError as exc:
@@ -548,6 +563,11 @@ def eval_suite(
     settings = AgentSettings(model=None if reference else (model or DEFAULT_MODEL),
                              context=context, out_dir=out or duet_home() / "eval" / stamp)
     agents = ["nova-duet", "react"] if agent == "both" else [agent]
+    if broken:
+        from graph.app.eval.variants import variants
+
+        chosen = [v.as_task(settings.out_dir / "variants") for t in chosen
+                  for v in variants(t, loaded.env.variations)]
     quiet = as_json
 
     def started(job: Any) -> None:
@@ -582,9 +602,38 @@ def eval_suite(
         for cells in table_rows(summary):
             table.add_row(*cells)
         console.print(table)
-        console.print(f"results: {paths[0]}\n         {paths[1]}", markup=False,
+        console.print("results: " + "\n         ".join(map(str, paths)), markup=False,
                       highlight=False, soft_wrap=True)
+    if broken:
+        vacuous = [r.task for r in rows if r.passed]
+        said = (f"[red]broken plans that passed:[/] {', '.join(vacuous)}" if vacuous else
+                f"[green]every broken plan failed a checker[/] ({len(rows)})")
+        err.print(said, markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(1 if vacuous else 0)
+    if reference and (failed := [r.task for r in rows if not r.passed]):
+        # A reference plan that fails means the task and its checkers disagree.
+        err.print(f"[red]reference plans failed:[/] {', '.join(failed)}", markup=True,
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     raise typer.Exit(0 if lowest_pass(summary) >= min_pass else 1)
+
+
+def _compare_evals(old: Path, new: Path, out: Path | None) -> None:
+    """`duet eval --compare OLD NEW`: print and write the comparison; exit 1 on any
+    regression, 2 when a side is not a results folder or file."""
+    from graph.app.eval.compare import CompareError, compare, load_results, markdown
+
+    try:
+        comparison = compare(load_results(old), load_results(new))
+    except CompareError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    text = markdown(comparison, str(old), str(new))
+    folder = out or (new if new.is_dir() else new.parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "comparison.md").write_text(text, encoding="utf-8")
+    typer.echo(text + f"\ncomparison: {folder / 'comparison.md'}")
+    raise typer.Exit(1 if comparison.regressions else 0)
 
 
 DEMO_TASK = ("Follow up every overdue invoice in the CRM: add a reminder note to each "

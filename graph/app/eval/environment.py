@@ -41,13 +41,16 @@ class Variations:
     """What the broken variants of this environment's plans are made of
     (`graph.app.eval.variants`): the values an argument cycles through for `wrong_value`
     (`status`: the statuses), the argument names that pick a record (`other_record` aims
-    them at another one), the seeded id ranges a record id moves within, and a step that
-    writes to a record no task names (`stray_write`; None: that kind does not apply)."""
+    them at another one), the seeded id ranges a record id moves within, a step that
+    writes to a record no task names (`stray_write`), and one that sets a record to the
+    value it has in every task's seed (`same_value_write`: a write that changes nothing is
+    still a write the task did not ask for). None: that kind does not apply."""
 
     values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     record_args: tuple[str, ...] = ()
     id_ranges: tuple[tuple[int, int], ...] = ()
     stray_write: Mapping[str, Any] | None = None
+    same_value_write: Mapping[str, Any] | None = None
 
 
 class Write(TypedDict):

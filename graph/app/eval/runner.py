@@ -1,6 +1,8 @@
 """Run a suite: every task, agent and trial on a fresh instance of the suite's environment
 and its own thread, in parallel up to `concurrency`; score each run with the checkers; sum
 up per agent and per category; write the results as JSON and Markdown.
+(`graph.app.eval.evaluate` runs a suite locally or as LangSmith experiments; this module
+does not know LangSmith.)
 
 A run's instance is started from the task's fixtures (`Environment.start`) and stopped
 after the run; the state checker compares its snapshot after the run with the one before,
@@ -48,6 +50,7 @@ class Row:
     thread: str | None = None
     answer: str = field(default="", repr=False)
     tokens_cached: int = 0  # of tokens_in, those read from the prompt cache
+    error: str | None = None
 
 
 @dataclass
@@ -101,6 +104,23 @@ async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row,
               thread=outcome.thread, answer=outcome.answer,
               tokens_cached=usage.cache_read_tokens)
     return row, outputs
+
+
+async def attempt_job(job: Job, suite: Suite, settings: AgentSettings
+                      ) -> tuple[Row, dict[str, Any]]:
+    """`run_job`, with a run that raises (a bad fixture, a site that did not start, a bug)
+    made a failed row that carries its error: one run's fault must not lose the others'."""
+    clock = time.perf_counter()
+    try:
+        return await run_job(job, suite, settings)
+    except Exception as exc:  # noqa: BLE001 - any fault of one run is that run's result
+        error = f"{type(exc).__name__}: {exc}"
+        return Row(task=job.task.id, category=job.task.category, agent=job.agent,
+                   trial=job.trial, passed=False,
+                   checks={"run": {"score": False, "comment": f"the run raised {error}"}},
+                   status="error", steps=0, calls=0, tokens_in=0, tokens_out=0, cost_usd=0.0,
+                   wall_s=round(time.perf_counter() - clock, 3), report=None,
+                   error=error), {"status": "error", "reason": error}
 
 
 def mcp_config(servers: dict[str, dict[str, Any]], settings: AgentSettings,
@@ -175,7 +195,7 @@ async def run_suite(
     async def one(job: Job) -> Row:
         async with slots:
             on_start(job)
-            row, _ = await run_job(job, suite, settings)
+            row, _ = await attempt_job(job, suite, settings)
             on_row(row)
             return row
 
@@ -234,7 +254,8 @@ def summarize(rows: list[Row], *, suite: Suite, trials: int, model: str | None,
                    for agent in agents},
         "categories": {agent: {category: _totals([r for r in rows if r.agent == agent
                                                   and r.category == category], trials)
-                               for category in sorted({r.category for r in rows})}
+                               for category in sorted({r.category for r in rows
+                                                       if r.agent == agent})}
                        for agent in agents},
     }
 
@@ -309,26 +330,3 @@ def write_results(out_dir: Path, summary: dict[str, Any], rows: list[Row]) -> tu
 def as_json(summary: dict[str, Any], rows: list[Row]) -> dict[str, Any]:
     """The `--json` object: the summary and one row per task, agent and trial."""
     return {"summary": summary, "tasks": [asdict(row) for row in rows]}
-
-
-async def run_eval(
-    suite: Suite, tasks: list[EvalTask], agents: list[str], settings: AgentSettings, *,
-    trials: int = 1, concurrency: int = 4,
-    on_start: Callable[[Job], None] = lambda job: None,
-    on_row: Callable[[Row], None] = lambda row: None,
-) -> tuple[dict[str, Any], list[Row], tuple[Path, Path]]:
-    """`duet eval`: run the suite (as LangSmith experiments when `LANGSMITH_API_KEY` is
-    set, locally otherwise: the same runs and checkers), sum up, write the results.
-    Returns the summary, the rows and the paths of `results.json` and `results.md`."""
-    from graph.app.eval.langsmith import langsmith_enabled, run_experiments
-
-    clock = time.perf_counter()
-    if langsmith_enabled():
-        rows = await run_experiments(suite, tasks, agents, settings, trials=trials,
-                                     concurrency=concurrency, on_start=on_start, on_row=on_row)
-    else:
-        rows = await run_suite(suite, tasks, agents, settings, trials=trials,
-                               concurrency=concurrency, on_start=on_start, on_row=on_row)
-    summary = summarize(rows, suite=suite, trials=trials, model=settings.model,
-                        wall_s=time.perf_counter() - clock)
-    return summary, rows, write_results(settings.out_dir, summary, rows)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from graph.app.eval.checkers import fact_pattern
 from graph.app.eval.environment import (
     Environment,
     EnvironmentConfigError,
@@ -154,8 +155,54 @@ class SuiteError(ValueError):
 DEFAULT_SUITE = Path(__file__).resolve().parents[3] / "demo_site" / "eval" / "crm.yaml"
 
 
-def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
-    """Read and check a suite file; raises `SuiteError` saying what is wrong."""
+def one_line(exc: ValidationError, data: dict[str, Any]) -> str:
+    """The first validation problem as a person reads it: which task, which field, and
+    what is allowed there (not pydantic's dump)."""
+    error = exc.errors()[0]
+    where = list(error["loc"])
+    task = ""
+    if len(where) >= 2 and where[0] == "tasks" and isinstance(where[1], int):
+        tasks = data.get("tasks") or []
+        entry = tasks[where[1]] if where[1] < len(tasks) else {}
+        task = f"task {entry.get('id', '#' + str(where[1] + 1))!r}: " if isinstance(
+            entry, dict) else f"task #{where[1] + 1}: "
+        where = where[2:]
+    field = ".".join(str(part) for part in where) or "(the suite)"
+    kind, context = error["type"], error.get("ctx") or {}
+    given = repr(error.get("input"))
+    given = given if len(given) <= 80 else given[:77] + "..."
+    if kind == "missing":
+        said = "is required"
+    elif kind == "extra_forbidden":
+        said = "is not a known field"
+    elif kind == "literal_error":
+        said = f"is {given}; allowed: {context.get('expected')}"
+    else:
+        said = f"is {given}: {error['msg'].lower()}"
+    more = len(exc.errors()) - 1
+    return f"{task}{field} {said}" + (f" (and {more} more problem(s))" if more else "")
+
+
+def echoed_facts(suite: Suite) -> list[str]:
+    """Answer facts an answer can state by repeating its question: a `must` fact found in
+    the preamble or the task always passes for an agent that echoes them, and a `must_not`
+    one always fails. One line per fact, naming the task."""
+    found = []
+    for task in suite.tasks:
+        said = f"{suite.preamble}\n{task.task}"
+        for key in ("must", "must_not"):
+            for fact in getattr(task.checkers.answer, key):
+                options = fact["any"] if isinstance(fact, dict) else [fact]
+                if echoed := [o for o in options if fact_pattern(o).search(said)]:
+                    found.append(f"task {task.id!r}: answer.{key} fact {echoed[0]!r} is in "
+                                 "the task or the preamble, so repeating them states it")
+    return found
+
+
+def load_suite(path: str | Path = DEFAULT_SUITE, *, strict: bool = False) -> Suite:
+    """Read and check a suite file; raises `SuiteError` saying what is wrong. Answer facts
+    the task or preamble already state (`echoed_facts`) are an error with `strict`; without
+    it the caller warns about them (`echoed_facts(suite)`)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -171,7 +218,7 @@ def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
     try:
         suite = Suite.model_validate({**data, "path": path})
     except ValidationError as exc:
-        raise SuiteError(f"the suite {str(path)!r} is not valid: {exc}") from None
+        raise SuiteError(f"{path.name}: {one_line(exc, data)}") from None
     ids = [t.id for t in suite.tasks]
     if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
         raise SuiteError(f"the suite {str(path)!r} repeats task ids {duplicates}")
@@ -182,4 +229,7 @@ def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
             raise SuiteError(f"task {task.id!r}: no reference plan at {task.plan}")
         if problem := fixture_problem(environment, task.fixtures):
             raise SuiteError(f"task {task.id!r}: {problem}")
+    if strict and (echoed := echoed_facts(suite)):
+        raise SuiteError(f"{path.name}: {echoed[0]}" + (
+            f" (and {len(echoed) - 1} more)" if len(echoed) > 1 else ""))
     return suite

@@ -5,12 +5,18 @@ Kinds, made from the reference plan itself:
 - `drop`: a write left out; `double`: a write done twice (a second step);
 - `wrong_value`: a write with another value (a status, a note's text);
 - `other_record`: a write, or for a task that only reads its read, aimed at another record;
-- `stray_write`: an extra write to a record the task does not name;
+- `wrong_filter`: for a task that only reads, its first filtered read with another value of
+  a filter (`?status=open` for `?status=overdue`, another customer), one variant per value
+  that the suite's plans give that filter: a task whose answer also comes from a wrong
+  read (the same count for two statuses) does not discriminate;
+- `stray_write`: an extra write to a record the task does not name (the suite's probe);
+- `same_value_write`: an extra write that leaves its record as it was (the suite's probe);
 - `approve`: for a task whose writes must be refused, the same plan with them approved.
 
 What a variant changes comes from the suite's environment (`Environment.variations`): the
 values of an argument such as `status`, the arguments that pick a record, the seeded id
-ranges, the stray write.
+ranges, the stray and same-value writes. The kinds change plans, steps and arguments
+only, so they apply to any environment's suite.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import yaml
 from jinja2 import Environment, Undefined
@@ -27,7 +34,8 @@ from jinja2 import Environment, Undefined
 from graph.app.eval.environment import Variations
 from graph.app.eval.suite import EvalTask
 
-KINDS = ("drop", "double", "wrong_value", "other_record", "stray_write", "approve")
+KINDS = ("drop", "double", "wrong_value", "other_record", "wrong_filter", "stray_write",
+         "same_value_write", "approve")
 WRITE_TOOLS = {"browser_click", "browser_fill", "browser_act"}
 
 
@@ -40,13 +48,22 @@ class Variant:
     plan: dict[str, Any]
     approval: str
     decide: str
+    detail: str = ""
+
+    @property
+    def name(self) -> str:
+        """The kind, and what it changed when a kind makes several (`wrong_filter:status=open`)."""
+        return f"{self.kind}:{self.detail}" if self.detail else self.kind
 
     def as_task(self, folder: Path) -> EvalTask:
-        """The task with this variant's plan (written to `folder`) and approval settings."""
+        """The task with this variant's plan (written to `folder`) and approval settings,
+        its id `TASK~NAME`."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.task.id}-{self.kind}.yaml"
+        slug = re.sub(r"[^\w.-]+", "_", self.name)
+        path = folder / f"{self.task.id}-{slug}.yaml"
         path.write_text(yaml.safe_dump(self.plan, sort_keys=False), encoding="utf-8")
-        return self.task.model_copy(update={"plan": path, "approval": self.approval,
+        return self.task.model_copy(update={"id": f"{self.task.id}~{self.name}", "plan": path,
+                                            "approval": self.approval,
                                             "decide": self.decide})
 
 
@@ -87,6 +104,7 @@ def variants(task: EvalTask, variations: Variations) -> list[Variant]:
         # task is letting them run.
         return [Variant("approve", task, plan, "auto", "approve")]
     made: dict[str, dict[str, Any]] = {}
+    filtered: list[Variant] = []
     if writes:
         first = writes[0]
         made["drop"] = _with_steps(plan, [s for i, s in enumerate(steps) if i != first],
@@ -102,11 +120,66 @@ def variants(task: EvalTask, variations: Variations) -> list[Variant]:
         if reads and (other := _changed(steps[reads[0]], _other_record,
                                         variations)) is not None:
             made["other_record"] = _with_steps(plan, _replace(steps, reads[0], other))
-    if variations.stray_write is not None:
-        made["stray_write"] = _with_steps(plan, [*steps, copy.deepcopy(
-            dict(variations.stray_write))])
-    return [Variant(kind, task, made[kind], task.approval, task.decide)
-            for kind in KINDS if kind in made]
+        for index, step in enumerate(steps):
+            if changes := _other_filters(step, variations):
+                filtered = [Variant("wrong_filter", task, _with_steps(
+                    plan, _replace(steps, index, new)), task.approval, task.decide, detail)
+                    for detail, new in changes]
+                break
+    for kind, probe in (("stray_write", variations.stray_write),
+                        ("same_value_write", variations.same_value_write)):
+        if probe is not None:
+            made[kind] = _with_steps(plan, [*steps, copy.deepcopy(dict(probe))])
+    out = []
+    for kind in KINDS:
+        if kind == "wrong_filter":
+            out += filtered
+        elif kind in made:
+            out.append(Variant(kind, task, made[kind], task.approval, task.decide))
+    return out
+
+
+def _filters(step: dict[str, Any]) -> dict[str, Any]:
+    """A read's filters: the query of an HTTP request's URL, or the plain arguments of
+    another tool's call (an MCP tool's `status`, ...). A browser step's arguments say where
+    to look on a page, not which records: they are no filters."""
+    args = step.get("args") or {}
+    if step.get("tool") == "http_request":
+        return dict(parse_qsl(str(args.get("url", "")).partition("?")[2]))
+    if str(step.get("tool", "")).startswith("browser_") or is_write(step):
+        return {}
+    return {k: v for k, v in args.items() if isinstance(v, str | int) and not isinstance(
+        v, bool)}
+
+
+def _alternatives(key: str, value: Any, variations: Variations) -> list[Any]:
+    """The other values of a filter: the environment's values of that argument, or for an
+    argument that picks a record the other ids of its seeded range."""
+    if key in variations.values:
+        return [v for v in variations.values[key] if str(v) != str(value)]
+    if key in variations.record_args and str(value).isdigit():
+        number = int(value)
+        for low, high in variations.id_ranges:
+            if low <= number <= high:
+                return [i for i in range(low, high + 1) if i != number]
+    return []
+
+
+def _other_filters(step: dict[str, Any], variations: Variations
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """The step with each filter set to each other value it can take."""
+    out = []
+    for key, value in _filters(step).items():
+        for other in _alternatives(key, value, variations):
+            new = copy.deepcopy(step)
+            if step.get("tool") == "http_request":
+                base, _, query = str(new["args"]["url"]).partition("?")
+                pairs = [(k, str(other) if k == key else v) for k, v in parse_qsl(query)]
+                new["args"]["url"] = f"{base}?{urlencode(pairs)}"
+            else:
+                new["args"][key] = other
+            out.append((f"{key}={other}", new))
+    return out
 
 
 def _with_steps(plan: dict[str, Any], steps: list[dict[str, Any]],
