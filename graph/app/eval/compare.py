@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METRICS = ("pass@1", "pass^k", "calls", "tokens_in", "tokens_out", "cost_usd", "wall_s")
+METRICS = ("pass@1", "pass^k", "calls", "tokens_in", "tokens_cached", "tokens_out", "cost_usd",
+           "wall_s")
 
 
 class CompareError(ValueError):
