@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,3 +160,30 @@ def test_the_wrapper_runs_nothing_for_a_parent_that_is_already_gone(tmp_path):
     out = subprocess.run([sys.executable, "-I", "-S", str(Path(lifetime.__file__)), "1",
                           "touch", str(touched)], timeout=20)
     assert out.returncode == 1 and not touched.exists()
+
+
+LEAKY_TEST = """
+import subprocess
+
+def test_forgets_its_processes():
+    subprocess.Popen(["sleep", "117"])                             # a child, left running
+    subprocess.run(["sh", "-c", "sleep 118 &"], check=True)         # an orphan, parented to init
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_session_end_check_fails_a_suite_that_leaves_processes(tmp_path):
+    """The check of tests/conftest.py, on a suite of one test that leaves a child and an
+    orphan: the run fails naming both (found by descent and by the session's marker), and
+    neither is left running."""
+    (tmp_path / "test_leaky.py").write_text(LEAKY_TEST)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q",
+                          "-p", "no:cacheprovider", "-o", "addopts=", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=50)
+    assert out.returncode == pytest.ExitCode.TESTS_FAILED, out.stdout[-2000:]
+    assert "1 passed" in out.stdout
+    assert "the test suite left 2 process(es) running (now killed)" in out.stdout
+    named = re.findall(r"^  (\d+): (sleep 11[78])$", out.stdout, re.MULTILINE)
+    assert sorted(command for _, command in named) == ["sleep 117", "sleep 118"]
+    assert still_running(lambda: [int(pid) for pid, command in named
+                                  if command_line(int(pid)) == command], 5) == []
