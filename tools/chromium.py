@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,9 @@ QUIET_FLAGS = [
     "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
     "--window-size=1280,900",
 ]
+
+
+PROFILE_PREFIX = "duet-chromium-"
 
 
 def chromium_path() -> str:
@@ -45,7 +49,8 @@ class Chromium:
 
     def __init__(self, proxy_url: str, downloads_dir: Path | None = None):
         self.proxy_url = proxy_url
-        self.profile = Path(tempfile.mkdtemp(prefix="duet-chromium-"))
+        _remove_orphaned_profiles()
+        self.profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX))
         self.downloads_dir = downloads_dir or self.profile / "downloads"
         self.process: subprocess.Popen[bytes] | None = None
         self.cdp_url = ""
@@ -94,3 +99,29 @@ def _stop(process: subprocess.Popen[bytes], profile: Path) -> None:
     `Chromium` it finalizes)."""
     lifetime.stop(process)
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def _remove_orphaned_profiles() -> None:
+    """Delete the profiles of Chromiums that died with a killed program (whose finalizer
+    never ran): those whose `SingletonLock` (Chromium's `host-pid` link, made as it starts)
+    names a process of this host that no longer runs. A profile without the link yet, or of
+    a live or foreign process, is left alone."""
+    host = socket.gethostname()
+    for profile in Path(tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*"):
+        try:
+            owner = os.readlink(profile / "SingletonLock")
+        except OSError:
+            continue
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host == host and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: running
+    return True

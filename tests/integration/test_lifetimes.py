@@ -23,6 +23,7 @@ from tests.fixtures.loopback import host_of
 from tests.fixtures.mcp_servers import stdio_config
 from tests.fixtures.processes import ROOT, command_line, descendants, marked, still_running
 from tools import lifetime
+from tools.chromium import Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -87,7 +88,8 @@ MCP_THEN_SLOW_PAGE = {"goal": "g", "steps": [
 @pytest.mark.timeout(120)
 def test_duet_run_sigkilled_mid_browser_step_leaves_nothing(tmp_path, site):
     """The run's Chromium (every process of it), Playwright's driver and its MCP stdio
-    server all end when `duet run` is SIGKILLed while a browser step waits on a page."""
+    server all end when `duet run` is SIGKILLed while a browser step waits on a page; the
+    next Chromium started deletes the killed one's profile."""
     name, value = _marker()
     marker = f"{name}={value}"
     config = tmp_path / "mcp.json"
@@ -120,10 +122,16 @@ def test_duet_run_sigkilled_mid_browser_step_leaves_nothing(tmp_path, site):
                                                     "tests.fixtures.mcp_servers") if kind in c}
         assert kinds == {"chromium", "playwright/driver/node", "tests.fixtures.mcp_servers"}
         assert len(marked(marker)) >= 5, "Chromium's processes, the driver and the server"
+        [profile] = {arg.split("=", 1)[1] for c in running for arg in c.split()
+                     if arg.startswith("--user-data-dir=")}
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert _left(marker) == []
+    # The profile outlived its Chromium (no finalizer ran); the next Chromium deletes it.
+    assert Path(profile).is_dir()
+    Chromium("http://127.0.0.1:9").close()  # its profile is made, never used, and deleted
+    assert not Path(profile).exists()
 
 
 @pytest.mark.timeout(30)
