@@ -195,8 +195,8 @@ class _Session:
         env = {k: _expand(v) for k, v in spec["env"].items()} if "env" in spec else None
         # Through the lifetime wrapper: the server dies with this process even when it is
         # SIGKILLed or the server ignores the end of its stdin (tools.lifetime).
-        command, *args = tethered([_executable(spec["command"], env, spec.get("cwd")),
-                                   *spec["args"]])
+        found = await asyncio.to_thread(_executable, spec["command"], env, spec.get("cwd"))
+        command, *args = tethered([found, *spec["args"]])
         params = StdioServerParameters(command=command, args=args, env=env, cwd=spec.get("cwd"))
         log = self.log.open("a", encoding="utf-8") if self.log else sys.__stderr__
         try:
