@@ -3,8 +3,8 @@
 Three means, each covering a way out the others miss (docs/reliability.md, "Nothing left
 behind"):
 
-- `tethered(argv)` prefixes a command with a tiny wrapper (this file, run by the same
-  Python with `-I -S`, stdlib only) that sets PR_SET_PDEATHSIG(SIGKILL) and then execs the
+- `tethered(argv)` prefixes a command with a tiny wrapper (`tools/pdeathsig.py`, run by
+  the same Python with `-I -S`) that sets PR_SET_PDEATHSIG(SIGKILL) and then execs the
   command. The kernel keeps the setting across exec and sends the signal when the parent
   *thread* ends, however it ends (SIGKILL and a crash included). The wrapper exits at once
   when its parent already died between fork and prctl.
@@ -13,8 +13,6 @@ behind"):
 - `spawn` puts the child in a process group of its own, so `stop` ends its whole tree with
   one signal; a clean exit (or a forgotten owner) stops it through the owner's finalizer
   (`weakref.finalize`, which also runs at interpreter exit).
-
-This module imports nothing outside the standard library: it is also the wrapper.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
+WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pdeathsig.py")
 
 
 def tethered(argv: list[str]) -> list[str]:
@@ -36,7 +34,7 @@ def tethered(argv: list[str]) -> list[str]:
     system without prctl (not Linux), `argv` unchanged."""
     if not sys.platform.startswith("linux"):
         return list(argv)
-    return [sys.executable, "-I", "-S", os.path.abspath(__file__), str(os.getpid()), *argv]
+    return [sys.executable, "-I", "-S", WRAPPER, str(os.getpid()), *argv]
 
 
 _requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[subprocess.Popen]]] = (
@@ -86,19 +84,3 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass  # the group is gone (its id may be reused only once every member has ended)
-
-
-def _exec_tethered() -> None:
-    """The wrapper: `python -I -S lifetime.py PARENT_PID COMMAND ARGS...`."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        sys.exit(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
-    if os.getppid() != int(sys.argv[1]):
-        os._exit(1)  # the parent died before the signal was set: nobody wants this child
-    os.execvp(sys.argv[2], sys.argv[2:])
-
-
-if __name__ == "__main__":
-    _exec_tethered()

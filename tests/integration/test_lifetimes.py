@@ -165,7 +165,7 @@ def test_the_wrapper_runs_nothing_for_a_parent_that_is_already_gone(tmp_path):
     """The window between fork and prctl: a wrapper whose parent is not the one named
     exits without running the command."""
     touched = tmp_path / "ran"
-    out = subprocess.run([sys.executable, "-I", "-S", str(Path(lifetime.__file__)), "1",
+    out = subprocess.run([sys.executable, "-I", "-S", lifetime.WRAPPER, "1",
                           "touch", str(touched)], timeout=20)
     assert out.returncode == 1 and not touched.exists()
 
