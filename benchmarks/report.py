@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from benchmarks import caching
+
 GOALS = {
     "parallel": "wall time within 1.10x of the critical path plus the reasoning calls",
     "uneven": "uneven DAGs: tool-phase wall time within 1.10x of the critical path",
@@ -132,6 +134,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['bare_cpu_ms_per_step']:.2f} / {r['ours_cpu_ms_per_step']:.2f} / "
             f"{r['react_cpu_ms_per_step']:.2f} |" for r in results["real_http"]]
     out += _browser_markdown(results["browser_sessions"])
+    if "prompt_caching" in results:
+        out += caching.markdown(results["prompt_caching"])
     out += ["", "Goals:"] + [f"- {line}" for line in verdicts(results)]
     return "\n".join(out)
 
@@ -190,6 +194,9 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     lines.append(line(queue["status"] == "completed" and queue["statuses"] == ["ok"],
                       "browser_queue", f"{queue['k']} tasks on {queue['limit']} slots: "
                                        f"{queue['status']}"))
+    if "prompt_caching" in results:
+        lines += [f"{'met' if met else 'MISSED'}: {goal} ({figure})"
+                  for met, goal, figure in caching.verdicts(results["prompt_caching"])]
     return lines + _long_run_verdicts(results, line)
 
 

@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 from langchain.agents import create_agent
 from langgraph.graph import END, START, StateGraph
 
-from benchmarks import real_http, sim
+from benchmarks import caching, real_http, sim
 from benchmarks.browser import browser_sessions
 from graph import Context, Plan, build_graph
 from graph.checkpoints import open_checkpointer, open_store
@@ -419,12 +419,13 @@ SIZES = {
              "uneven_ks": [8, 16, 32], "first_tool_steps": 20, "context_steps": 200,
              "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50,
              "remote_k": 16, "remote_chain": 50, "http_ks": [100, 500], "http_fan_out_ms": 50,
-             "browser_ks": [4, 8, 16], "browser_many": 64, "browser_repeats": 3},
+             "browser_ks": [4, 8, 16], "browser_many": 64, "browser_repeats": 3,
+             "caching_steps": [10, 20], "caching_tools": [10, 40]},
     "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
               "first_tool_steps": 20, "context_steps": 40, "long_runs": [10, 40],
               "bare_steps": 20, "repeats": 1, "threads": 5, "remote_k": 4, "remote_chain": 5,
               "http_ks": [20], "http_fan_out_ms": 20, "browser_ks": [2], "browser_many": 6,
-              "browser_repeats": 1},
+              "browser_repeats": 1, "caching_steps": [5], "caching_tools": [40]},
 }
 
 
@@ -457,6 +458,8 @@ def run_all(size: str) -> dict[str, Any]:
         "remote_execution": remote,
         "real_http": http,
         "browser_sessions": browser,
+        "prompt_caching": asyncio.run(caching.prompt_caching(p["caching_steps"],
+                                                             p["caching_tools"])),
         "startup": startup(p["repeats"]),
         "memory": memory([p["long_runs"][0], p["long_runs"][-1]], p["threads"]),
         "settings": {"model_base_s": sim.MODEL_BASE_S,

@@ -8,9 +8,12 @@ import os
 import typing
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from graph.contracts import TokenPrices
     from tools.sandbox import SandboxPolicy
 
 DEFAULT_MODEL = "us.amazon.nova-2-lite-v1:0"
@@ -40,6 +43,27 @@ class Context:
     bedrock_endpoint_url: str | None = field(
         default=None,
         metadata={"description": "Override the Bedrock runtime endpoint (VPC endpoint, tests)."},
+    )
+    prompt_caching: bool = field(
+        default=True,
+        metadata={
+            "description": (
+                "Bedrock prompt caching: each reasoning call marks its stable prefix (the "
+                "system prompt with the tool catalogue; for a decision, the plan too) with a "
+                "cache point, where the prefix is long enough to be cached (Nova models). "
+                "false sends none."
+            )
+        },
+    )
+    token_prices: str | None = field(
+        default=None,
+        metadata={
+            "description": (
+                "Prices the cost estimates use, USD per million tokens: a JSON object with "
+                "input, output, cache_read, cache_write (and optionally source, as_of), or "
+                "the path of a JSON file holding one. None: Nova 2 Lite list prices."
+            )
+        },
     )
     model_timeout_seconds: float = field(
         default=180.0,
@@ -197,6 +221,12 @@ class Context:
         return bool(self.executor_url) and any(
             fnmatchcase(tool, pattern) for pattern in self.executor_tools)
 
+    def prices(self) -> TokenPrices:
+        """The token prices of this run's cost estimates (`token_prices`, or Nova 2 Lite's).
+
+        Raises `ValueError` saying what is wrong with a given table."""
+        return _price_table(self.token_prices or "")
+
     def sandbox_policy(self) -> SandboxPolicy:
         """The sandbox executors run under for this run."""
         from tools.sandbox import SandboxPolicy  # the executors' package: loaded for runs only
@@ -210,6 +240,25 @@ class Context:
             max_browser_sessions=self.max_browser_sessions,
             mcp_timeout_seconds=self.mcp_timeout_seconds,
         )
+
+
+@lru_cache(maxsize=8)
+def _price_table(setting: str) -> TokenPrices:
+    """`token_prices` read once per value: a JSON object, or the path of a file holding one."""
+    from graph.contracts import NOVA_2_LITE_PRICES, TokenPrices
+
+    if not setting:
+        return NOVA_2_LITE_PRICES
+    text = setting.strip()
+    if not text.startswith("{"):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"token_prices: cannot read {setting!r}: {exc}") from None
+    try:
+        return TokenPrices.model_validate_json(text)
+    except ValueError as exc:
+        raise ValueError(f"token_prices is not a price table: {exc}") from None
 
 
 class SettingError(ValueError):

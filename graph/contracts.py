@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 JsonValue = Any
 
@@ -229,23 +229,77 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-# Nova 2 Lite list prices in USD per million tokens (input, output), for estimates only.
-NOVA_2_LITE_PRICES = (0.30, 2.50)
+class TokenPrices(BaseModel):
+    """A reasoning model's prices in USD per million tokens, and where they come from.
+
+    Cache reads and writes are priced apart from the rest of the input: Bedrock bills a
+    token read from the prompt cache at a discount and, for some models, one written to it
+    at a premium."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0, description="Input tokens neither read from nor written to "
+                         "the cache.")
+    output: float = Field(ge=0)
+    cache_read: float = Field(ge=0, description="Input tokens read from the prompt cache.")
+    cache_write: float = Field(ge=0, description="Input tokens written to the prompt cache.")
+    source: str = ""
+    as_of: str = ""
+
+    def cost_usd(self, *, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
+                 cache_write_tokens: int = 0) -> float:
+        """The cost of one call; `input_tokens` counts every input token, cached or not."""
+        plain = input_tokens - cache_read_tokens - cache_write_tokens
+        return round((plain * self.input + cache_read_tokens * self.cache_read
+                      + cache_write_tokens * self.cache_write
+                      + output_tokens * self.output) / 1e6, 6)
+
+
+# Estimates only: a user sets their own with the `token_prices` setting.
+NOVA_2_LITE_PRICES = TokenPrices(
+    input=0.30, output=2.50, cache_read=0.075, cache_write=0.30,
+    source="input and output: Nova 2 Lite's public on-demand list price as the project's notes "
+           "give it (roughly); cache: Bedrock's prompt-caching terms for Amazon Nova (reads 75% "
+           "off the input price, writes at no premium) applied to it",
+    as_of="2026-12-01; not checked against the live Amazon Bedrock pricing page (no internet "
+          "here): check it, and set token_prices",
+)
 
 
 class Usage(BaseModel):
-    """Reasoning-model usage of one run."""
+    """Reasoning-model usage of one run (or of one call).
+
+    `input_tokens` counts every input token; `cache_read_tokens` and `cache_write_tokens` are
+    the parts of them read from and written to Bedrock's prompt cache. The cost is priced
+    when a call is recorded, at the prices in force then, and adds up with the tokens."""
 
     reasoning_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    estimated_cost_usd: float = 0.0
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def estimated_cost_usd(self) -> float:
-        """The cost at Nova 2 Lite list prices (an estimate: check current prices)."""
-        price_in, price_out = NOVA_2_LITE_PRICES
-        return round((self.input_tokens * price_in + self.output_tokens * price_out) / 1e6, 6)
+    @classmethod
+    def of_call(cls, *, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
+                cache_write_tokens: int = 0, prices: TokenPrices = NOVA_2_LITE_PRICES) -> Usage:
+        """One reasoning call's usage, priced at `prices`."""
+        counts = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "cache_read_tokens": cache_read_tokens,
+                  "cache_write_tokens": cache_write_tokens}
+        return cls(reasoning_calls=1, **counts, estimated_cost_usd=prices.cost_usd(**counts))
+
+    @classmethod
+    def of_metadata(cls, metadata: dict[str, Any],
+                    prices: TokenPrices = NOVA_2_LITE_PRICES) -> Usage:
+        """One call's usage from LangChain's `usage_metadata` (cache tokens from its
+        `input_token_details`, where langchain-aws puts Bedrock's cacheRead/WriteInputTokens)."""
+        details = metadata.get("input_token_details") or {}
+        return cls.of_call(input_tokens=metadata.get("input_tokens", 0),
+                           output_tokens=metadata.get("output_tokens", 0),
+                           cache_read_tokens=details.get("cache_read", 0) or 0,
+                           cache_write_tokens=details.get("cache_creation", 0) or 0,
+                           prices=prices)
 
     @property
     def total_tokens(self) -> int:
@@ -257,6 +311,9 @@ class Usage(BaseModel):
             reasoning_calls=self.reasoning_calls + other.reasoning_calls,
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            estimated_cost_usd=round(self.estimated_cost_usd + other.estimated_cost_usd, 6),
         )
 
 

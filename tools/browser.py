@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -140,49 +140,64 @@ class BrowserPool:
         self._used: dict[tuple[str, str, SandboxPolicy], float] = {}
         # One step at a time in a named session (a lock per session name of a run).
         self._locks: dict[tuple[str, str, SandboxPolicy], asyncio.Lock] = {}
-        self._playwright: Any = None
-        self._shared: tuple[Chromium, AllowlistProxy, Any] | None = None
+        self._playwright: asyncio.Future[Any] | None = None  # its start, under way or done
+        self._shared: tuple[Chromium, AllowlistProxy, Any] | None = None  # once running
+        self._shared_start: asyncio.Future[tuple[Chromium, AllowlistProxy, Any]] | None = None
         self._shared_lock = asyncio.Lock()
 
     async def _pw(self) -> Any:
-        if self._playwright is None:
+        """Playwright (its driver process), started once. Like the shared Chromium's, its
+        start runs in a task of the pool's own that the asking step only waits for: a step
+        cancelled by its timeout mid-start would otherwise drop a driver already running
+        (alive as long as this process), and each later step would start over, and time out
+        the same way on a slow machine."""
+        if self._playwright is None or _failed(self._playwright):
             from playwright.async_api import async_playwright
 
-            self._playwright = await async_playwright().start()
-        return self._playwright
+            self._playwright = _pool_task(async_playwright().start())
+        return await asyncio.shield(self._playwright)
 
     async def _shared_browser(self) -> Any:
         """The one Chromium that holds the context sessions, started on first use (and again
-        if it died). Its own traffic, outside any context, goes to a proxy that allows
-        nothing."""
+        if it died) in a task of its own (see `_pw`). Its own traffic, outside any context,
+        goes to a proxy that allows nothing."""
         async with self._shared_lock:
-            if self._shared is not None and self._shared[2].is_connected() and (
-                    self._shared[0].process is not None
+            if self._shared is not None and not (
+                    self._shared[2].is_connected() and self._shared[0].process is not None
                     and self._shared[0].process.poll() is None):
-                return self._shared[2]
-            if self._shared is not None:
                 log.warning("the shared Chromium died; starting a new one")
                 await self._stop_shared()
-            proxy = await AllowlistProxy(DENY_ALL).astart()
-            try:
-                chromium = await asyncio.to_thread(_start_chromium, proxy.url)
-            except Exception:
-                proxy.close()
-                raise
-            try:
-                browser = await (await self._pw()).chromium.connect_over_cdp(chromium.cdp_url)
-            except Exception:
-                await asyncio.to_thread(chromium.close)
-                proxy.close()
-                raise
-            self._shared = (chromium, proxy, browser)
-            return browser
+            if self._shared_start is None or _failed(self._shared_start):
+                self._shared_start = _pool_task(self._start_shared())
+            start = self._shared_start
+        return (await asyncio.shield(start))[2]
+
+    async def _start_shared(self) -> tuple[Chromium, AllowlistProxy, Any]:
+        proxy = await AllowlistProxy(DENY_ALL).astart()
+        try:
+            chromium = await asyncio.to_thread(_start_chromium, proxy.url)
+        except Exception:
+            proxy.close()
+            raise
+        try:
+            browser = await (await self._pw()).chromium.connect_over_cdp(chromium.cdp_url)
+        except Exception:
+            await asyncio.to_thread(chromium.close)
+            proxy.close()
+            raise
+        self._shared = (chromium, proxy, browser)
+        return self._shared
 
     async def _stop_shared(self) -> None:
-        if self._shared is None:
+        start, self._shared_start, self._shared = self._shared_start, None, None
+        if start is None:
             return
-        chromium, proxy, browser = self._shared
-        self._shared = None
+        try:
+            chromium, proxy, browser = await start  # a start under way finishes first
+        except Exception:  # noqa: BLE001 - a start that failed cleaned up after itself
+            return
+        if self._shared is not None and self._shared[0] is chromium:
+            self._shared = None  # set by a start that was still under way
         await _quietly(browser.close())
         await asyncio.to_thread(chromium.close)
         proxy.close()
@@ -300,9 +315,9 @@ class BrowserPool:
         for session in named:
             await session.aclose()
         await self._stop_shared()
-        if self._playwright is not None:
-            await _quietly(self._playwright.stop())
-            self._playwright = None
+        start, self._playwright = self._playwright, None
+        if start is not None and not _failed(start):
+            await _quietly((await start).stop())
 
 
 async def _screenshot(page: Any) -> None:
@@ -322,6 +337,18 @@ def _start_chromium(proxy_url: str) -> Chromium:
     """A started Chromium behind `proxy_url` (blocking: its profile folder and launch run
     off the event loop, which a LangGraph server guards against blocking calls)."""
     return Chromium(proxy_url).start()
+
+
+def _pool_task(start: Awaitable[Any]) -> asyncio.Future[Any]:
+    """A start the pool owns (not the step that asked); its failure is read by whoever
+    awaits it, and never reported as unretrieved when the asking step was cancelled."""
+    task = asyncio.ensure_future(start)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
+
+
+def _failed(start: asyncio.Future[Any]) -> bool:
+    return start.done() and (start.cancelled() or start.exception() is not None)
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger("duet")
 os.environ.setdefault("NOVA_ACT_SKIP_PLAYWRIGHT_INSTALL", "1")
 
 NOVA_ACT_MODEL = "nova-act-latest"
+STOP_SECONDS = 10.0  # how long closing a session waits for the SDK's stop
 MISSING_AUTH = ("Nova Act needs credentials: set NOVA_ACT_API_KEY (a Nova Act API key), or "
                 "AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) plus "
                 "NOVA_ACT_WORKFLOW (the name of a Nova Act workflow definition)")
@@ -168,8 +169,7 @@ class NovaActExecutor:
                                              allowed_file_upload_paths=[]),
             **auth)
         nova.start()
-        session.extras["nova"] = nova
-        session.on_close.insert(0, nova.stop)
+        session.extras["nova"] = nova  # stopped by the worker's closer, on this thread
         return nova
 
     def tools(self) -> list[StructuredTool]:
@@ -200,8 +200,24 @@ def _worker_of(session: BrowserSession) -> ThreadPoolExecutor:
     if worker is None:
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nova-act")
         session.extras["worker"] = worker
-        session.on_close.append(lambda: worker.shutdown(wait=False, cancel_futures=True))
+        session.on_close.append(lambda: _end_worker(session, worker))
     return worker
+
+
+def _end_worker(session: BrowserSession, worker: ThreadPoolExecutor) -> None:
+    """Stop the SDK on the session's thread, then let the thread end. Playwright's sync API
+    works only on its own thread: `stop` called from another fails, and the SDK's Playwright
+    driver would live as long as this process. A step still running there (its timeout
+    gave up on it, not the SDK) delays the stop: it is waited for `STOP_SECONDS`, then left
+    queued to run once the step fails, as it will when the session's Chromium is stopped."""
+    nova = session.extras.pop("nova", None)
+    stopping = worker.submit(nova.stop) if nova is not None else None
+    worker.shutdown(wait=False)
+    if stopping is not None:
+        try:
+            stopping.result(timeout=STOP_SECONDS)
+        except TimeoutError:
+            log.warning("Nova Act is still busy on a closing session; it stops after its step")
 
 
 RETRYABLE = ("ActTimeoutError", "ActRateLimitExceededError", "ActRequestThrottledError",

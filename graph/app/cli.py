@@ -1,4 +1,4 @@
-"""The `duet` command: run, resume and inspect runs; print the contracts; run the demo.
+"""The `duet` command: run, resume, retry and inspect runs; print the contracts; run the demo.
 
 Only the commands that run the graph import it (and LangGraph, LangChain, the executors):
 `duet --help`, `duet schema`, `duet show` and `duet ls` answer without them.
@@ -65,6 +65,14 @@ def _print_event(event: dict[str, Any]) -> None:
     elif kind == "tool_source_unavailable":
         err.print(f"[yellow]! {event['source']} unavailable; the run goes on without it:[/] "
                   f"{event['error']}", markup=True, highlight=False, soft_wrap=True)
+    elif kind == "resume" and event.get("note"):
+        err.print(f"[yellow]{event['note']}[/]", markup=True, highlight=False)
+    elif kind == "run_retried":
+        console.print(f"[bold cyan]● retry {event['retry']}[/] of a run that ended "
+                      f"{event['after']}: kept {len(event['kept'])} succeeded step(s), "
+                      f"to run: {', '.join(event['again']) or 'a new plan'}"
+                      + (f" [yellow](asks first: {', '.join(event['uncertain'])})[/]"
+                         if event["uncertain"] else ""))
     elif kind == "step_retried":
         console.print(f"  [yellow]↻ {event['step_id']} retry after {event['error']}[/]")
     elif kind == "step_waiting":
@@ -86,14 +94,20 @@ def _print_event(event: dict[str, Any]) -> None:
         console.print(line)
 
 
-def _print_final(thread_id: str, final: FinalState, as_json: bool) -> None:
+def _print_final(thread_id: str, final: FinalState, as_json: bool,
+                 resumed: dict[str, Any] | None = None) -> None:
+    """The run's end: its final state (as JSON, or the answer and where things are); for a
+    resume that found the run ended, what `resumed` says of it."""
     from graph.app.threads import trace_path
     from graph.contracts import RunStatus
+    from graph.state import RETRYABLE
 
     report = _write_report(thread_id)
     if as_json:
         payload = {"thread_id": thread_id, **final.model_dump(mode="json"),
                    "report": str(report) if report else None}
+        if resumed:
+            payload["resume"] = {key: resumed[key] for key in ("ended", "retry", "note")}
         typer.echo(json.dumps(payload, indent=1))
     else:
         style = "green" if final.status == RunStatus.COMPLETED else "red"
@@ -103,7 +117,9 @@ def _print_final(thread_id: str, final: FinalState, as_json: bool) -> None:
             f"\n[dim]thread {thread_id} · {final.usage.reasoning_calls} reasoning calls, "
             f"{final.usage.total_tokens} tokens\ncheckpoint: {default_checkpointer_url()}\n"
             f"trace: {trace_path(thread_id)}\nresume: duet resume {thread_id} · "
-            f"inspect: duet show {thread_id}[/]"
+            f"inspect: duet show {thread_id}"
+            + (f"\nretry (once the cause is fixed): duet retry {thread_id} [--set ...]"
+               if final.status in RETRYABLE else "") + "[/]"
         )
         if report:
             console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
@@ -155,25 +171,36 @@ def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], di
 
 
 def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
-             **kwargs: Any) -> None:
-    from graph.app.runner import run_thread
-    from graph.app.threads import IncompatibleThread, UnknownThread, new_thread_id
+             retry: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """Run `task`, resume `thread` (no task), or retry it with `retry`'s settings; print
+    its end."""
+    from graph.app.runner import retry_thread, run_thread
+    from graph.app.threads import IncompatibleThread, NotRetryable, UnknownThread, new_thread_id
     from graph.reasoning import ConfigurationError
     from tools.mcp import MCPConfigError
 
-    on_event = (lambda event: None) if as_json else _print_event
+    resumed: dict[str, Any] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "resume" and event.get("ended"):
+            resumed.update(event)  # the run had ended: the final print says so
+        if not as_json:
+            _print_event(event)
+
     thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
+    common = {"on_event": on_event, "decide": _decider(decide, as_json)}
     try:
-        thread_id, final = asyncio.run(run_thread(
-            task, thread_id=thread, on_event=on_event, decide=_decider(decide, as_json),
-            **kwargs))
-    except (ConfigurationError, UnknownThread, IncompatibleThread, MCPConfigError) as exc:
+        thread_id, final = asyncio.run(
+            retry_thread(thread, settings=retry, **common, **kwargs) if retry is not None
+            else run_thread(task, thread_id=thread, **common, **kwargs))
+    except (ConfigurationError, UnknownThread, IncompatibleThread, NotRetryable,
+            MCPConfigError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
         err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")
         raise typer.Exit(1) from None
-    _print_final(thread_id, final, as_json)
+    _print_final(thread_id, final, as_json, resumed)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -243,8 +270,34 @@ def resume(
     decide: Annotated[Decide | None, typer.Option(help="Answer every pending approval so.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
-    """Continue a run from its last checkpoint; completed steps are not redone."""
+    """Continue a run from its last checkpoint; completed steps are not redone.
+
+    A run that has ended is left as it is, and said so: `duet retry` continues one that
+    failed."""
     _execute(None, thread, as_json, decide)
+
+
+@app.command()
+def retry(
+    thread: Annotated[str, typer.Argument(help="The thread id of a run that ended failed or "
+                                               "budget_exhausted.")],
+    decide: Annotated[Decide | None, typer.Option(help="Answer every approval it asks so.")
+                      ] = None,
+    setting: Annotated[list[str], typer.Option(
+        "--set", help="NAME=VALUE for any run setting from now on (repeat it), as for `duet "
+                      "run`: --set max_steps=500 raises a spent budget.")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Continue a run that ended failed or budget_exhausted, once the cause is fixed.
+
+    The steps that succeeded are kept, never sent again; the others run again (a write that
+    may have taken effect, whose tool takes no idempotency key, asks you first)."""
+    try:
+        settings = parse_settings(setting)
+    except SettingError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    _execute(None, thread, as_json, decide, retry=settings)
 
 
 @app.command()
@@ -254,6 +307,7 @@ def show(
 ) -> None:
     """Show a run's plan, steps, results, timings and tokens."""
     from graph.app.threads import UnknownThread, saved_run
+    from graph.state import RETRYABLE
 
     try:
         values, final = asyncio.run(saved_run(thread))
@@ -262,11 +316,16 @@ def show(
         raise typer.Exit(EXIT_CONFIG) from None
     if as_json:
         typer.echo(json.dumps({"thread_id": thread, "task": values.get("task"),
-                               **final.model_dump(mode="json")}, indent=1))
+                               **final.model_dump(mode="json"),
+                               "retries": values.get("retries", 0)}, indent=1))
         return
     status = final.status.value
     if not values.get("status"):
         status += f" (not ended: duet resume {thread})"
+    elif final.status in RETRYABLE:
+        status += f" (continue it: duet retry {thread})"
+    if values.get("retries"):
+        status = f"{status} · retried {values['retries']} time(s)"
     console.print(f"[bold]{values.get('task')}[/]\nstatus: {status} {final.reason}")
     table = Table("plan", "step", "tool", "status", "attempts", "ms", "error")
     for r in final.results:
@@ -275,8 +334,10 @@ def show(
                       f"{r.duration_ms:.0f}", r.error.message[:80] if r.error else "")
     console.print(table)
     usage = final.usage
-    console.print(f"reasoning calls {usage.reasoning_calls}, input tokens {usage.input_tokens}, "
-                  f"output tokens {usage.output_tokens}")
+    console.print(f"reasoning calls {usage.reasoning_calls}, input tokens {usage.input_tokens} "
+                  f"(cache read {usage.cache_read_tokens}, cache written "
+                  f"{usage.cache_write_tokens}), output tokens {usage.output_tokens}, "
+                  f"estimated cost ${usage.estimated_cost_usd:.5f}")
     if final.final_answer:
         console.rule("answer")
         console.print(final.final_answer, markup=False)
@@ -451,27 +512,44 @@ def eval_suite(
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting of every run (repeat it), as for "
                       "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
-    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (nova-duet runs; the ReAct "
-                                                  "baseline has the built-in tools)")] = None,
+    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (both agents, with the "
+                                                  "environment's own servers)")] = None,
+    strict: Annotated[bool, typer.Option(help="An answer fact the task or preamble already "
+                                              "states is an error, not a warning.")] = False,
+    broken: Annotated[bool, typer.Option(help="Run every broken variant of each task's "
+                                              "reference plan (no model); exit 1 when one "
+                                              "passes its checkers.")] = False,
+    compare: Annotated[tuple[Path, Path] | None, typer.Option(
+        metavar="OLD NEW", help="Compare two evals (results folders or JSON files) instead "
+                                "of running one; exit 1 on any regression.")] = None,
 ) -> None:
     """Run a task suite and score each run (state, answer, limits, tools); print a table per
-    agent and category, write JSON and Markdown."""
+    agent and category, write JSON, Markdown and HTML. Exit 1 below --min-pass, or when a
+    reference plan fails."""
     from datetime import UTC, datetime
 
     from graph.app.eval import AgentSettings, SuiteError, load_suite, run_eval
     from graph.app.eval.runner import headers, lowest_pass, table_rows
+    from graph.app.eval.suite import echoed_facts
     from graph.context import DEFAULT_MODEL
     from graph.reasoning import ConfigurationError
 
+    if compare and compare[0] is not None:
+        _compare_evals(*compare, out)
+    reference = reference or broken
     if reference and agent != "nova-duet":
         err.print("[red]error:[/] reference plans are plan files for nova-duet: use "
                   "--reference with --agent nova-duet")
         raise typer.Exit(EXIT_CONFIG)
     try:
-        loaded = load_suite(suite) if suite else load_suite()
-    except SuiteError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        loaded = load_suite(*([suite] if suite else []), strict=strict)
+    except SuiteError as exc:  # one line, as written (its brackets are not markup)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
+    for line in echoed_facts(loaded):
+        err.print(f"[yellow]warning:[/] {line}", markup=True, highlight=False, soft_wrap=True)
     try:
         context = parse_settings(setting)
     except SettingError as exc:
@@ -487,6 +565,11 @@ def eval_suite(
     settings = AgentSettings(model=None if reference else (model or DEFAULT_MODEL),
                              context=context, out_dir=out or duet_home() / "eval" / stamp)
     agents = ["nova-duet", "react"] if agent == "both" else [agent]
+    if broken:
+        from graph.app.eval.variants import variants
+
+        chosen = [v.as_task(settings.out_dir / "variants") for t in chosen
+                  for v in variants(t, loaded.env.variations)]
     quiet = as_json
 
     def started(job: Any) -> None:
@@ -521,9 +604,38 @@ def eval_suite(
         for cells in table_rows(summary):
             table.add_row(*cells)
         console.print(table)
-        console.print(f"results: {paths[0]}\n         {paths[1]}", markup=False,
+        console.print("results: " + "\n         ".join(map(str, paths)), markup=False,
                       highlight=False, soft_wrap=True)
+    if broken:
+        vacuous = [r.task for r in rows if r.passed]
+        said = (f"[red]broken plans that passed:[/] {', '.join(vacuous)}" if vacuous else
+                f"[green]every broken plan failed a checker[/] ({len(rows)})")
+        err.print(said, markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(1 if vacuous else 0)
+    if reference and (failed := [r.task for r in rows if not r.passed]):
+        # A reference plan that fails means the task and its checkers disagree.
+        err.print(f"[red]reference plans failed:[/] {', '.join(failed)}", markup=True,
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     raise typer.Exit(0 if lowest_pass(summary) >= min_pass else 1)
+
+
+def _compare_evals(old: Path, new: Path, out: Path | None) -> None:
+    """`duet eval --compare OLD NEW`: print and write the comparison; exit 1 on any
+    regression, 2 when a side is not a results folder or file."""
+    from graph.app.eval.compare import CompareError, compare, load_results, markdown
+
+    try:
+        comparison = compare(load_results(old), load_results(new))
+    except CompareError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    text = markdown(comparison, str(old), str(new))
+    folder = out or (new if new.is_dir() else new.parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "comparison.md").write_text(text, encoding="utf-8")
+    typer.echo(text + f"\ncomparison: {folder / 'comparison.md'}")
+    raise typer.Exit(1 if comparison.regressions else 0)
 
 
 DEMO_TASK = ("Follow up every overdue invoice in the CRM: add a reminder note to each "

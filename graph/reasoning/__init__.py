@@ -11,7 +11,11 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 
 from graph.context import Context
-from graph.reasoning.bedrock import chat_model_from_spec, require_aws_credentials
+from graph.reasoning.bedrock import (
+    cache_point_minimum,
+    chat_model_from_spec,
+    require_aws_credentials,
+)
 from graph.reasoning.chat import ModelReasoner
 from graph.reasoning.offline import PlanFileReasoner, templated_answer
 from graph.reasoning.protocol import (
@@ -31,14 +35,27 @@ def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | N
     if model is None:
         model = context.model
     if isinstance(model, str):
-        return ModelReasoner(chat_model_from_spec(model, context), context.model_timeout_seconds)
+        model = chat_model_from_spec(model, context)
     if isinstance(model, BaseChatModel):
-        return ModelReasoner(model, context.model_timeout_seconds)
+        return _model_reasoner(model, context)
     return model
+
+
+def _model_reasoner(model: BaseChatModel, context: Context) -> ModelReasoner:
+    """A chat model's reasoner, with cache points (`prompt_caching`, where the model takes
+    them) and the run's token prices."""
+    try:
+        prices = context.prices()
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    minimum = cache_point_minimum(model) if context.prompt_caching else None
+    return ModelReasoner(model, context.model_timeout_seconds, cache_min_tokens=minimum,
+                         prices=prices)
 
 
 __all__ = [
     "ConfigurationError", "ModelReasoner", "ModelTimeout", "PlanFileReasoner", "Reasoner",
-    "ReasoningError", "Reply", "StepStream", "chat_model_from_spec", "require_aws_credentials",
+    "ReasoningError", "Reply", "StepStream", "cache_point_minimum", "chat_model_from_spec",
+    "require_aws_credentials",
     "resolve_reasoner", "templated_answer",
 ]

@@ -5,6 +5,7 @@ them this says what to set, and never falls back to another model."""
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
 
 from langchain_core.language_models import BaseChatModel
@@ -32,6 +33,21 @@ _PROVIDER_PREFIX = re.compile(r"[a-z_-]+")
 
 
 BEDROCK_MAX_ATTEMPTS = 4
+
+# Bedrock prompt caching for Amazon Nova: a cache point takes effect after at least 1,000
+# tokens (counted since the previous one), at most 4 a request, in `system` and `messages`
+# only (Nova does not cache `toolConfig`); a cached prefix lives 5 minutes after its last use.
+NOVA_CACHE_MIN_TOKENS = 1_000
+
+
+def cache_point_minimum(model: BaseChatModel) -> int | None:
+    """The minimum prefix a cache point of `model` needs, or None when the model takes none:
+    Nova models over Bedrock Converse (`ChatBedrockConverse`) take them."""
+    langchain_aws = sys.modules.get("langchain_aws")  # loaded if the model is one of its own
+    if langchain_aws is None or not isinstance(model, langchain_aws.ChatBedrockConverse):
+        return None
+    model_id = (model.base_model_id or model.model_id or "").lower()
+    return NOVA_CACHE_MIN_TOKENS if "amazon.nova" in model_id else None
 
 
 @lru_cache(maxsize=16)

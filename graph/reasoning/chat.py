@@ -18,7 +18,15 @@ from langchain_core.messages.ai import add_ai_message_chunks
 from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
-from graph.contracts import Decision, Plan, StepResult, Usage, tool_schema
+from graph.contracts import (
+    NOVA_2_LITE_PRICES,
+    Decision,
+    Plan,
+    StepResult,
+    TokenPrices,
+    Usage,
+    tool_schema,
+)
 from graph.reasoning.protocol import ModelTimeout, ReasoningError, Reply, StepStream
 from graph.rendering import estimate_tokens, render_plan, render_results
 from prompts import load_prompt
@@ -27,23 +35,18 @@ M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("duet")
 
 
-def _usage_of(message: BaseMessage | None, prompt: list[BaseMessage]) -> Usage:
-    """Token usage reported by the model, or an estimate when the model reports none."""
+def _usage_of(message: BaseMessage | None, prompt: list[BaseMessage],
+              prices: TokenPrices) -> Usage:
+    """Token usage reported by the model (cache reads and writes included), or an estimate
+    when the model reports none."""
     metadata = getattr(message, "usage_metadata", None) if message is not None else None
     if metadata:
-        return Usage(
-            reasoning_calls=1,
-            input_tokens=metadata.get("input_tokens", 0),
-            output_tokens=metadata.get("output_tokens", 0),
-        )
+        return Usage.of_metadata(metadata, prices)
     output = str(message.content) if message is not None else ""
     if isinstance(message, AIMessage) and message.tool_calls:
         output += json.dumps([call["args"] for call in message.tool_calls], default=str)
-    return Usage(
-        reasoning_calls=1,
-        input_tokens=sum(estimate_tokens(str(m.content)) for m in prompt),
-        output_tokens=estimate_tokens(output),
-    )
+    return Usage.of_call(input_tokens=sum(estimate_tokens(_text_of(m)) for m in prompt),
+                         output_tokens=estimate_tokens(output), prices=prices)
 
 
 def _tool_arguments(message: BaseMessage) -> Any:
@@ -152,11 +155,22 @@ def _salvaged(schema: type[M], message: BaseMessage | None) -> M:
 
 
 class ModelReasoner:
-    """Reasoning with a LangChain chat model and structured output (tool calling)."""
+    """Reasoning with a LangChain chat model and structured output (tool calling).
 
-    def __init__(self, model: BaseChatModel, timeout_seconds: float | None = None):
+    `cache_min_tokens`: the model's minimum prefix per Bedrock cache point; given, each
+    prompt's stable prefixes are marked for the prompt cache (`prompts.load_prompt`).
+    `prices` prices each call's tokens."""
+
+    def __init__(self, model: BaseChatModel, timeout_seconds: float | None = None, *,
+                 cache_min_tokens: int | None = None,
+                 prices: TokenPrices = NOVA_2_LITE_PRICES):
         self.model = model
         self.timeout_seconds = timeout_seconds
+        self.cache_min_tokens = cache_min_tokens
+        self.prices = prices
+
+    def _prompt(self, name: str, **variables: object) -> list[BaseMessage]:
+        return load_prompt(name, self.cache_min_tokens, **variables)
 
     def _timeout(self) -> ModelTimeout:
         return ModelTimeout(
@@ -187,7 +201,7 @@ class ModelReasoner:
         # Merged once: adding chunks one by one re-parses the whole JSON text each time.
         message = (add_ai_message_chunks(*chunks) if len(chunks) > 1  # type: ignore[arg-type]
                    else chunks[0] if chunks else None)
-        usage = _usage_of(message, prompt)
+        usage = _usage_of(message, prompt, self.prices)
         try:
             arguments = _tool_arguments(message) if message is not None else None
             if arguments is None:
@@ -203,7 +217,7 @@ class ModelReasoner:
         """Ask for a plan; send validation errors back to the model up to `max_attempts` times."""
         spent, feedback = Usage(), ""
         for attempt in range(max(1, max_attempts)):
-            prompt = load_prompt(
+            prompt = self._prompt(
                 "plan", tools=tools, task=task, summary=summary,
                 results=render_results(results), feedback=feedback,
                 previous_plan=render_plan(previous_plan) if previous_plan else "",
@@ -235,7 +249,7 @@ class ModelReasoner:
     ) -> Reply[Decision]:
         """Ask for a `Decision`, with the answer when it finishes (one retry on invalid
         output)."""
-        prompt = load_prompt(
+        prompt = self._prompt(
             "observe", task=task, plan=render_plan(plan), summary=summary,
             results=render_results(results), trigger=trigger,
         )
@@ -248,12 +262,12 @@ class ModelReasoner:
             return Reply(reply.value, first.usage + reply.usage)
 
     async def _text(self, name: str, **variables: object) -> Reply[str]:
-        prompt = load_prompt(name, **variables)
+        prompt = self._prompt(name, **variables)
         try:
             message = await asyncio.wait_for(self.model.ainvoke(prompt), self.timeout_seconds)
         except TimeoutError:
             raise self._timeout() from None
-        return Reply(_text_of(message), _usage_of(message, prompt))
+        return Reply(_text_of(message), _usage_of(message, prompt, self.prices))
 
     async def summarize(self, *, task: str, summary: str, results: list[StepResult]) -> Reply[str]:
         """Merge results into the running summary."""

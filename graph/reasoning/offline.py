@@ -88,8 +88,14 @@ class PlanFileReasoner:
 def templated_answer(
     *, task: str, status: str, reason: str, summary: str, results: list[StepResult]
 ) -> str:
-    """An answer written without a model: the status and one line per step, citing ids."""
-    lines = [f"Task: {task}", f"Status: {status}" + (f" ({reason})" if reason else "")]
+    """An answer written without a model: the status and one line per step, citing ids.
+
+    It does not repeat the task (nor the preamble an eval puts before it): an answer that
+    echoes the question would state every fact the question names, so a check for a fact
+    would pass, or fail, whatever the run did. `task` stays in the signature the answer
+    node calls every reasoner with."""
+    del task
+    lines = [f"Status: {status}" + (f" ({reason})" if reason else "")]
     if summary:
         lines.append(f"Earlier: {summary}")
     for result in results:

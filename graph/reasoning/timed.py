@@ -50,5 +50,7 @@ class TimedReasoner:
             return  # answered without a model (an offline plan file, a template)
         self.report({"event": "reasoning", "kind": kind, "started": round(started, 3),
                      "ended": round(time.time(), 3), "input_tokens": usage.input_tokens,
+                     "cache_read_tokens": usage.cache_read_tokens,
+                     "cache_write_tokens": usage.cache_write_tokens,
                      "output_tokens": usage.output_tokens,
                      "cost_usd": usage.estimated_cost_usd, "ok": ok})

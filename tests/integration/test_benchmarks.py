@@ -53,6 +53,9 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     browser = results["browser_sessions"]
     assert [r["k"] for r in browser["rows"]] == [2] and all(r["ratio"] > 0 for r in browser["rows"])
     assert browser["queue"]["status"] == "completed" and browser["queue"]["statuses"] == ["ok"]
+    # Figure 12: both contenders, caching off, cold and warm; the warm run read the cache.
+    cached = {(r["agent"], r["caching"]): r for r in results["prompt_caching"]["rows"]}
+    assert len(cached) == 6 and cached[("nova-duet", "on, warm")]["cache_read_tokens"] > 0
 
 
 def test_the_docs_show_the_committed_full_run_and_the_readme_its_verdicts():

@@ -17,13 +17,18 @@ import pytest
 from graph import Decision, Plan, Step
 from graph.app.eval import AgentSettings, load_suite, run_suite
 from graph.app.eval.checkers import check_answer, check_state
+from graph.app.eval.compare import CompareError, load_results
 from graph.app.eval.runner import summarize
+from graph.app.eval.suite import SuiteError, echoed_facts
 from graph.app.eval.variants import variants
 from tests.fixtures.converse import text, tool_input
 
 MODEL = "us.amazon.nova-2-lite-v1:0"
 SUITE = load_suite()
 WRITE_KINDS = {"drop", "double", "wrong_value", "other_record"}
+# Every kind, and the blind spots each of the last three closes: a read with another
+# filter, a write that leaves its record as it was, a write refused at approval.
+KINDS = WRITE_KINDS | {"wrong_filter", "stray_write", "same_value_write", "approve"}
 
 
 def _duet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -41,16 +46,22 @@ def test_the_suite_covers_every_category_with_30_tasks_or_more():
 
 
 async def test_reference_plans_pass_and_a_broken_variant_of_each_fails(tmp_path):
-    """Every reference plan passes its checkers; for every task one broken variant (the
-    kinds rotate over the tasks) fails at least one checker. All run at once."""
-    broken = []
-    for index, task in enumerate(SUITE.tasks):
-        options = variants(task)
-        variant = options[index % len(options)]
-        broken.append(variant.as_task(tmp_path / "variants").model_copy(
-            update={"id": f"{task.id}~{variant.kind}"}))
-    kinds = {t.id.split("~")[1] for t in broken}
-    assert WRITE_KINDS | {"approve"} <= kinds, kinds
+    """Every reference plan passes its checkers; for every task one broken variant (each
+    task takes the kind used least so far, so every kind runs) fails at least one checker.
+    All run at once. (Every variant of every task: `duet eval --broken`, in docs/eval.md.)"""
+    broken, used = [], dict.fromkeys(KINDS, 0)
+    for task in SUITE.tasks:
+        options = variants(task, SUITE.env.variations)
+        if task.id == "lookup-overdue-count":
+            # The task whose fixtures were changed: the seed has 3 open and 3 overdue
+            # invoices, so a count of the open ones gave the right answer.
+            options = [v for v in options if v.name == "wrong_filter:status=open"]
+        variant = min(options, key=lambda v: used[v.kind])
+        used[variant.kind] += 1
+        broken.append(variant.as_task(tmp_path / "variants"))
+    kinds = {t.id.split("~")[1].split(":")[0] for t in broken}
+    assert kinds == KINDS, kinds
+    assert "lookup-overdue-count~wrong_filter:status=open" in {t.id for t in broken}
     # No screenshots: they are the report's, and cost CPU this test does not need.
     settings = AgentSettings(out_dir=tmp_path / "out", context={"step_screenshots": False})
     rows = await run_suite(SUITE, [*SUITE.tasks, *broken], ["nova-duet"], settings,
@@ -64,6 +75,19 @@ async def test_reference_plans_pass_and_a_broken_variant_of_each_fails(tmp_path)
 
 
 def test_checkers_catch_what_the_variants_cannot_reach():
+    # `contains` holds whole words and numbers: a note naming invoice 10021 or order 5050
+    # does not hold 1002 or 505.
+    note = {"notes": {"added": [{"customer_id": 5, "text": {"contains": ["505"]}}]}}
+    for said, passes in (("Order 5050 cancelled", False), ("Order 505 cancelled", True),
+                         ("Order #505, cancelled.", True), ("Invoice 10021", False)):
+        added = {"changes": {"notes": {"changed": {}, "added": [
+            {"customer_id": 5, "text": said}], "removed": []}, "writes": {}}}
+        assert check_state(outputs=added, reference_outputs={"state": note})["score"] is passes
+    # A logged write that left the row as it was, on a task where nothing may change.
+    same = {"changes": {"invoices": {"changed": {}, "added": [], "removed": [],
+                                     "written": ["1001"]}, "writes": {"invoices:1001": 1}}}
+    verdict = check_state(outputs=same, reference_outputs={})
+    assert not verdict["score"] and "1001" in verdict["comment"]
     # A write done twice with the same value leaves the rows as one write would: the write
     # log tells them apart.
     twice = {"changes": {"invoices": {"changed": {"1002": {"status": "paid"}}, "added": [],
@@ -154,8 +178,12 @@ async def test_both_agents_over_converse_and_the_table_counts_what_the_server_sa
         seen = converse.usages[before:]
         assert [r.passed for r in agent_rows] == [True] * 4, [r.checks for r in agent_rows]
         assert sum(r.calls for r in agent_rows) == len(seen)
-        assert sum(r.tokens_in for r in agent_rows) == sum(u["inputTokens"] for u in seen)
+        assert sum(r.tokens_in for r in agent_rows) == sum(
+            u["inputTokens"] + u["cacheReadInputTokens"] + u["cacheWriteInputTokens"]
+            for u in seen)
         assert sum(r.tokens_out for r in agent_rows) == sum(u["outputTokens"] for u in seen)
+        assert sum(r.tokens_cached for r in agent_rows) == sum(
+            u["cacheReadInputTokens"] for u in seen)
         rows += agent_rows
     assert converse.invalid == [] and converse.script == []
     assert converse.model_ids == [MODEL] * len(converse.usages)
@@ -188,8 +216,8 @@ def test_cli_reference_json_and_min_pass(tmp_path):
         assert Path(row["report"]).is_file()
     assert (tmp_path / "ok" / "results.md").read_text().count("[report](file://") == 2
 
-    # A user's own suite, whose one task expects a fact its plan never reads: below
-    # --min-pass the command exits 1, and the table says which check failed.
+    # A user's own suite, whose one task expects a fact its plan never reads: a reference
+    # plan that fails exits 1 (under the default --min-pass too), naming the failed check.
     plan = tmp_path / "plan.yaml"
     plan.write_text("goal: g\nsteps:\n  - {id: c, tool: http_request, "
                     "args: {url: '{{ site }}/api/customers/3'}}\n")
@@ -197,10 +225,111 @@ def test_cli_reference_json_and_min_pass(tmp_path):
     suite.write_text("name: mine\ntasks:\n  - id: wrong-fact\n    category: lookup\n"
                      "    task: What tier is Initech in?\n    plan: plan.yaml\n"
                      "    checkers: {answer: {must: [gold]}}\n")
-    failed = _duet("eval", "--reference", "--suite", str(suite), "--min-pass", "1",
-                   "--out", str(tmp_path / "mine"))
+    failed = _duet("eval", "--reference", "--suite", str(suite), "--out", str(tmp_path / "mine"))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "✗ fail wrong-fact" in failed.stdout and "(answer)" in failed.stdout
+    assert "reference plans failed: wrong-fact" in " ".join(failed.stderr.split())
+
+
+def _suite(tmp_path: Path, tasks: str, name: str = "mine.yaml") -> Path:
+    """A suite file of `tasks` (YAML text) in `tmp_path`, with one reference plan (a read
+    of customer 3), `plan.yaml`."""
+    (tmp_path / "plan.yaml").write_text("goal: g\nsteps:\n  - {id: c, tool: http_request, "
+                                        "args: {url: '{{ site }}/api/customers/3'}}\n")
+    suite = tmp_path / name
+    suite.write_text("name: mine\npreamble: The CRM is at {site}; tiers are gold, silver "
+                     "and bronze.\ntasks:\n" + tasks)
+    return suite
+
+
+TIER = ("  - id: tier\n    category: lookup\n    task: What tier is Initech in?\n"
+        "    plan: plan.yaml\n    checkers: {answer: {must: [bronze]}}\n")
+
+
+def test_cli_a_bad_suite_says_one_line_naming_the_task_and_field(tmp_path):
+    cases = {
+        "approval: sometimes": ("task 'tier': approval is 'sometimes'; allowed: 'ask', "
+                                "'auto' or 'deny'"),
+        "chekers: {}": "task 'tier': chekers is not a known field",
+    }
+    for line, said in cases.items():
+        with pytest.raises(SuiteError) as raised:
+            load_suite(_suite(tmp_path, TIER + f"    {line}\n"))
+        assert str(raised.value) == f"mine.yaml: {said}"
+    # The command prints it as the one line it is, and exits 2 before any run.
+    missing = _suite(tmp_path, TIER.replace("    category: lookup\n", ""))
+    out = _duet("eval", "--reference", "--suite", str(missing), "--out", str(tmp_path / "o"))
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: mine.yaml: task 'tier': category is required"
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_answer_fact_the_question_states_is_a_warning_or_with_strict_an_error(tmp_path):
+    # `bronze` is in the preamble: an answer that repeats it passes whatever the run read.
+    suite = _suite(tmp_path, TIER)
+    warned = _duet("eval", "--reference", "--suite", str(suite), "--out", str(tmp_path / "w"))
+    said = "task 'tier': answer.must fact 'bronze' is in the task or the preamble"
+    assert warned.returncode == 0 and said in " ".join(warned.stderr.split())
+    strict = _duet("eval", "--reference", "--strict", "--suite", str(suite), "--out",
+                   str(tmp_path / "s"))
+    assert strict.returncode == 2 and said in " ".join(strict.stderr.split())
+    assert not (tmp_path / "s").exists()  # before any run
+    assert echoed_facts(SUITE) == []  # the CRM suite has none
+    # The offline answer does not repeat the task or preamble (it would state `bronze`).
+    row = json.loads((tmp_path / "w" / "results.json").read_text())["tasks"][0]
+    assert "tiers are gold" not in row["answer"] and "Initech in?" not in row["answer"]
+
+
+def test_a_run_that_raises_is_a_failed_row_and_the_results_are_written(tmp_path):
+    # A fixture row the database refuses (invoice 1001 is in the seed): seeding raises in
+    # that run alone; the other task still runs, and every result file is written.
+    clash = ("  - id: clash\n    category: lookup\n    task: What tier is Initech in?\n"
+             "    plan: plan.yaml\n    checkers: {answer: {must: [bronze]}}\n"
+             "    fixtures: {invoices: [{id: 1001, customer_id: 1, amount: 1.0, "
+             "due_date: 2026-01-01, status: open}]}\n")
+    suite = _suite(tmp_path, TIER + clash)
+    out = _duet("eval", "--reference", "--suite", str(suite), "--json",
+                "--out", str(tmp_path / "out"))
+    assert out.returncode == 1, out.stderr
+    rows = {r["task"]: r for r in json.loads(out.stdout)["tasks"]}
+    assert rows["tier"]["passed"] and not rows["clash"]["passed"]
+    assert rows["clash"]["status"] == "error"
+    assert "UNIQUE constraint failed: invoices.id" in rows["clash"]["error"]
+    assert "UNIQUE constraint failed" in rows["clash"]["checks"]["run"]["comment"]
+    for name in ("results.json", "results.md", "results.html"):
+        assert (tmp_path / "out" / name).is_file()
+    assert "UNIQUE constraint failed" in (tmp_path / "out" / "results.md").read_text()
+
+
+async def test_compare_names_the_regression_of_a_broken_reference_plan_and_exits_1(tmp_path):
+    import shutil
+
+    from graph.app.eval import run_eval
+
+    crm = tmp_path / "crm"
+    shutil.copytree(SUITE.path.parent, crm)
+    tasks = "lookup-tier,write-mark-paid"
+    for side in ("old", "new"):
+        if side == "new":  # break one reference plan: invoice 1005 is no longer marked paid
+            plan = crm / "plans" / "write-mark-paid.yaml"
+            plan.write_text(plan.read_text().replace("invoices/1005", "invoices/1008"))
+        suite = load_suite(crm / "crm.yaml")
+        _, rows, _ = await run_eval(suite, suite.select(tasks), ["nova-duet"],
+                                    AgentSettings(out_dir=tmp_path / side))
+        assert [r.passed for r in rows] == [True, side == "old"]
+    out = _duet("eval", "--compare", str(tmp_path / "old"), str(tmp_path / "new" /
+                                                                "results.json"),
+                "--out", str(tmp_path / "cmp"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "**1 regression(s)**: write-mark-paid (nova-duet, pass -> fail)" in out.stdout
+    assert "| lookup-tier |" not in out.stdout  # unchanged tasks are counted, not listed
+    assert "| nova-duet | writes | 1 → 0 (-1) |" in out.stdout  # the pass@1 delta
+    assert (tmp_path / "cmp" / "comparison.md").read_text() in out.stdout
+    back = _duet("eval", "--compare", str(tmp_path / "new"), str(tmp_path / "old"))
+    assert back.returncode == 0 and "fail -> pass" in back.stdout
+    assert (tmp_path / "old" / "comparison.md").is_file()  # beside NEW without --out
+    with pytest.raises(CompareError, match="cannot read the results"):  # exit 2
+        load_results(tmp_path / "nowhere")
 
 
 def test_cli_without_credentials_stops_before_any_work(tmp_path):

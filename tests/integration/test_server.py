@@ -84,3 +84,35 @@ async def test_remote_graph_runs_like_a_local_one(server, site, tmp_path):
                                context={"model": f"scripted:{path}",
                                         "allowed_hosts": [host_of(site)]})
     assert out["status"] == "completed" and out["final_answer"] == "Acme Corp [r]."
+
+
+async def test_a_served_run_that_spent_its_budget_continues_with_the_retry_input(
+        server, site, tmp_path):
+    path = tmp_path / "script3.json"
+    path.write_text(json.dumps([
+        {"plan": {"goal": "note", "steps": [
+            {"id": "read", "tool": "http_request", "args": {"url": f"{site}/api/customers/2"}},
+            {"id": "note", "tool": "http_request", "depends_on": ["read"], "args": {
+                "url": f"{site}/api/notes", "method": "POST",
+                "json_body": {"customer_id": 2, "text": "retried"}}}]}},
+        {"text": "Read customer 2; the note was not written [read]."},
+        {"decision": {"action": "finish", "reason": "noted", "answer": "Noted [read][note]."}},
+    ]))
+    client = get_client(url=server)
+    thread = (await client.threads.create())["thread_id"]
+    context = {"model": f"scripted:{path}", "approval": "auto",
+               "allowed_hosts": [host_of(site)], "max_steps": 1}
+    first = await client.runs.wait(thread, "nova-duet", input={"task": "Note customer 2"},
+                                   context=context)
+    assert first["status"] == "budget_exhausted" and "(1/1)" in first["reason"]
+
+    final = await client.runs.wait(thread, "nova-duet", input={"retry": True},
+                                   context={**context, "max_steps": 5})
+    assert final["status"] == "completed", final
+    assert final["final_answer"] == "Noted [read][note]."
+    assert [(r["step_id"], r["status"]) for r in final["results"]] == [
+        ("read", "ok"), ("note", "ok")]  # the read was not sent again
+    notes = httpx.get(f"{site}/api/notes?customer_id=2").json()
+    assert [n["text"] for n in notes] == ["retried"]
+    state = await client.threads.get_state(thread)
+    assert state["values"]["retries"] == 1

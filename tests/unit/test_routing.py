@@ -10,7 +10,9 @@ from graph.routing import (
     route_after_act,
     route_after_observe,
     route_after_plan,
+    route_after_retry,
     route_after_summarize,
+    route_start,
 )
 from graph.runtime.progress import decision_trigger, resolve_args
 
@@ -86,3 +88,13 @@ def test_references_resolve_typed_or_into_text():
     done = {"a": ok("a", {"json": [{"id": 7}]})}
     assert resolve_args({"n": "${a.output.json.0.id}"}, done) == {"n": 7}
     assert resolve_args({"u": "/x/${a.output.json.0.id}/y"}, done) == {"u": "/x/7/y"}
+
+
+def test_the_retry_input_starts_at_retry_which_continues_the_plan_or_plans_again():
+    assert route_start({"task": "t"}) == "plan"
+    assert route_start({"task": "t", "retry": True}) == "retry"
+    assert route_start({"task": "t", "retry": False, "status": RunStatus.FAILED}) == "plan"
+    assert route_after_retry({"plan": PLAN, "status": None}) == "act"
+    assert route_after_retry({"plan": None, "status": None}) == "plan"
+    # A run that was not one to retry keeps its status: nothing more runs.
+    assert route_after_retry({"plan": PLAN, "status": RunStatus.COMPLETED}) == "__end__"

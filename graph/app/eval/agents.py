@@ -1,4 +1,5 @@
-"""The two agents `duet eval` compares, each run once on one task against one site.
+"""The two agents `duet eval` compares, each run once on one task against one instance of
+the suite's environment (its variables, hosts and tools: `graph.app.eval.environment`).
 
 - `nova-duet`: this graph (`graph.app.runner.run_thread`), planning with the model, or
   with the task's reference plan file (`--reference`).
@@ -20,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from graph.app.eval.environment import Instance
 from graph.app.eval.suite import EvalTask
 from graph.context import Context
 from graph.contracts import Usage
@@ -58,23 +59,43 @@ class AgentSettings:
     out_dir: Path = Path(".")
     tools: ToolRegistry | None = None
 
-    def run_tools(self) -> ToolRegistry:
-        """The shared tools for one run: the same entries, without the right to close the
-        shared browsers (`run_thread` closes its registry at the end of the run)."""
+    def run_tools(self, instance: Instance) -> ToolRegistry:
+        """The tools of one run on `instance`: the shared entries, without the right to close
+        the shared browsers (`run_thread` closes its registry at the end of the run), and
+        the instance's own tools, closed with the run's registry."""
         from tools import default_registry
 
         if self.tools is None:
             self.tools = default_registry()
-        return ToolRegistry(list(self.tools))
+        registry = ToolRegistry(list(self.tools))
+        if instance.tools is not None:
+            own = instance.tools()
+            for entry in own:
+                registry.register(entry)
+            registry.on_close(own.aclose)
+        return registry
 
 
-def task_context(task: EvalTask, site: str, settings: AgentSettings) -> Context:
-    """The run context of `task` on `site`: its own site reachable and nothing else."""
+@dataclass
+class Run:
+    """Where one run goes: the task, the instance it runs on, and the MCP config of the
+    run's servers (the instance's and the caller's `--mcp`, as one file), if any."""
+
+    task: EvalTask
+    instance: Instance
+    mcp_config: str | None = None
+
+
+def task_context(run: Run, settings: AgentSettings) -> Context:
+    """The run context of a task on its instance: the instance's hosts reachable and nothing
+    else, its variables in the reference plan."""
+    task = run.task
     context = Context(**{**task.context, **settings.context})  # the caller's settings win
-    context.allowed_hosts = [urlsplit(site).netloc]
+    context.allowed_hosts = list(run.instance.allowed_hosts)
     context.approval = task.approval
+    context.mcp_config = run.mcp_config
     if settings.model is None:
-        context.plan_file, context.plan_variables = str(task.plan), {"site": site}
+        context.plan_file, context.plan_variables = str(task.plan), dict(run.instance.variables)
     else:
         context.model = settings.model
     return context
@@ -89,7 +110,7 @@ def decider(task: EvalTask) -> Callable[[dict[str, Any]], dict[str, str]]:
     return decide
 
 
-async def run_nova_duet(task: EvalTask, text: str, site: str, settings: AgentSettings,
+async def run_nova_duet(run: Run, text: str, settings: AgentSettings,
                         checkpointer_url: str | None = None) -> Outcome:
     """Run `text` with this graph, its checkpoints and step ledger at `checkpointer_url`
     (default: `duet run`'s); raises `ConfigurationError` before any work."""
@@ -98,11 +119,11 @@ async def run_nova_duet(task: EvalTask, text: str, site: str, settings: AgentSet
     from graph.app.threads import new_thread_id
 
     thread_id = new_thread_id()
-    tools = settings.run_tools()
+    tools = settings.run_tools(run.instance)
     try:
         _, final = await run_thread(
-            text, thread_id=thread_id, context=task_context(task, site, settings), tools=tools,
-            checkpointer_url=checkpointer_url, decide=decider(task))
+            text, thread_id=thread_id, context=task_context(run, settings), tools=tools,
+            checkpointer_url=checkpointer_url, decide=decider(run.task))
     finally:
         await settings.tools.end_scope(thread_id)
     ran = [r for r in final.results if r.status not in ("rejected", "cancelled")]
@@ -112,11 +133,12 @@ async def run_nova_duet(task: EvalTask, text: str, site: str, settings: AgentSet
                    usage=final.usage, report=str(report), thread=thread_id)
 
 
-async def run_react(task: EvalTask, text: str, site: str, settings: AgentSettings,
-                    transcript: Path) -> Outcome:
-    """Run `text` with a ReAct loop on the same model and tools; the transcript (every
-    message) is written to `transcript`. Raises `ConfigurationError` before any work."""
+async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Path) -> Outcome:
+    """Run `text` with a ReAct loop on the same model and tools (the run's MCP servers'
+    too); the transcript (every message) is written to `transcript`. Raises
+    `ConfigurationError` before any work."""
     from langchain.agents import create_agent
+    from langchain_aws.middleware import BedrockPromptCachingMiddleware
     from langchain_core.messages import AIMessage, messages_to_dict
     from langgraph.errors import GraphRecursionError
 
@@ -124,18 +146,26 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     from graph.reasoning import chat_model_from_spec
     from prompts import load_prompt
 
-    context = task_context(task, site, settings)
+    task = run.task
+    context = task_context(run, settings)
     model = chat_model_from_spec(context.model, context)  # no credentials: raises here
-    registry = settings.run_tools()
+    registry = settings.run_tools(run.instance)
     thread_id = new_thread_id()  # the scope of its named browser sessions
     calls: list[str] = []
-    tools = [_guarded(entry, registry, context, decider(task), calls) for entry in registry
-             if entry.why_unavailable() is None]
-    system, user = load_prompt("react", task=text)
-    agent = create_agent(model, tools=tools, system_prompt=system.content)
-    messages: list[Any] = [user]
     status, reason = "completed", ""
+    messages: list[Any] = []
     try:
+        if context.mcp_config:
+            await _add_mcp_servers(registry, context, transcript.parent / thread_id)
+        tools = [_guarded(entry, registry, context, decider(task), calls) for entry in registry
+                 if entry.why_unavailable() is None]
+        system, user = load_prompt("react", task=text)
+        # Caching as fair as ours: langchain-aws's own cache points (where the model takes them).
+        caching = [BedrockPromptCachingMiddleware(unsupported_model_behavior="ignore")
+                   ] if context.prompt_caching else []
+        agent = create_agent(model, tools=tools, system_prompt=system.content,
+                             middleware=caching)
+        messages = [user]
         async with asyncio.timeout(context.deadline_seconds):
             async for state in agent.astream(
                     {"messages": [user]},
@@ -150,12 +180,10 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         await settings.tools.end_scope(thread_id)
+        await registry.aclose()  # the run's own tools and MCP sessions, not the shared ones
     replies = [m for m in messages if isinstance(m, AIMessage)]
-    usage = Usage(reasoning_calls=len(replies),
-                  input_tokens=sum((m.usage_metadata or {}).get("input_tokens", 0)
-                                   for m in replies),
-                  output_tokens=sum((m.usage_metadata or {}).get("output_tokens", 0)
-                                    for m in replies))
+    usage = sum((Usage.of_metadata(m.usage_metadata or {}, context.prices()) for m in replies),
+                Usage())
     last = replies[-1] if replies else None
     if status == "completed" and (last is None or last.tool_calls):
         status, reason = "failed", "the agent stopped without a final answer"
@@ -165,6 +193,17 @@ async def run_react(task: EvalTask, text: str, site: str, settings: AgentSetting
     return Outcome(status=status, answer=last.text if last is not None else "", reason=reason,
                    steps=len(calls), tools=calls, usage=usage, report=str(transcript),
                    thread=thread_id)
+
+
+async def _add_mcp_servers(registry: ToolRegistry, context: Context, folder: Path) -> None:
+    """Add the tools of the run's MCP servers, as `duet run` does (a server that does not
+    start leaves its tools out; the listing says why)."""
+    from graph.redaction import also_redact
+    from tools.mcp import add_mcp_servers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
+                          remember_secret=also_redact, log_folder=folder)
 
 
 def _guarded(entry: Any, registry: Any, context: Context,

@@ -7,7 +7,9 @@ as a dict: status, answer, steps, tools, cost, and `changes`, the database's dif
 from its starting state); `reference_outputs` is the task's `Checkers` as a dict.
 
 - state: rows changed exactly as expected (openevals' `exact_match` on the changed rows),
-  rows added as expected, nothing else changed, and no row written more than once;
+  rows added as expected, nothing else changed, no row written more than once, and no
+  logged write to a row the task does not expect to change (even one that left the value
+  as it was);
 - answer: the facts the answer must state, and none it must not;
 - limits: the expected status, within the step and cost bounds;
 - tools: the run called the tools the task needs (agentevals' trajectory superset match).
@@ -17,47 +19,45 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from agentevals.trajectory.match import create_trajectory_match_evaluator
 from openevals.exact import exact_match
 
+if TYPE_CHECKING:
+    from graph.app.eval.environment import Rows, Table, Write
+
 Result = dict[str, Any]
-# Tables whose rows have a key of their own; notes are compared as the rows added.
-KEYS = {"customers": "id", "orders": "id", "invoices": "id", "profiles": "customer_id",
-        "notes": "id"}
 
 
-def state_changes(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> dict[str, Any]:
-    """The difference between two snapshots (`demo_site.db.Store.snapshot`): per table the
-    rows changed (id -> changed columns), added and removed; and how many times each row
-    was written (`writes`, "table:id" -> count) during the run."""
+def state_changes(before: Rows, after: Rows, tables: Mapping[str, Table],
+                  writes: Iterable[Write]) -> dict[str, Any]:
+    """The difference between two snapshots of an environment's `tables`
+    (`Instance.snapshot`): per table the rows changed (key -> changed columns), added
+    (without the columns the system fills), removed, and `written` (the rows that were
+    there before and got a write, changed or not); and how many times each row was written
+    (`writes`, "table:key" -> count) during the run (`Instance.writes`)."""
+    writes = list(writes)
     changes: dict[str, Any] = {}
-    for table, key in KEYS.items():
-        old = {str(row[key]): row for row in before.get(table, [])}
-        new = {str(row[key]): row for row in after.get(table, [])}
+    for table, spec in tables.items():
+        old = {str(row[spec.key]): row for row in before.get(table, [])}
+        new = {str(row[spec.key]): row for row in after.get(table, [])}
         changed = {}
         for row_id in old.keys() & new.keys():
             diff = {col: value for col, value in new[row_id].items()
                     if old[row_id].get(col) != value}
             if diff:
                 changed[row_id] = diff
-        added = [_without(new[i], key if table == "notes" else None)
+        added = [{col: value for col, value in new[i].items() if col not in spec.generated}
                  for i in new.keys() - old.keys()]
         removed = sorted(old.keys() - new.keys())
-        if changed or added or removed:
-            changes[table] = {"changed": changed, "added": added, "removed": removed}
-    seen = {row["id"] for row in before.get("writes", [])}
-    counts = Counter(f"{w['entity']}:{w['row_id']}" for w in after.get("writes", [])
-                     if w["id"] not in seen)
-    changes["writes"] = dict(counts)
+        written = sorted({w["row"] for w in writes if w["table"] == table} & old.keys())
+        if changed or added or removed or written:
+            changes[table] = {"changed": changed, "added": added, "removed": removed,
+                              "written": written}
+    changes["writes"] = dict(Counter(f"{w['table']}:{w['row']}" for w in writes))
     return changes
-
-
-def _without(row: dict[str, Any], key: str | None) -> dict[str, Any]:
-    # Generated columns (a note's id, idempotency key, time) say nothing about the task.
-    drop = {key, "idempotency_key", "created_at"}
-    return {col: value for col, value in row.items() if col not in drop}
 
 
 def _result(key: str, problems: list[str]) -> Result:
@@ -67,7 +67,9 @@ def _result(key: str, problems: list[str]) -> Result:
 def check_state(*, outputs: dict[str, Any], reference_outputs: dict[str, Any],
                 **_: Any) -> Result:
     """The database after the run against the expected changes: every expected change made,
-    nothing else changed, no row removed, no row written twice."""
+    nothing else changed, no row removed, no row written twice, and no write logged to a
+    row the task does not expect to change (a same-value write changes no column, but it
+    is a write the task did not ask for)."""
     actual = {table: value for table, value in (outputs.get("changes") or {}).items()
               if table != "writes"}
     expected = reference_outputs.get("state") or {}
@@ -83,6 +85,10 @@ def check_state(*, outputs: dict[str, Any], reference_outputs: dict[str, Any],
         problems += _match_added(table, added, specs)
         if removed := actual.get(table, {}).get("removed"):
             problems.append(f"{table}: rows removed {removed}")
+        expected_rows = {str(i) for i in expected.get(table, {}).get("changed", {})}
+        if stray := [i for i in actual.get(table, {}).get("written", [])
+                     if i not in expected_rows]:
+            problems.append(f"{table}: rows written that the task does not change {stray}")
     twice = {row: n for row, n in (outputs.get("changes") or {}).get("writes", {}).items()
              if n > 1}
     if twice:
@@ -109,8 +115,8 @@ def _row_matches(row: dict[str, Any], spec: dict[str, Any]) -> bool:
     for column, want in spec.items():
         value = row.get(column)
         if isinstance(want, dict) and "contains" in want:
-            text = str(value).lower()
-            if not all(str(piece).lower() in text for piece in want["contains"]):
+            # Whole words, as answer facts: a note naming invoice 10021 does not hold 1002.
+            if not all(fact_pattern(piece).search(str(value)) for piece in want["contains"]):
                 return False
         elif value != want and str(value) != str(want):
             return False

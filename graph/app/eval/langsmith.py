@@ -20,9 +20,9 @@ from graph.app.eval.checkers import CHECKERS
 from graph.app.eval.runner import (
     Job,
     Row,
+    attempt_job,
     check_model,
     prepare_storage,
-    run_job,
     shared_tools,
 )
 from graph.app.eval.suite import EvalTask, Suite
@@ -108,7 +108,7 @@ async def _experiment(agent: str, data: str, by_id: dict[str, EvalTask], suite: 
         trial_of[task_id] = trial_of.get(task_id, 0) + 1
         job = Job(by_id[task_id], agent, trial_of[task_id])
         on_start(job)
-        row, outputs = await run_job(job, suite, settings)
+        row, outputs = await attempt_job(job, suite, settings)
         rows.append(row)
         on_row(row)
         return outputs

@@ -1,10 +1,13 @@
-"""Run a suite: every task, agent and trial on a fresh database and its own thread, in
-parallel up to `concurrency`; score each run with the checkers; sum up per agent and per
-category; write the results as JSON and Markdown.
+"""Run a suite: every task, agent and trial on a fresh instance of the suite's environment
+and its own thread, in parallel up to `concurrency`; score each run with the checkers; sum
+up per agent and per category; write the results as JSON and Markdown.
+(`graph.app.eval.evaluate` runs a suite locally or as LangSmith experiments; this module
+does not know LangSmith.)
 
-A run's site is the demo CRM (`demo_site`) served on a free loopback port over a database
-seeded with the default seed plus the task's fixtures. The state checker compares the
-database after the run with its snapshot before it.
+A run's instance is started from the task's fixtures (`Environment.start`) and stopped
+after the run; the state checker compares its snapshot after the run with the one before,
+and counts the writes it received (`graph.app.eval.environment`). Nothing here knows which
+system that is.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from graph.app.eval.agents import AgentSettings, Outcome, run_nova_duet, run_react
+from graph.app.eval.agents import AgentSettings, Outcome, Run, run_nova_duet, run_react
 from graph.app.eval.checkers import run_checkers, state_changes
 from graph.app.eval.suite import EvalTask, Suite
 
@@ -46,6 +49,8 @@ class Row:
     report: str | None
     thread: str | None = None
     answer: str = field(default="", repr=False)
+    tokens_cached: int = 0  # of tokens_in, those read from the prompt cache
+    error: str | None = None
 
 
 @dataclass
@@ -65,38 +70,28 @@ def outputs_of(outcome: Outcome, changes: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row, dict[str, Any]]:
-    """Run one job on its own site and database; return its row and its outputs."""
-    from demo_site import serve
-    from demo_site.db import Store
-
+    """Run one job on its own instance of the suite's environment; return its row and its
+    outputs."""
+    environment = suite.env
     name = f"{job.task.id}-{job.agent}-{job.trial}"
     folder = settings.out_dir / "sites" / name
     folder.mkdir(parents=True, exist_ok=True)
-    db_path = folder / "crm.sqlite"
-    db_path.unlink(missing_ok=True)
-
-    def seeded() -> Store:
-        store = Store(db_path)
-        store.seed(job.task.fixtures)
-        return store
-
-    store = await asyncio.to_thread(seeded)
-    before = await asyncio.to_thread(store.snapshot)
     clock = time.perf_counter()
-    site = serve(db_path)
-    url = await asyncio.to_thread(site.__enter__)
+    instance = await environment.start(job.task.fixtures, folder)
     try:
-        text = job.task.text(suite.preamble, url)
+        before = await instance.snapshot()
+        run = Run(job.task, instance, mcp_config(instance.mcp_servers, settings, folder))
+        text = job.task.text(suite.preamble, instance.variables)
         if job.agent == "react":
             transcript = settings.out_dir / "transcripts" / f"{name}.json"
-            outcome = await run_react(job.task, text, url, settings, transcript)
+            outcome = await run_react(run, text, settings, transcript)
         else:
-            outcome = await run_nova_duet(job.task, text, url, settings,
-                                          checkpointer_url(folder))
+            outcome = await run_nova_duet(run, text, settings, checkpointer_url(folder))
     finally:
-        await asyncio.to_thread(site.__exit__, None, None, None)
+        await instance.stop()
     wall = time.perf_counter() - clock
-    changes = state_changes(before, await asyncio.to_thread(store.snapshot))
+    changes = state_changes(before, await instance.snapshot(), environment.tables,
+                            await instance.writes())
     outputs = outputs_of(outcome, changes)
     checks = {r["key"]: {"score": bool(r["score"]), "comment": r["comment"]}
               for r in run_checkers(outputs, job.task.checkers.model_dump(mode="json"))}
@@ -106,8 +101,52 @@ async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row,
               status=outcome.status, steps=outcome.steps, calls=usage.reasoning_calls,
               tokens_in=usage.input_tokens, tokens_out=usage.output_tokens,
               cost_usd=usage.estimated_cost_usd, wall_s=round(wall, 3), report=outcome.report,
-              thread=outcome.thread, answer=outcome.answer)
+              thread=outcome.thread, answer=outcome.answer,
+              tokens_cached=usage.cache_read_tokens)
     return row, outputs
+
+
+async def attempt_job(job: Job, suite: Suite, settings: AgentSettings
+                      ) -> tuple[Row, dict[str, Any]]:
+    """`run_job`, with a run that raises (a bad fixture, a site that did not start, a bug)
+    made a failed row that carries its error: one run's fault must not lose the others'."""
+    clock = time.perf_counter()
+    try:
+        return await run_job(job, suite, settings)
+    except Exception as exc:  # noqa: BLE001 - any fault of one run is that run's result
+        error = f"{type(exc).__name__}: {exc}"
+        return Row(task=job.task.id, category=job.task.category, agent=job.agent,
+                   trial=job.trial, passed=False,
+                   checks={"run": {"score": False, "comment": f"the run raised {error}"}},
+                   status="error", steps=0, calls=0, tokens_in=0, tokens_out=0, cost_usd=0.0,
+                   wall_s=round(time.perf_counter() - clock, 3), report=None,
+                   error=error), {"status": "error", "reason": error}
+
+
+def mcp_config(servers: dict[str, dict[str, Any]], settings: AgentSettings,
+               folder: Path) -> str | None:
+    """The MCP config of a run: the instance's servers and those of the caller's
+    `mcp_config` (`--mcp`) as one file in the run's folder; the caller's file as it is
+    when the instance has none."""
+    mine = settings.context.get("mcp_config")
+    if not servers:
+        return mine
+    from tools.mcp import MCPConfigError
+
+    joined = dict(servers)
+    if mine:
+        try:
+            theirs = json.loads(Path(mine).read_text(encoding="utf-8"))["mcpServers"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise MCPConfigError(f"cannot read the MCP config {mine!r}: {exc}") from None
+        if clash := sorted(joined.keys() & theirs.keys()):
+            raise MCPConfigError(f"the MCP config {mine!r} names the environment's own "
+                                 f"servers {clash}")
+        joined |= theirs
+    path = folder / "mcp.json"
+    path.touch(mode=0o600)  # the caller's servers' env and headers may hold secrets
+    path.write_text(json.dumps({"mcpServers": joined}, indent=1), encoding="utf-8")
+    return str(path)
 
 
 def check_model(settings: AgentSettings) -> None:
@@ -116,9 +155,9 @@ def check_model(settings: AgentSettings) -> None:
     if settings.model is None:
         return
     from graph.context import Context
-    from graph.reasoning import chat_model_from_spec
+    from graph.reasoning import resolve_reasoner
 
-    chat_model_from_spec(settings.model, Context(**settings.context))
+    resolve_reasoner(Context(**settings.context), settings.model)  # the model and its prices
 
 
 def checkpointer_url(folder: Path) -> str:
@@ -156,7 +195,7 @@ async def run_suite(
     async def one(job: Job) -> Row:
         async with slots:
             on_start(job)
-            row, _ = await run_job(job, suite, settings)
+            row, _ = await attempt_job(job, suite, settings)
             on_row(row)
             return row
 
@@ -196,6 +235,7 @@ def _totals(rows: list[Row], k: int) -> dict[str, Any]:
                            / (len(by_task) or 1), 3),
         "calls": round(sum(r.calls for r in rows) / runs, 2),
         "tokens_in": round(sum(r.tokens_in for r in rows) / runs, 1),
+        "tokens_cached": round(sum(r.tokens_cached for r in rows) / runs, 1),
         "tokens_out": round(sum(r.tokens_out for r in rows) / runs, 1),
         "cost_usd": round(sum(r.cost_usd for r in rows) / runs, 6),
         "wall_s": round(sum(r.wall_s for r in rows) / runs, 2),
@@ -214,7 +254,8 @@ def summarize(rows: list[Row], *, suite: Suite, trials: int, model: str | None,
                    for agent in agents},
         "categories": {agent: {category: _totals([r for r in rows if r.agent == agent
                                                   and r.category == category], trials)
-                               for category in sorted({r.category for r in rows})}
+                               for category in sorted({r.category for r in rows
+                                                       if r.agent == agent})}
                        for agent in agents},
     }
 
@@ -224,8 +265,8 @@ def lowest_pass(summary: dict[str, Any]) -> float:
     return min((totals["pass@1"] for totals in summary["agents"].values()), default=0.0)
 
 
-COLUMNS = ("tasks", "runs", "pass@1", "pass^k", "calls", "tokens_in", "tokens_out", "cost_usd",
-           "wall_s")
+COLUMNS = ("tasks", "runs", "pass@1", "pass^k", "calls", "tokens_in", "tokens_cached",
+           "tokens_out", "cost_usd", "wall_s")
 
 
 def table_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -247,8 +288,8 @@ def _cell(value: Any, column: str) -> str:
     return str(value)
 
 
-HEADERS = {"tokens_in": "tok in", "tokens_out": "tok out", "cost_usd": "cost $",
-           "wall_s": "wall s"}
+HEADERS = {"tokens_in": "tok in", "tokens_cached": "tok cached", "tokens_out": "tok out",
+           "cost_usd": "cost $", "wall_s": "wall s"}
 
 
 def headers(trials: int) -> list[str]:
@@ -289,26 +330,3 @@ def write_results(out_dir: Path, summary: dict[str, Any], rows: list[Row]) -> tu
 def as_json(summary: dict[str, Any], rows: list[Row]) -> dict[str, Any]:
     """The `--json` object: the summary and one row per task, agent and trial."""
     return {"summary": summary, "tasks": [asdict(row) for row in rows]}
-
-
-async def run_eval(
-    suite: Suite, tasks: list[EvalTask], agents: list[str], settings: AgentSettings, *,
-    trials: int = 1, concurrency: int = 4,
-    on_start: Callable[[Job], None] = lambda job: None,
-    on_row: Callable[[Row], None] = lambda row: None,
-) -> tuple[dict[str, Any], list[Row], tuple[Path, Path]]:
-    """`duet eval`: run the suite (as LangSmith experiments when `LANGSMITH_API_KEY` is
-    set, locally otherwise: the same runs and checkers), sum up, write the results.
-    Returns the summary, the rows and the paths of `results.json` and `results.md`."""
-    from graph.app.eval.langsmith import langsmith_enabled, run_experiments
-
-    clock = time.perf_counter()
-    if langsmith_enabled():
-        rows = await run_experiments(suite, tasks, agents, settings, trials=trials,
-                                     concurrency=concurrency, on_start=on_start, on_row=on_row)
-    else:
-        rows = await run_suite(suite, tasks, agents, settings, trials=trials,
-                               concurrency=concurrency, on_start=on_start, on_row=on_row)
-    summary = summarize(rows, suite=suite, trials=trials, model=settings.model,
-                        wall_s=time.perf_counter() - clock)
-    return summary, rows, write_results(settings.out_dir, summary, rows)

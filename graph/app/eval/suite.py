@@ -1,10 +1,13 @@
 """The task file format of `duet eval`: a suite of tasks, each with fixtures, a task text,
 a reference plan and its checkers (YAML; `demo_site/eval/crm.yaml` is the example).
 
-A suite file holds a `preamble` (said before every task: where the site is and how its API
-works; `{site}` is the site's base URL), optional `defaults` (merged into every task's
-`limits`), and `tasks`. Loading checks the whole file against these models and that every
-reference plan exists, so a typo fails before any run.
+A suite file names its `environment` (`module:attribute`, the system its tasks run
+against: `graph.app.eval.environment`; the demo CRM by default), holds a `preamble` (said
+before every task: where the system is and how to use it; `{site}` and the environment's
+other variables are filled in), optional `defaults` (merged into every task's `limits`),
+and `tasks`. Loading checks the whole file against these models, that every reference plan
+exists, and every task's fixtures against the environment's tables, so a typo fails before
+any run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from graph.app.eval.checkers import fact_pattern
+from graph.app.eval.environment import (
+    Environment,
+    EnvironmentConfigError,
+    fixture_problem,
+    load_environment,
+)
 
 Fact = str | int | float | dict[str, list[str | int | float]]
 
@@ -79,7 +90,7 @@ class Checkers(Strict):
 
 
 class EvalTask(Strict):
-    """One task: its starting data (`fixtures`: rows added to the site's default seed), the
+    """One task: its starting data (`fixtures`: rows added to the environment's default seed), the
     text, the approval policy and how the eval answers approvals (`decide`), the reference
     plan (a plan file, relative to the suite file) and the checkers. `context` overrides
     run settings (`max_steps`, `deadline_seconds`, ...)."""
@@ -94,20 +105,37 @@ class EvalTask(Strict):
     checkers: Checkers = Field(default_factory=Checkers)
     context: dict[str, Any] = Field(default_factory=dict)
 
-    def text(self, preamble: str, site: str) -> str:
-        """The task as the agent reads it: the preamble, then the task, with `{site}` filled."""
-        return f"{preamble.strip()}\n\n{self.task.strip()}".replace("{site}", site).strip()
+    def text(self, preamble: str, variables: dict[str, str]) -> str:
+        """The task as the agent reads it: the preamble, then the task, with each of the
+        instance's variables (`{site}`...) filled in."""
+        text = f"{preamble.strip()}\n\n{self.task.strip()}"
+        for name, value in variables.items():
+            text = text.replace(f"{{{name}}}", value)
+        return text.strip()
 
 
 class Suite(Strict):
-    """A loaded suite: its tasks, with reference plan paths made absolute."""
+    """A loaded suite: its environment, and its tasks with reference plan paths made
+    absolute."""
 
     name: str
     description: str = ""
+    environment: str = "demo_site.environment:make"
     preamble: str = ""
     defaults: LimitsCheck | None = None
     tasks: list[EvalTask]
     path: Path | None = None
+    _environment: Environment | None = PrivateAttr(default=None)
+
+    @property
+    def env(self) -> Environment:
+        """The environment the suite names (loaded once)."""
+        if self._environment is None:
+            try:
+                self._environment = load_environment(self.environment)
+            except EnvironmentConfigError as exc:
+                raise SuiteError(str(exc)) from None
+        return self._environment
 
     def select(self, pattern: str | None) -> list[EvalTask]:
         """The tasks whose id or category matches the glob `pattern` (all without one;
@@ -127,8 +155,54 @@ class SuiteError(ValueError):
 DEFAULT_SUITE = Path(__file__).resolve().parents[3] / "demo_site" / "eval" / "crm.yaml"
 
 
-def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
-    """Read and check a suite file; raises `SuiteError` saying what is wrong."""
+def one_line(exc: ValidationError, data: dict[str, Any]) -> str:
+    """The first validation problem as a person reads it: which task, which field, and
+    what is allowed there (not pydantic's dump)."""
+    error = exc.errors()[0]
+    where = list(error["loc"])
+    task = ""
+    if len(where) >= 2 and where[0] == "tasks" and isinstance(where[1], int):
+        tasks = data.get("tasks") or []
+        entry = tasks[where[1]] if where[1] < len(tasks) else {}
+        task = f"task {entry.get('id', '#' + str(where[1] + 1))!r}: " if isinstance(
+            entry, dict) else f"task #{where[1] + 1}: "
+        where = where[2:]
+    field = ".".join(str(part) for part in where) or "(the suite)"
+    kind, context = error["type"], error.get("ctx") or {}
+    given = repr(error.get("input"))
+    given = given if len(given) <= 80 else given[:77] + "..."
+    if kind == "missing":
+        said = "is required"
+    elif kind == "extra_forbidden":
+        said = "is not a known field"
+    elif kind == "literal_error":
+        said = f"is {given}; allowed: {context.get('expected')}"
+    else:
+        said = f"is {given}: {error['msg'].lower()}"
+    more = len(exc.errors()) - 1
+    return f"{task}{field} {said}" + (f" (and {more} more problem(s))" if more else "")
+
+
+def echoed_facts(suite: Suite) -> list[str]:
+    """Answer facts an answer can state by repeating its question: a `must` fact found in
+    the preamble or the task always passes for an agent that echoes them, and a `must_not`
+    one always fails. One line per fact, naming the task."""
+    found = []
+    for task in suite.tasks:
+        said = f"{suite.preamble}\n{task.task}"
+        for key in ("must", "must_not"):
+            for fact in getattr(task.checkers.answer, key):
+                options = fact["any"] if isinstance(fact, dict) else [fact]
+                if echoed := [o for o in options if fact_pattern(o).search(said)]:
+                    found.append(f"task {task.id!r}: answer.{key} fact {echoed[0]!r} is in "
+                                 "the task or the preamble, so repeating them states it")
+    return found
+
+
+def load_suite(path: str | Path = DEFAULT_SUITE, *, strict: bool = False) -> Suite:
+    """Read and check a suite file; raises `SuiteError` saying what is wrong. Answer facts
+    the task or preamble already state (`echoed_facts`) are an error with `strict`; without
+    it the caller warns about them (`echoed_facts(suite)`)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -144,12 +218,18 @@ def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
     try:
         suite = Suite.model_validate({**data, "path": path})
     except ValidationError as exc:
-        raise SuiteError(f"the suite {str(path)!r} is not valid: {exc}") from None
+        raise SuiteError(f"{path.name}: {one_line(exc, data)}") from None
     ids = [t.id for t in suite.tasks]
     if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
         raise SuiteError(f"the suite {str(path)!r} repeats task ids {duplicates}")
+    environment = suite.env  # an environment that does not load fails here, not mid-eval
     for task in suite.tasks:
         task.plan = (path.parent / task.plan).resolve()
         if not task.plan.is_file():
             raise SuiteError(f"task {task.id!r}: no reference plan at {task.plan}")
+        if problem := fixture_problem(environment, task.fixtures):
+            raise SuiteError(f"task {task.id!r}: {problem}")
+    if strict and (echoed := echoed_facts(suite)):
+        raise SuiteError(f"{path.name}: {echoed[0]}" + (
+            f" (and {len(echoed) - 1} more)" if len(echoed) > 1 else ""))
     return suite

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,17 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
                for step in plan["steps"]}
     steps = [_step(thread_id, result, planned.get((result.plan_version, result.step_id), {}))
              for result in final.results]
+    _name_attempts(steps)
     _mark_critical(steps)
-    reasoning = [{key: e[key] for key in ("kind", "started", "ended", "input_tokens",
-                                          "output_tokens", "cost_usd", "ok")}
+    # A trace written before cache tokens were recorded has none: they count as 0.
+    reasoning = [{key: e.get(key, 0) for key in ("kind", "started", "ended", "input_tokens",
+                                                 "cache_read_tokens", "cache_write_tokens",
+                                                 "output_tokens", "cost_usd", "ok")}
                  for e in events if e["event"] == "reasoning"]
     times = [t for s in steps for t in (s["started"], s["ended"])]
     times += [t for r in reasoning for t in (r["started"], r["ended"])]
-    times += [e["t"] for e in events if e["event"] in ("run_started", "resume", "run_finished")]
+    times += [e["t"] for e in events
+              if e["event"] in ("run_started", "resume", "run_retried", "run_finished")]
     try:
         settings = load_settings(thread_id)["context"]
     except UnknownThread:  # a run saved elsewhere (a server) has no settings file here
@@ -55,12 +60,29 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "totals": {"wall_s": round(max(times) - min(times), 3) if times else 0.0,
                    "reasoning_calls": final.usage.reasoning_calls,
                    "input_tokens": final.usage.input_tokens,
+                   "cache_read_tokens": final.usage.cache_read_tokens,
+                   "cache_write_tokens": final.usage.cache_write_tokens,
                    "output_tokens": final.usage.output_tokens,
                    "cost_usd": final.usage.estimated_cost_usd, "steps": len(steps)},
         "started": min(times) if times else None,
         "plans": [{"version": version, **plan} for version, plan in sorted(plans.items())],
         "steps": steps, "reasoning": reasoning, "approvals": _approvals(events, steps),
+        "retries": [{"retry": e["retry"], "after": e["after"], "at": e["t"],
+                     "again": e["again"], "reason": e.get("reason", "")}
+                    for e in events if e["event"] == "run_retried"],
     }
+
+
+def _name_attempts(steps: list[dict[str, Any]]) -> None:
+    """A step run again by a retry has a result per attempt: the newest keeps the step's
+    anchor (what citations and the plan's graph link to), each earlier one gets its own."""
+    total = Counter(step["anchor"] for step in steps)  # results come oldest first
+    seen: Counter[str] = Counter()
+    for step in steps:
+        anchor = step["anchor"]
+        seen[anchor] += 1
+        if seen[anchor] < total[anchor]:
+            step["anchor"] = f"{anchor}-attempt{seen[anchor]}"
 
 
 def _plans(events: list[dict[str, Any]], values: dict[str, Any]) -> dict[int, dict[str, Any]]:

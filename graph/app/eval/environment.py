@@ -1,0 +1,145 @@
+"""The system a suite evaluates: an `Environment`, named by the suite (`environment:
+mypkg.env:make`), that starts a fresh `Instance` for every run.
+
+An environment says which tables its state has (`tables`: what fixtures may fill and what
+the state check compares) and what broken variants of its plans are made of
+(`variations`). `start(fixtures, folder)` gives a running instance with the task's
+fixtures on top of its own seed; the instance gives the variables plans and the preamble
+use (`{site}`, `{{ site }}`), the hosts a run may reach, its tools (a registry factory, an
+MCP config, or both), its state as tables of rows, the writes it received, and `stop`.
+
+The runner knows nothing more of a system than this: the demo CRM
+(`demo_site.environment:make`) and the ticket tracker (`demo_site.tickets.environment:make`)
+are two environments behind it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+from tools.registry import ToolRegistry
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of an environment's state: its key column, the columns a fixture row may
+    set, and the columns the system fills itself (an added row is compared without them)."""
+
+    key: str
+    columns: tuple[str, ...]
+    generated: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variations:
+    """What the broken variants of this environment's plans are made of
+    (`graph.app.eval.variants`): the values an argument cycles through for `wrong_value`
+    (`status`: the statuses), the argument names that pick a record (`other_record` aims
+    them at another one), the seeded id ranges a record id moves within, a step that
+    writes to a record no task names (`stray_write`), and one that sets a record to the
+    value it has in every task's seed (`same_value_write`: a write that changes nothing is
+    still a write the task did not ask for). None: that kind does not apply."""
+
+    values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    record_args: tuple[str, ...] = ()
+    id_ranges: tuple[tuple[int, int], ...] = ()
+    stray_write: Mapping[str, Any] | None = None
+    same_value_write: Mapping[str, Any] | None = None
+
+
+class Write(TypedDict):
+    """One write an instance received: which table, which row (its key, as text)."""
+
+    table: str
+    row: str
+
+
+@runtime_checkable
+class Instance(Protocol):
+    """A running instance of an environment, for one run."""
+
+    variables: dict[str, str]
+    """Filled into the preamble (`{name}`) and into reference plans (`{{ name }}`)."""
+    allowed_hosts: list[str]
+    """The hosts (`host:port`) a run may reach: its own instance and nothing else."""
+    tools: Callable[[], ToolRegistry] | None
+    """A factory of a registry of this instance's own tools, joined to the built-in ones."""
+    mcp_servers: dict[str, dict[str, Any]]
+    """`mcpServers` entries (as in an MCP config file) whose tools join the run."""
+
+    async def snapshot(self) -> Rows:
+        """Every row of every table of `Environment.tables`."""
+        ...
+
+    async def writes(self) -> list[Write]:
+        """Every write received since the start, in order (fixtures are not writes)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop what `start` started; the state stays readable for `snapshot`."""
+        ...
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """A kind of system a suite's tasks run against."""
+
+    name: str
+    tables: Mapping[str, Table]
+    variations: Variations
+
+    async def start(self, fixtures: Rows, folder: Path) -> Instance:
+        """A fresh instance: the environment's seed plus `fixtures` (rows per table), its
+        files in `folder`."""
+        ...
+
+
+class EnvironmentConfigError(ValueError):
+    """An environment that cannot be loaded, or fixtures it cannot take."""
+
+
+def load_environment(spec: str) -> Environment:
+    """The environment `spec` names: `module:attribute`, an `Environment` or a function
+    that makes one. Raises `EnvironmentConfigError` saying what is wrong."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise EnvironmentConfigError(f"environment {spec!r}: expected module:attribute")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EnvironmentConfigError(f"environment {spec!r}: cannot import {module_name}: "
+                               f"{exc}") from None
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise EnvironmentConfigError(f"environment {spec!r}: {module_name} has no {attribute}")
+        found = getattr(found, part)
+    # A class or a function makes the environment; anything else is one.
+    environment = found() if isinstance(found, type) or (
+        callable(found) and not isinstance(found, Environment)) else found
+    if not isinstance(environment, Environment):
+        raise EnvironmentConfigError(f"environment {spec!r} is not an Environment (it needs name, "
+                               "tables, variations and start)")
+    return environment
+
+
+def fixture_problem(environment: Environment, fixtures: Rows) -> str | None:
+    """What is wrong with `fixtures` for `environment` (an unknown table or column), or
+    None."""
+    for table, rows in fixtures.items():
+        if table not in environment.tables:
+            return (f"fixtures: no table {table!r} in environment {environment.name!r} "
+                    f"(tables: {', '.join(environment.tables)})")
+        allowed = environment.tables[table].columns
+        for row in rows:
+            if not isinstance(row, dict):
+                return f"fixtures: a row of {table!r} is not a mapping of columns"
+            if unknown := [c for c in row if c not in allowed]:
+                return (f"fixtures: table {table!r} has no column {unknown[0]!r} "
+                        f"(columns: {', '.join(allowed)})")
+    return None
