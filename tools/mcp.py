@@ -18,10 +18,14 @@ anything else changes things (approval, journal, no early start, no retry after 
 ambiguous failure); `idempotentHint: true` lets it be retried and run again after a crash;
 `destructiveHint: true` is shown in the approval request.
 
-Each server's session opens once, in a task of its own (so a server dying cannot cancel
-the run), and stays open until the registry closes (`ToolRegistry.aclose`, at the end of
-the run). A server that does not start, that the allowlist refuses, or that dies, gives
-`MCPServerUnavailable` naming it; the run goes on with the tools that remain.
+Each server's session opens in a task of its own (so a server dying cannot cancel the
+run), within `mcp_timeout_seconds` (the policy's), and stays open until the registry closes
+(`ToolRegistry.aclose`, at the end of the run). A server that does not start in time, or
+that the allowlist refuses, gives `MCPServerUnavailable` naming it; the run goes on with the
+tools that remain. A session that ends mid-run (the server died, or a call to it stalled
+past the step's limit) is reopened by the next call of one of its tools (a stdio server is
+started again); while it cannot be reopened its calls fail `unreachable`, which the step
+waits out (`dependency_wait_seconds`, in `graph.runtime.execution`) before it fails.
 """
 
 from __future__ import annotations

@@ -75,6 +75,8 @@ def _print_event(event: dict[str, Any]) -> None:
                          if event["uncertain"] else ""))
     elif kind == "step_retried":
         console.print(f"  [yellow]↻ {event['step_id']} retry after {event['error']}[/]")
+    elif kind == "step_waiting":
+        console.print(f"  [yellow]… {event['step_id']} waiting for {event['reason']}[/]")
     elif kind == "node" and event.keys() - {"t", "thread_id", "event", "node"}:
         # A node update with nothing to say (act's results are on the step lines) is skipped.
         line = f"[bold cyan]● {event['node']}[/]"

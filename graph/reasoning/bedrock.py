@@ -52,15 +52,18 @@ def cache_point_minimum(model: BaseChatModel) -> int | None:
 
 @lru_cache(maxsize=16)
 def _bedrock_model(
-    model_id: str, region: str, endpoint_url: str | None, reasoning_effort: str | None
+    model_id: str, region: str, endpoint_url: str | None, reasoning_effort: str | None,
+    read_timeout: float = 120,
 ) -> BaseChatModel:
     from botocore.config import Config
     from langchain_aws import ChatBedrockConverse
 
     # Throttling and 5xx are retried a bounded number of times, with exponential backoff
-    # and jitter (botocore's "standard" mode); the model call timeout bounds the total.
+    # and jitter (botocore's "standard" mode); the model call timeout bounds the total. A
+    # read waits no longer than that bound either: the call runs in a thread that its
+    # timeout cannot stop, and the process waits for that thread before it exits.
     retries = Config(retries={"mode": "standard", "total_max_attempts": BEDROCK_MAX_ATTEMPTS},
-                     connect_timeout=10, read_timeout=120)
+                     connect_timeout=min(10, read_timeout), read_timeout=read_timeout)
     return ChatBedrockConverse(
         model=model_id, region_name=region, endpoint_url=endpoint_url,
         reasoning_effort=reasoning_effort, temperature=0, config=retries,
@@ -88,5 +91,6 @@ def chat_model_from_spec(spec: str, context: Context) -> BaseChatModel:
     model_id = rest if provider == "bedrock_converse" else spec
     require_aws_credentials(model_id)
     return _bedrock_model(
-        model_id, context.region, context.bedrock_endpoint_url, context.reasoning_effort
+        model_id, context.region, context.bedrock_endpoint_url, context.reasoning_effort,
+        min(120, context.model_timeout_seconds),
     )

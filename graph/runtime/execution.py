@@ -229,15 +229,23 @@ def dependency_of(entry: RegisteredTool, args: dict[str, Any]) -> str:
         return f"MCP server {entry.source.removeprefix('mcp:')!r}"
     if entry.name == "http_request" and (host := urlsplit(str(args.get("url", ""))).netloc):
         return f"the HTTP target {host}"
+    if entry.name.startswith("browser_"):
+        return f"the browser ({entry.name})"
     return f"tool {entry.name!r}"
 
 
 def _stalled(error: StepError, dependency: str, seconds: float, setting: str) -> StepError:
-    """A timeout under a dependency's own limit: the dependency stalled. Not retried, so the
-    step ends within that limit (a stall rarely passes within seconds; an outage is
-    waited for instead)."""
-    return StepError(type="DependencyTimeout", retryable=False, message=(
-        f"{dependency} gave no answer within {seconds:g}s ({setting}): {error.message}"))
+    """A step's timeout, naming what it waited on and its bound. Under a dependency's own
+    limit the dependency stalled: `DependencyTimeout`, not retried, so the step ends within
+    that limit (a stall rarely passes within seconds; an outage is waited for instead).
+    Under `step_timeout_seconds` it stays a `StepTimeout`, retried as before."""
+    plain = f"no result within {seconds:g}s"  # and after it, what the step waited for
+    said = (error.message.removeprefix(plain) if error.message.startswith(plain)
+            else f": {error.message}")
+    message = f"{dependency} gave no answer within {seconds:g}s ({setting}){said}"
+    if setting == "step_timeout_seconds":
+        return error.model_copy(update={"message": message})
+    return StepError(type="DependencyTimeout", retryable=False, message=message)
 
 
 async def _run_with_retries(
@@ -268,12 +276,14 @@ async def _run_with_retries(
             outage.over()
             return StepResult(**base, status="ok", attempts=attempts, output=attempt.output)
         error = attempt.error or StepError(type="UnknownError", message="no error given")
-        if (attempt.status == "timeout" and setting != "step_timeout_seconds"
-                and error.type != "ExecutorTimeout"):
+        if attempt.status == "timeout" and error.type == "StepTimeout":
+            # Named by what it waited on and the setting that bounds it.
             error = _stalled(error, dependency, seconds, setting)
         if attempt.unreachable and (attempt.not_sent or not keyless_write):
             # Down, not stalled: wait for it to come back, within dependency_wait_seconds.
-            if await outage.wait(dependency, error):
+            down = (f"the executor at {attempt.executor}"
+                    if error.type.startswith("Executor") else dependency)
+            if await outage.wait(down, error):
                 continue
             error = error.model_copy(update={"message": error.message + outage.gave_up(),
                                              "retryable": False})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.report import report_data
 from graph.app.runner import run_thread
 from graph.testing import ScriptedChatModel
 from tests.fixtures.processes import serving
@@ -109,7 +111,7 @@ async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp
     (state / "pid").unlink()
     await asyncio.sleep(2)
     with _mcp_on(port, state, tmp_path / "second.log"):
-        _, final = await asyncio.wait_for(run, 60)
+        thread, final = await asyncio.wait_for(run, 60)
 
     assert final.status == RunStatus.COMPLETED, final.reason
     results = {r.step_id: r for r in final.results}
@@ -119,6 +121,9 @@ async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp
     assert not [e for e in events if e["event"] == "step_retried"]
     assert _records(state, "effects") == [{"tool": "send_reminder", "invoice": 7},
                                           {"tool": "send_reminder", "invoice": 9}]
+    # The run report shows the wait on its step.
+    steps = {s["step_id"]: s for s in (await report_data(thread))["steps"]}
+    assert steps["s2"]["waited"] == results["s2"].waited and steps["s1"]["waited"] is None
 
 
 def _http_plan(url: str, method: str = "GET") -> ScriptedChatModel:
@@ -139,8 +144,8 @@ async def test_a_stalled_http_target_ends_the_step_within_its_bound(tmp_path):
     [result] = final.results
     assert result.status == "timeout" and result.attempts == 1
     assert result.error.type == "DependencyTimeout"
-    assert f"the HTTP target 127.0.0.1:{port} gave no answer within 1s " \
-           "(http_timeout_seconds)" in result.error.message
+    assert result.error.message == f"the HTTP target 127.0.0.1:{port} gave no answer " \
+                                   "within 1s (http_timeout_seconds)"
     assert took < 1 + 3
 
 
@@ -201,3 +206,32 @@ async def test_a_stalled_executor_deployment_ends_the_step_within_its_bound(tmp_
     # The run's end tells the deployments (their named browser sessions), within 5 s more.
     assert took < 6 + 5 + 3
 
+
+
+async def test_an_mcp_call_that_stalls_ends_within_its_bound_and_the_next_reopens(
+        tmp_path, capfd, caplog):
+    """The server answers its start, then one call never returns: that step ends within
+    `mcp_timeout_seconds`, typed, with nothing on stderr; the next call gets a new session."""
+    port, state = free_port(), tmp_path / "web"
+    state.mkdir()
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[Step(id="s1", tool="web_wait_for_kill", args={"seconds": 60})]),
+        Decision(action="replan", reason="it stalled"),
+        Plan(goal="g", steps=[Step(id="s2", tool="web_list_invoices", args={})]),
+        Decision(action="finish", reason="ok", answer="two [s2]")])
+    with _mcp_on(port, state, tmp_path / "web.log"):
+        _, final = await run_thread("g", model=model, tools=ToolRegistry(), context=Context(
+            mcp_config=str(config), allowed_hosts=[f"127.0.0.1:{port}"],
+            mcp_timeout_seconds=2))
+    assert final.status == RunStatus.COMPLETED, final.reason
+    results = {r.step_id: r for r in final.results}
+    assert results["s1"].status == "timeout" and results["s1"].attempts == 1
+    assert results["s1"].error.message == ("MCP server 'web' gave no answer within 2s "
+                                           "(mcp_timeout_seconds)")
+    assert results["s1"].duration_ms < (2 + 1) * 1000
+    assert results["s2"].status == "ok"
+    assert capfd.readouterr().err == ""
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

@@ -121,20 +121,21 @@ async def test_reads_start_while_the_plan_streams_and_an_unannotated_write_asks(
     assert records(tmp_path / "crm", "effects") == records(web_state, "effects") == []
 
 
-@pytest.mark.parametrize("dying", ["crm", "web"])  # over stdio, over streamable HTTP
-async def test_a_server_killed_mid_run_is_a_typed_error_and_the_run_goes_on(tmp_path, web,
-                                                                           dying):
+async def test_a_server_killed_mid_run_and_not_back_is_a_typed_error_and_the_run_goes_on(
+        tmp_path, web):
+    """Over streamable HTTP, killed for good: the step waits `dependency_wait_seconds` for
+    it (reopening its session fails), then fails typed; the replan is told."""
     url, web_state = web
-    other = {"crm": "web", "web": "crm"}[dying]
     model = ScriptedChatModel(responses=[
-        Plan(goal="g", steps=[Step(id="s1", tool=f"{dying}_wait_for_kill", args={"seconds": 60}),
-                              Step(id="s2", tool=f"{other}_list_invoices", args={})]),
-        Decision(action="replan", reason=f"{dying} died"),
-        Plan(goal="g", steps=[Step(id="s3", tool=f"{other}_list_invoices", args={})]),
+        Plan(goal="g", steps=[Step(id="s1", tool="web_wait_for_kill", args={"seconds": 60}),
+                              Step(id="s2", tool="crm_list_invoices", args={})]),
+        Decision(action="replan", reason="web died"),
+        Plan(goal="g", steps=[Step(id="s3", tool="crm_list_invoices", args={})]),
         Decision(action="finish", reason="ok", answer="two invoices [s3]")])
     run = asyncio.create_task(run_thread("g", model=model, tools=ToolRegistry(),
-                                         context=context(tmp_path, url)))
-    pid_file = (tmp_path / "crm" if dying == "crm" else web_state) / "pid"
+                                         context=context(tmp_path, url,
+                                                         dependency_wait_seconds=1)))
+    pid_file = web_state / "pid"
     for _ in range(600):
         if pid_file.exists() or run.done():
             break
@@ -146,12 +147,38 @@ async def test_a_server_killed_mid_run_is_a_typed_error_and_the_run_goes_on(tmp_
     results = {r.step_id: r for r in final.results}
     assert results["s1"].status == "error"
     assert results["s1"].error.type == "MCPServerUnavailable"
-    assert f"MCP server '{dying}'" in results["s1"].error.message
+    assert "MCP server 'web'" in results["s1"].error.message
+    assert "dependency_wait_seconds=1" in results["s1"].error.message
+    assert "MCP server 'web' to come back" in results["s1"].waited
     assert results["s2"].status == results["s3"].status == "ok"
     # The replan was told: the dead server's tools are listed as unavailable.
     replan_prompt = "\n".join(str(m.content) for m in model.prompts[2])
-    assert (f"{dying}_list_invoices(status?: str) (UNAVAILABLE: MCP server '{dying}'"
-            in replan_prompt)
+    assert "web_list_invoices(status?: str) (UNAVAILABLE: MCP server 'web'" in replan_prompt
+
+
+async def test_a_stdio_server_killed_mid_call_is_started_again_and_the_read_reruns(tmp_path,
+                                                                                   web):
+    """Over stdio the session's reopening starts the server again: the read that was in
+    flight runs again on the new process and the run completes."""
+    url, _ = web
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[Step(id="s1", tool="crm_wait_for_kill", args={"seconds": 1})]),
+        Decision(action="finish", reason="ok", answer="done [s1]")])
+    run = asyncio.create_task(run_thread("g", model=model, tools=ToolRegistry(),
+                                         context=context(tmp_path, url)))
+    pid_file = tmp_path / "crm" / "pid"
+    for _ in range(600):
+        if pid_file.exists() or run.done():
+            break
+        await asyncio.sleep(0.05)
+    first = int(pid_file.read_text())
+    os.kill(first, signal.SIGKILL)
+    _, final = await asyncio.wait_for(run, 60)
+
+    assert final.status == RunStatus.COMPLETED, final.reason
+    [result] = final.results
+    assert result.status == "ok" and result.output == {"result": "not killed"}
+    assert result.attempts >= 2 and int(pid_file.read_text()) != first
 
 
 async def test_a_server_that_does_not_start_is_named_and_the_run_goes_on(tmp_path, web):

@@ -132,7 +132,8 @@ def test_an_executor_stopped_mid_step_gives_a_typed_error(crm, tmp_path):
     trace = tmp_path / "traces" / "stopped.jsonl"
     with langgraph_process(tmp_path / "server.log", env) as (url, server):
         run = duet(tmp_path, "run", "slow", "--plan-file", str(plan), "--allow-host",
-                   host_of(site), "--executor-url", url, "--thread", "stopped", "--json")
+                   host_of(site), "--executor-url", url, "--thread", "stopped", "--json",
+                   "--set", "dependency_wait_seconds=2")
         deadline = time.monotonic() + 60
         while not any(e["event"] == "step_started" for e in read_trace(trace)):
             assert time.monotonic() < deadline and run.poll() is None
@@ -147,11 +148,15 @@ def test_an_executor_stopped_mid_step_gives_a_typed_error(crm, tmp_path):
     final = json.loads(out)
     assert final["status"] == "failed"
     error = final["results"][0]["error"]
-    assert error["type"] in ("ExecutorError", "ExecutorUnavailable") and error["retryable"]
+    assert error["type"] == "ExecutorUnavailable"
+    assert "dependency_wait_seconds=2" in error["message"]
     events = read_trace(trace)
-    retried = [e for e in events if e["event"] == "step_retried"]
-    assert retried, "a read-only step on a dead executor is retried"
-    assert [e["status"] for e in events if e["event"] == "step_sent"][-1] == "error"
+    # A read-only step on a dead executor waits for it (dependency_wait_seconds), sending
+    # again with backoff, then fails.
+    [waiting] = [e for e in events if e["event"] == "step_waiting"]
+    assert waiting["reason"].endswith("to come back (ExecutorUnavailable)")
+    assert len([e for e in events if e["event"] == "step_sent"]) >= 2
+    assert final["results"][0]["waited"].startswith("waited ")
 
 
 def test_the_executor_refuses_a_host_its_deployment_does_not_allow(crm, executor, tmp_path):
