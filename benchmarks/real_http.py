@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -182,6 +183,35 @@ def _timed(spans: list[tuple[float, float]]) -> Callable[..., Any]:
         finally:
             spans.append((begun, time.time()))
     return timed
+
+
+async def fixed_cost(base: str, repeats: int) -> dict[str, float]:
+    """Fixed cost per run: from `ainvoke` to the first tool call, with the plan in hand (the
+    simulated model answers at once with a one-GET plan), in milliseconds, median of
+    `repeats` runs, the graph compiled beforehand; ReAct's on the same GET beside it."""
+    plan = as_http(fan_out(1, 0), base)
+    ours, react = [], []
+    for _ in range(repeats):
+        model = sim.SimulatedChatModel(responses=[sim.graph_responder(plan)] * 4, scale=0.0,
+                                       stream_fragment=None)
+        registry = default_registry()
+        graph = build_graph(model=model, tools=registry)
+        start = time.time()
+        out = await graph.ainvoke({"task": plan.goal}, context=_context(base))
+        await registry.aclose()
+        assert out["status"] == "completed", out.get("reason")
+        ours.append((out["results"][0].started_at.timestamp() - start) * 1000)
+        model = sim.SimulatedChatModel(responses=[_react_turns(plan)] * 2, scale=0.0,
+                                       stream_fragment=None)
+        spans: list[tuple[float, float]] = []
+        agent = create_agent(model, tools=[http_request_tool.model_copy(
+            update={"coroutine": _timed(spans)})])
+        start = time.time()
+        with use_policy(policy(base)):
+            await agent.ainvoke({"messages": [("user", plan.goal)]})
+        react.append((spans[0][0] - start) * 1000)
+    return {"repeats": repeats, "ours_ms": statistics.median(ours),
+            "react_ms": statistics.median(react)}
 
 
 def _figures(spans: list[tuple[float, float]], wall: float, cpu: float) -> dict[str, float]:

@@ -154,7 +154,7 @@ class RegisteredTool:
         """The JSON Schema of the tool's arguments."""
         schema = self.tool.args_schema
         if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return schema.model_json_schema()
+            return _model_json_schema(schema)
         return dict(schema or {})
 
     def signature(self) -> str:
@@ -345,6 +345,13 @@ class ToolRegistry:
         blocks += [f"### ({source} is UNAVAILABLE: {reason}; none of its tools can be used)"
                    for source, reason in self._missing.items()]
         return "\n".join(blocks)
+
+
+@functools.cache
+def _model_json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """A pydantic model's JSON Schema, made once a process: every run's registry builds
+    its tools anew, and making the schemas took most of a run's fixed cost."""
+    return schema.model_json_schema()
 
 
 def callbacks_listening() -> bool:
