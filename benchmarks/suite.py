@@ -419,11 +419,11 @@ SIZES = {
              "uneven_ks": [8, 16, 32], "first_tool_steps": 20, "context_steps": 200,
              "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50,
              "remote_k": 16, "remote_chain": 50, "http_ks": [100, 500], "http_fan_out_ms": 50,
-             "browser_ks": [4, 8, 16], "browser_many": 64, "browser_repeats": 3},
+             "browser_ks": [4, 8, 16], "browser_queue_ks": [16, 64], "browser_repeats": 3},
     "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
               "first_tool_steps": 20, "context_steps": 40, "long_runs": [10, 40],
               "bare_steps": 20, "repeats": 1, "threads": 5, "remote_k": 4, "remote_chain": 5,
-              "http_ks": [20], "http_fan_out_ms": 20, "browser_ks": [2], "browser_many": 6,
+              "http_ks": [20], "http_fan_out_ms": 20, "browser_ks": [2], "browser_queue_ks": [6],
               "browser_repeats": 1},
 }
 
@@ -444,7 +444,7 @@ def run_all(size: str) -> dict[str, Any]:
         speedup = asyncio.run(parallel_speedup(p["ks"], p["scale"], base))
         uneven = asyncio.run(uneven_dags(p["uneven_ks"], p["scale"], base))
         http = asyncio.run(real_http.real_http(p["http_ks"], p["http_fan_out_ms"], base))
-        browser = asyncio.run(browser_sessions(p["browser_ks"], p["browser_many"],
+        browser = asyncio.run(browser_sessions(p["browser_ks"], p["browser_queue_ks"],
                                                p["browser_repeats"], Path(folder)))
     return {
         "size": size,

@@ -33,6 +33,7 @@ from tools.proxy import AllowlistProxy
 from tools.sandbox import (
     DENY_ALL,
     SandboxPolicy,
+    StepWaits,
     current_policy,
     current_step_files,
     current_step_waits,
@@ -101,46 +102,66 @@ class BrowserSession:
 class _Slots:
     """A run's browser slots: at most `limit` of its browser steps run at once.
 
-    A freed slot goes to the waiting step of the session that opened first, and a step of a
-    session already open goes before the first step of a new one: first come, first served
-    made every session's second step wait behind every other session's first, so no task
-    finished until nearly all had started. A step waits only while the run's other browser
-    steps run, each of which ends, and a named session holds no slot between its steps, so
-    no plan shape can wait forever.
+    Slots go to the tasks that started first, not first come, first served (which made
+    every session's second step wait behind every other session's first, so no task
+    finished until nearly all had started):
+    - a waiting step of a session already open goes before the first step of a new one,
+      and among them the step of the session that opened first;
+    - a step whose session a later step uses next (`StepWaits.session_continues`) keeps
+      its slot for that step, for at most `KEEP_SECONDS` (the next step asks within
+      milliseconds of it, once the scheduler has its result).
+    A step waits only while the run's other browser steps run, each of which ends, and a
+    kept slot is freed after `KEEP_SECONDS` at the latest, so no plan shape can wait
+    forever.
     """
+
+    KEEP_SECONDS = 1.0
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.running = 0
+        self.running = 0  # slots taken: by running steps, and kept for a session
         # Waiting steps as a heap of (rank, ticket, future): the future is set when the
         # step is handed a slot (already counted in `running`).
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tickets = itertools.count()
         self._opened: dict[Any, int] = {}  # a named session: its first step's ticket
+        self._kept: dict[Any, asyncio.TimerHandle] = {}  # sessions a slot is kept for
 
     @asynccontextmanager
     async def held(self, session: Any = None) -> AsyncIterator[None]:
         """Hold a slot for the enclosed block, as a step of `session` (a named session's
         key; None for a fresh one). A step that must wait says so (its events and its
         result, through `current_step_waits`)."""
-        ticket = self._opened.get(session) if session is not None else None
-        rank = 1 if ticket is None else 0
-        if ticket is None:
-            ticket = next(self._tickets)
-            if session is not None:
-                self._opened[session] = ticket
-        if self.running < self.limit and not self._waiting:
-            self.running += 1
+        waits = current_step_waits()
+        if (kept := self._kept.pop(session, None)) is not None:
+            kept.cancel()  # the slot kept for this session's next step: this step
         else:
-            await self._wait((rank, ticket, asyncio.get_running_loop().create_future()))
+            ticket = self._opened.get(session) if session is not None else None
+            rank = 1 if ticket is None else 0
+            if ticket is None:
+                ticket = next(self._tickets)
+                if session is not None:
+                    self._opened[session] = ticket
+            if self.running < self.limit and not self._waiting:
+                self.running += 1
+            else:
+                await self._wait((rank, ticket, asyncio.get_running_loop().create_future()),
+                                 waits)
+        keep = session is not None and waits is not None and waits.session_continues
         try:
             yield
-        finally:
+        except BaseException:
+            self._release()
+            raise
+        if keep:
+            self._kept[session] = asyncio.get_running_loop().call_later(
+                self.KEEP_SECONDS, self._free_kept, session)
+        else:
             self._release()
 
-    async def _wait(self, place: tuple[int, int, asyncio.Future[None]]) -> None:
+    async def _wait(self, place: tuple[int, int, asyncio.Future[None]],
+                    waits: StepWaits | None) -> None:
         heapq.heappush(self._waiting, place)
-        waits = current_step_waits()
         reason = (f"a browser slot: {self.limit} browser steps of this run are running "
                   f"(max_browser_sessions={self.limit})")
         started = time.monotonic()
@@ -157,6 +178,11 @@ class _Slots:
         finally:
             if waits is not None:
                 waits.ended(time.monotonic() - started, got_it)
+
+    def _free_kept(self, session: Any) -> None:
+        """The session's next step did not ask in time: its kept slot goes to others."""
+        if self._kept.pop(session, None) is not None:
+            self._release()
 
     def _release(self) -> None:
         """Hand the slot to the first waiting step still waiting, or free it."""

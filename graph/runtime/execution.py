@@ -106,7 +106,8 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
     # A tool that must wait before it can run (for a browser slot) says so as it starts to.
     waits = StepWaits(on_wait=lambda reason: emit(runtime, {
-        "event": "step_waiting", "step_id": step.id, "tool": step.tool, "reason": reason}))
+        "event": "step_waiting", "step_id": step.id, "tool": step.tool, "reason": reason}),
+        session_continues=bool(task.get("session_continues")))
 
     async def run_step(task: StepTask) -> StepResult:
         if task.get("problem"):
