@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from demo_site.server import free_port
 from graph import Context, Plan, Step, build_graph
 from tests.fixtures.processes import serving
 from tools import SandboxPolicy, default_registry, http_request_tool, use_policy
+from tools.http import clients as http_clients
 
 
 @contextmanager
@@ -167,6 +169,10 @@ async def run_react(plan: Plan, base: str) -> dict[str, float]:
         out = await agent.ainvoke({"messages": [("user", plan.goal)]},
                                   {"recursion_limit": 4 * len(plan.steps) + 10})
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    # The shared client's connections closed, as ours closes them with its registry: each
+    # contender starts from a fresh pool, as bare httpx does (a pool left with idle
+    # connections made the next run's pool work 4x, whoever ran next).
+    await http_clients.aclose()
     assert "Fetched all" in str(out["messages"][-1].content)
     return _figures(spans, wall, cpu)
 
@@ -182,6 +188,35 @@ def _timed(spans: list[tuple[float, float]]) -> Callable[..., Any]:
         finally:
             spans.append((begun, time.time()))
     return timed
+
+
+async def fixed_cost(base: str, repeats: int) -> dict[str, float]:
+    """Fixed cost per run: from `ainvoke` to the first tool call, with the plan in hand (the
+    simulated model answers at once with a one-GET plan), in milliseconds, median of
+    `repeats` runs, the graph compiled beforehand; ReAct's on the same GET beside it."""
+    plan = as_http(fan_out(1, 0), base)
+    ours, react = [], []
+    for _ in range(repeats):
+        model = sim.SimulatedChatModel(responses=[sim.graph_responder(plan)] * 4, scale=0.0,
+                                       stream_fragment=None)
+        registry = default_registry()
+        graph = build_graph(model=model, tools=registry)
+        start = time.time()
+        out = await graph.ainvoke({"task": plan.goal}, context=_context(base))
+        await registry.aclose()
+        assert out["status"] == "completed", out.get("reason")
+        ours.append((out["results"][0].started_at.timestamp() - start) * 1000)
+        model = sim.SimulatedChatModel(responses=[_react_turns(plan)] * 2, scale=0.0,
+                                       stream_fragment=None)
+        spans: list[tuple[float, float]] = []
+        agent = create_agent(model, tools=[http_request_tool.model_copy(
+            update={"coroutine": _timed(spans)})])
+        start = time.time()
+        with use_policy(policy(base)):
+            await agent.ainvoke({"messages": [("user", plan.goal)]})
+        react.append((spans[0][0] - start) * 1000)
+    return {"repeats": repeats, "ours_ms": statistics.median(ours),
+            "react_ms": statistics.median(react)}
 
 
 def _figures(spans: list[tuple[float, float]], wall: float, cpu: float) -> dict[str, float]:

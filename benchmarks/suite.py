@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
@@ -419,14 +419,39 @@ SIZES = {
              "uneven_ks": [8, 16, 32], "first_tool_steps": 20, "context_steps": 200,
              "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50,
              "remote_k": 16, "remote_chain": 50, "http_ks": [100, 500], "http_fan_out_ms": 50,
-             "browser_ks": [4, 8, 16], "browser_many": 64, "browser_repeats": 3,
+             "browser_ks": [4, 8, 16], "browser_queue_ks": [16, 64], "browser_repeats": 3,
+             "fixed_cost_repeats": 20,
              "caching_steps": [10, 20], "caching_tools": [10, 40]},
     "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
               "first_tool_steps": 20, "context_steps": 40, "long_runs": [10, 40],
               "bare_steps": 20, "repeats": 1, "threads": 5, "remote_k": 4, "remote_chain": 5,
-              "http_ks": [20], "http_fan_out_ms": 20, "browser_ks": [2], "browser_many": 6,
-              "browser_repeats": 1, "caching_steps": [5], "caching_tools": [40]},
+              "http_ks": [20], "http_fan_out_ms": 20, "browser_ks": [2], "browser_queue_ks": [6],
+              "browser_repeats": 1, "fixed_cost_repeats": 3, "caching_steps": [5],
+              "caching_tools": [40]},
 }
+
+
+def _served_figures(p: dict[str, Any], base: str,
+                    folder: Path) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """Figures 10 and 11 and the fixed cost per run, by name: they need only the delay
+    server at `base` (and the demo CRM, which figure 11 starts in `folder`)."""
+    return {
+        "real_http": lambda: real_http.real_http(p["http_ks"], p["http_fan_out_ms"], base),
+        "fixed_cost": lambda: real_http.fixed_cost(base, p["fixed_cost_repeats"]),
+        "browser_sessions": lambda: browser_sessions(
+            p["browser_ks"], p["browser_queue_ks"], p["browser_repeats"], folder)}
+
+
+ONLY = ("real_http", "fixed_cost", "browser_sessions")
+
+
+def run_only(names: list[str], size: str) -> dict[str, Any]:
+    """Only the figures `names` (of `ONLY`), at `size`: to work on one part of the code.
+    The table and its goals need every figure (`run_all`)."""
+    p = SIZES[size]
+    with tempfile.TemporaryDirectory() as folder, real_http.delay_server() as base:
+        figures = _served_figures(p, base, Path(folder))
+        return {"size": size, **{name: asyncio.run(figures[name]()) for name in names}}
 
 
 def run_all(size: str) -> dict[str, Any]:
@@ -444,9 +469,8 @@ def run_all(size: str) -> dict[str, Any]:
         base = stack.enter_context(real_http.delay_server())
         speedup = asyncio.run(parallel_speedup(p["ks"], p["scale"], base))
         uneven = asyncio.run(uneven_dags(p["uneven_ks"], p["scale"], base))
-        http = asyncio.run(real_http.real_http(p["http_ks"], p["http_fan_out_ms"], base))
-        browser = asyncio.run(browser_sessions(p["browser_ks"], p["browser_many"],
-                                               p["browser_repeats"], Path(folder)))
+        served = {name: asyncio.run(run()) for name, run in
+                  _served_figures(p, base, Path(folder)).items()}
     return {
         "size": size,
         "parallel_speedup": speedup,
@@ -456,8 +480,7 @@ def run_all(size: str) -> dict[str, Any]:
         "context_growth": asyncio.run(context_growth(p["context_steps"])),
         "long_runs": long,
         "remote_execution": remote,
-        "real_http": http,
-        "browser_sessions": browser,
+        **served,
         "prompt_caching": asyncio.run(caching.prompt_caching(p["caching_steps"],
                                                              p["caching_tools"])),
         "startup": startup(p["repeats"]),

@@ -6,6 +6,8 @@ exports them as JSON Schema.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -354,6 +356,12 @@ def tool_schema(model: type[BaseModel]) -> dict[str, Any]:
     """`model`'s JSON Schema as the reasoning model receives it: one object with every field's
     name, type and whether it is required, without titles, descriptions or defaults (the
     prompt explains the fields once, in prose). Validation still uses the pydantic model."""
+    return copy.deepcopy(_compact_schema(model))  # a copy: a caller may change its own
+
+
+@functools.cache
+def _compact_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`tool_schema`, made once a process (it is sent with every reasoning call)."""
     full = model.model_json_schema()
     definitions = full.pop("$defs", {})
 

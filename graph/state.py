@@ -36,6 +36,7 @@ class StepTask(TypedDict):
     approved: bool
     side_effects: NotRequired[bool]
     escalated: NotRequired[str]  # why it needs a human even under `approval: auto`
+    session_continues: NotRequired[bool]  # a step that depends on it uses its `session`
 
 
 # How a run may end for `retry` to continue it (`graph.nodes.retry`); the others either

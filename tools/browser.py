@@ -15,6 +15,8 @@ between its steps holds none, so no plan shape can wait for a slot that no step 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +33,7 @@ from tools.proxy import AllowlistProxy
 from tools.sandbox import (
     DENY_ALL,
     SandboxPolicy,
+    StepWaits,
     current_policy,
     current_step_files,
     current_step_waits,
@@ -97,36 +100,98 @@ class BrowserSession:
 
 
 class _Slots:
-    """A run's browser slots: at most `limit` of its browser steps run at once."""
+    """A run's browser slots: at most `limit` of its browser steps run at once.
+
+    Slots go to the tasks that started first, not first come, first served (which made
+    every session's second step wait behind every other session's first, so no task
+    finished until nearly all had started):
+    - a waiting step of a session already open goes before the first step of a new one,
+      and among them the step of the session that opened first;
+    - a step whose session a later step uses next (`StepWaits.session_continues`) keeps
+      its slot for that step, for at most `KEEP_SECONDS` (the next step asks within
+      milliseconds of it, once the scheduler has its result).
+    A step waits only while the run's other browser steps run, each of which ends, and a
+    kept slot is freed after `KEEP_SECONDS` at the latest, so no plan shape can wait
+    forever.
+    """
+
+    KEEP_SECONDS = 1.0
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.free = asyncio.Semaphore(limit)
+        self.running = 0  # slots taken: by running steps, and kept for a session
+        # Waiting steps as a heap of (rank, ticket, future): the future is set when the
+        # step is handed a slot (already counted in `running`).
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tickets = itertools.count()
+        self._opened: dict[Any, int] = {}  # a named session: its first step's ticket
+        self._kept: dict[Any, asyncio.TimerHandle] = {}  # sessions a slot is kept for
 
     @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        """Hold a slot for the enclosed block; a step that must wait says so (its events
-        and its result, through `current_step_waits`)."""
-        if self.free.locked():
-            waits = current_step_waits()
-            reason = (f"a browser slot: {self.limit} browser steps of this run are running "
-                      f"(max_browser_sessions={self.limit})")
-            started = time.monotonic()
-            if waits is not None:
-                waits.began(reason)
-            got_it = False
-            try:
-                await self.free.acquire()
-                got_it = True
-            finally:
-                if waits is not None:
-                    waits.ended(time.monotonic() - started, got_it)
+    async def held(self, session: Any = None) -> AsyncIterator[None]:
+        """Hold a slot for the enclosed block, as a step of `session` (a named session's
+        key; None for a fresh one). A step that must wait says so (its events and its
+        result, through `current_step_waits`)."""
+        waits = current_step_waits()
+        if (kept := self._kept.pop(session, None)) is not None:
+            kept.cancel()  # the slot kept for this session's next step: this step
         else:
-            await self.free.acquire()
+            ticket = self._opened.get(session) if session is not None else None
+            rank = 1 if ticket is None else 0
+            if ticket is None:
+                ticket = next(self._tickets)
+                if session is not None:
+                    self._opened[session] = ticket
+            if self.running < self.limit and not self._waiting:
+                self.running += 1
+            else:
+                await self._wait((rank, ticket, asyncio.get_running_loop().create_future()),
+                                 waits)
+        keep = session is not None and waits is not None and waits.session_continues
         try:
             yield
+        except BaseException:
+            self._release()
+            raise
+        if keep:
+            self._kept[session] = asyncio.get_running_loop().call_later(
+                self.KEEP_SECONDS, self._free_kept, session)
+        else:
+            self._release()
+
+    async def _wait(self, place: tuple[int, int, asyncio.Future[None]],
+                    waits: StepWaits | None) -> None:
+        heapq.heappush(self._waiting, place)
+        reason = (f"a browser slot: {self.limit} browser steps of this run are running "
+                  f"(max_browser_sessions={self.limit})")
+        started = time.monotonic()
+        if waits is not None:
+            waits.began(reason)
+        got_it = False
+        try:
+            await place[2]
+            got_it = True
+        except asyncio.CancelledError:
+            if place[2].done() and not place[2].cancelled():
+                self._release()  # handed a slot just as it was stopped: pass it on
+            raise
         finally:
-            self.free.release()
+            if waits is not None:
+                waits.ended(time.monotonic() - started, got_it)
+
+    def _free_kept(self, session: Any) -> None:
+        """The session's next step did not ask in time: its kept slot goes to others."""
+        if self._kept.pop(session, None) is not None:
+            self._release()
+
+    def _release(self) -> None:
+        """Hand the slot to the first waiting step still waiting, or free it."""
+        while self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():  # a stopped step's future is cancelled: skip it
+                future.set_result(None)
+                return
+        self.running -= 1
 
 
 class BrowserPool:
@@ -277,7 +342,7 @@ class BrowserPool:
         limit = max(1, policy.max_browser_sessions)
         slots = self._slots.setdefault((scope, limit), _Slots(limit))
         if not name:
-            async with slots.held():
+            async with slots.held(None):
                 session = await self._open(policy, kind)
                 try:
                     yield session
@@ -287,7 +352,7 @@ class BrowserPool:
         key = (scope, name, policy)
         # The session's lock first, then a slot: a step waiting for its session's earlier
         # step holds no slot, and a slot is held only by a step that can run.
-        async with self._locks.setdefault(key, asyncio.Lock()), slots.held():
+        async with self._locks.setdefault(key, asyncio.Lock()), slots.held(key):
             try:
                 yield await self._named_session(key, kind)
             finally:

@@ -7,13 +7,17 @@ against it before anything runs, so a hallucinated tool or a bad argument never 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from langchain_core.tools import BaseTool
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tracers.context import _tracing_v2_is_enabled
 from pydantic import BaseModel, ValidationError
 
 from tools.errors import ToolError
@@ -88,6 +92,59 @@ class RegisteredTool:
             raise ToolError(f"{self.name} returned output that breaks its schema: {problems}",
                             type_name="OutputSchemaMismatch") from None
 
+    async def ainvoke(self, args: dict[str, Any]) -> Any:
+        """Call the tool with `args`: what `self.tool.ainvoke(args)` returns or raises.
+
+        When nothing listens to LangChain callbacks (no tracing, no callback handler), a
+        plain `StructuredTool` is called directly: its arguments validated by its schema as
+        `BaseTool` does, then its coroutine awaited. `BaseTool.ainvoke` would also re-read
+        the coroutine's type hints and the schema's annotations and set up a callback run
+        on every call: a third of the graph's CPU per step in a fan-out of loopback GETs.
+        When something listens, the tool takes LangChain's own path, so traces are the same.
+        """
+        direct = self._direct_call
+        if direct is None or callbacks_listening():
+            return await self.tool.ainvoke(args)
+        return await direct(args)
+
+    @functools.cached_property
+    def _direct_call(self) -> Callable[[dict[str, Any]], Awaitable[Any]] | None:
+        """The direct call of a tool `BaseTool.arun` would only validate and await, or None
+        for any tool it does more for (injected arguments, a config or callbacks parameter,
+        error handlers, artifacts, its own callbacks, a subclass)."""
+        tool = self.tool
+        if (type(tool) is not StructuredTool or tool.coroutine is None or tool.callbacks
+                or tool.verbose or tool.handle_tool_error or tool.handle_validation_error
+                or tool.response_format != "content"):
+            return None
+        parameters = inspect.signature(tool.coroutine).parameters
+        if {"callbacks", "run_manager", "config"} & parameters.keys() or any(
+                p.annotation in (RunnableConfig, "RunnableConfig")
+                for p in parameters.values()):
+            return None
+        coroutine, schema = tool.coroutine, tool.args_schema
+        if isinstance(schema, dict):  # a JSON Schema: `BaseTool` passes the arguments on
+            return lambda args: coroutine(**args)
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            return None
+        fields = schema.model_fields
+        if not fields:  # `BaseTool` calls a tool without arguments with none
+            return lambda args: coroutine()
+        if tool.tool_call_schema.model_fields.keys() != fields.keys():
+            return None  # some argument is injected (InjectedToolArg), not given by a plan
+        names = [*fields, *schema.model_computed_fields]
+        defaulted = {name for name, field in fields.items()
+                     if not field.is_required() and name not in ("args", "kwargs")}
+
+        def direct(args: dict[str, Any]) -> Awaitable[Any]:
+            # As `BaseTool._parse_input`: the validated values of the arguments given
+            # (by name or alias) and of those with a default.
+            valid = schema.model_validate(args)
+            given = valid.model_fields_set
+            return coroutine(**{name: getattr(valid, name) for name in names
+                                if name in args or name in given or name in defaulted})
+        return direct
+
     def why_unavailable(self) -> str | None:
         """None when the tool can run now, else the reason it cannot."""
         return self.unavailable_reason() if self.unavailable_reason else None
@@ -97,7 +154,7 @@ class RegisteredTool:
         """The JSON Schema of the tool's arguments."""
         schema = self.tool.args_schema
         if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return schema.model_json_schema()
+            return _model_json_schema(schema)
         return dict(schema or {})
 
     def signature(self) -> str:
@@ -288,6 +345,22 @@ class ToolRegistry:
         blocks += [f"### ({source} is UNAVAILABLE: {reason}; none of its tools can be used)"
                    for source, reason in self._missing.items()]
         return "\n".join(blocks)
+
+
+@functools.cache
+def _model_json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """A pydantic model's JSON Schema, made once a process: every run's registry builds
+    its tools anew, and making the schemas took most of a run's fixed cost."""
+    return schema.model_json_schema()
+
+
+def callbacks_listening() -> bool:
+    """True when a LangChain run would reach someone: LangSmith tracing is on, or the
+    caller listens through callbacks (`astream_events`, the `messages` stream mode)."""
+    config = var_child_runnable_config.get() or {}
+    callbacks = config.get("callbacks")
+    handlers = getattr(callbacks, "handlers", callbacks)
+    return bool(handlers) or _tracing_v2_is_enabled()
 
 
 def _first_line(text: str | None) -> str:

@@ -194,9 +194,12 @@ class StepWaits:
     `began` is called as a wait starts (`on_wait` tells the step's listeners at once),
     `ended` with its length, and whether it got what it waited for. `describe` sums it up
     for the step's result; `gave_up` is True after a wait that was stopped (the step's
-    timeout) before the tool could run, until `take_gave_up` reads it."""
+    timeout) before the tool could run, until `take_gave_up` reads it. `session_continues`
+    says a later step of the plan uses the step's browser session next (so the slot it
+    frees is kept a moment for that step)."""
 
     on_wait: Callable[[str], None] | None = None
+    session_continues: bool = False
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
     gave_up: bool = False

@@ -16,8 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from langchain_core.runnables import RunnableLambda
-from langchain_core.runnables.config import var_child_runnable_config
-from langchain_core.tracers.context import _tracing_v2_is_enabled
 from langgraph.runtime import Runtime
 
 from graph.checkpoints import run_folder
@@ -27,7 +25,7 @@ from graph.redaction import redact_text
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
 from tools.errors import ToolError
-from tools.registry import RegisteredTool, ToolRegistry
+from tools.registry import RegisteredTool, ToolRegistry, callbacks_listening
 from tools.sandbox import (
     SandboxPolicy,
     StepFiles,
@@ -95,7 +93,9 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     step, thread_id = task["step"], run_scope()
     store = getattr(runtime, "store", None)
     ledger = StepLedger(store, thread_id) if store is not None else None
-    key = step_key(thread_id, task)
+    side_effects = bool(task.get("side_effects"))
+    # The key hashes the step's arguments: made only for the ledger or a write's key.
+    key = step_key(thread_id, task) if ledger or side_effects else ""
     entry = await ledger.entry(key) if ledger else None
     if entry and entry["state"] == "done":
         # It ran and its result was written, but the checkpoint after it was lost.
@@ -105,11 +105,11 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     clock = time.perf_counter()
     base = {"step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
             "started_at": datetime.now(UTC), "escalated": task.get("escalated")}
-    side_effects = bool(task.get("side_effects"))
     emit(runtime, {"event": "step_started", "step_id": step.id, "tool": step.tool})
     # A tool that must wait before it can run (for a browser slot) says so as it starts to.
     waits = StepWaits(on_wait=lambda reason: emit(runtime, {
-        "event": "step_waiting", "step_id": step.id, "tool": step.tool, "reason": reason}))
+        "event": "step_waiting", "step_id": step.id, "tool": step.tool, "reason": reason}),
+        session_continues=bool(task.get("session_continues")))
 
     async def run_step(task: StepTask) -> StepResult:
         if task.get("problem"):
@@ -125,8 +125,9 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
               use_step_waits(waits)):
             return await _run_with_retries(task, context, registry, base, runtime)
 
-    if _traced():
+    if callbacks_listening():
         # One named run per step in traces (LangSmith), with what a reader filters on.
+        # Otherwise the run is not made: setting it up cost a third of a step's own CPU.
         traced = RunnableLambda(run_step, name=f"step {step.id}")
         result = await traced.ainvoke(task, {"metadata": {
             "thread_id": thread_id, "step_id": step.id, "tool": step.tool,
@@ -143,16 +144,6 @@ async def execute_step(task: StepTask, context: Context, registry: ToolRegistry,
     return result
 
 
-def _traced() -> bool:
-    """True when a step's run would reach someone: LangSmith tracing is on, or the caller
-    listens through callbacks (`astream_events`, the `messages` stream mode). Otherwise
-    the run is not made: setting it up cost a third of a step's own CPU."""
-    config = var_child_runnable_config.get() or {}
-    callbacks = config.get("callbacks")
-    handlers = getattr(callbacks, "handlers", callbacks)
-    return bool(handlers) or _tracing_v2_is_enabled()
-
-
 async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
                        policy: SandboxPolicy, timeout: float) -> StepAttempt:
     """One attempt of `tool` under `policy`, within `timeout`: what in-process execution
@@ -161,7 +152,7 @@ async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
     try:
         entry = registry.get(tool)
         with use_policy(policy):
-            output = await asyncio.wait_for(entry.tool.ainvoke(args), timeout)
+            output = await asyncio.wait_for(entry.ainvoke(args), timeout)
         entry.check_output(output)
         return StepAttempt(status="ok", output=_as_json(output, policy.max_response_bytes))
     except Exception as exc:  # noqa: BLE001 - every tool failure becomes a result

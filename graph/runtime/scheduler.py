@@ -162,6 +162,12 @@ class Scheduler:
                         approved=problem is not None or not changes, side_effects=changes)
         if changes and step.id in self.escalations:
             task["escalated"] = self.escalations[step.id]
+        if (session := args.get("session")) and any(
+                later.args.get("session") == session for later in self._dependents.get(
+                    step.id, ())):
+            # Steps share a browser session by naming it (`tools.browser`): this one's
+            # slot is kept for the next, so a task that started finishes first.
+            task["session_continues"] = True
         return task
 
     def _launch_ready(self) -> None:

@@ -16,7 +16,8 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((tmp_path / "smoke.json").read_text())
     assert {"parallel_speedup", "reasoning_cost", "uneven_dags", "first_tool_call",
-            "context_growth", "long_runs", "remote_execution", "real_http", "startup", "memory",
+            "context_growth", "long_runs", "remote_execution", "real_http", "fixed_cost",
+            "startup", "memory",
             "machine", "settings"} <= results.keys()
     speed = results["parallel_speedup"]
     assert [r["k"] for r in speed] == [1, 4]
@@ -49,10 +50,15 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     assert all(r[f"{who}_tool_phase_s"] >= r["critical_path_s"] * 0.9
                for r in http for who in ("bare", "ours", "react"))
     assert "Goals:" in out.stdout and "| k | wall |" in out.stdout
-    # Figure 11 ran in real Chromium, and the queue of more tasks than slots finished.
+    assert results["fixed_cost"]["ours_ms"] > 0 and results["fixed_cost"]["react_ms"] > 0
+    # Figure 11 ran in real Chromium, and the queue of more tasks than slots finished, each
+    # task's completion time within the wall time of all of them.
     browser = results["browser_sessions"]
     assert [r["k"] for r in browser["rows"]] == [2] and all(r["ratio"] > 0 for r in browser["rows"])
-    assert browser["queue"]["status"] == "completed" and browser["queue"]["statuses"] == ["ok"]
+    [queue] = browser["queues"]
+    assert queue["status"] == "completed" and queue["statuses"] == ["ok"]
+    assert 0 < queue["ours_p50_s"] <= queue["ours_p95_s"] <= queue["ours_wall_s"] * 1.001
+    assert 0 < queue["bare_p50_s"] <= queue["bare_p95_s"] <= queue["bare_wall_s"]
     # Figure 12: both contenders, caching off, cold and warm; the warm run read the cache.
     cached = {(r["agent"], r["caching"]): r for r in results["prompt_caching"]["rows"]}
     assert len(cached) == 6 and cached[("nova-duet", "on, warm")]["cache_read_tokens"] > 0

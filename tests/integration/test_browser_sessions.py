@@ -200,3 +200,59 @@ async def test_a_write_stopped_while_waiting_for_a_slot_never_ran(pool, site):
     assert attempt.status == "timeout" and attempt.not_sent, attempt
     assert "waiting for a browser slot" in attempt.error.message
     assert waits.describe().startswith("waited 0.") and "max_browser_sessions=1" in waits.describe()
+
+
+async def test_a_step_of_an_open_session_goes_before_a_new_sessions_first(pool, site):
+    """Slots are not first come, first served: with the run's one slot taken, the first
+    step of a new session asks first and the next step of an open session second; the
+    open session's step gets the slot first, so a task that started finishes first."""
+    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,), max_browser_sessions=1)
+    order: list[str] = []
+
+    async def step(session: str, asked: asyncio.Event) -> None:
+        with use_step_waits(StepWaits(on_wait=lambda _: asked.set())):
+            async with pool.session(session, policy):
+                order.append(session)
+
+    with use_scope("run"), use_policy(policy):
+        async with pool.session("open", policy):
+            pass  # the session's first step: it is open now
+        async with pool.session(None, policy):  # another step holds the one slot
+            new_asked, open_asked = asyncio.Event(), asyncio.Event()
+            new = asyncio.create_task(step("new", new_asked))
+            await new_asked.wait()
+            again = asyncio.create_task(step("open", open_asked))
+            await open_asked.wait()
+        await asyncio.gather(new, again)
+    assert order == ["open", "new"]
+
+
+async def test_a_slot_is_kept_for_the_sessions_next_step_and_only_a_moment(pool, site,
+                                                                           monkeypatch):
+    """A step whose session a later step uses next keeps its slot for that step, ahead of
+    a new session's first step that was waiting; when no next step comes, the kept slot
+    is freed after `KEEP_SECONDS`, so the waiting step still runs."""
+    from tools.browser import _Slots
+
+    monkeypatch.setattr(_Slots, "KEEP_SECONDS", 0.3)
+    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,), max_browser_sessions=1)
+    order: list[str] = []
+
+    async def step(session: str, name: str, asked: asyncio.Event | None = None,
+                   continues: bool = False) -> None:
+        waits = StepWaits(on_wait=lambda _: asked and asked.set(), session_continues=continues)
+        with use_step_waits(waits):
+            async with pool.session(session, policy):
+                order.append(name)
+
+    with use_scope("run"), use_policy(policy):
+        new_asked = asyncio.Event()
+        async with pool.session(None, policy):  # another step holds the one slot
+            first = asyncio.create_task(step("a", "a first", continues=True))
+            await asyncio.sleep(0)  # it asks first, and gets the slot next
+            new = asyncio.create_task(step("new", "new", new_asked))
+            await new_asked.wait()
+        await first
+        await step("a", "a next", continues=True)  # the kept slot: before "new"
+        await asyncio.wait_for(new, 5)  # nobody uses a's kept slot: freed after 0.3 s
+    assert order == ["a first", "a next", "new"]
