@@ -97,7 +97,30 @@ class Context:
         default=8, metadata={"description": "Results kept verbatim when folding."}
     )
     step_timeout_seconds: float = field(
-        default=300.0, metadata={"description": "Time limit of one tool call."}
+        default=300.0,
+        metadata={"description": "Time limit of one tool call of any tool; a tool whose "
+                                 "dependency has its own (shorter) limit below gets that one. "
+                                 "A call past this limit may be retried (max_retries)."},
+    )
+    http_timeout_seconds: float = field(
+        default=30.0,
+        metadata={"description": "Time limit of one http_request call (connect to last byte). "
+                                 "A target that stalls past it ends the step, not retried."},
+    )
+    mcp_timeout_seconds: float = field(
+        default=30.0,
+        metadata={"description": "Time limit of an MCP server's start (its session opening) "
+                                 "and of one call of its tools. A server that stalls past it "
+                                 "ends the step, not retried."},
+    )
+    dependency_wait_seconds: float = field(
+        default=30.0,
+        metadata={"description": "How long a step waits, trying again with backoff, for a "
+                                 "dependency that cannot be reached (connection refused or "
+                                 "reset, a server gone, an MCP session that died: it is "
+                                 "reopened) before it fails. A write waits only when nothing "
+                                 "was sent or it may be repeated; a `step_waiting` event says "
+                                 "so."},
     )
     max_retries: int = field(
         default=2, metadata={"description": "Retries of a step whose error is retryable."}
@@ -119,7 +142,8 @@ class Context:
         default=30, metadata={"description": "Nova Act observe-act cycles per browser step."}
     )
     browser_timeout_seconds: int = field(
-        default=240, metadata={"description": "Time limit of one Nova Act browser step."}
+        default=240, metadata={"description": "Time limit of one Nova Act task (a browser_act "
+                                              "or browser_extract step)."}
     )
     max_browser_sessions: int = field(
         default=4,
@@ -184,6 +208,7 @@ class Context:
             cdp_endpoint_url=self.browser_cdp_url,
             cdp_headers=tuple(self.browser_cdp_headers.items()),
             max_browser_sessions=self.max_browser_sessions,
+            mcp_timeout_seconds=self.mcp_timeout_seconds,
         )
 
 

@@ -188,6 +188,9 @@ class StepAttempt(BaseModel):
     error: StepError | None = None
     not_sent: bool = Field(default=False, description="The attempt failed before anything "
                                                       "was sent: safe to retry any step.")
+    unreachable: bool = Field(default=False, description="The attempt failed because its "
+                              "dependency could not be reached (refused, reset, gone): the "
+                              "step waits for it (`dependency_wait_seconds`).")
     screenshot: str | None = Field(default=None, description="The page at the end of a "
                                    "remote browser step, a base64 PNG.")
     executor: str | None = Field(default=None, description="The executor deployment that "

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.errors import ToolError
 from tools.sandbox import current_idempotency_key, current_policy
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+
 
 class HttpRequestArgs(BaseModel):
     """Arguments of `http_request`."""
@@ -82,7 +84,11 @@ class HttpClients:
             if self._ssl is None:
                 self._ssl = httpx.create_ssl_context()
             client = httpx.AsyncClient(
-                verify=self._ssl, follow_redirects=True, timeout=30.0, cookies=_NoCookies(),
+                # Connecting has its own bound (a target that drops the connection
+                # attempt is down: the step waits for it); the whole call is bounded by the
+                # step (`http_timeout_seconds`), whatever the server sends or withholds.
+                verify=self._ssl, follow_redirects=True, cookies=_NoCookies(),
+                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_SECONDS),
                 # httpx's default of 20 kept-alive connections: with as many kept alive as
                 # open, finding a connection costs a check of each (measured: 10x the CPU).
                 limits=httpx.Limits(max_connections=self.max_connections,
@@ -126,11 +132,21 @@ async def http_request(
                 body.extend(chunk)
                 if len(body) > limit:
                     break
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        # Refused, or no answer to connect: nothing was sent, and the target is down.
+        raise ToolError(f"{method} {url}: the target cannot be reached "
+                        f"({type(exc).__name__}: {exc}); nothing was sent", retryable=True,
+                        not_sent=True, unreachable=True, type_name="TargetUnreachable"
+                        ) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        # The connection broke (reset, closed without an answer): the target went away,
+        # possibly after the request reached it.
+        raise ToolError(f"{method} {url}: the connection broke ({type(exc).__name__}: "
+                        f"{exc})", retryable=True, unreachable=True,
+                        type_name="TargetUnreachable") from None
     except httpx.TransportError as exc:
-        # A refused or timed-out connection sent nothing; any later failure may have.
-        raise ToolError(f"{method} {url} failed: {exc}", retryable=True,
-                        not_sent=isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                        ) from exc
+        raise ToolError(f"{method} {url} failed: {type(exc).__name__}: {exc}",
+                        retryable=True) from None
     truncated = len(body) > limit
     text = bytes(body[:limit]).decode(response.encoding or "utf-8", errors="replace")
     content_type = response.headers.get("content-type", "")

@@ -72,8 +72,10 @@ class MCPConfigError(ValueError):
 class MCPServerUnavailable(ToolUnavailableError):
     """An MCP server did not start, was refused by the allowlist, or died; names it."""
 
-    def __init__(self, server: str, reason: str):
-        super().__init__(f"MCP server {server!r} is unavailable: {reason}")
+    def __init__(self, server: str, reason: str, *, unreachable: bool = False,
+                 not_sent: bool = False):
+        super().__init__(f"MCP server {server!r} is unavailable: {reason}",
+                         unreachable=unreachable, not_sent=not_sent)
         self.server, self.reason = server, reason
 
 
@@ -138,32 +140,61 @@ def _reason(exc: BaseException) -> str:
 
 @dataclass
 class _Session:
-    """One server's session, held open by a task of its own until `close`."""
+    """One server's session, held open by a task of its own until `close`; reopened by the
+    next call after it died."""
 
     config: ServerConfig
     log: Path | None = None  # where a stdio server's stderr goes (None: this process's)
+    timeout: float = START_TIMEOUT_SECONDS  # to open it, and to close it
     tools: list[BaseTool] = field(default_factory=list)
-    failure: str | None = None
+    failure: str | None = None  # why the open session ended
+    gone: str | None = None  # why the last reopen failed: its tools are unavailable
+    _client: MultiServerMCPClient | None = None
     _session: ClientSession | None = None
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _probes: set[asyncio.Task[None]] = field(default_factory=set)
+    _reopening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self, client: MultiServerMCPClient) -> None:
-        """Open the session and list its tools; raises `MCPServerUnavailable` if it fails."""
+        """Open the session and list its tools, within `timeout`; raises
+        `MCPServerUnavailable` if it fails."""
+        self._client = client
+        self._closing = asyncio.Event()
+        self.failure = None
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Read whatever it ends with, so a failure after the wait is never "not retrieved".
+        ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._task = asyncio.create_task(self._hold(client, ready),
                                          name=f"mcp session {self.config.name}")
         try:
-            await asyncio.wait_for(asyncio.shield(ready), START_TIMEOUT_SECONDS)
+            await asyncio.wait_for(asyncio.shield(ready), self.timeout)
         except TimeoutError:
-            await self.close()
-            raise MCPServerUnavailable(
-                self.config.name, f"no answer within {START_TIMEOUT_SECONDS:g}s") from None
+            await self.close(grace=0)  # it never opened: nothing to end politely
+            raise MCPServerUnavailable(self.config.name, f"no answer within {self.timeout:g}s "
+                                       "(mcp_timeout_seconds)") from None
         except Exception as exc:  # noqa: BLE001 - any failure to start is the server's
-            await self.close()
+            await self.close(grace=0)
             where = f" (its stderr: {self.log})" if self.log else ""
             raise MCPServerUnavailable(self.config.name, _reason(exc) + where) from None
+
+    async def reopen(self) -> None:
+        """Open a new session if this one ended (the server died or stalled), as `start`
+        does; one caller reopens, the others wait for it. Raises `MCPServerUnavailable`,
+        unreachable and nothing sent, when the server does not come up."""
+        async with self._reopening:
+            if not self._ended() or self._client is None:
+                return
+            log.info("MCP server %r: reopening its session (%s)", self.config.name,
+                     self.failure)
+            await self.close()
+            try:
+                await self.start(self._client)
+            except MCPServerUnavailable as exc:
+                self.gone = exc.reason
+                raise MCPServerUnavailable(self.config.name, exc.reason, unreachable=True,
+                                           not_sent=True) from None
+            self.gone = None
 
     @asynccontextmanager
     async def _connect(self, client: MultiServerMCPClient) -> AsyncIterator[ClientSession]:
@@ -205,24 +236,38 @@ class _Session:
                 self.failure = self.failure or _reason(exc)
                 log.warning("MCP server %r stopped: %s", self.config.name, self.failure)
 
-    async def close(self) -> None:
-        """End the session (and a stdio server's process); waits for it."""
+    async def close(self, grace: float | None = None) -> None:
+        """End the session (and a stdio server's process); waits for it, within `grace`
+        (default `timeout`): a session that does not end by then (a stalled server, its
+        reader stuck on a read) is cancelled."""
         self._closing.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._task is None:
+            return
+        if grace != 0:
+            await asyncio.wait({self._task}, timeout=self.timeout if grace is None else grace)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
-    def why_unavailable(self) -> str | None:
-        """None while the server answers, else why its tools cannot run."""
+    def _ended(self) -> bool:
+        """True when the open session ended (the server died, or a call to it stalled)."""
         if self.failure is None and self._task is not None and self._task.done():
             self.failure = "its session ended"
-        return f"MCP server {self.config.name!r} is unavailable: {self.failure}" \
-            if self.failure else None
+        return self.failure is not None
+
+    def why_unavailable(self) -> str | None:
+        """None while the server may answer (a session that ended is reopened by the next
+        call), else why its tools cannot run: its last reopen failed."""
+        return f"MCP server {self.config.name!r} is unavailable: {self.gone}" \
+            if self.gone else None
 
     async def _watched(self, call: Awaitable[Any]) -> Any:
         """`call`'s result, unless the session ends first (`MCPServerUnavailable`). While it
         runs, an HTTP server is pinged every `PROBE_SECONDS`: the SDK leaves a request to an
-        HTTP server that died waiting forever, but a ping to it fails and ends the session."""
+        HTTP server that died waiting forever, but a ping to it fails and ends the session.
+        A call stopped from outside (the step's time limit: the server stalled) marks the
+        session ended, so the next call opens a new one."""
         task = asyncio.ensure_future(call)
+        assert self._task is not None
         try:
             while True:
                 done, _ = await asyncio.wait({task, self._task}, timeout=PROBE_SECONDS,
@@ -230,12 +275,16 @@ class _Session:
                 if task in done:
                     return task.result()
                 if self._task in done:
-                    self.why_unavailable()
-                    raise MCPServerUnavailable(self.config.name, str(self.failure))
+                    self._ended()
+                    raise MCPServerUnavailable(self.config.name, str(self.failure),
+                                               unreachable=True)
                 if self.config.url is not None and self._session is not None:
                     probe = asyncio.create_task(self._ping(self._session))
                     self._probes.add(probe)
                     probe.add_done_callback(self._probes.discard)
+        except asyncio.CancelledError:
+            self.failure = self.failure or "a call to it got no answer in time"
+            raise
         finally:
             task.cancel()
 
@@ -246,13 +295,15 @@ class _Session:
 
     def step_tool(self, inner: BaseTool) -> BaseTool:
         """`inner` as a step runs it: its output as plain JSON (the structured content when
-        the server gives one, else its text), its failures as typed `ToolError`s."""
+        the server gives one, else its text), its failures as typed `ToolError`s; a session
+        that ended is reopened first (the tool is then the new session's of that name)."""
 
         async def call(**args: Any) -> Any:
-            if self.why_unavailable():
-                raise MCPServerUnavailable(self.config.name, str(self.failure))
+            if self._ended():
+                await self.reopen()
+            current = next((t for t in self.tools if t.name == inner.name), inner)
             try:
-                message = await self._watched(inner.ainvoke(
+                message = await self._watched(current.ainvoke(
                     {"type": "tool_call", "id": "step", "name": inner.name, "args": args}))
             except ToolException as exc:  # the tool ran and said it failed (isError)
                 raise ToolError(f"{inner.name}: {exc}", type_name="MCPToolError") from None
@@ -261,7 +312,8 @@ class _Session:
                 if isinstance(exc, McpError) and exc.error.code != CONNECTION_CLOSED:
                     raise ToolError(f"{inner.name}: {exc}", type_name="MCPError") from None
                 self.failure = self.failure or f"the connection closed ({_reason(exc)})"
-                raise MCPServerUnavailable(self.config.name, self.failure) from None
+                raise MCPServerUnavailable(self.config.name, self.failure,
+                                           unreachable=True) from None
             return _output(message)
 
         return StructuredTool(name=inner.name, description=inner.description,
@@ -321,7 +373,8 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
     client = MultiServerMCPClient({c.name: c.connection for c in configs})  # type: ignore[misc]
     if log_folder is not None:
         log_folder.mkdir(parents=True, exist_ok=True)
-    sessions = [_Session(config, log_folder / f"mcp-{config.name}.log" if log_folder else None)
+    sessions = [_Session(config, log_folder / f"mcp-{config.name}.log" if log_folder else None,
+                         timeout=policy.mcp_timeout_seconds)
                 for config in configs]
     outcomes = await asyncio.gather(*(_start(s, client, policy) for s in sessions))
 
@@ -363,6 +416,8 @@ async def _start(session: _Session, client: MultiServerMCPClient,
                 raise MCPServerUnavailable(session.config.name, str(exc)) from None
         await session.start(client)
     except MCPServerUnavailable as exc:
-        log.warning("%s", exc)
+        # Said once: the run reports it (a `tool_source_unavailable` event), so does
+        # `duet tools`; a warning here would say it twice on stderr.
+        log.info("%s", exc)
         return exc.reason
     return None

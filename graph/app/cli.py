@@ -64,7 +64,7 @@ def _print_event(event: dict[str, Any]) -> None:
                       f"[dim]{event['duration_ms']:.0f} ms, {event['attempts']} attempt(s)[/]")
     elif kind == "tool_source_unavailable":
         err.print(f"[yellow]! {event['source']} unavailable; the run goes on without it:[/] "
-                  f"{event['error']}", markup=True, highlight=False)
+                  f"{event['error']}", markup=True, highlight=False, soft_wrap=True)
     elif kind == "step_retried":
         console.print(f"  [yellow]↻ {event['step_id']} retry after {event['error']}[/]")
     elif kind == "node" and event.keys() - {"t", "thread_id", "event", "node"}:

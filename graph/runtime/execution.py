@@ -13,6 +13,7 @@ import random
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from langchain_core.runnables import RunnableLambda
 from langchain_core.runnables.config import var_child_runnable_config
@@ -26,7 +27,7 @@ from graph.redaction import redact_text
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
 from tools.errors import ToolError
-from tools.registry import ToolRegistry
+from tools.registry import RegisteredTool, ToolRegistry
 from tools.sandbox import (
     SandboxPolicy,
     StepFiles,
@@ -42,6 +43,7 @@ from tools.sandbox import (
 )
 
 BACKOFF_SECONDS = 0.2
+WAIT_BACKOFF_SECONDS = (0.25, 5.0)  # first and longest pause while a dependency is down
 
 
 def emit(runtime: Runtime[Context] | None, event: dict[str, Any]) -> None:
@@ -170,10 +172,11 @@ async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
             # write may be retried.
             not_sent = True
             error.message += f", waiting for {waits.reasons[-1]}"
-        return StepAttempt(status=status, error=error, not_sent=not_sent)
+        return StepAttempt(status=status, error=error, not_sent=not_sent,
+                           unreachable=getattr(exc, "unreachable", False))
 
 
-async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
+async def _attempt_remotely(task: StepTask, context: Context, timeout: float) -> StepAttempt:
     """One attempt on an executor deployment (`context.executor_url`); its screenshot is
     kept in this run's folder, as an in-process step's would be."""
     from graph.runtime.remote import remote_executor  # only runs that use one load it
@@ -182,7 +185,7 @@ async def _attempt_remotely(task: StepTask, context: Context) -> StepAttempt:
     request = StepRequest(
         tool=task["step"].tool, args=task["args"], step_id=task["step"].id,
         plan_version=task["plan_version"], thread=run_scope(),
-        idempotency_key=current_idempotency_key(), timeout_seconds=context.step_timeout_seconds,
+        idempotency_key=current_idempotency_key(), timeout_seconds=timeout,
         allowed_hosts=list(policy.allowed_hosts), max_response_bytes=policy.max_response_bytes,
         browser_max_steps=policy.browser_max_steps,
         browser_timeout_seconds=policy.browser_timeout_seconds,
@@ -205,6 +208,38 @@ def _trace_headers() -> dict[str, str] | None:
     return run.to_headers() if run is not None else None
 
 
+def step_bound(context: Context, entry: RegisteredTool) -> tuple[float, str]:
+    """The time limit of one attempt of `entry`'s tool and the setting it comes from: its
+    dependency's own (an HTTP target, an MCP server) when shorter than the limit of every
+    tool, `step_timeout_seconds`."""
+    if entry.source.startswith("mcp:"):
+        own = ("mcp_timeout_seconds", context.mcp_timeout_seconds)
+    elif entry.name == "http_request":
+        own = ("http_timeout_seconds", context.http_timeout_seconds)
+    else:
+        own = ("step_timeout_seconds", context.step_timeout_seconds)
+    setting, seconds = min(own, ("step_timeout_seconds", context.step_timeout_seconds),
+                           key=lambda pair: pair[1])
+    return seconds, setting
+
+
+def dependency_of(entry: RegisteredTool, args: dict[str, Any]) -> str:
+    """What a step of `entry` depends on, as errors and waits name it."""
+    if entry.source.startswith("mcp:"):
+        return f"MCP server {entry.source.removeprefix('mcp:')!r}"
+    if entry.name == "http_request" and (host := urlsplit(str(args.get("url", ""))).netloc):
+        return f"the HTTP target {host}"
+    return f"tool {entry.name!r}"
+
+
+def _stalled(error: StepError, dependency: str, seconds: float, setting: str) -> StepError:
+    """A timeout under a dependency's own limit: the dependency stalled. Not retried, so the
+    step ends within that limit (a stall rarely passes within seconds; an outage is
+    waited for instead)."""
+    return StepError(type="DependencyTimeout", retryable=False, message=(
+        f"{dependency} gave no answer within {seconds:g}s ({setting}): {error.message}"))
+
+
 async def _run_with_retries(
     task: StepTask, context: Context, registry: ToolRegistry, base: dict[str, Any],
     runtime: Runtime[Context] | None,
@@ -216,25 +251,83 @@ async def _run_with_retries(
     keyless_write = bool(task.get("side_effects")) and not entry.safe_to_repeat
     # An MCP server's session lives in this process: its tools never go remote.
     remote = context.runs_remotely(step.tool) and not entry.source.startswith("mcp:")
-    attempts = 0
+    seconds, setting = step_bound(context, entry)
+    dependency = dependency_of(entry, task["args"])
+    outage = _Outage(context.dependency_wait_seconds)
+    attempts = retries = 0
     while True:
         attempts += 1
         if remote:
-            attempt = await _attempt_remotely(task, context)
+            attempt = await _attempt_remotely(task, context, seconds)
             emit(runtime, {"event": "step_sent", "step_id": step.id, "status": attempt.status,
                            "executor": attempt.executor})
         else:
             attempt = await attempt_tool(registry, step.tool, task["args"],
-                                         context.sandbox_policy(), context.step_timeout_seconds)
+                                         context.sandbox_policy(), seconds)
         if attempt.status == "ok":
+            outage.over()
             return StepResult(**base, status="ok", attempts=attempts, output=attempt.output)
         error = attempt.error or StepError(type="UnknownError", message="no error given")
-        if not (error.retryable and attempts <= context.max_retries):
+        if (attempt.status == "timeout" and setting != "step_timeout_seconds"
+                and error.type != "ExecutorTimeout"):
+            error = _stalled(error, dependency, seconds, setting)
+        if attempt.unreachable and (attempt.not_sent or not keyless_write):
+            # Down, not stalled: wait for it to come back, within dependency_wait_seconds.
+            if await outage.wait(dependency, error):
+                continue
+            error = error.model_copy(update={"message": error.message + outage.gave_up(),
+                                             "retryable": False})
+            outage.over()
+            return StepResult(**base, status=attempt.status, error=error, attempts=attempts)
+        outage.over()
+        if attempt.unreachable and keyless_write and not attempt.not_sent:
+            return StepResult(**base, status=attempt.status, error=_uncertain(error),
+                              attempts=attempts)
+        if not (error.retryable and retries < context.max_retries):
             return StepResult(**base, status=attempt.status, error=error, attempts=attempts)
         if keyless_write and not attempt.not_sent:
             return StepResult(**base, status=attempt.status, error=_uncertain(error),
                               attempts=attempts)
+        retries += 1
         emit(runtime, {"event": "step_retried", "step_id": step.id,
                        "attempt": attempts, "error": error.type})
         # Exponential backoff with jitter, so parallel retries do not stampede.
-        await asyncio.sleep(BACKOFF_SECONDS * 2 ** (attempts - 1) * (0.5 + random.random()))
+        await asyncio.sleep(BACKOFF_SECONDS * 2 ** (retries - 1) * (0.5 + random.random()))
+
+
+class _Outage:
+    """A step's wait for a dependency that cannot be reached: attempts again with a growing
+    pause until it answers or `limit` seconds have passed since it first failed. The step's
+    waits (`StepWaits`) record it, so a `step_waiting` event says so at once and the step's
+    result (and the run report) says how long it waited."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.since: float | None = None
+        self.pause = WAIT_BACKOFF_SECONDS[0]
+
+    async def wait(self, dependency: str, error: StepError) -> bool:
+        """Pause before the next attempt; False when the wait is over (the step fails)."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            if (waits := current_step_waits()) is not None:
+                waits.began(f"{dependency} to come back ({error.type})")
+        left = self.since + self.limit - now
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(self.pause * (0.5 + random.random()), left))
+        self.pause = min(self.pause * 2, WAIT_BACKOFF_SECONDS[1])
+        return True
+
+    def over(self) -> None:
+        """The wait is over (the dependency answered, or the step gives up): its length
+        goes to the step's waits."""
+        if self.since is not None and (waits := current_step_waits()) is not None:
+            waits.ended(time.monotonic() - self.since, True)
+        self.since = None
+
+    def gave_up(self) -> str:
+        """What the error adds when the step stops waiting."""
+        waited = time.monotonic() - (self.since or time.monotonic())
+        return f" (waited {waited:.1f}s for it; dependency_wait_seconds={self.limit:g})"

@@ -6,8 +6,10 @@ per step. A failure to reach a deployment is a step failure like any tool's, typ
 `ExecutorUnavailable` when no request reached it (safe to retry even for a write without an
 idempotency key), `ExecutorTimeout` or `ExecutorError` when one may have; a deployment that
 refuses the request (auth, a bad request, no step route) is an `ExecutorError` that is not
-retried. A deployment that does not answer within the step's timeout (plus `GRACE_SECONDS`)
-never holds up the run. Auth headers come from `DUET_EXECUTOR_HEADERS` (a JSON object) at
+retried. A deployment that does not answer within the step's timeout (its tool's own:
+`http_timeout_seconds`, `step_timeout_seconds`..., plus `GRACE_SECONDS`) ends the step with
+`ExecutorTimeout`, not retried; one that cannot be reached or goes away is waited for
+(`dependency_wait_seconds`, in `graph.runtime.execution`). Auth headers come from `DUET_EXECUTOR_HEADERS` (a JSON object) at
 the moment of each request, so they are never saved with a run nor kept by the client.
 """
 
@@ -92,11 +94,18 @@ class RemoteExecutor:
                 headers={**headers, "content-type": "application/json"}), wait)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             return _failed(url, "ExecutorUnavailable", f"the executor at {url} cannot be "
-                           f"reached ({type(exc).__name__}); nothing was sent", not_sent=True)
+                           f"reached ({type(exc).__name__}); nothing was sent", not_sent=True,
+                           unreachable=True)
         except (TimeoutError, httpx.TimeoutException):
+            # A deployment that stalled is not tried again: the step ends within its bound.
             return _failed(url, "ExecutorTimeout", f"the executor at {url} gave no answer "
-                           f"within {wait:g}s", status="timeout")
-        except httpx.HTTPError as exc:  # the connection broke while the step may have run
+                           f"within {wait:g}s (the step's {request.timeout_seconds:g}s "
+                           f"+ {GRACE_SECONDS:g}s)", status="timeout", retryable=False)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            # The deployment went away (closed, reset) while the step may have run.
+            return _failed(url, "ExecutorUnavailable", f"the executor at {url} went away: "
+                           f"{type(exc).__name__}: {exc}", unreachable=True)
+        except httpx.HTTPError as exc:
             return _failed(url, "ExecutorError", f"the executor at {url} failed: "
                            f"{type(exc).__name__}: {exc}")
         if response.status_code in REFUSED:
@@ -140,8 +149,9 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _failed(url: str, kind: str, message: str, *, status: str = "error",
-            not_sent: bool = False, retryable: bool = True) -> StepAttempt:
-    return StepAttempt(status=status, not_sent=not_sent, executor=url,
+            not_sent: bool = False, retryable: bool = True,
+            unreachable: bool = False) -> StepAttempt:
+    return StepAttempt(status=status, not_sent=not_sent, executor=url, unreachable=unreachable,
                        error=StepError(type=kind, message=message, retryable=retryable))
 
 
