@@ -11,14 +11,16 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from graph.context import Context
-from graph.nodes import act, approve, finalize, observe, plan, summarize
+from graph.nodes import act, approve, finalize, observe, plan, retry, summarize
 from graph.nodes.base import NodeDeps
 from graph.reasoning import Reasoner
 from graph.routing import (
     route_after_act,
     route_after_observe,
     route_after_plan,
+    route_after_retry,
     route_after_summarize,
+    route_start,
 )
 from graph.state import InputState, OutputState, State
 from tools import default_registry
@@ -51,6 +53,9 @@ def build_graph(
     async def plan_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return await plan.plan(state, runtime, deps)
 
+    async def retry_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await retry.retry(state, runtime, deps)
+
     async def approve_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return await approve.approve(state, runtime, deps)
 
@@ -70,12 +75,14 @@ def build_graph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
     builder.add_node("plan", plan_node)
+    builder.add_node("retry", retry_node)
     builder.add_node("approve", approve_node)
     builder.add_node("act", act_node)
     builder.add_node("observe", observe_node)
     builder.add_node("summarize", summarize_node)
     builder.add_node("finalize", finalize_node)
-    builder.add_edge(START, "plan")
+    builder.add_conditional_edges(START, route_start, ["retry", "plan"])
+    builder.add_conditional_edges("retry", route_after_retry, ["act", "plan", END])
     builder.add_conditional_edges("plan", route_after_plan,
                                   ["plan", "summarize", "approve", "observe", "finalize"])
     builder.add_conditional_edges("act", route_after_act, ["approve", "observe", "finalize"])

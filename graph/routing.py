@@ -19,6 +19,20 @@ from graph.state import State
 Move = Literal["plan", "act", "summarize", "approve", "observe", "finalize"]
 
 
+def route_start(state: State) -> Literal["retry", "plan"]:
+    """At the start: `retry` for the input `{"retry": True}`, else `plan` (a new run)."""
+    return "retry" if state.get("retry") else "plan"
+
+
+def route_after_retry(state: State) -> Literal["act", "plan", "__end__"]:
+    """After `retry`: `act` runs the last plan's steps that did not succeed, `plan` a run
+    that ended before it had one; the end when the run was not one to retry (the node
+    left it as it was)."""
+    if state.get("status"):
+        return "__end__"
+    return "act" if state.get("plan") else "plan"
+
+
 def _answered(state: State) -> bool:
     """True when the run has ended and its answer is already written (by the join)."""
     decision = state.get("decision")

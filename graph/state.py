@@ -38,10 +38,18 @@ class StepTask(TypedDict):
     escalated: NotRequired[str]  # why it needs a human even under `approval: auto`
 
 
+# How a run may end for `retry` to continue it (`graph.nodes.retry`); the others either
+# finished (`completed`), wait for a human (`needs_approval`, resumed instead) or stopped
+# on a guard that another attempt would meet again (`loop_detected`).
+RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.BUDGET_EXHAUSTED})
+
+
 class InputState(TypedDict):
-    """What a caller passes to `invoke`."""
+    """What a caller passes to `invoke`: a task for a new run, or `{"retry": True}` on the
+    thread of a run that ended `failed` or `budget_exhausted` (`graph.nodes.retry`)."""
 
     task: str
+    retry: NotRequired[bool]
 
 
 class OutputState(TypedDict, total=False):
@@ -75,4 +83,5 @@ class State(InputState, OutputState, total=False):
     decision: Decision | None
     summary: str
     summarized_count: int  # results folded into the summary so far
-    started_at: float
+    started_at: float  # of this attempt: the run's, or its latest retry's (the deadline)
+    retries: int  # how often the run was retried

@@ -1,4 +1,4 @@
-"""The `duet` command: run, resume and inspect runs; print the contracts; run the demo.
+"""The `duet` command: run, resume, retry and inspect runs; print the contracts; run the demo.
 
 Only the commands that run the graph import it (and LangGraph, LangChain, the executors):
 `duet --help`, `duet schema`, `duet show` and `duet ls` answer without them.
@@ -65,6 +65,14 @@ def _print_event(event: dict[str, Any]) -> None:
     elif kind == "tool_source_unavailable":
         err.print(f"[yellow]! {event['source']} unavailable; the run goes on without it:[/] "
                   f"{event['error']}", markup=True, highlight=False, soft_wrap=True)
+    elif kind == "resume" and event.get("note"):
+        err.print(f"[yellow]{event['note']}[/]", markup=True, highlight=False)
+    elif kind == "run_retried":
+        console.print(f"[bold cyan]● retry {event['retry']}[/] of a run that ended "
+                      f"{event['after']}: kept {len(event['kept'])} succeeded step(s), "
+                      f"running again: {', '.join(event['again']) or 'none'}"
+                      + (f" [yellow](asks first: {', '.join(event['uncertain'])})[/]"
+                         if event["uncertain"] else ""))
     elif kind == "step_retried":
         console.print(f"  [yellow]↻ {event['step_id']} retry after {event['error']}[/]")
     elif kind == "node" and event.keys() - {"t", "thread_id", "event", "node"}:
@@ -84,14 +92,20 @@ def _print_event(event: dict[str, Any]) -> None:
         console.print(line)
 
 
-def _print_final(thread_id: str, final: FinalState, as_json: bool) -> None:
+def _print_final(thread_id: str, final: FinalState, as_json: bool,
+                 resumed: dict[str, Any] | None = None) -> None:
+    """The run's end: its final state (as JSON, or the answer and where things are); for a
+    resume that found the run ended, what `resumed` says of it."""
     from graph.app.threads import trace_path
     from graph.contracts import RunStatus
+    from graph.state import RETRYABLE
 
     report = _write_report(thread_id)
     if as_json:
         payload = {"thread_id": thread_id, **final.model_dump(mode="json"),
                    "report": str(report) if report else None}
+        if resumed:
+            payload["resume"] = {key: resumed[key] for key in ("ended", "retry", "note")}
         typer.echo(json.dumps(payload, indent=1))
     else:
         style = "green" if final.status == RunStatus.COMPLETED else "red"
@@ -101,7 +115,9 @@ def _print_final(thread_id: str, final: FinalState, as_json: bool) -> None:
             f"\n[dim]thread {thread_id} · {final.usage.reasoning_calls} reasoning calls, "
             f"{final.usage.total_tokens} tokens\ncheckpoint: {default_checkpointer_url()}\n"
             f"trace: {trace_path(thread_id)}\nresume: duet resume {thread_id} · "
-            f"inspect: duet show {thread_id}[/]"
+            f"inspect: duet show {thread_id}"
+            + (f"\nretry (once the cause is fixed): duet retry {thread_id} [--set ...]"
+               if final.status in RETRYABLE else "") + "[/]"
         )
         if report:
             console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)
@@ -153,25 +169,36 @@ def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], di
 
 
 def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
-             **kwargs: Any) -> None:
-    from graph.app.runner import run_thread
-    from graph.app.threads import IncompatibleThread, UnknownThread, new_thread_id
+             retry: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """Run `task`, resume `thread` (no task), or retry it with `retry`'s settings; print
+    its end."""
+    from graph.app.runner import retry_thread, run_thread
+    from graph.app.threads import IncompatibleThread, NotRetryable, UnknownThread, new_thread_id
     from graph.reasoning import ConfigurationError
     from tools.mcp import MCPConfigError
 
-    on_event = (lambda event: None) if as_json else _print_event
+    resumed: dict[str, Any] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["event"] == "resume" and event.get("ended"):
+            resumed.update(event)  # the run had ended: the final print says so
+        if not as_json:
+            _print_event(event)
+
     thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
+    common = {"on_event": on_event, "decide": _decider(decide, as_json)}
     try:
-        thread_id, final = asyncio.run(run_thread(
-            task, thread_id=thread, on_event=on_event, decide=_decider(decide, as_json),
-            **kwargs))
-    except (ConfigurationError, UnknownThread, IncompatibleThread, MCPConfigError) as exc:
+        thread_id, final = asyncio.run(
+            retry_thread(thread, settings=retry, **common, **kwargs) if retry is not None
+            else run_thread(task, thread_id=thread, **common, **kwargs))
+    except (ConfigurationError, UnknownThread, IncompatibleThread, NotRetryable,
+            MCPConfigError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
         err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")
         raise typer.Exit(1) from None
-    _print_final(thread_id, final, as_json)
+    _print_final(thread_id, final, as_json, resumed)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -241,8 +268,34 @@ def resume(
     decide: Annotated[Decide | None, typer.Option(help="Answer every pending approval so.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
-    """Continue a run from its last checkpoint; completed steps are not redone."""
+    """Continue a run from its last checkpoint; completed steps are not redone.
+
+    A run that has ended is left as it is, and said so: `duet retry` continues one that
+    failed."""
     _execute(None, thread, as_json, decide)
+
+
+@app.command()
+def retry(
+    thread: Annotated[str, typer.Argument(help="The thread id of a run that ended failed or "
+                                               "budget_exhausted.")],
+    decide: Annotated[Decide | None, typer.Option(help="Answer every approval it asks so.")
+                      ] = None,
+    setting: Annotated[list[str], typer.Option(
+        "--set", help="NAME=VALUE for any run setting from now on (repeat it), as for `duet "
+                      "run`: --set max_steps=500 raises a spent budget.")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Continue a run that ended failed or budget_exhausted, once the cause is fixed.
+
+    The steps that succeeded are kept, never sent again; the others run again (a write that
+    may have taken effect, whose tool takes no idempotency key, asks you first)."""
+    try:
+        settings = parse_settings(setting)
+    except SettingError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    _execute(None, thread, as_json, decide, retry=settings)
 
 
 @app.command()
@@ -265,6 +318,10 @@ def show(
     status = final.status.value
     if not values.get("status"):
         status += f" (not ended: duet resume {thread})"
+    elif status in ("failed", "budget_exhausted"):
+        status += f" (continue it: duet retry {thread})"
+    if values.get("retries"):
+        status = f"{status} · retried {values['retries']} time(s)"
     console.print(f"[bold]{values.get('task')}[/]\nstatus: {status} {final.reason}")
     table = Table("plan", "step", "tool", "status", "attempts", "ms", "error")
     for r in final.results:

@@ -1,4 +1,5 @@
-"""Run, resume and inspect threads with a checkpointer: what the CLI (and notebooks) call.
+"""Run, resume, retry and inspect threads with a checkpointer: what the CLI (and notebooks)
+call: `run_thread` (start or resume) and `retry_thread` (continue a run that failed).
 
 Each run streams node updates and step events to `on_event`, appends them to a JSONL trace
 in `duet_home()/traces/`, and saves the run's settings so `resume` continues it as it was.
@@ -6,6 +7,7 @@ in `duet_home()/traces/`, and saves the run's settings so `resume` continues it 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,6 +21,7 @@ from langgraph.types import Command
 from graph.app.threads import (
     Event,
     IncompatibleThread,
+    NotRetryable,
     UnknownThread,
     final_state,
     latest,
@@ -35,8 +38,11 @@ from graph.contracts import FinalState, RunStatus
 from graph.reasoning import resolve_reasoner
 from graph.redaction import also_redact, redact
 from graph.runtime.ledger import StepLedger
+from graph.state import RETRYABLE
 from tools import default_registry
 from tools.registry import ToolRegistry
+
+__all__ = ["run_thread", "retry_thread"]
 
 log = logging.getLogger("duet")
 
@@ -78,19 +84,71 @@ async def run_thread(
     When the run pauses for approval, `decide(request)` answers it (see `approve`); without
     `decide` the run stops there with status `needs_approval`, resumable later. A `by`
     attribute on `decide` names who answers, in the trace and the run report.
+    Resuming a run that has ended runs nothing: a `resume` event says so, with its status
+    (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
     when the reasoning model cannot be used (no AWS credentials, say).
     """
     if task is None:
         if thread_id is None:
             raise UnknownThread("resume needs a thread id")
-        saved = load_settings(thread_id)
-        context, saved_task = Context(**saved["context"]), saved["task"]
-        model = model or saved.get("model")
-    else:
-        thread_id, saved_task = thread_id or new_thread_id(), task
-        context = context or Context()
+        return await _run_saved(thread_id, model=model, tools=tools,
+                                checkpointer_url=checkpointer_url, on_event=on_event,
+                                decide=decide)
+    thread_id = thread_id or new_thread_id()
+    context = context or Context()
+    save_settings(thread_id, task, context, model)
+    return await _run(thread_id, task, task, context, model, tools, checkpointer_url,
+                      on_event, decide)
+
+
+async def retry_thread(
+    thread_id: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    model: BaseChatModel | str | None = None,
+    tools: ToolRegistry | None = None,
+    checkpointer_url: str | None = None,
+    on_event: Callable[[Event], None] = lambda event: None,
+    decide: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> tuple[str, FinalState]:
+    """Continue a run that ended `failed` or `budget_exhausted`, once the cause is fixed
+    (`duet retry`; see `graph.nodes.retry`): the last plan's steps that succeeded are kept
+    and never sent again, the others run again under the rules of a resume (a write whose
+    effect is uncertain and whose tool takes no idempotency key asks a human first).
+
+    `settings` changes run settings from then on (`Context` fields, as `duet retry --set`),
+    saved with the run so a later resume keeps them: a run that spent its step budget
+    continues once `max_steps` is raised (budgets count over the whole run; the deadline
+    starts again). Raises `NotRetryable` before any work for a run that did not end so,
+    `UnknownThread` for none; otherwise as `run_thread`.
+    """
+    return await _run_saved(thread_id, model=model, tools=tools, settings=settings or {},
+                            checkpointer_url=checkpointer_url, on_event=on_event,
+                            decide=decide, retry=True)
+
+
+async def _run_saved(thread_id: str, *, model: BaseChatModel | str | None,
+                     tools: ToolRegistry | None, checkpointer_url: str | None,
+                     on_event: Callable[[Event], None], decide: Callable | None,
+                     settings: dict[str, Any] | None = None,
+                     retry: bool = False) -> tuple[str, FinalState]:
+    """Resume or retry a saved run with its saved settings (and `settings` on top)."""
+    saved = load_settings(thread_id)
+    context, task = Context(**saved["context"]), saved["task"]
+    model = model or saved.get("model")
+    if settings:
+        context = dataclasses.replace(context, **settings)
         save_settings(thread_id, task, context, model)
+    return await _run(thread_id, None, task, context, model, tools, checkpointer_url,
+                      on_event, decide, retry=retry)
+
+
+async def _run(thread_id: str, task: str | None, saved_task: str, context: Context,
+               model: BaseChatModel | str | None, tools: ToolRegistry | None,
+               checkpointer_url: str | None, on_event: Callable[[Event], None],
+               decide: Callable | None, *, retry: bool = False) -> tuple[str, FinalState]:
+    """Open the run's tools and storage, drive the graph, close them."""
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
     config = {"configurable": {"thread_id": thread_id}}
     trace = _Trace(trace_path(thread_id))
@@ -105,28 +163,42 @@ async def run_thread(
         if context.mcp_config:
             registry = registry.extended()  # the caller's registry stays as it was
         try:
-            if context.mcp_config:
-                await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
             async with (open_checkpointer(checkpointer_url) as saver,
                         open_store(checkpointer_url) as store):
                 # Only a resume can meet a state of the earlier shape (a new run has none).
                 saved = (await latest(saver, thread_id))[0] if task is None else {}
+                if retry and saved.get("status") not in RETRYABLE:
+                    raise NotRetryable(_not_retryable(thread_id, saved))
                 if not saved.get("status") and saved_before_ledger(saved):
                     raise IncompatibleThread(
                         f"thread {thread_id!r} was saved by an earlier nova-duet, whose state "
                         "kept every result: `duet show` reads it, but this version cannot "
                         "continue it. Start the task again, or finish it with the earlier "
                         "version.")
+                if context.mcp_config:
+                    await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
                 graph = build_graph(model=model, tools=registry, checkpointer=saver,
                                     store=store)
                 final = await _drive(graph, task, saved_task, config, context, decide, emit,
-                                     StepLedger(store, thread_id))
+                                     StepLedger(store, thread_id), retry)
         finally:
             await registry.aclose()  # MCP sessions, once per run, close here
         emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
         return thread_id, final
     finally:
         trace.close()
+
+
+def _not_retryable(thread_id: str, values: dict[str, Any]) -> str:
+    """Why `retry` refuses the run, and what continues it instead."""
+    status = values.get("status")
+    if not values:
+        return f"thread {thread_id!r} has no saved state to retry (it never started)"
+    if status is None:
+        return (f"thread {thread_id!r} has not ended (it was stopped, or waits for "
+                f"approval): `duet resume {thread_id}` continues it")
+    return (f"thread {thread_id!r} ended {status}: only a run that ended "
+            f"{' or '.join(sorted(RETRYABLE))} can be retried")
 
 
 class _Trace:
@@ -180,7 +252,8 @@ async def _add_mcp_servers(registry: ToolRegistry, context: Context,
 
 async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str, Any],
                  context: Context, decide: Callable | None,
-                 emit: Callable[[Event], None], ledger: StepLedger) -> FinalState:
+                 emit: Callable[[Event], None], ledger: StepLedger,
+                 retry: bool = False) -> FinalState:
     """Stream the run to its end or to an approval nobody answers; return its final state."""
     state = await graph.aget_state(config)
     if task is None and not state.values:
@@ -190,10 +263,12 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
     if task is not None:
         emit({"event": "run_started"})
         inputs = {"task": task}
+    elif retry:
+        inputs = {"retry": True}  # the `retry` node says what it keeps and runs again
     elif not state.tasks:
         # `state.next` would not do: it leaves out tasks whose writes were saved, and a
         # process killed after a step's writes but before the next checkpoint has only those.
-        emit({"event": "resume", "note": "the run had already ended"})
+        emit(_ended(config["configurable"]["thread_id"], state.values.get("status")))
         inputs = _NO_ANSWER
     else:
         emit({"event": "resume"})
@@ -225,6 +300,16 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
 
 
 _NO_ANSWER = object()
+
+
+def _ended(thread_id: str, status: str | None) -> Event:
+    """The `resume` event of a run that had already ended: its status, and the command
+    that continues it when a retry can."""
+    retry = f"duet retry {thread_id}" if status in RETRYABLE else None
+    note = f"the run had already ended ({status}); nothing was run"
+    if retry:
+        note += f": `{retry}` continues it once the cause is fixed"
+    return {"event": "resume", "ended": str(status), "retry": retry, "note": note}
 
 
 def _answer(waiting: Any, decide: Callable | None, emit: Callable[[Event], None]) -> Any:

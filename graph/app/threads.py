@@ -28,6 +28,10 @@ class IncompatibleThread(Exception):
     """A run saved by an earlier version whose state this version cannot continue."""
 
 
+class NotRetryable(Exception):
+    """`retry` was asked of a run that did not end `failed` or `budget_exhausted`."""
+
+
 def new_thread_id() -> str:
     """A fresh thread id."""
     return uuid.uuid4().hex[:12]
@@ -101,9 +105,9 @@ async def saved_run(
 async def ledger_results(values: dict[str, Any], thread_id: str,
                          checkpointer_url: str | None = None) -> list[StepResult] | None:
     """A run's results from its step ledger when its state does not hold them (it has not
-    ended), else None."""
-    if "results" in values:
-        return None
+    ended, or a retry of it has not), else None."""
+    if values.get("results") or ("results" in values and values.get("status")):
+        return None  # (a retry empties the list until it ends)
     async with open_store(checkpointer_url) as store:
         return await StepLedger(store, thread_id).results()
 

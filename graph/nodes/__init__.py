@@ -1,1 +1,2 @@
-"""The graph's nodes: plan, act, observe, summarize, finalize."""
+"""The graph's nodes: plan, approve, act, observe, summarize, finalize,
+and retry (a run continued after it failed)."""

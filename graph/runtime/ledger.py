@@ -83,6 +83,31 @@ class StepLedger:
             "plan_version": result.plan_version, "side_effects": False,
             "result": result.model_dump(mode="json")})
 
+    async def set_aside(self, plan_version: int, step_ids: set[str], retry: int
+                        ) -> list[dict[str, Any]]:
+        """Before retry `retry` of the run: move the entries of the steps `step_ids` of
+        `plan_version` that did not succeed (done with another status, or only started) from
+        their step keys to `retry<n>-<key>`, so the retry runs those steps again (an entry
+        under the step key would be replayed, or reported uncertain) with the same
+        idempotency key. Their results stay among `results()`: the run's history keeps the
+        failed attempts. Returns the entries moved. Moving again is harmless (a retry
+        resumed after a kill does it again)."""
+        moved = []
+        try:
+            for entry in await self.entries():
+                key = entry.pop("key")
+                if (not key.startswith("duet-") or entry.get("plan_version") != plan_version
+                        or entry.get("step_id") not in step_ids
+                        or (entry["state"] == "done" and entry["result"]["status"] == "ok")):
+                    continue
+                await self.store.aput(self.namespace, f"retry{retry}-{key}", entry,
+                                      index=False)
+                await self.store.adelete(self.namespace, key)
+                moved.append(entry)
+        except Exception as exc:
+            raise LedgerUnavailable(f"setting failed steps aside failed: {exc!r}") from exc
+        return moved
+
     async def _put(self, key: str, value: dict[str, Any]) -> None:
         try:
             await self.store.aput(self.namespace, key, value, index=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,15 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
                for step in plan["steps"]}
     steps = [_step(thread_id, result, planned.get((result.plan_version, result.step_id), {}))
              for result in final.results]
+    _name_attempts(steps)
     _mark_critical(steps)
     reasoning = [{key: e[key] for key in ("kind", "started", "ended", "input_tokens",
                                           "output_tokens", "cost_usd", "ok")}
                  for e in events if e["event"] == "reasoning"]
     times = [t for s in steps for t in (s["started"], s["ended"])]
     times += [t for r in reasoning for t in (r["started"], r["ended"])]
-    times += [e["t"] for e in events if e["event"] in ("run_started", "resume", "run_finished")]
+    times += [e["t"] for e in events
+              if e["event"] in ("run_started", "resume", "run_retried", "run_finished")]
     try:
         settings = load_settings(thread_id)["context"]
     except UnknownThread:  # a run saved elsewhere (a server) has no settings file here
@@ -60,7 +63,22 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "started": min(times) if times else None,
         "plans": [{"version": version, **plan} for version, plan in sorted(plans.items())],
         "steps": steps, "reasoning": reasoning, "approvals": _approvals(events, steps),
+        "retries": [{"retry": e["retry"], "after": e["after"], "at": e["t"],
+                     "again": e["again"], "reason": e.get("reason", "")}
+                    for e in events if e["event"] == "run_retried"],
     }
+
+
+def _name_attempts(steps: list[dict[str, Any]]) -> None:
+    """A step run again by a retry has a result per attempt: the newest keeps the step's
+    anchor (what citations and the plan's graph link to), each earlier one gets its own."""
+    total = Counter(step["anchor"] for step in steps)  # results come oldest first
+    seen: Counter[str] = Counter()
+    for step in steps:
+        anchor = step["anchor"]
+        seen[anchor] += 1
+        if seen[anchor] < total[anchor]:
+            step["anchor"] = f"{anchor}-attempt{seen[anchor]}"
 
 
 def _plans(events: list[dict[str, Any]], values: dict[str, Any]) -> dict[int, dict[str, Any]]:
