@@ -1,15 +1,54 @@
-"""Test set-up: no network but loopback, no real AWS credentials, a private DUET_HOME."""
+"""Test set-up: no network but loopback, no real AWS credentials, a private DUET_HOME, and
+no process left behind when the session ends."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.converse import ConverseStub, start
 from tests.fixtures.langsmith import langsmith_capture  # noqa: F401 - a fixture for every test
+from tests.fixtures.processes import command_line, descendants, marked, still_running
+
+# Every process the suite starts inherits this (unless a test gives it an environment of its
+# own; those stay the suite's descendants): the session's end finds them by it even once
+# they were orphaned, and no other program's processes on this machine count.
+SESSION_MARKER = f"DUET_TEST_SESSION={os.getpid()}"
+os.environ[SESSION_MARKER.split("=")[0]] = str(os.getpid())
+
+
+def _left_by_the_suite() -> list[int]:
+    own = os.getpid()
+    return sorted({*descendants(own), *marked(SESSION_MARKER)} - {own})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
+    """Fail the run if a process the suite started is still running once every fixture is
+    torn down (a few seconds' grace for ones on their way out); kill what is found."""
+    yield
+    left = still_running(_left_by_the_suite, within=5)
+    if not left:
+        return
+    lines = [f"  {pid}: {command_line(pid)[:200]}" for pid in left]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = f"the test suite left {len(left)} process(es) running (now killed):"
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+        for line in lines:
+            reporter.write_line(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -8,8 +8,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
+from tools import lifetime
 from tools.errors import ToolUnavailableError
 
 # Background services would try to reach Google and hang or spam a closed network.
@@ -33,7 +35,13 @@ def chromium_path() -> str:
 
 
 class Chromium:
-    """One headless Chromium process with its own profile; every request goes via `proxy_url`."""
+    """One headless Chromium process with its own profile; every request goes via `proxy_url`.
+
+    The process (with its zygotes and renderers, one process group) ends with the process
+    that started it: on `close`, when this object is collected or the interpreter exits
+    without `close`, and by the kernel (PR_SET_PDEATHSIG) when that process is killed; see
+    `tools.lifetime`.
+    """
 
     def __init__(self, proxy_url: str, downloads_dir: Path | None = None):
         self.proxy_url = proxy_url
@@ -58,8 +66,9 @@ class Chromium:
                  "--proxy-bypass-list=<-loopback>"]
         if os.geteuid() == 0:
             flags.append("--no-sandbox")  # Chromium's own sandbox refuses to run as root
-        self.process = subprocess.Popen([chromium_path(), *flags, "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = lifetime.spawn([chromium_path(), *flags, "about:blank"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._finalizer = weakref.finalize(self, _stop, self.process, self.profile)
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not port_file.exists() or not port_file.read_text().strip():
@@ -73,12 +82,15 @@ class Chromium:
         return self
 
     def close(self) -> None:
-        """Stop the process and delete the profile."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.profile, ignore_errors=True)
+        """Stop the process (its whole group) and delete the profile."""
+        if self.process is None:
+            shutil.rmtree(self.profile, ignore_errors=True)
+        else:
+            self._finalizer()  # runs `_stop` once, whoever comes first
+
+
+def _stop(process: subprocess.Popen[bytes], profile: Path) -> None:
+    """Chromium's ending, shared by `close` and the finalizer (which must not hold the
+    `Chromium` it finalizes)."""
+    lifetime.stop(process)
+    shutil.rmtree(profile, ignore_errors=True)

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -49,6 +51,7 @@ from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
+from tools.lifetime import tethered
 from tools.registry import ToolRegistry
 from tools.sandbox import SandboxPolicy
 
@@ -138,6 +141,20 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _executable(command: str, env: dict[str, str] | None, cwd: str | None) -> str:
+    """`command` as the server's process would find it (its PATH, its cwd); a missing one
+    raises `FileNotFoundError` here, as spawning it directly would, rather than in the
+    lifetime wrapper after the spawn."""
+    if os.sep in command:
+        found = os.path.join(cwd or os.getcwd(), command)
+        found = found if os.access(found, os.X_OK) else None
+    else:
+        found = shutil.which(command, path=(env or {}).get("PATH", os.environ.get("PATH")))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+    return found
+
+
 @dataclass
 class _Session:
     """One server's session, held open by a task of its own until `close`; reopened by the
@@ -207,8 +224,11 @@ class _Session:
                 yield session
             return
         env = {k: _expand(v) for k, v in spec["env"].items()} if "env" in spec else None
-        params = StdioServerParameters(command=spec["command"], args=spec["args"], env=env,
-                                       cwd=spec.get("cwd"))
+        # Through the lifetime wrapper: the server dies with this process even when it is
+        # SIGKILLed or the server ignores the end of its stdin (tools.lifetime).
+        command, *args = tethered([_executable(spec["command"], env, spec.get("cwd")),
+                                   *spec["args"]])
+        params = StdioServerParameters(command=command, args=args, env=env, cwd=spec.get("cwd"))
         log = self.log.open("a", encoding="utf-8") if self.log else sys.__stderr__
         try:
             async with (stdio_client(params, errlog=log) as (read, write),
