@@ -42,7 +42,8 @@ from tests.fixtures.processes import command_line, descendants, marked, still_ru
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = ("killed", "stalled", "refusing", "restarted")
 RESTART_AFTER = 3.0  # seconds down: well inside the default dependency_wait_seconds (30)
-CELL_BOUND = 180.0  # a run (or a retry) still going after this is stopped: "no ending"
+CELL_BOUND = 180.0  # a run still going this long after the fault (a retry: after its
+# start) is stopped: "no ending"
 SLOW = 4  # seconds the in-flight step takes; the fault lands 1 s into it
 MODEL = "us.amazon.nova-2-lite-v1:0"
 
@@ -498,7 +499,7 @@ def run_cell(dependency: Dependency, fault: str, home: Path,
                     if fault == "restarted":
                         time.sleep(RESTART_AFTER)
                         dependency.restore()
-        final, stderr = _finish(run, started + CELL_BOUND)
+        final, stderr = _finish(run, fault_at + CELL_BOUND)
         cell.seconds = time.monotonic() - fault_at
         _read_final(cell, final, stderr)
         if fault == "restarted" and isinstance(dependency, _Chromium | _MCPStdio):
