@@ -152,6 +152,9 @@ class Dependency:
         """Environment of the `duet` process."""
         return {}
 
+    def begin(self) -> None:
+        """At the cell's start: note what the target holds already."""
+
     def start(self) -> None:
         """Before the cell: make it healthy."""
 
@@ -197,6 +200,15 @@ class _MCP(Dependency):
         super().__init__(work, site, crm_db)
         self.state = work / "mcp-state"
         self.config = work / "mcp.json"
+        self.seen = 0  # effects recorded before this cell (one server serves every cell)
+
+    def _effects(self) -> list[dict[str, Any]]:
+        path = self.state / "effects.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if (
+            path.exists()) else []
+
+    def begin(self) -> None:
+        self.seen = len(self._effects())
 
     def slow_step(self) -> dict[str, Any]:
         return {"id": "slow", "tool": "crm_wait_for_kill", "args": {"seconds": SLOW}}
@@ -209,11 +221,8 @@ class _MCP(Dependency):
         return ["--mcp", str(self.config)]
 
     def target_writes(self, thread: str) -> tuple[dict[str, int], int]:
-        path = self.state / "effects.jsonl"
-        rows = [json.loads(line) for line in path.read_text().splitlines()] if (
-            path.exists()) else []
         counts: dict[str, int] = {}
-        for row in rows:
+        for row in self._effects()[self.seen:]:
             key = f"{row['tool']} {row.get('invoice')}"
             counts[key] = counts.get(key, 0) + 1
         return counts, 1
@@ -234,7 +243,8 @@ class _MCPHttp(_MCP):
         return [*super().args(thread), "--allow-host", f"127.0.0.1:{self.server.port}"]
 
     def start(self) -> None:
-        self.server.up()
+        if not self.server.pids():
+            self.server.up()
 
     def kill(self) -> None:
         self.server.down()
@@ -435,7 +445,7 @@ class _Bedrock(Dependency):
 
 
 DEPENDENCIES: tuple[type[Dependency], ...] = (
-    _TargetSite, _MCPStdio, _MCPHttp, _Chromium, _Executor, _Database, _Bedrock)
+    _TargetSite, _MCPHttp, _MCPStdio, _Chromium, _Executor, _Database, _Bedrock)
 
 
 def plan_for(dependency: Dependency, thread: str) -> dict[str, Any]:
@@ -468,6 +478,7 @@ def run_cell(dependency: Dependency, fault: str, home: Path,
     if isinstance(dependency, _Chromium):
         dependency.marker = marker
     dependency.start()
+    dependency.begin()
     if fault == "refusing":
         dependency.refuse()
     plan = home / f"{thread}.json"
@@ -680,17 +691,24 @@ class _Planned(Dependency):
 
 
 def main() -> None:
-    """`python -m reliability.matrix [converse PORT]`: print the full table."""
-    if sys.argv[1:2] == ["converse"]:
+    """`python -m reliability.matrix [NAME...]`: print the table (of the dependencies whose
+    names start with a NAME, in that order; all by default)."""
+    if sys.argv[1:2] == ["converse"]:  # the Bedrock cells' server: `converse PORT`
         _serve_converse(int(sys.argv[2]))
         return
+    names = sys.argv[1:] or [kind.name for kind in DEPENDENCIES]
+    kinds = [kind for name in names for kind in DEPENDENCIES if kind.name.startswith(name)]
     import tempfile
 
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing-secret",
                       AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
     work = Path(tempfile.mkdtemp(prefix="duet-matrix-"))
     sys.stdout.write(HEADER + "\n")
-    cells = run_matrix(work, on_cell=lambda cell: sys.stdout.write(cell.row() + "\n"))
+    sys.stdout.flush()
+    cells = []
+    for kind in kinds:
+        cells += run_matrix(work / _slug(kind.name), [(kind.name, f) for f in FAULTS],
+                            on_cell=lambda cell: sys.stdout.write(cell.row() + "\n"))
     sys.stdout.write(f"\n{sum(c.status != 'not run' for c in cells)}/{len(cells)} cells run "
                      f"(work folder {work})\n")
 
