@@ -309,16 +309,24 @@ class _Chromium(Dependency):
     def refuse(self) -> None:
         self.broken = True  # a browser that exits at once: it cannot start
 
-    def _browsers(self) -> list[int]:
-        return [pid for pid in marked(self.marker)
-                if "chrom" in command_line(pid) and "--type=" not in command_line(pid)]
+    def _chromium(self) -> list[int]:
+        """The run's Chromium processes: by their executable, not their command line (the
+        run's own wrappers name Chromium in theirs)."""
+        found = []
+        for pid in marked(self.marker):
+            try:
+                if os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "chromium":
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
 
     def kill(self) -> None:
-        _signal(self._browsers(), signal.SIGKILL)
+        _signal([p for p in self._chromium() if "--type=" not in command_line(p)],
+                signal.SIGKILL)
 
     def stall(self) -> None:
-        _signal([p for p in marked(self.marker) if "chrom" in command_line(p)],
-                signal.SIGSTOP)
+        _signal(self._chromium(), signal.SIGSTOP)
 
     def restore(self) -> None:
         self.broken = False
