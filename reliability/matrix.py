@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -377,8 +379,8 @@ class _Database(Dependency):
         if self.bin is None:
             self.why_not = "PostgreSQL is not installed (bash scripts/setup installs it)"
             return
-        self.folder = work / "pg"
-        self.folder.mkdir()
+        # Its own folder under /tmp: the server's user must reach it (the work folder is 0700).
+        self.folder = Path(tempfile.mkdtemp(prefix="duet-matrix-pg-"))
         if os.geteuid() == 0:
             os.chown(self.folder, *_postgres_ids())
         self.data, self.port = str(self.folder / "data"), free_port()
@@ -417,6 +419,7 @@ class _Database(Dependency):
 
     def close(self) -> None:
         self.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class _Bedrock(Dependency):
@@ -706,8 +709,6 @@ def main() -> None:
         return
     names = sys.argv[1:] or [kind.name for kind in DEPENDENCIES]
     kinds = [kind for name in names for kind in DEPENDENCIES if kind.name.startswith(name)]
-    import tempfile
-
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing-secret",
                       AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
     work = Path(tempfile.mkdtemp(prefix="duet-matrix-"))
