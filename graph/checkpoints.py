@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # LangGraph loads when a checkpointer opens, not with the CLI's help
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.store.base import BaseStore
+
+T = TypeVar("T")
 
 def serializer() -> JsonPlusSerializer:
     """The checkpoint serializer, allowing exactly our state types (and LangChain's own)."""
@@ -66,24 +70,43 @@ def default_checkpointer_url() -> str:
     return os.environ.get("DUET_CHECKPOINTER") or str(duet_home() / "checkpoints.sqlite")
 
 
+# How long a statement waits for another connection's write lock (SQLite's busy timeout)
+# before it fails with `database is locked`: every write transaction here lasts milliseconds,
+# so only a stuck writer (a process stopped while it held the lock) waits this long.
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
 @asynccontextmanager
 async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
-    """Open the checkpointer at `url`: a SQLite path, or a postgresql:// URL."""
+    """Open the checkpointer at `url`: a SQLite path, or a postgresql:// URL.
+
+    A SQLite file is opened once per process (and event loop): every run, `ls` and `show`
+    at once shares one connection, closed when the last of them is done; see `_shared`."""
     url = url or default_checkpointer_url()
     if _is_postgres(url):
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         async with AsyncPostgresSaver.from_conn_string(url, serde=serializer()) as saver:
-            await saver.setup()
+            async with _postgres_setup_lock(url):
+                await saver.setup()
             yield saver
         return
+    async with _shared(("checkpointer", _file_key(url)), _sqlite_saver, url) as saver:
+        yield saver
+
+
+async def _sqlite_saver(stack: contextlib.AsyncExitStack, url: str) -> BaseCheckpointSaver:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    async with aiosqlite.connect(url) as conn:
-        saver = AsyncSqliteSaver(conn, serde=serializer())
+    # IMMEDIATE: each write transaction takes the write lock when it begins (waiting up to
+    # the busy timeout), never upgrades a read to a write midway (which fails at once).
+    conn = await stack.enter_async_context(aiosqlite.connect(
+        url, timeout=BUSY_TIMEOUT_SECONDS, isolation_level="IMMEDIATE"))
+    saver = AsyncSqliteSaver(conn, serde=serializer())
+    async with _file_lock(url):  # its setup (WAL, tables, a migration) once at a time
         await saver.setup()
-        yield saver
+    return saver
 
 
 def _is_postgres(url: str) -> bool:
@@ -91,11 +114,8 @@ def _is_postgres(url: str) -> bool:
 
 
 def store_path(url: str) -> str:
-    """The SQLite file of the store beside the checkpoint file `url`.
-
-    Not the checkpoint file itself: LangGraph's SQLite store reads, then writes, in one
-    deferred transaction, which SQLite refuses at once (`database is locked`, no waiting)
-    when the checkpointer's connection wrote in between; many concurrent runs hit that."""
+    """The SQLite file of the store beside the checkpoint file `url` (a file of its own, so
+    the ledger's writes never wait for a checkpoint's)."""
     path = Path(url)
     return str(path.with_name(f"{path.stem}.ledger.sqlite"))
 
@@ -103,22 +123,67 @@ def store_path(url: str) -> str:
 @asynccontextmanager
 async def open_store(url: str | None = None) -> AsyncIterator[BaseStore]:
     """Open the LangGraph store for the checkpointer at `url`: the same Postgres database,
-    or a SQLite file beside the checkpoints' (`store_path`)."""
+    or a SQLite file beside the checkpoints' (`store_path`), opened once per process as the
+    checkpointer is."""
     url = url or default_checkpointer_url()
     if _is_postgres(url):
         from langgraph.store.postgres.aio import AsyncPostgresStore
 
         async with AsyncPostgresStore.from_conn_string(url) as store:
-            await store.setup()
+            async with _postgres_setup_lock(url):
+                await store.setup()
             async with _stopping_batches(store):
                 yield store
         return
+    path = store_path(url)
+    async with _shared(("store", _file_key(path)), _sqlite_store, path) as store:
+        yield store
+
+
+async def _sqlite_store(stack: contextlib.AsyncExitStack, path: str) -> BaseStore:
+    import aiosqlite
+
+    conn = await stack.enter_async_context(aiosqlite.connect(
+        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None))
+    store = _immediate_store_class()(conn)
+    async with _file_lock(path):
+        # WAL: readers never wait for the writer, nor it for them (the file remembers it).
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await store.setup()
+    await stack.enter_async_context(_stopping_batches(store))
+    return store
+
+
+@functools.cache
+def _immediate_store_class() -> type[BaseStore]:
     from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-    async with AsyncSqliteStore.from_conn_string(store_path(url)) as store:
-        await store.setup()
-        async with _stopping_batches(store):
-            yield store
+    class ImmediateSqliteStore(AsyncSqliteStore):
+        """LangGraph's SQLite store, its transactions begun IMMEDIATE.
+
+        It begins each batch with a deferred `BEGIN`, then reads before it writes: when
+        another process wrote in between, SQLite cannot upgrade the read to a write and
+        fails at once with `database is locked` (no busy wait). IMMEDIATE takes the write
+        lock first, so a batch waits its turn instead."""
+
+        @asynccontextmanager
+        async def _cursor(self, *, transaction: bool = True) -> AsyncIterator[Any]:
+            if not self.is_setup:
+                await self.setup()
+            async with self.lock:
+                if transaction:
+                    await self.conn.execute("BEGIN IMMEDIATE")
+                async with self.conn.cursor() as cur:
+                    try:
+                        yield cur
+                    except BaseException:
+                        if transaction and self.conn.in_transaction:
+                            await self.conn.execute("ROLLBACK")  # none of a failed batch
+                        raise
+                    if transaction:
+                        await self.conn.execute("COMMIT")
+
+    return ImmediateSqliteStore
 
 
 @asynccontextmanager
@@ -133,3 +198,86 @@ async def _stopping_batches(store: BaseStore) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+# Open SQLite checkpointers and stores of this process, by (kind, file, event loop).
+_OPEN: dict[tuple[Any, ...], _Entry] = {}
+
+
+@dataclass
+class _Entry:
+    ready: asyncio.Future
+    stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    users: int = 0
+
+
+@asynccontextmanager
+async def _shared(key: tuple[Any, ...], opener: Callable[..., Awaitable[T]],
+                  *args: Any) -> AsyncIterator[T]:
+    """`opener(stack, *args)`'s value, opened once for every user of `key` in this event loop
+    and closed (its `stack`) when the last one leaves. Many runs in one process then share
+    one connection per file, whose lock orders their statements, rather than each holding
+    its own and waiting on the others' write locks."""
+    loop = asyncio.get_running_loop()
+    key = (*key, loop)
+    entry = _OPEN.get(key)
+    opening = entry is None
+    if entry is None:
+        entry = _OPEN[key] = _Entry(loop.create_future())
+    entry.users += 1  # before any wait: the first user leaving cannot close it under us
+    try:
+        if opening:
+            try:
+                entry.ready.set_result(await opener(entry.stack, *args))
+            except BaseException as exc:
+                del _OPEN[key]
+                entry.ready.set_exception(exc)
+                entry.ready.exception()  # retrieved: the waiters raise it, each on its own
+                await entry.stack.aclose()
+                raise
+        yield await entry.ready
+    finally:
+        entry.users -= 1
+        if entry.users == 0 and _OPEN.get(key) is entry:
+            del _OPEN[key]
+            await entry.stack.aclose()
+
+
+def _file_key(path: str) -> str:
+    return os.path.realpath(path)
+
+
+@asynccontextmanager
+async def _file_lock(path: str) -> AsyncIterator[None]:
+    """An OS lock (fcntl) on `path`.lock, across processes: two first set-ups of one file at
+    once both find no schema and both write its migrations (`UNIQUE constraint failed:
+    store_migrations.v`). Polled, so waiting blocks no event loop and can be cancelled."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as handle:  # noqa: ASYNC230 - a local file, at once
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@asynccontextmanager
+async def _postgres_setup_lock(url: str) -> AsyncIterator[None]:
+    """A Postgres advisory lock around a first set-up: as on SQLite, two processes migrating
+    one new database at once collide on the migrations table."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_POSTGRES_SETUP_LOCK,))
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_POSTGRES_SETUP_LOCK,))
+
+
+_POSTGRES_SETUP_LOCK = 0x6475_6574  # "duet": one key for every nova-duet set-up

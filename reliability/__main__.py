@@ -1,6 +1,7 @@
 """`python -m reliability [--full]`: run every suite offline and print the figures.
 
-The default sizes are the CI sizes; `--full` runs 100 crash trials and 100 threads.
+The default sizes are the CI sizes; `--full` runs 100 crash trials, 100 threads and 20
+rounds of 8 concurrent `duet run` processes. `--only NAME` runs one suite (repeatable).
 Exits 1 when any check failed.
 """
 
@@ -17,19 +18,24 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from demo_site import serve
-from reliability import crash, faults, injection, load, secrets
+from reliability import concurrency, crash, faults, injection, load, secrets
 from tests.fixtures.converse import ConverseStub
 from tests.fixtures.converse import start as start_converse
 from tests.fixtures.postgres import postgres_bin, running_postgres
 
-SIZES = {"ci": {"trials": 30, "threads": 50}, "full": {"trials": 100, "threads": 100}}
+SIZES = {"ci": {"trials": 30, "threads": 50, "rounds": 3},
+         "full": {"trials": 100, "threads": 100, "rounds": 20}}
+SUITES = ("faults", "crash", "injection", "load", "concurrency")
 
 
 def main() -> None:
     """Run, print, exit non-zero on any failed check."""
     parser = argparse.ArgumentParser(description="nova-duet reliability figures (offline).")
     parser.add_argument("--full", action="store_true", help="heavier trial and thread counts")
-    size = SIZES["full" if parser.parse_args().full else "ci"]
+    parser.add_argument("--only", action="append", choices=SUITES,
+                        help="run only this suite (repeatable); the secrets scan always runs")
+    args = parser.parse_args()
+    size, only = SIZES["full" if args.full else "ci"], set(args.only or SUITES)
     work = Path(tempfile.mkdtemp(prefix="duet-reliability-"))
     os.environ.update(DUET_HOME=str(work / "home"), AWS_ACCESS_KEY_ID="testing",
                       AWS_SECRET_ACCESS_KEY="testing-secret", AWS_REGION="us-east-1",
@@ -42,10 +48,16 @@ def main() -> None:
         site = stack.enter_context(serve(work / "crm.sqlite"))
         stub = ConverseStub()
         stack.callback(start_converse(stub).shutdown)
-        failed += _faults(site, stub)
-        failed += _crash(size["trials"], site, work)
-        failed += _injection(site)
-        failed += _load(size["threads"], work)
+        if "faults" in only:
+            failed += _faults(site, stub)
+        if "crash" in only:
+            failed += _crash(size["trials"], site, work)
+        if "injection" in only:
+            failed += _injection(site)
+        if "load" in only:
+            failed += _load(size["threads"], work)
+        if "concurrency" in only:
+            failed += _concurrency(size["rounds"], site, work)
         leaks = secrets.scan([work], [logs.getvalue()], planted)
         print(f"\n## Secrets\n{len(planted)} planted credentials (environment and page), "
               f"{len(secrets.files_under([work]))} files and the logs scanned: "
@@ -120,6 +132,29 @@ def _load(threads: int, work: Path) -> int:
               "(bash scripts/setup installs it)")
         return 1
     return sum(bool(r.problems) for r in results)
+
+
+def _concurrency(rounds: int, site: str, work: Path) -> int:
+    started = time.perf_counter()
+    done = concurrency.run_rounds(rounds, 8, site, work / "crm.sqlite", work / "concurrency")
+    runs = sum(len(r.statuses) for r in done)
+    held = sum(s == "completed" for r in done for s in r.statuses.values())
+    print(f"\n## Runs at once on one home\n{rounds} rounds of 8 concurrent `duet run` processes "
+          f"on one DUET_HOME (the first on a fresh home), each a {concurrency.STEPS}-step plan "
+          f"with {concurrency.WRITES} writes, in {time.perf_counter() - started:.0f}s "
+          f"(slowest round {max(r.seconds for r in done):.0f}s): {held}/{runs} runs completed; "
+          f"{sum(r.passed for r in done)}/{rounds} rounds with every step ok, each write once "
+          "(counted in the demo site's database) and every run in `duet ls`")
+    for found in done:
+        for problem in found.problems:
+            print(f"  round {found.index}: {problem}")
+    url = str(work / "concurrency-embedded" / "checkpoints.sqlite")
+    started = time.perf_counter()
+    problems = asyncio.run(concurrency.run_in_process(8, site, work / "crm.sqlite", url))
+    print(f"8 concurrent runs in one process, each opening the SQLite checkpointer and store "
+          f"itself, in {time.perf_counter() - started:.1f}s: "
+          f"{'every run completed, each write once' if not problems else '; '.join(problems)}")
+    return sum(not r.passed for r in done) + bool(problems)
 
 
 if __name__ == "__main__":
