@@ -124,4 +124,9 @@ def _running(pid: int) -> bool:
         return False
     except PermissionError:
         pass  # someone else's process: running
-    return True
+    # A zombie answers the signal too: dead, and not yet reaped (an init that reaps late).
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
