@@ -176,6 +176,7 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
     its end."""
     from graph.app.runner import retry_thread, run_thread
     from graph.app.threads import IncompatibleThread, NotRetryable, UnknownThread, new_thread_id
+    from graph.checkpoints import CheckpointerUnavailable
     from graph.reasoning import ConfigurationError
     from tools.mcp import MCPConfigError
 
@@ -196,6 +197,16 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
     except (ConfigurationError, UnknownThread, IncompatibleThread, NotRetryable,
             MCPConfigError) as exc:
         err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    except CheckpointerUnavailable as exc:
+        # Before any work (its settings are saved): the same command continues it.
+        again = f"duet {'retry' if retry is not None else 'resume'} {thread}"
+        err.print(f"[red]error:[/] {exc}; nothing ran: `{again}` starts it once it is back",
+                  markup=True, highlight=False, soft_wrap=True)
+        if as_json:
+            typer.echo(json.dumps({"thread_id": thread, "status": None, "error": {
+                "type": type(exc).__name__, "message": str(exc)}, "continue_with": again},
+                indent=1))
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
         err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")

@@ -164,8 +164,8 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
         if context.mcp_config:
             registry = registry.extended()  # the caller's registry stays as it was
         try:
-            async with (open_checkpointer(checkpointer_url) as saver,
-                        open_store(checkpointer_url) as store):
+            async with (open_checkpointer(checkpointer_url, context) as saver,
+                        open_store(checkpointer_url, context) as store):
                 # Only a resume can meet a state of the earlier shape (a new run has none).
                 saved = (await latest(saver, thread_id))[0] if task is None else {}
                 if retry and saved.get("status") not in RETRYABLE:
