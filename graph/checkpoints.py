@@ -295,6 +295,7 @@ class _PostgresLink:
         self.conn: Any = None
         self.users: list[Any] = []  # the saver or store whose `conn` this is
         self._reopening = asyncio.Lock()
+        _quiet_lost_connections()
 
     @property
     def name(self) -> str:
@@ -378,6 +379,18 @@ class _PostgresLink:
         """Close the connection (a broken one closes at once)."""
         if self.conn is not None:
             await self.conn.close()
+
+
+@functools.cache
+def _quiet_lost_connections() -> None:
+    """Drop psycopg's warnings about a connection it lost or closed under a query: the link
+    handles those (waits, reconnects, or fails the operation, typed), so they are noise on
+    the run's stderr."""
+    import logging
+
+    said = ("error ignored terminating", "query not terminated", "query cancellation")
+    logging.getLogger("psycopg").addFilter(
+        lambda record: not str(record.msg).startswith(said))
 
 
 def _first_line(exc: BaseException) -> str:
