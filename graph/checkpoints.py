@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -321,19 +322,26 @@ class _PostgresLink:
         """`operation(*args)`, bounded, waiting out an outage (see the class)."""
         import psycopg
 
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.wait
         delay = 0.25
         while True:
             conn = self.conn
             try:
                 if conn is None or conn.closed:
                     conn = await self._reopen(conn)
-                return await self._bounded(operation(*args), conn)
+                result = await self._bounded(operation(*args), conn)
+                _OUTAGES.pop(self.url, None)
+                return result
             except psycopg.errors.ConnectionTimeout as exc:
                 raise self._stalled(exc) from None
             except psycopg.OperationalError as exc:
-                if loop.time() + delay > give_up:
+                # One outage, one wait: an operation that meets it after another has waited
+                # (LangGraph recording the failure of a ledger write) waits only what is left.
+                now = time.monotonic()
+                began, last = _OUTAGES.get(self.url, (now, now))
+                if now - last > _OUTAGE_GAP:
+                    began = now  # unreachable again after a while: a new outage
+                _OUTAGES[self.url] = (began, now)
+                if now + delay > began + self.wait:
                     raise CheckpointerUnavailable(
                         f"{self.name} cannot be reached ({_first_line(exc)}); waited "
                         f"{self.wait:g}s (dependency_wait_seconds): check that it is running "
@@ -391,6 +399,12 @@ def _quiet_lost_connections() -> None:
     said = ("error ignored terminating", "query not terminated", "query cancellation")
     logging.getLogger("psycopg").addFilter(
         lambda record: not str(record.msg).startswith(said))
+
+
+# Each Postgres database of this process found unreachable, until it answers: when that
+# outage began, and when it was last seen; seen again after `_OUTAGE_GAP`, a new one.
+_OUTAGES: dict[str, tuple[float, float]] = {}
+_OUTAGE_GAP = 10.0
 
 
 def _first_line(exc: BaseException) -> str:

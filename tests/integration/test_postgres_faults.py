@@ -125,3 +125,25 @@ def test_stalled_database_ends_the_run_within_its_bound_typed(tmp_path, site):
         done = json.loads(retried.stdout)
         assert done["status"] == "completed"
         assert [r["step_id"] for r in done["results"]] == ["slow", "after"]
+
+
+def test_killed_past_the_wait_ends_typed_after_one_wait(tmp_path, site):
+    with postgres_server() as server:
+        run = _start(tmp_path, site, server.url, "pg-killed", "dependency_wait_seconds=3")
+        _wait_for_slow_step(tmp_path, "pg-killed", run)
+        server.kill()
+        killed = time.monotonic()
+        out, err = run.communicate(timeout=60)
+        took = time.monotonic() - killed
+        # The step's 2.5 s left, one wait of 3 s for every write that meets the outage (the
+        # ledger's, then LangGraph's record of its failure), and a margin.
+        assert took < 2.5 + 3 + 6, took
+        final = json.loads(out)
+        assert run.returncode == 1 and final["status"] == "failed", err
+        assert "cannot be reached" in final["reason"] and "dependency_wait_seconds" in final[
+            "reason"]
+        assert len(_stderr_lines(err)) == 1, err
+        server.start()
+        retried = _duet(tmp_path, server.url, "retry", "pg-killed")
+        assert retried.returncode == 0, retried.stderr
+        assert json.loads(retried.stdout)["status"] == "completed"
