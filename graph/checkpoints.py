@@ -294,7 +294,7 @@ class _PostgresLink:
         self.wait = context.dependency_wait_seconds
         self.timeout = context.checkpointer_timeout_seconds
         self.conn: Any = None
-        self.users: list[Any] = []  # the saver or store whose `conn` this is
+        self.owner: Any = None  # the saver or store whose `conn` this is
         self._reopening = asyncio.Lock()
         _quiet_lost_connections()
 
@@ -355,8 +355,8 @@ class _PostgresLink:
         async with self._reopening:  # one reconnect for all who found it broken
             if self.conn is broken:
                 self.conn = await self.connect()
-                for user in self.users:
-                    user.conn = self.conn
+                if self.owner is not None:
+                    self.owner.conn = self.conn
             return self.conn
 
     async def _bounded(self, operation: Awaitable[T], conn: Any) -> T:
@@ -418,11 +418,10 @@ async def _postgres(url: str, context: Context | None, make: Callable[[Any], T]
     link = _PostgresLink(url, context)
     try:
         await link.call(_noop)  # the first connection, under the same wait and bound
-        user = make(link.conn)
-        user.link = link
-        link.users.append(user)
-        await link.call(_setup_once, link, user)
-        yield user
+        link.owner = make(link.conn)
+        link.owner.link = link
+        await link.call(_setup_once, link, link.owner)
+        yield link.owner
     finally:
         await link.close()
 
