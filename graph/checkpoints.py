@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ if TYPE_CHECKING:  # LangGraph loads when a checkpointer opens, not with the CLI
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.store.base import BaseStore
+
+    from graph.context import Context
 
 T = TypeVar("T")
 
@@ -77,18 +80,17 @@ BUSY_TIMEOUT_SECONDS = 30.0
 
 
 @asynccontextmanager
-async def open_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
-    """Open the checkpointer at `url`: a SQLite path, or a postgresql:// URL.
+async def open_checkpointer(url: str | None = None, context: Context | None = None
+                            ) -> AsyncIterator[BaseCheckpointSaver]:
+    """Open the checkpointer at `url`: a SQLite path, or a postgresql:// URL (its waits and
+    bounds from `context`'s settings, see `_PostgresLink`).
 
     A SQLite file is opened once per process (and event loop): every run, `ls` and `show`
     at once shares one connection, closed when the last of them is done; see `_shared`."""
     url = url or default_checkpointer_url()
     if _is_postgres(url):
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        async with AsyncPostgresSaver.from_conn_string(url, serde=serializer()) as saver:
-            async with _postgres_setup_lock(url):
-                await saver.setup()
+        async with _postgres(url, context, lambda conn: _postgres_classes()[0](
+                conn, serde=serializer())) as saver:
             yield saver
         return
     async with _shared(("checkpointer", _file_key(url)), _sqlite_saver, url) as saver:
@@ -121,19 +123,16 @@ def store_path(url: str) -> str:
 
 
 @asynccontextmanager
-async def open_store(url: str | None = None) -> AsyncIterator[BaseStore]:
+async def open_store(url: str | None = None, context: Context | None = None
+                     ) -> AsyncIterator[BaseStore]:
     """Open the LangGraph store for the checkpointer at `url`: the same Postgres database,
     or a SQLite file beside the checkpoints' (`store_path`), opened once per process as the
     checkpointer is."""
     url = url or default_checkpointer_url()
     if _is_postgres(url):
-        from langgraph.store.postgres.aio import AsyncPostgresStore
-
-        async with AsyncPostgresStore.from_conn_string(url) as store:
-            async with _postgres_setup_lock(url):
-                await store.setup()
-            async with _stopping_batches(store):
-                yield store
+        async with (_postgres(url, context, _postgres_classes()[1]) as store,
+                    _stopping_batches(store)):
+            yield store
         return
     path = store_path(url)
     async with _shared(("store", _file_key(path)), _sqlite_store, path) as store:
@@ -266,18 +265,212 @@ async def _file_lock(path: str) -> AsyncIterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@asynccontextmanager
-async def _postgres_setup_lock(url: str) -> AsyncIterator[None]:
-    """A Postgres advisory lock around a first set-up: as on SQLite, two processes migrating
-    one new database at once collide on the migrations table."""
-    import psycopg
+_POSTGRES_SETUP_LOCK = 0x6475_6574  # "duet": one key for every nova-duet set-up
 
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+
+class CheckpointerUnavailable(Exception):
+    """The checkpointer's database could not be reached within `dependency_wait_seconds`
+    (refused, reset, gone), or did not answer within `checkpointer_timeout_seconds` (it
+    accepts and stalls). Raised before any work when it happens at the start; mid-run it
+    stops the run as any failed checkpoint write does (resumable)."""
+
+
+class _PostgresLink:
+    """The one connection of a Postgres checkpointer or store, kept usable.
+
+    Each operation (a checkpoint written or read, a batch of the store) gets
+    `checkpointer_timeout_seconds` to finish; past it the connection is closed under it
+    (a stalled server may never answer, and asking it to cancel would wait too) and the
+    operation fails. An unreachable server is waited for: the connection is reopened with
+    backoff for up to `dependency_wait_seconds`, then the operation runs again. That is
+    safe because every write here is an upsert keyed by the checkpoint or item: a write
+    that landed before the connection broke lands the same once more."""
+
+    def __init__(self, url: str, context: Context | None):
+        from graph.context import Context
+
+        context = context or Context()
+        self.url = url
+        self.wait = context.dependency_wait_seconds
+        self.timeout = context.checkpointer_timeout_seconds
+        self.conn: Any = None
+        self.owner: Any = None  # the saver or store whose `conn` this is
+        self._reopening = asyncio.Lock()
+        _quiet_lost_connections()
+
+    @property
+    def name(self) -> str:
+        """The database, for messages: host, port and name, never a password."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(self.url)
+        return (f"the checkpointer database {info.get('dbname', '')!s} at "
+                f"{info.get('host', 'localhost')}:{info.get('port', 5432)}")
+
+    async def connect(self) -> Any:
+        """A new connection, as LangGraph's savers make theirs; libpq's own connect
+        timeout and TCP keepalives so that a dead peer is noticed by the kernel too."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        return await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, prepare_threshold=0, row_factory=dict_row,
+            connect_timeout=max(2, round(self.timeout)), keepalives=1, keepalives_idle=10,
+            keepalives_interval=5, keepalives_count=3)
+
+    async def call(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`operation(*args)`, bounded, waiting out an outage (see the class)."""
+        import psycopg
+
+        delay = 0.25
+        while True:
+            conn = self.conn
+            try:
+                if conn is None or conn.closed:
+                    conn = await self._reopen(conn)
+                result = await self._bounded(operation(*args), conn)
+                _OUTAGES.pop(self.url, None)
+                return result
+            except psycopg.errors.ConnectionTimeout as exc:
+                raise self._stalled(exc) from None
+            except psycopg.OperationalError as exc:
+                # One outage, one wait: an operation that meets it after another has waited
+                # (LangGraph recording the failure of a ledger write) waits only what is left.
+                now = time.monotonic()
+                began, last = _OUTAGES.get(self.url, (now, now))
+                if now - last > _OUTAGE_GAP:
+                    began = now  # unreachable again after a while: a new outage
+                _OUTAGES[self.url] = (began, now)
+                if now + delay > began + self.wait:
+                    raise CheckpointerUnavailable(
+                        f"{self.name} cannot be reached ({_first_line(exc)}); waited "
+                        f"{self.wait:g}s (dependency_wait_seconds): check that it is running "
+                        "and that DUET_CHECKPOINTER names it") from None
+                if conn is not None and not conn.closed:
+                    await conn.close()  # broken: the next try opens a new one
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _reopen(self, broken: Any) -> Any:
+        async with self._reopening:  # one reconnect for all who found it broken
+            if self.conn is broken:
+                self.conn = await self.connect()
+                if self.owner is not None:
+                    self.owner.conn = self.conn
+            return self.conn
+
+    async def _bounded(self, operation: Awaitable[T], conn: Any) -> T:
+        task = asyncio.ensure_future(operation)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            # Closed first: psycopg then skips its cancel request, which a stalled server
+            # would not answer either (5 s more, and a warning).
+            conn.pgconn.finish()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise self._stalled(None)
+        return task.result()
+
+    def _stalled(self, exc: Exception | None) -> CheckpointerUnavailable:
+        said = f" ({_first_line(exc)})" if exc else ""
+        return CheckpointerUnavailable(
+            f"{self.name} did not answer within {self.timeout:g}s "
+            f"(checkpointer_timeout_seconds){said}: check that it is not stopped or "
+            "overloaded")
+
+    async def close(self) -> None:
+        """Close the connection (a broken one closes at once)."""
+        if self.conn is not None:
+            await self.conn.close()
+
+
+@functools.cache
+def _quiet_lost_connections() -> None:
+    """Drop psycopg's warnings about a connection it lost or closed under a query: the link
+    handles those (waits, reconnects, or fails the operation, typed), so they are noise on
+    the run's stderr."""
+    import logging
+
+    said = ("error ignored terminating", "query not terminated", "query cancellation")
+    logging.getLogger("psycopg").addFilter(
+        lambda record: not str(record.msg).startswith(said))
+
+
+# Each Postgres database of this process found unreachable, until it answers: when that
+# outage began, and when it was last seen; seen again after `_OUTAGE_GAP`, a new one.
+_OUTAGES: dict[str, tuple[float, float]] = {}
+_OUTAGE_GAP = 10.0
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@asynccontextmanager
+async def _postgres(url: str, context: Context | None, make: Callable[[Any], T]
+                    ) -> AsyncIterator[T]:
+    """`make(connection)` (a saver or store) on a `_PostgresLink`, set up once."""
+    link = _PostgresLink(url, context)
+    try:
+        await link.call(_noop)  # the first connection, under the same wait and bound
+        link.owner = make(link.conn)
+        link.owner.link = link
+        await link.call(_setup_once, link, link.owner)
+        yield link.owner
+    finally:
+        await link.close()
+
+
+async def _noop() -> None:
+    return None
+
+
+async def _setup_once(link: _PostgresLink, user: Any) -> None:
+    """`user.setup()` under a Postgres advisory lock (on a connection of its own): as on
+    SQLite, two processes migrating one new database at once collide on the migrations
+    table."""
+    async with await link.connect() as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_POSTGRES_SETUP_LOCK,))
         try:
-            yield
+            await user.setup()
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_POSTGRES_SETUP_LOCK,))
 
 
-_POSTGRES_SETUP_LOCK = 0x6475_6574  # "duet": one key for every nova-duet set-up
+@functools.cache
+def _postgres_classes() -> tuple[type, type]:
+    """LangGraph's Postgres saver and store, every database operation through their link."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    class LinkedPostgresSaver(AsyncPostgresSaver):
+        link: _PostgresLink
+
+        async def aget_tuple(self, config: Any) -> Any:
+            return await self.link.call(super().aget_tuple, config)
+
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any,
+                       new_versions: Any) -> Any:
+            return await self.link.call(super().aput, config, checkpoint, metadata,
+                                        new_versions)
+
+        async def aput_writes(self, config: Any, writes: Any, task_id: str,
+                              task_path: str = "") -> None:
+            await self.link.call(super().aput_writes, config, list(writes), task_id,
+                                 task_path)
+
+        async def adelete_thread(self, thread_id: str) -> None:
+            await self.link.call(super().adelete_thread, thread_id)
+
+    class LinkedPostgresStore(AsyncPostgresStore):
+        link: _PostgresLink
+
+        async def abatch(self, ops: Any) -> Any:
+            return await self.link.call(super().abatch, list(ops))
+
+    return LinkedPostgresSaver, LinkedPostgresStore

@@ -146,6 +146,15 @@ class Context:
                                  "was sent or it may be repeated; a `step_waiting` event says "
                                  "so."},
     )
+    checkpointer_timeout_seconds: float = field(
+        default=20.0,
+        metadata={"description": "Time limit of one operation on a Postgres checkpointer's "
+                                 "database (a checkpoint or ledger write or read, its "
+                                 "connecting): one takes milliseconds, so a database that "
+                                 "accepts and stalls past it stops the run (resumable). A "
+                                 "database that cannot be reached is waited for instead, up "
+                                 "to `dependency_wait_seconds`."},
+    )
     max_retries: int = field(
         default=2, metadata={"description": "Retries of a step whose error is retryable."}
     )

@@ -574,6 +574,10 @@ def _finish(run: subprocess.Popen, deadline: float) -> tuple[dict[str, Any], str
 def _read_final(cell: Cell, final: dict[str, Any], stderr: str) -> None:
     cell.status = final.get("status", "?")
     cell.stderr_lines = sum(1 for line in stderr.splitlines() if line.strip())
+    if final.get("status") is None and isinstance(final.get("error"), dict):
+        # Stopped before any work (`duet run --json` says why, typed): no run state.
+        cell.status, cell.error = "not started (exit 2)", final["error"]["type"]
+        return
     failed = [r for r in final.get("results", []) if r.get("status") != "ok" and r.get("error")]
     if failed:
         cell.error = failed[0]["error"].get("type", "")

@@ -95,14 +95,15 @@ def _print_event(event: dict[str, Any]) -> None:
 
 
 def _print_final(thread_id: str, final: FinalState, as_json: bool,
-                 resumed: dict[str, Any] | None = None) -> None:
+                 resumed: dict[str, Any] | None = None, storage_failed: bool = False) -> None:
     """The run's end: its final state (as JSON, or the answer and where things are); for a
-    resume that found the run ended, what `resumed` says of it."""
+    resume that found the run ended, what `resumed` says of it. A run whose storage failed
+    gets no report (it would read that storage; its reason says what continues it)."""
     from graph.app.threads import trace_path
     from graph.contracts import RunStatus
     from graph.state import RETRYABLE
 
-    report = _write_report(thread_id)
+    report = None if storage_failed else _write_report(thread_id)
     if as_json:
         payload = {"thread_id": thread_id, **final.model_dump(mode="json"),
                    "report": str(report) if report else None}
@@ -176,14 +177,18 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
     its end."""
     from graph.app.runner import retry_thread, run_thread
     from graph.app.threads import IncompatibleThread, NotRetryable, UnknownThread, new_thread_id
+    from graph.checkpoints import CheckpointerUnavailable
     from graph.reasoning import ConfigurationError
     from tools.mcp import MCPConfigError
 
     resumed: dict[str, Any] = {}
+    storage_failed = False
 
     def on_event(event: dict[str, Any]) -> None:
+        nonlocal storage_failed
         if event["event"] == "resume" and event.get("ended"):
             resumed.update(event)  # the run had ended: the final print says so
+        storage_failed = storage_failed or event["event"] == "storage_failed"
         if not as_json:
             _print_event(event)
 
@@ -197,10 +202,20 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
             MCPConfigError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
+    except CheckpointerUnavailable as exc:
+        # Before any work (its settings are saved): the same command continues it.
+        again = f"duet {'retry' if retry is not None else 'resume'} {thread}"
+        err.print(f"[red]error:[/] {exc}; nothing ran: `{again}` starts it once it is back",
+                  markup=True, highlight=False, soft_wrap=True)
+        if as_json:
+            typer.echo(json.dumps({"thread_id": thread, "status": None, "error": {
+                "type": type(exc).__name__, "message": str(exc)}, "continue_with": again},
+                indent=1))
+        raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
         err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")
         raise typer.Exit(1) from None
-    _print_final(thread_id, final, as_json, resumed)
+    _print_final(thread_id, final, as_json, resumed, storage_failed)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:

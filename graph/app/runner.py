@@ -120,8 +120,10 @@ async def retry_thread(
     `settings` changes run settings from then on (`Context` fields, as `duet retry --set`),
     saved with the run so a later resume keeps them: a run that spent its step budget
     continues once `max_steps` is raised (budgets count over the whole run; the deadline
-    starts again). Raises `NotRetryable` before any work for a run that did not end so,
-    `UnknownThread` for none; otherwise as `run_thread`.
+    starts again). A run that stopped before it could end (its storage failed, its process
+    was killed) is resumed instead, as `run_thread` would. Raises `NotRetryable` before any
+    work for a run that ended otherwise or waits for approval, `UnknownThread` for none;
+    otherwise as `run_thread`.
     """
     return await _run_saved(thread_id, model=model, tools=tools, settings=settings or {},
                             checkpointer_url=checkpointer_url, on_event=on_event,
@@ -164,10 +166,15 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
         if context.mcp_config:
             registry = registry.extended()  # the caller's registry stays as it was
         try:
-            async with (open_checkpointer(checkpointer_url) as saver,
-                        open_store(checkpointer_url) as store):
+            async with (open_checkpointer(checkpointer_url, context) as saver,
+                        open_store(checkpointer_url, context) as store):
                 # Only a resume can meet a state of the earlier shape (a new run has none).
-                saved = (await latest(saver, thread_id))[0] if task is None else {}
+                saved, waiting = (await latest(saver, thread_id)) if task is None else ({}, [])
+                if retry and saved.get("status") is None and not waiting:
+                    # Stopped before it could end (its storage failed, its process was
+                    # killed, or it never reached its first checkpoint): what continues it
+                    # is a resume, under the same rules.
+                    retry = False
                 if retry and saved.get("status") not in RETRYABLE:
                     raise NotRetryable(_not_retryable(thread_id, saved))
                 if not saved.get("status") and saved_before_ledger(saved):
@@ -195,11 +202,9 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
 def _not_retryable(thread_id: str, values: dict[str, Any]) -> str:
     """Why `retry` refuses the run, and what continues it instead."""
     status = values.get("status")
-    if not values:
-        return f"thread {thread_id!r} has no saved state to retry (it never started)"
     if status is None:
-        return (f"thread {thread_id!r} has not ended (it was stopped, or waits for "
-                f"approval): `duet resume {thread_id}` continues it")
+        return (f"thread {thread_id!r} has not ended (it waits for approval): "
+                f"`duet resume {thread_id}` answers it")
     return (f"thread {thread_id!r} ended {status}: only a run that ended "
             f"{' or '.join(sorted(RETRYABLE))} can be retried")
 
@@ -296,8 +301,9 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
         log.error("the run stopped: %s: %s", type(exc).__name__, exc)
         thread_id = config["configurable"]["thread_id"]
         emit({"event": "storage_failed", "error": f"{type(exc).__name__}: {exc}"})
-        reason = (f"storage failed ({type(exc).__name__}: {exc}); `duet resume {thread_id}` "
-                  "continues from the last saved checkpoint (journaled effects are not repeated)")
+        reason = (f"storage failed ({type(exc).__name__}: {exc}); once it is back, `duet "
+                  f"resume {thread_id}` (or `duet retry`) continues from the last saved "
+                  "checkpoint (journaled effects are not repeated)")
         return final_state({**state.values, "status": RunStatus.FAILED, "reason": reason})
     return final_state(state.values, list(state.interrupts), await ledger.results())
 
