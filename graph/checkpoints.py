@@ -73,10 +73,14 @@ def default_checkpointer_url() -> str:
     return os.environ.get("DUET_CHECKPOINTER") or str(duet_home() / "checkpoints.sqlite")
 
 
-# How long a statement waits for another connection's write lock (SQLite's busy timeout)
-# before it fails with `database is locked`: every write transaction here lasts milliseconds,
-# so only a stuck writer (a process stopped while it held the lock) waits this long.
-BUSY_TIMEOUT_SECONDS = 30.0
+def _busy_timeout(context: Context | None) -> float:
+    """How long a SQLite statement waits for another connection's write lock before it fails
+    with `database is locked`: `checkpointer_timeout_seconds`. Every write transaction here
+    lasts milliseconds, so only a stuck writer (a process stopped holding the lock) waits
+    this long. A file's shared connection keeps the value of the run that opened it."""
+    from graph.context import Context
+
+    return (context or Context()).checkpointer_timeout_seconds
 
 
 @asynccontextmanager
@@ -93,18 +97,20 @@ async def open_checkpointer(url: str | None = None, context: Context | None = No
                 conn, serde=serializer())) as saver:
             yield saver
         return
-    async with _shared(("checkpointer", _file_key(url)), _sqlite_saver, url) as saver:
+    async with _shared(("checkpointer", _file_key(url)), _sqlite_saver, url,
+                       _busy_timeout(context)) as saver:
         yield saver
 
 
-async def _sqlite_saver(stack: contextlib.AsyncExitStack, url: str) -> BaseCheckpointSaver:
+async def _sqlite_saver(stack: contextlib.AsyncExitStack, url: str,
+                        busy_timeout: float) -> BaseCheckpointSaver:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     # IMMEDIATE: each write transaction takes the write lock when it begins (waiting up to
     # the busy timeout), never upgrades a read to a write midway (which fails at once).
     conn = await stack.enter_async_context(aiosqlite.connect(
-        url, timeout=BUSY_TIMEOUT_SECONDS, isolation_level="IMMEDIATE"))
+        url, timeout=busy_timeout, isolation_level="IMMEDIATE"))
     saver = AsyncSqliteSaver(conn, serde=serializer())
     async with _file_lock(url):  # its setup (WAL, tables, a migration) once at a time
         await saver.setup()
@@ -135,15 +141,17 @@ async def open_store(url: str | None = None, context: Context | None = None
             yield store
         return
     path = store_path(url)
-    async with _shared(("store", _file_key(path)), _sqlite_store, path) as store:
+    async with _shared(("store", _file_key(path)), _sqlite_store, path,
+                       _busy_timeout(context)) as store:
         yield store
 
 
-async def _sqlite_store(stack: contextlib.AsyncExitStack, path: str) -> BaseStore:
+async def _sqlite_store(stack: contextlib.AsyncExitStack, path: str,
+                        busy_timeout: float) -> BaseStore:
     import aiosqlite
 
     conn = await stack.enter_async_context(aiosqlite.connect(
-        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None))
+        path, timeout=busy_timeout, isolation_level=None))
     store = _immediate_store_class()(conn)
     async with _file_lock(path):
         # WAL: readers never wait for the writer, nor it for them (the file remembers it).

@@ -153,7 +153,9 @@ class Context:
                                  "connecting): one takes milliseconds, so a database that "
                                  "accepts and stalls past it stops the run (resumable). A "
                                  "database that cannot be reached is waited for instead, up "
-                                 "to `dependency_wait_seconds`."},
+                                 "to `dependency_wait_seconds`. On SQLite, how long a "
+                                 "write waits for another process's lock (the busy "
+                                 "timeout) before it fails `database is locked`."},
     )
     max_retries: int = field(
         default=2, metadata={"description": "Retries of a step whose error is retryable."}

@@ -587,13 +587,19 @@ FAULTS: list[Fault] = [
                        finish("blocked"), "answer [ok]"], {"approval": "auto"},
           check=blocked_before_sending),
     # Storage
-    Fault("storage", "a checkpoint write fails (database locked)", RunStatus.FAILED,
-          "storage failed",
+    Fault("storage", "another process locks the checkpoint database for less than the busy "
+          "timeout (the write waits its turn)", RunStatus.COMPLETED, "",
+          lambda env: [Plan(goal="g", steps=[
+              Step(id="lock", tool="lock_checkpoints", args={"seconds": 2}),
+              Step(id="ok", tool="echo", args={"label": "fine"}, depends_on=["lock"])]),
+              finish("done"), "answer [ok]"]),
+    Fault("storage", "a checkpoint write fails (database locked past the busy timeout)",
+          RunStatus.FAILED, "storage failed",
           lambda env: [Plan(goal="g", steps=[
               Step(id="lock", tool="lock_checkpoints", args={"seconds": 8}),
               Step(id="ok", tool="echo", args={"label": "fine"}, depends_on=["lock"])]),
               finish("done"), "answer [ok]"],
-          resume=True),
+          {"checkpointer_timeout_seconds": 4}, resume=True),
     Fault("storage", "the trace file's disk is full", RunStatus.COMPLETED, "",
           lambda env: [healthy_plan(), finish(), "done [ok]"], prepare=full_disk_trace,
           check=trace_went_nowhere),
