@@ -1,14 +1,14 @@
 """The fault matrix: each external dependency x {killed mid-step, stalled, refusing, restarted
 within the wait bound}. Each cell is one `duet run` in its own process, against real servers
 in theirs (the demo CRM, the FastMCP fixture over stdio and streamable HTTP, Debian's
-_Chromium, `langgraph dev`, PostgreSQL, the loopback Converse server); the fault is a signal to
+Chromium, `langgraph dev`, PostgreSQL, the loopback Converse server); the fault is a signal to
 the dependency's processes while a slow step is in flight:
 
 - killed: SIGKILL, and it stays down until the run ends;
 - stalled: SIGSTOP (the kernel still accepts connections; nothing answers);
 - refusing: down (or failing to start) from the run's start;
 - restarted: SIGKILL, then started again `RESTART_AFTER` seconds later (the product restarts
-  what it spawns itself: MCP stdio servers, _Chromium).
+  what it spawns itself: MCP stdio servers, Chromium).
 
 Measured per cell, from what the code does (nothing here expects an outcome): seconds from
 the fault to the run's typed ending, its status and error type, its stderr lines; after the
@@ -423,10 +423,10 @@ class _Database(Dependency):
 
 
 class _Bedrock(Dependency):
-    """_Bedrock: the loopback Converse server in a process of its own, planning the cell's
+    """Bedrock: the loopback Converse server in a process of its own, planning the cell's
     plan for the run whose thread id the task names."""
 
-    name = "_Bedrock (Converse)"
+    name = "Bedrock (Converse)"
 
     def __init__(self, work: Path, site: Server, crm_db: Path):
         super().__init__(work, site, crm_db)
@@ -694,7 +694,7 @@ def _serve_converse(port: int) -> None:
 
 
 class _Planned(Dependency):
-    """The _Bedrock cell's plan, as the stub plans it (the site is the allowed host)."""
+    """The Bedrock cell's plan, as the stub plans it (the site is the allowed host)."""
 
     def __init__(self, port: int):
         self.site = Server("site", lambda p: [], "/", Path(os.devnull))
