@@ -702,12 +702,19 @@ class _Planned(Dependency):
 
 
 def main() -> None:
-    """`python -m reliability.matrix [NAME...]`: print the table (of the dependencies whose
-    names start with a NAME, in that order; all by default)."""
+    """`python -m reliability.matrix [NAME...] [--set KEY=VALUE...]`: print the table (of
+    the dependencies whose names start with a NAME, in that order; all by default), each
+    run with the settings given (as `duet run --set`)."""
     if sys.argv[1:2] == ["converse"]:  # the Bedrock cells' server: `converse PORT`
         _serve_converse(int(sys.argv[2]))
         return
-    names = sys.argv[1:] or [kind.name for kind in DEPENDENCIES]
+    words, settings, names = iter(sys.argv[1:]), [], []
+    for word in words:
+        if word == "--set":
+            settings.append(next(words))
+        else:
+            names.append(word)
+    names = names or [kind.name for kind in DEPENDENCIES]
     kinds = [kind for name in names for kind in DEPENDENCIES if kind.name.startswith(name)]
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing-secret",
                       AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
@@ -717,7 +724,7 @@ def main() -> None:
     cells = []
     for kind in kinds:
         cells += run_matrix(work / _slug(kind.name), [(kind.name, f) for f in FAULTS],
-                            on_cell=lambda cell: sys.stdout.write(cell.row() + "\n"))
+                            settings, on_cell=lambda cell: sys.stdout.write(cell.row() + "\n"))
     sys.stdout.write(f"\n{sum(c.status != 'not run' for c in cells)}/{len(cells)} cells run "
                      f"(work folder {work})\n")
 
