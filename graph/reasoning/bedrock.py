@@ -73,7 +73,7 @@ def _bedrock_model(
     # process waits for that thread before it exits: so every attempt's read together waits
     # no longer than that bound either (a stalled endpoint ends the thread with the call).
     retries = Config(retries={"mode": "standard", "total_max_attempts": BEDROCK_MAX_ATTEMPTS},
-                     connect_timeout=min(10, call_seconds),
+                     connect_timeout=min(10, call_seconds / BEDROCK_MAX_ATTEMPTS),
                      read_timeout=call_seconds / BEDROCK_MAX_ATTEMPTS)
     return ChatBedrockConverse(
         model=model_id, region_name=region, endpoint_url=endpoint_url,

@@ -76,12 +76,26 @@ async def test_a_bedrock_that_stays_down_ends_the_run_typed_after_the_wait(
 
 
 def test_a_stalled_bedrock_ends_the_run_within_the_model_timeout_one_stderr_line(tmp_path):
-    """A port that accepts (the kernel's backlog) and never answers: `duet run` ends
-    typed within model_timeout_seconds plus a margin (the process waits for botocore's
-    thread, so its reads must end within that bound too), with one stderr line."""
+    """A server that accepts and never answers: `duet run` exits typed within its two
+    reasoning calls' model_timeout_seconds plus a margin, counted from the first connection
+    (the process waits for botocore's thread, so its reads must end within that bound
+    too), with at most one stderr line."""
+    accepted: list[float] = []
+    held: list[socket.socket] = []
+
+    def accept(server: socket.socket) -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            held.append(connection)  # open, never answered
+
     with socket.socket() as stalled:
         stalled.bind(("127.0.0.1", 0))
-        stalled.listen(16)
+        stalled.listen(64)
+        threading.Thread(target=accept, args=(stalled,), daemon=True).start()
         url = f"http://127.0.0.1:{stalled.getsockname()[1]}"
         env = {**os.environ, "DUET_HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": "testing",
                "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_REGION": "us-east-1",
@@ -92,9 +106,13 @@ def test_a_stalled_bedrock_ends_the_run_within_the_model_timeout_one_stderr_line
             [sys.executable, "-m", "graph.app.cli", "run", "read", "--model", MODEL,
              "--set", f"bedrock_endpoint_url={url}", "--set", "model_timeout_seconds=6",
              "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        took = time.monotonic() - started
+        took = time.monotonic() - accepted[0]
+        for connection in held:
+            connection.close()
     assert '"status": "failed"' in done.stdout, done.stdout + done.stderr
     assert "did not answer within 6s" in done.stdout
-    # Python's start and the graph's build take seconds on a loaded machine: the margin.
-    assert took < 6 + 20, took
+    # The plan call and the final answer's, 6 s each; then the process exits (before:
+    # botocore's reads of 120 s each held it).
+    assert took < 2 * 6 + 8, took
+    assert started < accepted[0]
     assert len([line for line in done.stderr.splitlines() if line.strip()]) <= 1, done.stderr
