@@ -146,6 +146,11 @@ class Dependency:
         """Writes of this dependency's own, after the slow step."""
         return []
 
+    def warm_up(self) -> list[dict[str, Any]]:
+        """Steps before the slow one that bring the dependency up, so that the fault lands
+        on the step, not on the dependency's start."""
+        return []
+
     def args(self, thread: str) -> list[str]:
         """`duet run` arguments this dependency needs."""
         return []
@@ -301,6 +306,9 @@ class _Chromium(Dependency):
     def slow_step(self) -> dict[str, Any]:
         return {"id": "slow", "tool": "browser_goto",
                 "args": {"url": f"{self.site.url}/slow?seconds={SLOW}"}}
+
+    def warm_up(self) -> list[dict[str, Any]]:
+        return [{"id": "warm", "tool": "browser_goto", "args": {"url": f"{self.site.url}/health"}}]
 
     def env(self) -> dict[str, str]:
         return {"DUET_CHROMIUM": "/bin/false"} if self.broken else {}
@@ -470,8 +478,11 @@ def plan_for(dependency: Dependency, thread: str) -> dict[str, Any]:
                                               "json_body": {"customer_id": 3,
                                                             "text": f"{thread} note {n}"}}}
 
+    warm = dependency.warm_up()
     return {"goal": f"matrix cell {thread}", "steps": [
-        note(1, []), {**dependency.slow_step(), "depends_on": ["note1"]}, note(2, ["slow"]),
+        note(1, []), *warm,
+        {**dependency.slow_step(), "depends_on": ["note1", *(step["id"] for step in warm)]},
+        note(2, ["slow"]),
         *dependency.extra_writes(thread),
         {"id": "read", "tool": "http_request", "depends_on": ["note2"],
          "args": {"url": f"{site}/api/notes?customer_id=3"}}]}
