@@ -280,8 +280,8 @@ class ModelReasoner:
 
             try:
                 reply = await self._structured(Plan, prompt, partial)
-            except ModelTimeout:
-                raise
+            except (ModelTimeout, ModelUnavailable):
+                raise  # not the answer's fault: asking again would wait again
             except ReasoningError as exc:
                 spent, feedback = spent + exc.usage, str(exc)
                 continue
@@ -300,7 +300,7 @@ class ModelReasoner:
         )
         try:
             return await self._structured(Decision, prompt)
-        except ModelTimeout:
+        except (ModelTimeout, ModelUnavailable):
             raise
         except ReasoningError as first:
             reply = await self._structured(Decision, prompt)
