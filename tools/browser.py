@@ -420,8 +420,8 @@ async def _screenshot(page: Any) -> None:
     try:
         image = await page.screenshot(timeout=CLOSE_SECONDS * 1000)
         await asyncio.to_thread(files.save_screenshot, image)
-    except Exception:  # noqa: BLE001 - the step's result matters, its picture less
-        log.warning("could not save a screenshot of step %s", files.name, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the step's result matters, its picture less
+        log.warning("could not save a screenshot of step %s: %s", files.name, _first_line(exc))
 
 
 def _start_chromium(proxy_url: str) -> Chromium:
