@@ -137,6 +137,13 @@ class Context:
                                  "and of one call of its tools. A server that stalls past it "
                                  "ends the step, not retried."},
     )
+    playwright_timeout_seconds: float = field(
+        default=60.0,
+        metadata={"description": "Time limit of one Playwright browser step (browser_goto, "
+                                 "browser_click, browser_fill, browser_read), its browser's "
+                                 "start included. A browser that stalls past it ends the "
+                                 "step, not retried (Nova Act tasks: browser_timeout_seconds)."},
+    )
     dependency_wait_seconds: float = field(
         default=30.0,
         metadata={"description": "How long a step waits, trying again with backoff, for a "

@@ -1,14 +1,14 @@
 """The fault matrix: each external dependency x {killed mid-step, stalled, refusing, restarted
 within the wait bound}. Each cell is one `duet run` in its own process, against real servers
 in theirs (the demo CRM, the FastMCP fixture over stdio and streamable HTTP, Debian's
-_Chromium, `langgraph dev`, PostgreSQL, the loopback Converse server); the fault is a signal to
+Chromium, `langgraph dev`, PostgreSQL, the loopback Converse server); the fault is a signal to
 the dependency's processes while a slow step is in flight:
 
 - killed: SIGKILL, and it stays down until the run ends;
 - stalled: SIGSTOP (the kernel still accepts connections; nothing answers);
 - refusing: down (or failing to start) from the run's start;
 - restarted: SIGKILL, then started again `RESTART_AFTER` seconds later (the product restarts
-  what it spawns itself: MCP stdio servers, _Chromium).
+  what it spawns itself: MCP stdio servers, Chromium).
 
 Measured per cell, from what the code does (nothing here expects an outcome): seconds from
 the fault to the run's typed ending, its status and error type, its stderr lines; after the
@@ -144,6 +144,11 @@ class Dependency:
 
     def extra_writes(self, thread: str) -> list[dict[str, Any]]:
         """Writes of this dependency's own, after the slow step."""
+        return []
+
+    def warm_up(self) -> list[dict[str, Any]]:
+        """Steps before the slow one that bring the dependency up, so that the fault lands
+        on the step, not on the dependency's start."""
         return []
 
     def args(self, thread: str) -> list[str]:
@@ -302,6 +307,9 @@ class _Chromium(Dependency):
         return {"id": "slow", "tool": "browser_goto",
                 "args": {"url": f"{self.site.url}/slow?seconds={SLOW}"}}
 
+    def warm_up(self) -> list[dict[str, Any]]:
+        return [{"id": "warm", "tool": "browser_goto", "args": {"url": f"{self.site.url}/health"}}]
+
     def env(self) -> dict[str, str]:
         return {"DUET_CHROMIUM": "/bin/false"} if self.broken else {}
 
@@ -423,10 +431,10 @@ class _Database(Dependency):
 
 
 class _Bedrock(Dependency):
-    """_Bedrock: the loopback Converse server in a process of its own, planning the cell's
+    """Bedrock: the loopback Converse server in a process of its own, planning the cell's
     plan for the run whose thread id the task names."""
 
-    name = "_Bedrock (Converse)"
+    name = "Bedrock (Converse)"
 
     def __init__(self, work: Path, site: Server, crm_db: Path):
         super().__init__(work, site, crm_db)
@@ -470,8 +478,11 @@ def plan_for(dependency: Dependency, thread: str) -> dict[str, Any]:
                                               "json_body": {"customer_id": 3,
                                                             "text": f"{thread} note {n}"}}}
 
+    warm = dependency.warm_up()
     return {"goal": f"matrix cell {thread}", "steps": [
-        note(1, []), {**dependency.slow_step(), "depends_on": ["note1"]}, note(2, ["slow"]),
+        note(1, []), *warm,
+        {**dependency.slow_step(), "depends_on": ["note1", *(step["id"] for step in warm)]},
+        note(2, ["slow"]),
         *dependency.extra_writes(thread),
         {"id": "read", "tool": "http_request", "depends_on": ["note2"],
          "args": {"url": f"{site}/api/notes?customer_id=3"}}]}
@@ -698,7 +709,7 @@ def _serve_converse(port: int) -> None:
 
 
 class _Planned(Dependency):
-    """The _Bedrock cell's plan, as the stub plans it (the site is the allowed host)."""
+    """The Bedrock cell's plan, as the stub plans it (the site is the allowed host)."""
 
     def __init__(self, port: int):
         self.site = Server("site", lambda p: [], "/", Path(os.devnull))
@@ -706,12 +717,19 @@ class _Planned(Dependency):
 
 
 def main() -> None:
-    """`python -m reliability.matrix [NAME...]`: print the table (of the dependencies whose
-    names start with a NAME, in that order; all by default)."""
+    """`python -m reliability.matrix [NAME...] [--set KEY=VALUE...]`: print the table (of
+    the dependencies whose names start with a NAME, in that order; all by default), each
+    run with the settings given (as `duet run --set`)."""
     if sys.argv[1:2] == ["converse"]:  # the Bedrock cells' server: `converse PORT`
         _serve_converse(int(sys.argv[2]))
         return
-    names = sys.argv[1:] or [kind.name for kind in DEPENDENCIES]
+    words, settings, names = iter(sys.argv[1:]), [], []
+    for word in words:
+        if word == "--set":
+            settings.append(next(words))
+        else:
+            names.append(word)
+    names = names or [kind.name for kind in DEPENDENCIES]
     kinds = [kind for name in names for kind in DEPENDENCIES if kind.name.startswith(name)]
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing-secret",
                       AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
@@ -721,7 +739,7 @@ def main() -> None:
     cells = []
     for kind in kinds:
         cells += run_matrix(work / _slug(kind.name), [(kind.name, f) for f in FAULTS],
-                            on_cell=lambda cell: sys.stdout.write(cell.row() + "\n"))
+                            settings, on_cell=lambda cell: sys.stdout.write(cell.row() + "\n"))
     sys.stdout.write(f"\n{sum(c.status != 'not run' for c in cells)}/{len(cells)} cells run "
                      f"(work folder {work})\n")
 

@@ -44,6 +44,12 @@ log = logging.getLogger("duet.browser")
 
 ELEMENT_TIMEOUT_MS = 5_000
 NAVIGATION_TIMEOUT_MS = 20_000
+# Closing a context or a browser, and the screenshot a step ends with, wait no longer than
+# this: a browser that stalled (stopped, hung) answers neither, and a step stopped by its
+# time limit must still end.
+CLOSE_SECONDS = 5.0
+# The deterministic tools (`PlaywrightExecutor`), bounded by `playwright_timeout_seconds`.
+PLAYWRIGHT_TOOLS = frozenset({"browser_goto", "browser_click", "browser_fill", "browser_read"})
 
 SessionKind = Literal["context", "process"]
 
@@ -68,15 +74,19 @@ class BrowserSession:
         """`context` in the shared Chromium, or `process` (a browser of its own)."""
         return "context" if self.context is not None else "process"
 
-    def alive(self) -> bool:
-        """False once the session's browser has gone (crashed or killed)."""
+    def browser_gone(self) -> bool:
+        """True once the session's browser has gone (crashed or killed)."""
         if self.context is not None:
             browser = self.context.browser
-            return browser is not None and browser.is_connected() and (
-                self.page is None or not self.page.is_closed())
-        if self.chromium is None:
-            return True
-        return self.chromium.process is not None and self.chromium.process.poll() is None
+            return browser is None or not browser.is_connected()
+        return self.chromium is not None and (
+            self.chromium.process is None or self.chromium.process.poll() is not None)
+
+    def alive(self) -> bool:
+        """False once the session's browser has gone, or its page was closed."""
+        if self.browser_gone():
+            return False
+        return self.context is None or self.page is None or not self.page.is_closed()
 
     def blocked(self) -> list[str]:
         """URLs the proxy refused so far (a remote browser enforces its own policy)."""
@@ -246,9 +256,14 @@ class BrowserPool:
             raise
         try:
             browser = await (await self._pw()).chromium.connect_over_cdp(chromium.cdp_url)
-        except Exception:
+        except Exception as exc:
+            died = chromium.process is not None and chromium.process.poll() is not None
             await asyncio.to_thread(chromium.close)
             proxy.close()
+            if died:  # killed as it started: waited for like a browser killed later
+                raise ToolError(f"Chromium exited as it started: {_first_line(exc)}",
+                                retryable=True, type_name="BrowserCrashed",
+                                unreachable=True) from exc
             raise
         self._shared = (chromium, proxy, browser)
         return self._shared
@@ -359,6 +374,17 @@ class BrowserPool:
                 if key in self._used:
                     self._used[key] = time.monotonic()  # idle from the end of its last step
 
+    def browser_gone(self, session: BrowserSession) -> bool:
+        """Whether `session`'s browser has gone: its own, or the shared Chromium (its
+        process may be seen dead before Playwright notices the lost connection)."""
+        shared = self._shared
+        if shared is not None and session.context is not None and (
+                session.context.browser is shared[2]):
+            process = shared[0].process
+            if process is None or process.poll() is not None:
+                return True
+        return session.browser_gone()
+
     async def playwright_page(self, session: BrowserSession) -> Any:
         """The session's page: a new page of its context, or (a browser of its own) the
         first page of the browser's first context, connecting over CDP on first use."""
@@ -392,10 +418,10 @@ async def _screenshot(page: Any) -> None:
     if (files := current_step_files()) is None:
         return
     try:
-        image = await page.screenshot()
+        image = await page.screenshot(timeout=CLOSE_SECONDS * 1000)
         await asyncio.to_thread(files.save_screenshot, image)
-    except Exception:  # noqa: BLE001 - the step's result matters, its picture less
-        log.warning("could not save a screenshot of step %s", files.name, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - the step's result matters, its picture less
+        log.warning("could not save a screenshot of step %s: %s", files.name, _first_line(exc))
 
 
 def _start_chromium(proxy_url: str) -> Chromium:
@@ -417,9 +443,10 @@ def _failed(start: asyncio.Future[Any]) -> bool:
 
 
 async def _quietly(awaitable: Any) -> None:
+    """Close something of a browser, within `CLOSE_SECONDS`, whatever state it is in."""
     try:
-        await awaitable
-    except Exception:  # noqa: BLE001 - closing a browser that already died is fine
+        await asyncio.wait_for(awaitable, CLOSE_SECONDS)
+    except Exception:  # noqa: BLE001 - closing a browser that died or stalled is fine
         pass
 
 
@@ -465,8 +492,10 @@ class PlaywrightExecutor:
 
     async def _with_page(self, session_name: str | None, action: Any) -> dict[str, Any]:
         policy = current_policy()
+        opened: BrowserSession | None = None
         try:
             async with self.pool.session(session_name, policy) as session:
+                opened = session
                 page = await self.pool.playwright_page(session)
                 blocked_before = len(session.blocked())
                 try:
@@ -482,6 +511,11 @@ class PlaywrightExecutor:
         except ToolError:  # blocked or typed already
             raise
         except Exception as exc:
+            if opened is not None and self.pool.browser_gone(opened):
+                # Killed or crashed under the step: the pool starts a new one for the next
+                # attempt, so the step waits for it like any unreachable dependency.
+                raise ToolError(f"the browser went away: {_first_line(exc)}", retryable=True,
+                                type_name="BrowserCrashed", unreachable=True) from exc
             raise _as_tool_error(exc) from exc
 
     async def goto(self, url: str, session: str | None = None) -> dict[str, Any]:
@@ -574,10 +608,14 @@ async def _find(page: Any, selector: str | None, role: str | None, name: str | N
 def _as_tool_error(exc: Exception) -> ToolError:
     """Playwright's errors as typed tool errors (a timeout may pass; a crash will not)."""
     name = type(exc).__name__
-    message = str(exc).splitlines()[0] if str(exc) else name
+    message = _first_line(exc)
     if name == "TimeoutError":
         return ToolError(f"timed out: {message}", retryable=True, type_name="BrowserTimeout")
     if "crash" in message.lower() or "closed" in message.lower():
         return ToolError(f"the browser failed: {message}", retryable=True,
                          type_name="BrowserCrashed")
     return ToolError(message, type_name=f"Browser{name}")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

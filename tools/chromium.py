@@ -79,8 +79,10 @@ class Chromium:
         while not port_file.exists() or not port_file.read_text().strip():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.close()
+                # Unreachable: a browser that exits as it starts (killed, out of memory)
+                # is waited for (dependency_wait_seconds) like one that dies later.
                 raise ToolUnavailableError("Chromium did not start (no DevTools port)",
-                                           retryable=True)
+                                           retryable=True, unreachable=True)
             time.sleep(0.05)
         port = port_file.read_text().split()[0]
         self.cdp_url = f"http://127.0.0.1:{port}"

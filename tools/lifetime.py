@@ -71,6 +71,7 @@ def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
     seconds (at once with 0); the group is killed even when its leader has already gone."""
     if process.poll() is None and grace > 0:
         _signal_group(process.pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGCONT)  # a stopped process acts on it only so
         try:
             process.wait(timeout=grace)
         except subprocess.TimeoutExpired:

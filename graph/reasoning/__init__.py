@@ -21,6 +21,7 @@ from graph.reasoning.offline import PlanFileReasoner, templated_answer
 from graph.reasoning.protocol import (
     ConfigurationError,
     ModelTimeout,
+    ModelUnavailable,
     Reasoner,
     ReasoningError,
     Reply,
@@ -50,11 +51,12 @@ def _model_reasoner(model: BaseChatModel, context: Context) -> ModelReasoner:
         raise ConfigurationError(str(exc)) from None
     minimum = cache_point_minimum(model) if context.prompt_caching else None
     return ModelReasoner(model, context.model_timeout_seconds, cache_min_tokens=minimum,
-                         prices=prices)
+                         prices=prices, wait_seconds=context.dependency_wait_seconds)
 
 
 __all__ = [
-    "ConfigurationError", "ModelReasoner", "ModelTimeout", "PlanFileReasoner", "Reasoner",
+    "ConfigurationError", "ModelReasoner", "ModelTimeout", "ModelUnavailable", "PlanFileReasoner",
+    "Reasoner",
     "ReasoningError", "Reply", "StepStream", "cache_point_minimum", "chat_model_from_spec",
     "require_aws_credentials",
     "resolve_reasoner", "templated_answer",

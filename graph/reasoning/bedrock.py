@@ -34,6 +34,15 @@ _PROVIDER_PREFIX = re.compile(r"[a-z_-]+")
 
 BEDROCK_MAX_ATTEMPTS = 4
 
+
+def endpoint_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the model's endpoint could not be reached (refused, reset, gone):
+    botocore's connection errors, which its own retries gave up on. A read that timed out is
+    a stall, not an outage (the model timeout bounds it)."""
+    botocore = sys.modules.get("botocore.exceptions")  # loaded if a Bedrock model is used
+    return botocore is not None and isinstance(
+        exc, botocore.EndpointConnectionError | botocore.ConnectionClosedError)
+
 # Bedrock prompt caching for Amazon Nova: a cache point takes effect after at least 1,000
 # tokens (counted since the previous one), at most 4 a request, in `system` and `messages`
 # only (Nova does not cache `toolConfig`); a cached prefix lives 5 minutes after its last use.
@@ -53,17 +62,19 @@ def cache_point_minimum(model: BaseChatModel) -> int | None:
 @lru_cache(maxsize=16)
 def _bedrock_model(
     model_id: str, region: str, endpoint_url: str | None, reasoning_effort: str | None,
-    read_timeout: float = 120,
+    call_seconds: float = 180,
 ) -> BaseChatModel:
     from botocore.config import Config
     from langchain_aws import ChatBedrockConverse
 
-    # Throttling and 5xx are retried a bounded number of times, with exponential backoff
-    # and jitter (botocore's "standard" mode); the model call timeout bounds the total. A
-    # read waits no longer than that bound either: the call runs in a thread that its
-    # timeout cannot stop, and the process waits for that thread before it exits.
+    # Throttling, 5xx and read timeouts are retried a bounded number of times, with
+    # exponential backoff and jitter (botocore's "standard" mode); the model call timeout
+    # bounds the total. The call runs in a thread that its timeout cannot stop, and the
+    # process waits for that thread before it exits: so every attempt's read together waits
+    # no longer than that bound either (a stalled endpoint ends the thread with the call).
     retries = Config(retries={"mode": "standard", "total_max_attempts": BEDROCK_MAX_ATTEMPTS},
-                     connect_timeout=min(10, read_timeout), read_timeout=read_timeout)
+                     connect_timeout=min(10, call_seconds / BEDROCK_MAX_ATTEMPTS),
+                     read_timeout=call_seconds / BEDROCK_MAX_ATTEMPTS)
     return ChatBedrockConverse(
         model=model_id, region_name=region, endpoint_url=endpoint_url,
         reasoning_effort=reasoning_effort, temperature=0, config=retries,
@@ -92,5 +103,5 @@ def chat_model_from_spec(spec: str, context: Context) -> BaseChatModel:
     require_aws_credentials(model_id)
     return _bedrock_model(
         model_id, context.region, context.bedrock_endpoint_url, context.reasoning_effort,
-        min(120, context.model_timeout_seconds),
+        context.model_timeout_seconds,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import time
 from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -27,12 +29,21 @@ from graph.contracts import (
     Usage,
     tool_schema,
 )
-from graph.reasoning.protocol import ModelTimeout, ReasoningError, Reply, StepStream
+from graph.reasoning.bedrock import endpoint_unreachable
+from graph.reasoning.protocol import (
+    ModelTimeout,
+    ModelUnavailable,
+    ReasoningError,
+    Reply,
+    StepStream,
+)
 from graph.rendering import estimate_tokens, render_plan, render_results
 from prompts import load_prompt
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 log = logging.getLogger("duet")
+WAIT_BACKOFF_SECONDS = (0.25, 5.0)  # first and longest pause while the endpoint is down
 
 
 def _usage_of(message: BaseMessage | None, prompt: list[BaseMessage],
@@ -159,15 +170,40 @@ class ModelReasoner:
 
     `cache_min_tokens`: the model's minimum prefix per Bedrock cache point; given, each
     prompt's stable prefixes are marked for the prompt cache (`prompts.load_prompt`).
-    `prices` prices each call's tokens."""
+    `prices` prices each call's tokens. A model endpoint that cannot be reached (refused,
+    reset before any answer) is called again with backoff for up to `wait_seconds`
+    (`dependency_wait_seconds`), then the call fails `ModelUnavailable`."""
 
     def __init__(self, model: BaseChatModel, timeout_seconds: float | None = None, *,
                  cache_min_tokens: int | None = None,
-                 prices: TokenPrices = NOVA_2_LITE_PRICES):
+                 prices: TokenPrices = NOVA_2_LITE_PRICES, wait_seconds: float = 0.0):
         self.model = model
         self.timeout_seconds = timeout_seconds
         self.cache_min_tokens = cache_min_tokens
         self.prices = prices
+        self.wait_seconds = wait_seconds
+
+    async def _reaching(self, call: Any) -> R:
+        """`await call()`, again while the endpoint is down, within `wait_seconds`. `call`
+        raises `_Unreached` for an outage it may be retried after (nothing was answered)."""
+        since, pause = None, WAIT_BACKOFF_SECONDS[0]
+        while True:
+            try:
+                return await call()
+            except _Unreached as down:
+                now = time.monotonic()
+                since = now if since is None else since
+                left = since + self.wait_seconds - now
+                if left <= 0:
+                    raise ModelUnavailable(
+                        f"the reasoning model could not be reached: {down.cause} (waited "
+                        f"{now - since:.1f}s; dependency_wait_seconds={self.wait_seconds:g})"
+                    ) from None
+                if since == now:
+                    log.info("the reasoning model is unreachable; waiting up to %gs",
+                             self.wait_seconds)
+                await asyncio.sleep(min(pause * (0.5 + random.random()), left))
+                pause = min(pause * 2, WAIT_BACKOFF_SECONDS[1])
 
     def _prompt(self, name: str, **variables: object) -> list[BaseMessage]:
         return load_prompt(name, self.cache_min_tokens, **variables)
@@ -183,21 +219,30 @@ class ModelReasoner:
         (from a model that does not stream) is never handed on in parts."""
         spec = tool_schema(schema)
         runnable = self.model.bind_tools([spec], tool_choice=spec["title"])
-        chunks: list[BaseMessage] = []
-        raw, pieces = "", 0
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                async for chunk in runnable.astream(prompt):
-                    chunks.append(chunk)
-                    piece = "".join(c.get("args") or "" for c in
-                                    getattr(chunk, "tool_call_chunks", [])[:1])
-                    if not piece:
-                        continue
-                    raw, pieces = raw + piece, pieces + 1
-                    if on_text is not None and pieces > 1:
-                        await on_text(raw)
-        except TimeoutError:
-            raise self._timeout() from None
+
+        async def stream() -> list[BaseMessage]:
+            chunks: list[BaseMessage] = []
+            raw, pieces = "", 0
+            try:
+                async with asyncio.timeout(self.timeout_seconds):
+                    async for chunk in runnable.astream(prompt):
+                        chunks.append(chunk)
+                        piece = "".join(c.get("args") or "" for c in
+                                        getattr(chunk, "tool_call_chunks", [])[:1])
+                        if not piece:
+                            continue
+                        raw, pieces = raw + piece, pieces + 1
+                        if on_text is not None and pieces > 1:
+                            await on_text(raw)
+            except TimeoutError:
+                raise self._timeout() from None
+            except Exception as exc:
+                # Cut off mid-answer, the steps handed on may not be asked for again.
+                _raise_unreached(exc, answered=bool(chunks))
+                raise
+            return chunks
+
+        chunks = await self._reaching(stream)
         # Merged once: adding chunks one by one re-parses the whole JSON text each time.
         message = (add_ai_message_chunks(*chunks) if len(chunks) > 1  # type: ignore[arg-type]
                    else chunks[0] if chunks else None)
@@ -235,8 +280,8 @@ class ModelReasoner:
 
             try:
                 reply = await self._structured(Plan, prompt, partial)
-            except ModelTimeout:
-                raise
+            except (ModelTimeout, ModelUnavailable):
+                raise  # not the answer's fault: asking again would wait again
             except ReasoningError as exc:
                 spent, feedback = spent + exc.usage, str(exc)
                 continue
@@ -255,7 +300,7 @@ class ModelReasoner:
         )
         try:
             return await self._structured(Decision, prompt)
-        except ModelTimeout:
+        except (ModelTimeout, ModelUnavailable):
             raise
         except ReasoningError as first:
             reply = await self._structured(Decision, prompt)
@@ -263,10 +308,17 @@ class ModelReasoner:
 
     async def _text(self, name: str, **variables: object) -> Reply[str]:
         prompt = self._prompt(name, **variables)
-        try:
-            message = await asyncio.wait_for(self.model.ainvoke(prompt), self.timeout_seconds)
-        except TimeoutError:
-            raise self._timeout() from None
+
+        async def ask() -> BaseMessage:
+            try:
+                return await asyncio.wait_for(self.model.ainvoke(prompt), self.timeout_seconds)
+            except TimeoutError:
+                raise self._timeout() from None
+            except Exception as exc:
+                _raise_unreached(exc, answered=False)
+                raise
+
+        message = await self._reaching(ask)
         return Reply(_text_of(message), _usage_of(message, prompt, self.prices))
 
     async def summarize(self, *, task: str, summary: str, results: list[StepResult]) -> Reply[str]:
@@ -283,6 +335,24 @@ class ModelReasoner:
             "finalize", task=task, status=status, reason=reason, summary=summary,
             results=render_results(results),
         )
+
+
+class _Unreached(Exception):
+    """The model's endpoint could not be reached and nothing was answered: call again."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = f"{type(cause).__name__}: {cause}"
+
+
+def _raise_unreached(exc: Exception, *, answered: bool) -> None:
+    """Raise for an outage: `_Unreached` (call again) before any answer, after part of one
+    `ModelUnavailable` at once."""
+    if endpoint_unreachable(exc):
+        if answered:
+            raise ModelUnavailable(f"the reasoning model's connection broke mid-answer: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        raise _Unreached(exc) from None
 
 
 def _text_of(message: BaseMessage) -> str:

@@ -32,6 +32,11 @@ class ModelTimeout(ReasoningError):
     """A reasoning call took longer than `model_timeout_seconds` (not retried as bad output)."""
 
 
+class ModelUnavailable(ReasoningError):
+    """The model's endpoint could not be reached (refused, reset) for longer than
+    `dependency_wait_seconds` (not retried as bad output)."""
+
+
 @dataclass(frozen=True)
 class Reply(Generic[T]):
     """A reasoning result and what it cost."""

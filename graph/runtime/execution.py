@@ -24,6 +24,7 @@ from graph.contracts import StepAttempt, StepError, StepRequest, StepResult
 from graph.redaction import redact_text
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
+from tools.browser import PLAYWRIGHT_TOOLS
 from tools.errors import ToolError
 from tools.registry import RegisteredTool, ToolRegistry, callbacks_listening
 from tools.sandbox import (
@@ -207,6 +208,8 @@ def step_bound(context: Context, entry: RegisteredTool) -> tuple[float, str]:
         own = ("mcp_timeout_seconds", context.mcp_timeout_seconds)
     elif entry.name == "http_request":
         own = ("http_timeout_seconds", context.http_timeout_seconds)
+    elif entry.name in PLAYWRIGHT_TOOLS and entry.source == "builtin":
+        own = ("playwright_timeout_seconds", context.playwright_timeout_seconds)
     else:
         own = ("step_timeout_seconds", context.step_timeout_seconds)
     setting, seconds = min(own, ("step_timeout_seconds", context.step_timeout_seconds),

@@ -1,0 +1,111 @@
+"""The shared Chromium killed or stalled under a Playwright step (Debian's Chromium, the
+demo site's slow page): a read waits for the relaunched browser and runs; a write's outcome
+is uncertain; a stalled browser ends the step within `playwright_timeout_seconds`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.runner import run_thread
+from graph.testing import ScriptedChatModel
+from tests.fixtures.processes import command_line, descendants
+from tools import default_registry
+
+pytestmark = pytest.mark.browser
+
+
+def _shared_chromium() -> list[int]:
+    """This process's Chromium browser processes (not their zygotes and renderers)."""
+    found = []
+    for pid in descendants(os.getpid()):
+        try:
+            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+        except OSError:
+            continue
+        if exe == "chromium" and "--type=" not in command_line(pid):
+            found.append(pid)
+    return found
+
+
+async def _run_with_fault(site: str, step: Step, fault: signal.Signals, **settings):
+    """Open a page (the shared Chromium starts), then run `step`; send `fault` to the
+    shared Chromium 1 s into it."""
+    registry = default_registry()
+    warm = Step(id="warm", tool="browser_goto", args={"url": f"{site}/customers/1"})
+    plan = Plan(goal="slow page", steps=[warm, step.model_copy(update={"depends_on": ["warm"]})])
+    model = ScriptedChatModel(responses=[plan,
+                                         Decision(action="finish", reason="ok"), "ok"])
+    context = Context(step_screenshots=False, approval="auto",
+                      allowed_hosts=[urlsplit(site).netloc],
+                      **settings)
+    events: list[dict] = []
+    run = asyncio.ensure_future(run_thread("open the slow page", context=context, model=model,
+                                           tools=registry, on_event=events.append))
+    stopped: list[int] = []
+    try:
+        while not any(e.get("event") == "step_started" and e["step_id"] == step.id
+                      for e in events):
+            assert not run.done(), run.result()[1].reason
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        stopped = _shared_chromium()
+        assert stopped, "no Chromium under this process"
+        for pid in stopped:
+            os.kill(pid, fault)
+        at = time.monotonic()
+        _, final = await asyncio.wait_for(run, 120)
+        return final, time.monotonic() - at, events
+    finally:
+        for pid in stopped:  # a stopped browser is let go, so that closing it can end
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        await registry.aclose()
+
+
+@pytest.mark.timeout(150)
+async def test_a_read_waits_for_the_relaunched_chromium_and_runs(site):
+    step = Step(id="slow", tool="browser_goto", args={"url": f"{site}/slow?seconds=4"})
+    final, _, events = await _run_with_fault(site, step, signal.SIGKILL,
+                                             dependency_wait_seconds=30)
+    result = final.results[-1]
+    assert final.status == RunStatus.COMPLETED, result.error
+    assert result.status == "ok" and result.attempts >= 2
+    assert result.waited  # the wait for the browser is in the step's result
+    assert any(e.get("event") == "step_waiting" and "BrowserCrashed" in e["reason"]
+               for e in events)
+
+
+@pytest.mark.timeout(150)
+async def test_a_write_under_a_killed_chromium_is_uncertain_not_repeated(site):
+    # A fill whose element never appears is in flight for ELEMENT_TIMEOUT_MS.
+    step = Step(id="slow", tool="browser_fill", side_effects=True,
+                args={"selector": "#never", "value": "x"})
+    final, _, events = await _run_with_fault(site, step, signal.SIGKILL)
+    result = final.results[-1]
+    assert result.status != "ok"
+    assert result.attempts == 1  # not sent again: it may have acted
+    assert result.error.type == "EffectUncertain", result.error
+    assert "BrowserCrashed" in result.error.message
+    assert not any(e.get("event") in ("step_retried", "step_waiting") for e in events)
+
+
+@pytest.mark.timeout(150)
+async def test_a_stalled_chromium_ends_the_step_within_playwright_timeout(site):
+    step = Step(id="slow", tool="browser_goto", args={"url": f"{site}/slow?seconds=4"})
+    final, took, _ = await _run_with_fault(site, step, signal.SIGSTOP,
+                                           playwright_timeout_seconds=8)
+    result = final.results[-1]
+    assert final.status == RunStatus.FAILED
+    assert result.error.type == "DependencyTimeout", result.error
+    assert "playwright_timeout_seconds" in result.error.message
+    # The bound, then closing what the step held (CLOSE_SECONDS each), then the run's end.
+    assert took < 8 + 20, took
