@@ -63,11 +63,42 @@ INVOICES = [
 ]
 
 
-class Store:
-    """Access to one CRM database file."""
+class SqliteFile:
+    """One SQLite file of a demo system: transactions and queries (the CRM's `Store`, the
+    ticket tracker's `TicketStore`)."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction, committed on success."""
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        """Run a query and return its rows as dicts."""
+        with self.connect() as db:
+            return [dict(row) for row in db.execute(sql, params)]
+
+    @staticmethod
+    def insert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+        """Insert `row` (column -> value) into `table` (a name the caller checked)."""
+        names, marks = ", ".join(row), ", ".join("?" for _ in row)
+        db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+                   tuple(row.values()))
+
+
+class Store(SqliteFile):
+    """Access to one CRM database file."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
         with self.connect() as db:
             db.executescript(SCHEMA)
             if not db.execute("SELECT 1 FROM customers LIMIT 1").fetchone():
@@ -87,10 +118,7 @@ class Store:
                     unknown = set(row) - set(TABLES[table])
                     if unknown:
                         raise ValueError(f"{table}: unknown columns {sorted(unknown)}")
-                    names = ", ".join(row)
-                    marks = ", ".join("?" for _ in row)
-                    db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
-                               tuple(row.values()))
+                    self.insert(db, table, row)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table (`TABLES` and `writes`), for comparing states."""
@@ -101,22 +129,6 @@ class Store:
         """What only the customer's page shows (account manager, phone, remark), or None."""
         found = self.rows("SELECT * FROM profiles WHERE customer_id = ?", customer_id)
         return found[0] if found else None
-
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection in a transaction, committed on success."""
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
-
-    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        """Run a query and return its rows as dicts."""
-        with self.connect() as db:
-            return [dict(row) for row in db.execute(sql, params)]
 
     def customers(self) -> list[dict[str, Any]]:
         """All customers."""

@@ -4,11 +4,10 @@ it was, so an evaluation can count them; fixtures (`seed`) are not writes."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from demo_site.db import SqliteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -52,32 +51,16 @@ class UnknownRecord(LookupError):
     """No ticket (or agent) with that id (or name)."""
 
 
-class TicketStore:
+class TicketStore(SqliteFile):
     """Access to one tracker database file."""
 
     def __init__(self, path: str | Path):
-        self.path = str(path)
+        super().__init__(path)
         with self.connect() as db:
             db.executescript(SCHEMA)
             if not db.execute("SELECT 1 FROM tickets LIMIT 1").fetchone():
                 db.executemany("INSERT INTO agents VALUES (?,?,?)", AGENTS)
                 db.executemany("INSERT INTO tickets VALUES (?,?,?,?,?,?)", TICKETS)
-
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection in a transaction, committed on success."""
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
-
-    def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        """Run a query and return its rows as dicts."""
-        with self.connect() as db:
-            return [dict(row) for row in db.execute(sql, params)]
 
     def seed(self, fixtures: dict[str, list[dict[str, Any]]]) -> None:
         """Add fixture rows on top of the default seed (checked against `TABLES` when the
@@ -85,9 +68,7 @@ class TicketStore:
         with self.connect() as db:
             for table, rows in fixtures.items():
                 for row in rows:
-                    names, marks = ", ".join(row), ", ".join("?" for _ in row)
-                    db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
-                               tuple(row.values()))
+                    self.insert(db, table, row)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table of `TABLES`."""
