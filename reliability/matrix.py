@@ -186,6 +186,30 @@ class Dependency:
         """After the cell: stop what it started."""
 
 
+class _OwnServer:
+    """A dependency that is one `Server` of its own (`self.server`): up before the cell,
+    SIGKILLed, SIGSTOPped, and started again on the same port."""
+
+    server: Server
+
+    def start(self) -> None:
+        if not self.server.pids():
+            self.server.up()
+
+    def kill(self) -> None:
+        self.server.down()
+
+    def stall(self) -> None:
+        self.server.stall()
+
+    def restore(self) -> None:
+        self.server.down()
+        self.server.up()
+
+    def close(self) -> None:
+        self.server.down()
+
+
 class _TargetSite(Dependency):
     name = "target HTTP site"
 
@@ -235,7 +259,7 @@ class _MCP(Dependency):
         return counts, 1
 
 
-class _MCPHttp(_MCP):
+class _MCPHttp(_OwnServer, _MCP):
     name = "MCP server (HTTP)"
 
     def __init__(self, work: Path, site: Server, crm_db: Path):
@@ -248,23 +272,6 @@ class _MCPHttp(_MCP):
 
     def args(self, thread: str) -> list[str]:
         return [*super().args(thread), "--allow-host", f"127.0.0.1:{self.server.port}"]
-
-    def start(self) -> None:
-        if not self.server.pids():
-            self.server.up()
-
-    def kill(self) -> None:
-        self.server.down()
-
-    def stall(self) -> None:
-        self.server.stall()
-
-    def restore(self) -> None:
-        self.server.down()
-        self.server.up()
-
-    def close(self) -> None:
-        self.server.down()
 
 
 class _MCPStdio(_MCP):
@@ -342,7 +349,7 @@ class _Chromium(Dependency):
         self.broken = False
 
 
-class _Executor(Dependency):
+class _Executor(_OwnServer, Dependency):
     name = "executor deployment"
 
     def __init__(self, work: Path, site: Server, crm_db: Path):
@@ -357,23 +364,6 @@ class _Executor(Dependency):
 
     def args(self, thread: str) -> list[str]:
         return ["--executor-url", self.server.url]
-
-    def start(self) -> None:
-        if not self.server.pids():
-            self.server.up()
-
-    def kill(self) -> None:
-        self.server.down()
-
-    def stall(self) -> None:
-        self.server.stall()
-
-    def restore(self) -> None:
-        self.server.down()
-        self.server.up()
-
-    def close(self) -> None:
-        self.server.down()
 
 
 class _Database(Dependency):
@@ -430,7 +420,7 @@ class _Database(Dependency):
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class _Bedrock(Dependency):
+class _Bedrock(_OwnServer, Dependency):
     """Bedrock: the loopback Converse server in a process of its own, planning the cell's
     plan for the run whose thread id the task names."""
 
@@ -444,23 +434,6 @@ class _Bedrock(Dependency):
 
     def args(self, thread: str) -> list[str]:
         return ["--model", MODEL, "--set", f"bedrock_endpoint_url={self.server.url}"]
-
-    def start(self) -> None:
-        if not self.server.pids():
-            self.server.up()
-
-    def kill(self) -> None:
-        self.server.down()
-
-    def stall(self) -> None:
-        self.server.stall()
-
-    def restore(self) -> None:
-        self.server.down()
-        self.server.up()
-
-    def close(self) -> None:
-        self.server.down()
 
 
 DEPENDENCIES: tuple[type[Dependency], ...] = (
