@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+from reliability.crash import duet_process
+
 WRITES, READS = 10, 20
 # Ten notes, each read back by two GETs that wait for it: three layers of steps, so several
 # of them of each run are in flight together (and the runs' checkpoints interleave).
@@ -62,12 +61,6 @@ class Round:
         return not self.problems
 
 
-def _duet(*args: str, home: Path, **popen: Any) -> subprocess.Popen:
-    env = {**os.environ, "DUET_HOME": str(home)}
-    env.pop("DUET_CHECKPOINTER", None)  # the home's default SQLite files are what is tried
-    return subprocess.Popen([sys.executable, "-m", "graph.app.cli", *args], cwd=ROOT, env=env,
-                            **popen)
-
 
 def notes_written(crm_db: Path, run: str) -> dict[str, int]:
     """How often each of `run`'s notes is in the demo site's database."""
@@ -104,7 +97,7 @@ def run_round(index: int, runs: int, site: str, crm_db: Path, home: Path) -> Rou
     procs = {}
     for name in names:
         with outs[name].open("w") as out:
-            procs[name] = _duet(
+            procs[name] = duet_process(
                 "run", f"concurrent run {name}", "--plan-file", str(plan),
                 "--var", f"site={site}", "--var", f"run={name}", "--thread", name,
                 "--approve", "auto", "--allow-host", urlsplit(site).netloc, "--json",
@@ -133,7 +126,7 @@ def run_round(index: int, runs: int, site: str, crm_db: Path, home: Path) -> Rou
 
 def listed_runs(home: Path) -> set[str]:
     """The thread ids `duet ls --json` lists on `home`."""
-    proc = _duet("ls", "--limit", "100000", "--json", home=home, stdout=subprocess.PIPE,
+    proc = duet_process("ls", "--limit", "100000", "--json", home=home, stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=120)
     if proc.returncode != 0:

@@ -70,8 +70,11 @@ class Trial:
         return not self.problems
 
 
-def _duet(*args: str, home: Path, **popen: Any) -> subprocess.Popen:
+def duet_process(*args: str, home: Path, **popen: Any) -> subprocess.Popen:
+    """`duet ARGS` in a process of its own on `home`'s default SQLite files (what the
+    harness reads back), whatever `DUET_CHECKPOINTER` says."""
     env = {**os.environ, "DUET_HOME": str(home)}
+    env.pop("DUET_CHECKPOINTER", None)
     return subprocess.Popen([sys.executable, "-m", "graph.app.cli", *args], cwd=ROOT, env=env,
                             **popen)
 
@@ -90,10 +93,11 @@ def run_trial(index: int, site: str, crm_db: Path, workdir: Path, seed: int) -> 
     plan = home / "plan.yaml"
     plan.write_text(PLAN)
     with (home / "run.out").open("w") as out:
-        proc = _duet("run", "write the notes", "--plan-file", str(plan), "--var", f"site={site}",
-                     "--var", f"trial={thread}", "--thread", thread, "--approve", "auto",
-                     "--allow-host", urlsplit(site).netloc,
-                     "--json", home=home, stdout=out, stderr=subprocess.STDOUT)
+        proc = duet_process("run", "write the notes", "--plan-file", str(plan),
+                            "--var", f"site={site}", "--var", f"trial={thread}",
+                            "--thread", thread, "--approve", "auto",
+                            "--allow-host", urlsplit(site).netloc,
+                            "--json", home=home, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not any(e["event"] == "run_started" for e in _events(home, thread)):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -105,8 +109,8 @@ def run_trial(index: int, site: str, crm_db: Path, workdir: Path, seed: int) -> 
             proc.send_signal(signal.SIGKILL)
         proc.wait()
     with (home / "resume.out").open("w") as out:
-        resumed = _duet("resume", thread, "--json", home=home, stdout=out,
-                        stderr=subprocess.STDOUT)
+        resumed = duet_process("resume", thread, "--json", home=home, stdout=out,
+                               stderr=subprocess.STDOUT)
         resumed.wait(timeout=120)
     lines = (home / "resume.out").read_text()
     final = json.loads(lines[lines.index("{"):]) if "{" in lines else {}
