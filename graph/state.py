@@ -86,3 +86,4 @@ class State(InputState, OutputState, total=False):
     summarized_count: int  # results folded into the summary so far
     started_at: float  # of this attempt: the run's, or its latest retry's (the deadline)
     retries: int  # how often the run was retried
+    model_failure: str  # why the model could not be asked (down, stalled): not asked again

@@ -15,7 +15,13 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import RunStatus, StepResult, StepTally, Usage
-from graph.reasoning import Reasoner, resolve_reasoner
+from graph.reasoning import (
+    ModelTimeout,
+    ModelUnavailable,
+    Reasoner,
+    ReasoningError,
+    resolve_reasoner,
+)
 from graph.reasoning.timed import TimedReasoner
 from graph.runtime.execution import emit
 from graph.runtime.ledger import LedgerUnavailable, StepLedger
@@ -25,6 +31,18 @@ from tools.registry import ToolRegistry
 from tools.sandbox import run_scope
 
 log = logging.getLogger("duet")
+
+
+def reasoning_failed(exc: ReasoningError) -> dict[str, Any]:
+    """What a node returns when its reasoning call failed: the run ends `failed`. A model
+    that could not be reached or did not answer in time is not asked again for the final
+    answer (`model_failure`): that call would wait its whole bound too, so the run would end
+    only after twice the bound it states."""
+    update: dict[str, Any] = {"status": RunStatus.FAILED, "reason": str(exc),
+                              "usage": exc.usage}
+    if isinstance(exc, ModelTimeout | ModelUnavailable):
+        update["model_failure"] = str(exc)
+    return update
 
 
 @dataclass(frozen=True)

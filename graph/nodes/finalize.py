@@ -48,6 +48,8 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
     try:
         if tokens_spent(usage, context):
             raise ReasoningError("the token budget is spent, so the model was not asked")
+        if failure := state.get("model_failure"):
+            raise ReasoningError(failure)
         reply = await deps.reasoner(runtime).answer(**arguments)
         answer, spent = reply.value, reply.usage
     except Exception as exc:  # noqa: BLE001 - the run must still end with an answer

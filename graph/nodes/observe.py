@@ -12,7 +12,7 @@ from langgraph.types import Overwrite
 from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, StepResult, StepTally, Usage
 from graph.guards import budget_stop, tokens_spent
-from graph.nodes.base import NodeDeps, never_raises, runtime_context
+from graph.nodes.base import NodeDeps, never_raises, reasoning_failed, runtime_context
 from graph.reasoning import ReasoningError
 from graph.runtime.progress import decision_trigger, plan_finished, plan_succeeded
 from graph.state import State
@@ -52,7 +52,7 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
             results=state.get("recent", []), trigger=trigger,
         )
     except ReasoningError as exc:
-        return update | {"status": RunStatus.FAILED, "reason": str(exc), "usage": exc.usage}
+        return update | reasoning_failed(exc)
     decision: Decision = reply.value
     update |= {"decision": decision, "usage": reply.usage}
     if decision.action == "finish":

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, Step, StepResult, StepTally, Usage
 from graph.guards import budget_stop, remember_plan, repeated_plan, replan_stop
-from graph.nodes.base import NodeDeps, keep, never_raises, runtime_context
+from graph.nodes.base import NodeDeps, keep, never_raises, reasoning_failed, runtime_context
 from graph.reasoning import ReasoningError
 from graph.runtime.progress import check_references, references_in, results_of_plan
 from graph.runtime.scheduler import Scheduler
@@ -156,8 +156,7 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             )
         except ReasoningError as exc:
             await early.cancel("no valid plan came")
-            return update | {"status": RunStatus.FAILED, "reason": str(exc),
-                             "usage": exc.usage, **await keep(runtime, early.results())}
+            return update | reasoning_failed(exc) | await keep(runtime, early.results())
 
         new_plan, version = reply.value, early.version
         fingerprint = new_plan.fingerprint()

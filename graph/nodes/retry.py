@@ -75,6 +75,7 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
     uncertain = uncertain_writes(state, failed, deps) if state.get("plan") else {}
     update: dict[str, Any] = {
         "retry": False, "retries": retries, "status": None, "reason": "", "decision": None,
+        "model_failure": "",
         "final_answer": None, "started_at": time.time(), "stalled_replans": 0,
         "unseen": Overwrite([]), "pending_steps": [], "plan_results": Overwrite(kept),
         "escalations": {**(state.get("escalations") or {}), **uncertain},

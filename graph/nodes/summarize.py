@@ -8,8 +8,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from graph.context import Context
-from graph.contracts import RunStatus
-from graph.nodes.base import NodeDeps, never_raises, runtime_context
+from graph.nodes.base import NodeDeps, never_raises, reasoning_failed, runtime_context
 from graph.reasoning import ReasoningError
 from graph.rendering import estimate_tokens, render_plan, render_results
 from graph.state import State
@@ -48,7 +47,7 @@ async def summarize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> 
             task=state["task"], summary=state.get("summary", ""), results=folded
         )
     except ReasoningError as exc:
-        return {"status": RunStatus.FAILED, "reason": str(exc), "usage": exc.usage}
+        return reasoning_failed(exc)
     summary = reply.value
     if len(summary) > SUMMARY_MAX_CHARS:
         # The model was asked for a short summary; this cap holds even if it ignores that.
