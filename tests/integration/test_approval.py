@@ -62,6 +62,22 @@ async def test_a_side_effect_pauses_and_approval_runs_it():
     assert sent == [{"to": "a@example.com", "body": "hi"}]
 
 
+async def test_a_retry_sent_to_a_run_waiting_for_approval_asks_again():
+    """`{"retry": True}` on a thread that waits for approval (a client of a served graph
+    may send it): the run is not one to retry, so the same approval request comes back,
+    nothing runs before it is answered, and answering it completes the run."""
+    graph = graph_with(PLAN, Decision(action="finish", reason="sent"), "sent [mail]")
+    await graph.ainvoke({"task": "t"}, CONFIG, context=Context())
+    out = await graph.ainvoke({"retry": True}, CONFIG, context=Context())
+    pending = out["__interrupt__"][0]
+    assert [s["step_id"] for s in pending.value["steps"]] == ["mail"]
+    assert sent == []
+    out = await graph.ainvoke(Command(resume={pending.id: {"mail": "approve"}}), CONFIG,
+                              context=Context())
+    assert out["status"] == RunStatus.COMPLETED
+    assert sent == [{"to": "a@example.com", "body": "hi"}]
+
+
 async def test_rejection_never_runs_the_step():
     graph = graph_with(PLAN, Decision(action="finish", reason="not allowed"), "not sent")
     out = await graph.ainvoke({"task": "t"}, CONFIG, context=Context())
