@@ -141,6 +141,11 @@ class StepResult(BaseModel):
         default=None,
         description="What the step waited for before it could run, and how long (a browser "
                     "slot, when more browser steps were ready than max_browser_sessions).")
+    not_sent: bool = Field(
+        default=False,
+        description="It failed and no attempt reached its tool (refused before sending: a "
+                    "server down, no browser slot): a retry may run it again even when it "
+                    "changes things and takes no idempotency key.")
 
     @classmethod
     def rejected(cls, step: Step, plan_version: int, error_type: str, message: str) -> StepResult:

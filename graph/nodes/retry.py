@@ -6,7 +6,8 @@ results are kept and they are never sent again. The others run again under the r
 resume: their ledger entries are set aside (`StepLedger.set_aside`), so each runs anew with
 the same idempotency key; a step that changes things, whose tool takes no key and is not
 idempotent, and that ran and failed may have taken effect, so it waits for a human (an
-escalation: even `approval: auto` asks) instead of being repeated silently.
+escalation: even `approval: auto` asks) instead of being repeated silently. One that failed
+before any attempt reached its tool (`StepResult.not_sent`: its server refused) runs again.
 
 Budgets: steps, tool calls, tokens and replans count over the whole run, retries included,
 so a run that spent one continues only once it is raised (`duet retry --set max_steps=...`);
@@ -43,7 +44,7 @@ def uncertain_writes(state: State, failed: list[StepResult], deps: NodeDeps) -> 
     uncertain = {}
     for result in failed:
         step = steps.get(result.step_id)
-        if step is None or result.status not in CALLED:
+        if step is None or result.status not in CALLED or result.not_sent:
             continue
         entry = deps.registry.get(step.tool) if step.tool in deps.registry else None
         try:

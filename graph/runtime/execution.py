@@ -257,6 +257,7 @@ async def _run_with_retries(
     dependency = dependency_of(entry, task["args"])
     outage = _Outage(context.dependency_wait_seconds)
     attempts = retries = 0
+    sent = False  # whether any attempt may have reached the tool
     while True:
         attempts += 1
         if remote:
@@ -269,6 +270,7 @@ async def _run_with_retries(
         if attempt.status == "ok":
             outage.over()
             return StepResult(**base, status="ok", attempts=attempts, output=attempt.output)
+        sent = sent or not attempt.not_sent
         error = attempt.error or StepError(type="UnknownError", message="no error given")
         if attempt.status == "timeout" and error.type == "StepTimeout":
             # Named by what it waited on and the setting that bounds it.
@@ -282,13 +284,15 @@ async def _run_with_retries(
             error = error.model_copy(update={"message": error.message + outage.gave_up(),
                                              "retryable": False})
             outage.over()
-            return StepResult(**base, status=attempt.status, error=error, attempts=attempts)
+            return StepResult(**base, status=attempt.status, error=error, attempts=attempts,
+                              not_sent=not sent)
         outage.over()
         if attempt.unreachable and keyless_write and not attempt.not_sent:
             return StepResult(**base, status=attempt.status, error=_uncertain(error),
                               attempts=attempts)
         if not (error.retryable and retries < context.max_retries):
-            return StepResult(**base, status=attempt.status, error=error, attempts=attempts)
+            return StepResult(**base, status=attempt.status, error=error, attempts=attempts,
+                              not_sent=not sent)
         if keyless_write and not attempt.not_sent:
             return StepResult(**base, status=attempt.status, error=_uncertain(error),
                               attempts=attempts)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from langchain_core.tools import tool
 from typer.testing import CliRunner
 
 from demo_site.server import free_port
@@ -26,7 +27,9 @@ from graph.app.runner import retry_thread, run_thread
 from graph.app.threads import NotRetryable, read_trace
 from tests.fixtures.loopback import host_of
 from tests.fixtures.processes import serving
+from tools import ToolRegistry
 from tools import mcp as _mcp  # noqa: F401 - before CliRunner swaps sys.stderr (errlog)
+from tools.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,6 +181,42 @@ async def test_a_keyless_write_cut_off_by_the_kill_asks_a_human_on_retry(tmp_pat
             await retry_thread("letter")
     assert len(calls(state, "post_letter")) == 1 and len(calls(state, "list_invoices")) == 1
     assert effects(state) == [{"tool": "post_letter", "invoice": 7}]  # never repeated
+
+
+async def test_a_keyless_write_whose_server_refused_runs_again_on_retry_without_asking(
+        tmp_path):
+    """A write of your own tool whose server refused it (`ToolError(unreachable=True,
+    not_sent=True)`: nothing reached it) fails once the wait is over; `retry_thread` with
+    the server back runs it under `auto` instead of asking whether it took effect (as it
+    must for a write that was sent and failed)."""
+    server_up, letters = False, []
+
+    @tool
+    async def post_letter(invoice: int) -> str:
+        """Post a letter for an invoice (a write without an idempotency key)."""
+        if not server_up:
+            raise ToolError("the post office refused the connection", retryable=True,
+                            not_sent=True, unreachable=True)
+        letters.append(invoice)
+        return "posted"
+
+    def registry() -> ToolRegistry:
+        tools = ToolRegistry()
+        tools.register(post_letter, side_effects=True)
+        return tools
+
+    context = Context(approval="auto", dependency_wait_seconds=0.5, plan_file=str(plan_file(
+        tmp_path, [{"id": "letter", "tool": "post_letter", "args": {"invoice": 7}}])))
+    _, first = await run_thread("post a letter", thread_id="refused", context=context,
+                                tools=registry())
+    assert first.status == RunStatus.FAILED, first.reason
+    [letter] = first.results
+    assert letter.not_sent and letter.attempts > 1, letter
+
+    server_up = True
+    _, final = await retry_thread("refused", tools=registry())
+    assert final.status == RunStatus.COMPLETED, final.reason  # not needs_approval
+    assert letters == [7]
 
 
 def test_a_run_that_spent_its_step_budget_continues_with_a_raised_one(tmp_path, site,
