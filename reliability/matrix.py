@@ -302,13 +302,9 @@ class _MCPStdio(_MCP):
         self.start()  # the product starts the server itself
 
 
-class _Chromium(Dependency):
-    name = "Chromium"
-
-    def __init__(self, work: Path, site: Server, crm_db: Path):
-        super().__init__(work, site, crm_db)
-        self.broken = False
-        self.marker = ""
+class _BrowserSteps(Dependency):
+    """A browser's cells: a page opened first (so the fault lands on the step, not on the
+    browser's start), then the slow page."""
 
     def slow_step(self) -> dict[str, Any]:
         return {"id": "slow", "tool": "browser_goto",
@@ -316,6 +312,17 @@ class _Chromium(Dependency):
 
     def warm_up(self) -> list[dict[str, Any]]:
         return [{"id": "warm", "tool": "browser_goto", "args": {"url": f"{self.site.url}/health"}}]
+
+
+class _Chromium(_BrowserSteps):
+    """The Chromium the product starts (the shared one of the pool)."""
+
+    name = "Chromium"
+
+    def __init__(self, work: Path, site: Server, crm_db: Path):
+        super().__init__(work, site, crm_db)
+        self.broken = False
+        self.marker = ""
 
     def env(self) -> dict[str, str]:
         return {"DUET_CHROMIUM": "/bin/false"} if self.broken else {}
@@ -347,6 +354,27 @@ class _Chromium(Dependency):
 
     def restore(self) -> None:
         self.broken = False
+
+
+class _RemoteBrowser(_OwnServer, _BrowserSteps):
+    """A browser the run reaches over CDP (`browser_cdp_url`): Debian's Chromium started
+    here in a process of its own, as a remote one would run elsewhere."""
+
+    name = "remote CDP browser"
+
+    def __init__(self, work: Path, site: Server, crm_db: Path):
+        super().__init__(work, site, crm_db)
+        from tools.chromium import QUIET_FLAGS, chromium_path
+
+        profile = work / "remote-profile"
+        self.server = Server(self.name, lambda port: [
+            chromium_path(), *QUIET_FLAGS, f"--user-data-dir={profile}",
+            "--remote-debugging-address=127.0.0.1", f"--remote-debugging-port={port}",
+            *(["--no-sandbox"] if os.geteuid() == 0 else []), "about:blank"],
+            "/json/version", work / "remote-browser.log")
+
+    def args(self, thread: str) -> list[str]:
+        return ["--set", f"browser_cdp_url={self.server.url}"]
 
 
 class _Executor(_OwnServer, Dependency):
@@ -437,7 +465,8 @@ class _Bedrock(_OwnServer, Dependency):
 
 
 DEPENDENCIES: tuple[type[Dependency], ...] = (
-    _TargetSite, _MCPHttp, _MCPStdio, _Chromium, _Executor, _Database, _Bedrock)
+    _TargetSite, _MCPHttp, _MCPStdio, _Chromium, _RemoteBrowser, _Executor, _Database,
+    _Bedrock)
 
 
 def plan_for(dependency: Dependency, thread: str) -> dict[str, Any]:
