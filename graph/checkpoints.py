@@ -289,10 +289,13 @@ class _PostgresLink:
     Each operation (a checkpoint written or read, a batch of the store) gets
     `checkpointer_timeout_seconds` to finish; past it the connection is closed under it
     (a stalled server may never answer, and asking it to cancel would wait too) and the
-    operation fails. An unreachable server is waited for: the connection is reopened with
-    backoff for up to `dependency_wait_seconds`, then the operation runs again. That is
-    safe because every write here is an upsert keyed by the checkpoint or item: a write
-    that landed before the connection broke lands the same once more."""
+    operation fails. One stall, one bound: an operation that meets a database found
+    stalled moments ago (LangGraph recording the failure of a ledger write) gets only a
+    probe of `_PROBE_SECONDS` before it fails the same way. An unreachable server is
+    waited for: the connection is reopened with backoff for up to
+    `dependency_wait_seconds`, then the operation runs again. That is safe because every
+    write here is an upsert keyed by the checkpoint or item: a write that landed before
+    the connection broke lands the same once more."""
 
     def __init__(self, url: str, context: Context | None):
         from graph.context import Context
@@ -315,16 +318,25 @@ class _PostgresLink:
         return (f"the checkpointer database {info.get('dbname', '')!s} at "
                 f"{info.get('host', 'localhost')}:{info.get('port', 5432)}")
 
-    async def connect(self) -> Any:
+    async def connect(self, bound: float | None = None) -> Any:
         """A new connection, as LangGraph's savers make theirs; libpq's own connect
-        timeout and TCP keepalives so that a dead peer is noticed by the kernel too."""
+        timeout (`bound`, else `checkpointer_timeout_seconds`; libpq's least is 2 s) and
+        TCP keepalives so that a dead peer is noticed by the kernel too."""
         import psycopg
         from psycopg.rows import dict_row
 
         return await psycopg.AsyncConnection.connect(
             self.url, autocommit=True, prepare_threshold=0, row_factory=dict_row,
-            connect_timeout=max(2, round(self.timeout)), keepalives=1, keepalives_idle=10,
-            keepalives_interval=5, keepalives_count=3)
+            connect_timeout=max(2, round(bound or self.timeout)), keepalives=1,
+            keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+
+    def _bound(self) -> float:
+        """How long the next operation may take: `checkpointer_timeout_seconds`, or only a
+        probe's when this database was found stalled moments ago."""
+        seen = _STALLS.get(self.url)
+        if seen is not None and time.monotonic() - seen < _STALL_MEMORY:
+            return min(self.timeout, _PROBE_SECONDS)
+        return self.timeout
 
     async def call(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
         """`operation(*args)`, bounded, waiting out an outage (see the class)."""
@@ -333,11 +345,13 @@ class _PostgresLink:
         delay = 0.25
         while True:
             conn = self.conn
+            bound = self._bound()
             try:
                 if conn is None or conn.closed:
-                    conn = await self._reopen(conn)
-                result = await self._bounded(operation(*args), conn)
+                    conn = await self._reopen(conn, bound)
+                result = await self._bounded(operation(*args), conn, bound)
                 _OUTAGES.pop(self.url, None)
+                _STALLS.pop(self.url, None)  # it answers again
                 return result
             except psycopg.errors.ConnectionTimeout as exc:
                 raise self._stalled(exc) from None
@@ -359,18 +373,18 @@ class _PostgresLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _reopen(self, broken: Any) -> Any:
+    async def _reopen(self, broken: Any, bound: float) -> Any:
         async with self._reopening:  # one reconnect for all who found it broken
             if self.conn is broken:
-                self.conn = await self.connect()
+                self.conn = await self.connect(bound)
                 if self.owner is not None:
                     self.owner.conn = self.conn
             return self.conn
 
-    async def _bounded(self, operation: Awaitable[T], conn: Any) -> T:
+    async def _bounded(self, operation: Awaitable[T], conn: Any, bound: float) -> T:
         task = asyncio.ensure_future(operation)
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+            done, _ = await asyncio.wait({task}, timeout=bound)
         except asyncio.CancelledError:
             task.cancel()
             raise
@@ -385,6 +399,9 @@ class _PostgresLink:
         return task.result()
 
     def _stalled(self, exc: Exception | None) -> CheckpointerUnavailable:
+        """The error of an operation the database did not answer (remembered, see
+        `_STALLS`)."""
+        _STALLS[self.url] = time.monotonic()
         said = f" ({_first_line(exc)})" if exc else ""
         return CheckpointerUnavailable(
             f"{self.name} did not answer within {self.timeout:g}s "
@@ -413,6 +430,14 @@ def _quiet_lost_connections() -> None:
 # outage began, and when it was last seen; seen again after `_OUTAGE_GAP`, a new one.
 _OUTAGES: dict[str, tuple[float, float]] = {}
 _OUTAGE_GAP = 10.0
+
+# Each Postgres database of this process found stalled (it accepted, then did not answer
+# within the bound), until it answers: when it was last found so. An operation within
+# `_STALL_MEMORY` of that waits only `_PROBE_SECONDS` (libpq's least connect timeout), so
+# one stall costs one bound, not one per operation that meets it.
+_STALLS: dict[str, float] = {}
+_STALL_MEMORY = 10.0
+_PROBE_SECONDS = 2.0
 
 
 def _first_line(exc: BaseException) -> str:
@@ -474,6 +499,25 @@ def _postgres_classes() -> tuple[type, type]:
 
         async def adelete_thread(self, thread_id: str) -> None:
             await self.link.call(super().adelete_thread, thread_id)
+
+        async def aprune(self, thread_ids: Any, *, strategy: str = "keep_latest") -> None:
+            await self.link.call(functools.partial(super().aprune, strategy=strategy),
+                                 thread_ids)
+
+        async def aget_delta_channel_history(self, *, config: Any, channels: Any) -> Any:
+            return await self.link.call(functools.partial(
+                super().aget_delta_channel_history, config=config, channels=channels))
+
+        async def alist(self, config: Any, *, filter: Any = None, before: Any = None,
+                        limit: int | None = None) -> AsyncIterator[Any]:
+            # (`aget_state_history`.) LangGraph's reads every row at once anyway; here all
+            # are read under one bound, each try by a generator of its own.
+            async def listed() -> list[Any]:
+                return [item async for item in AsyncPostgresSaver.alist(
+                    self, config, filter=filter, before=before, limit=limit)]
+
+            for item in await self.link.call(listed):
+                yield item
 
     class LinkedPostgresStore(AsyncPostgresStore):
         link: _PostgresLink

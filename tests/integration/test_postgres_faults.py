@@ -1,8 +1,10 @@
 """The Postgres checkpointer's database refusing, killed and restarted, and stalled, under a
-real `duet run` (a real server, SIGKILLed or SIGSTOPped while a slow step is in flight)."""
+real `duet run` (a real server, SIGKILLed or SIGSTOPped while a slow step is in flight), and
+its history read while it is stalled."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from graph import Context, Plan, build_graph
+from graph.checkpoints import CheckpointerUnavailable, open_checkpointer
+from graph.testing import ScriptedChatModel
 from tests.fixtures.loopback import host_of
 from tests.fixtures.postgres import postgres_bin, postgres_server
 from tests.integration.test_cli import DUET, ROOT
@@ -96,10 +101,10 @@ def test_killed_and_restarted_within_the_wait_the_run_completes(tmp_path, site):
     assert _stderr_lines(err) == [], err
 
 
-def test_stalled_database_ends_the_run_within_its_bound_typed(tmp_path, site):
+def test_stalled_database_ends_the_run_within_one_bound_typed(tmp_path, site):
     with postgres_server() as server:
         run = _start(tmp_path, site, server.url, "pg-stalled",
-                     "checkpointer_timeout_seconds=3")
+                     "checkpointer_timeout_seconds=8")
         _wait_for_slow_step(tmp_path, "pg-stalled", run)
         server.signal(signal.SIGSTOP)
         stalled = time.monotonic()
@@ -108,15 +113,16 @@ def test_stalled_database_ends_the_run_within_its_bound_typed(tmp_path, site):
         finally:
             server.signal(signal.SIGCONT)
         took = time.monotonic() - stalled
-        # The step's 2.5 s left, then two writes' bounds (its ledger entry, then LangGraph's
-        # record of that failure in the checkpoint), and a margin for a loaded machine.
-        assert took < 2.5 + 2 * 3 + 8, took
+        # The step's 2.5 s left, one bound for the write that finds the stall (its ledger
+        # entry), a 2 s probe for LangGraph's record of that failure in the checkpoint (one
+        # stall, one bound), and a margin for a loaded machine. Two bounds would be 18.5 s.
+        assert took < 2.5 + 8 + 2 + 4, took
         assert run.returncode == 1, err
         final = json.loads(out)
         assert final["status"] == "failed"
-        assert "did not answer within 3s (checkpointer_timeout_seconds)" in final["reason"]
+        assert "did not answer within 8s (checkpointer_timeout_seconds)" in final["reason"]
         lines = _stderr_lines(err)
-        assert len(lines) == 1 and "did not answer within 3s" in lines[0], err
+        assert len(lines) == 1 and "did not answer within 8s" in lines[0], err
         # Nothing lost: with the database answering again, either command its reason names
         # finishes the run (the slow read, whose result was never recorded, runs again).
         assert "`duet resume pg-stalled` (or `duet retry`)" in final["reason"]
@@ -147,3 +153,35 @@ def test_killed_past_the_wait_ends_typed_after_one_wait(tmp_path, site):
         retried = _duet(tmp_path, server.url, "retry", "pg-killed")
         assert retried.returncode == 0, retried.stderr
         assert json.loads(retried.stdout)["status"] == "completed"
+
+
+async def _history(graph, config) -> list:
+    return [state async for state in graph.aget_state_history(config)]
+
+
+async def test_history_of_a_stalled_database_ends_typed_within_its_bound():
+    context = Context(checkpointer_timeout_seconds=5)
+    config = {"configurable": {"thread_id": "pg-history"}}
+    with postgres_server() as server:
+        async with open_checkpointer(server.url, context) as saver:
+            model = ScriptedChatModel(responses=[Plan(goal="g", steps=[]), "answer"])
+            graph = build_graph(model=model, checkpointer=saver)
+            await graph.ainvoke({"task": "t"}, config, context=context)
+            server.signal(signal.SIGSTOP)
+            try:
+                began = time.monotonic()
+                with pytest.raises(CheckpointerUnavailable, match="did not answer within 5s"):
+                    await asyncio.wait_for(_history(graph, config), 5 + 10)
+                listed = time.monotonic() - began
+                # Found stalled moments ago: the next read gets a probe, not a whole bound.
+                began = time.monotonic()
+                with pytest.raises(CheckpointerUnavailable, match="did not answer within 5s"):
+                    await asyncio.wait_for(graph.aget_state(config), 5 + 10)
+                probed = time.monotonic() - began
+            finally:
+                server.signal(signal.SIGCONT)
+            assert 5 <= listed < 5 + 3, listed
+            assert probed < 2 + 1.5, probed
+            # Answering again: the history reads in full, on a new connection.
+            history = await _history(graph, config)
+            assert len(history) >= 3 and history[0].values["final_answer"] == "answer"
