@@ -79,8 +79,9 @@ class BrowserSession:
         if self.context is not None:
             browser = self.context.browser
             return browser is None or not browser.is_connected()
-        return self.chromium is not None and (
-            self.chromium.process is None or self.chromium.process.poll() is not None)
+        if self.chromium is None:  # a remote browser: its connection tells
+            return self.browser is not None and not self.browser.is_connected()
+        return self.chromium.process is None or self.chromium.process.poll() is not None
 
     def alive(self) -> bool:
         """False once the session's browser has gone, or its page was closed."""
@@ -394,8 +395,16 @@ class BrowserPool:
             session.page = await session.context.new_page()
             return session.page
         if session.browser is None:
-            session.browser = await (await self._pw()).chromium.connect_over_cdp(
-                session.cdp_url, headers=session.cdp_headers or None)
+            try:
+                session.browser = await (await self._pw()).chromium.connect_over_cdp(
+                    session.cdp_url, headers=session.cdp_headers or None)
+            except Exception as exc:
+                if not any(code in str(exc) for code in ("ECONNREFUSED", "ECONNRESET")):
+                    raise
+                # Down (a remote browser restarting, say): waited for like any outage.
+                raise ToolError(f"the browser at {session.cdp_url} cannot be reached: "
+                                f"{_first_line(exc)}", retryable=True, not_sent=True,
+                                type_name="BrowserUnreachable", unreachable=True) from exc
         context = session.browser.contexts[0]
         session.page = context.pages[0] if context.pages else await context.new_page()
         return session.page

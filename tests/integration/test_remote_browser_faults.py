@@ -1,0 +1,90 @@
+"""A remote browser (`browser_cdp_url`) down or restarted: Debian's Chromium in a process of
+its own, reached over CDP as a remote one would be. A browser that refuses is waited for
+(`dependency_wait_seconds`) like any outage; one back within the wait runs the step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from demo_site.server import free_port
+from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.runner import run_thread
+from graph.testing import ScriptedChatModel
+from tests.fixtures.processes import serving
+from tools import default_registry
+from tools.chromium import QUIET_FLAGS, chromium_path
+
+pytestmark = pytest.mark.browser
+
+
+def remote_browser(port: int, profile: Path) -> AbstractContextManager:
+    """Chromium listening for CDP on `port`, in a process of its own (SIGKILLed after)."""
+    return serving([chromium_path(), *QUIET_FLAGS, f"--user-data-dir={profile}",
+                    "--remote-debugging-address=127.0.0.1", f"--remote-debugging-port={port}",
+                    *(["--no-sandbox"] if os.geteuid() == 0 else []), "about:blank"],
+                   f"http://127.0.0.1:{port}/json/version", kill=True)
+
+
+async def _open(site: str, port: int, **settings):
+    """Run one `browser_goto` of the slow page through the remote browser on `port`."""
+    registry = default_registry()
+    plan = Plan(goal="slow page", steps=[
+        Step(id="slow", tool="browser_goto", args={"url": f"{site}/slow?seconds=3"})])
+    model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok"), "ok"])
+    context = Context(step_screenshots=False, allowed_hosts=[urlsplit(site).netloc],
+                      browser_cdp_url=f"http://127.0.0.1:{port}", **settings)
+    events: list[dict] = []
+    run = asyncio.ensure_future(run_thread("open the slow page", context=context, model=model,
+                                           tools=registry, on_event=events.append))
+    return run, events, registry
+
+
+@pytest.mark.timeout(120)
+async def test_a_remote_browser_restarted_within_the_wait_runs_the_step(site, tmp_path):
+    port = free_port()
+    with remote_browser(port, tmp_path / "one"):
+        run, events, registry = await _open(site, port, dependency_wait_seconds=30)
+        try:
+            while not any(e.get("event") == "step_started" for e in events):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+        except BaseException:
+            run.cancel()
+            raise
+    # Killed mid-step; back on its port 2 s later.
+    await asyncio.sleep(2.0)
+    try:
+        with remote_browser(port, tmp_path / "two"):
+            _, final = await asyncio.wait_for(run, 90)
+    finally:
+        await registry.aclose()
+    [result] = final.results
+    assert final.status == RunStatus.COMPLETED, result.error
+    assert result.attempts >= 2 and result.waited
+    assert any(e.get("event") == "step_waiting" and "BrowserCrashed" in e["reason"]
+               for e in events)
+
+
+@pytest.mark.timeout(60)
+async def test_a_remote_browser_down_from_the_start_is_waited_for_then_typed(site):
+    started = time.monotonic()
+    run, _, registry = await _open(site, free_port(), dependency_wait_seconds=2)
+    try:
+        _, final = await asyncio.wait_for(run, 30)
+    finally:
+        await registry.aclose()
+    took = time.monotonic() - started
+    [result] = final.results
+    assert final.status == RunStatus.FAILED
+    assert result.error.type == "BrowserUnreachable", result.error
+    assert "cannot be reached" in result.error.message
+    assert "dependency_wait_seconds=2" in result.error.message
+    assert result.not_sent
+    assert 2 <= took < 15, took
