@@ -27,6 +27,7 @@ from typing import Any, Literal
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools import lifetime
 from tools.chromium import Chromium
 from tools.errors import BlockedError, ToolError
 from tools.proxy import AllowlistProxy
@@ -48,6 +49,9 @@ NAVIGATION_TIMEOUT_MS = 20_000
 # this: a browser that stalled (stopped, hung) answers neither, and a step stopped by its
 # time limit must still end.
 CLOSE_SECONDS = 5.0
+# After a step of a browser timed out, the browser must answer a CDP command within this,
+# or it stalled (stopped, hung): it is killed, not waited on again (`BrowserPool.stall_checked`).
+PROBE_SECONDS = 2.0
 # The deterministic tools (`PlaywrightExecutor`), bounded by `playwright_timeout_seconds`.
 PLAYWRIGHT_TOOLS = frozenset({"browser_goto", "browser_click", "browser_fill", "browser_read"})
 
@@ -295,8 +299,8 @@ class BrowserPool:
                 return BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
             browser = await self._shared_browser()
             # Playwright adds `<-loopback>` to the bypass list: loopback goes via the proxy.
-            context = await browser.new_context(proxy={"server": proxy.url},
-                                                viewport={"width": 1280, "height": 900})
+            context = await self.stall_checked(browser.new_context(
+                proxy={"server": proxy.url}, viewport={"width": 1280, "height": 900}))
             return BrowserSession(context=context, proxy=proxy)
         except Exception:
             proxy.close()
@@ -374,6 +378,57 @@ class BrowserPool:
                 if key in self._used:
                     self._used[key] = time.monotonic()  # idle from the end of its last step
 
+    async def stall_checked(self, work: Awaitable[Any],
+                            session: BrowserSession | None = None) -> Any:
+        """`work`, a part of a step of `session` (None: of the shared Chromium, before the
+        step has a session). When it times out (or its bound stops it), the session's local
+        Chromium (the shared one, or its own) must answer a CDP command within
+        `PROBE_SECONDS`; one that does not has stalled and is killed at once (its process
+        group, SIGKILL): every later close of it is immediate, and the next step gets a new
+        one (`_shared_browser`, `_named_session`), not the stalled one for its whole bound
+        again. A browser that answers (the page was merely slow) is left alone; a remote one
+        (`browser_cdp_url`) is not ours to kill: its closes are bounded.
+
+        `work` runs in a task of its own, which a cancel ends at once: Playwright drops the
+        calls a cancelled task left pending only once that task is done, and a reply to one
+        after the kill would be an error nobody retrieves."""
+        try:
+            return await asyncio.ensure_future(work)
+        except BaseException as exc:
+            if _timed_out(exc):
+                await self._end_if_stalled(session)
+            raise
+
+    async def _end_if_stalled(self, session: BrowserSession | None) -> None:
+        if session is None or session.context is not None:
+            shared = self._shared
+            if shared is None or (session is not None and session.context.browser is not shared[2]):
+                return  # the shared Chromium was replaced already
+            chromium, browser = shared[0], shared[2]
+        else:
+            chromium, browser = session.chromium, session.browser
+        if chromium is None or chromium.process is None or chromium.process.poll() is not None:
+            return  # remote, or gone already
+        try:
+            await asyncio.wait_for(self._probe(browser, session), PROBE_SECONDS)
+            return
+        except Exception as exc:  # noqa: BLE001 - no answer, whatever the reason: stalled
+            log.warning("Chromium (pid %d) gave no answer within %gs after a step timed out "
+                        "(%s): killing it; the next step starts a new one", chromium.process.pid,
+                        PROBE_SECONDS, _first_line(exc))
+        await asyncio.to_thread(lifetime.stop, chromium.process, 0)
+
+    async def _probe(self, browser: Any, session: BrowserSession | None) -> None:
+        """Ask `browser` its version over CDP. A session's browser of its own that no
+        Playwright step connected to (Nova Act's) is connected to first, as `playwright_page`
+        does."""
+        if browser is None and session is not None:
+            browser = session.browser = await (await self._pw()).chromium.connect_over_cdp(
+                session.cdp_url)
+        cdp = await browser.new_browser_cdp_session()
+        await cdp.send("Browser.getVersion")
+        await cdp.detach()
+
     def browser_gone(self, session: BrowserSession) -> bool:
         """Whether `session`'s browser has gone: its own, or the shared Chromium (its
         process may be seen dead before Playwright notices the lost connection)."""
@@ -438,6 +493,12 @@ def _pool_task(start: Awaitable[Any]) -> asyncio.Future[Any]:
     return task
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """A step's part stopped by a time limit: its bound's (a cancel), or Playwright's own."""
+    return isinstance(exc, asyncio.CancelledError | TimeoutError) or (
+        type(exc).__name__ == "TimeoutError")
+
+
 def _failed(start: asyncio.Future[Any]) -> bool:
     return start.done() and (start.cancelled() or start.exception() is not None)
 
@@ -496,10 +557,11 @@ class PlaywrightExecutor:
         try:
             async with self.pool.session(session_name, policy) as session:
                 opened = session
-                page = await self.pool.playwright_page(session)
+                page = await self.pool.stall_checked(self.pool.playwright_page(session), session)
                 blocked_before = len(session.blocked())
                 try:
-                    result = await action(page)
+                    # Checked before the screenshot, which would wait on a stalled browser.
+                    result = await self.pool.stall_checked(action(page), session)
                 finally:
                     await _screenshot(page)
                 blocked = session.blocked()[blocked_before:]
