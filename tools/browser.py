@@ -494,9 +494,10 @@ def _pool_task(start: Awaitable[Any]) -> asyncio.Future[Any]:
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """A step's part stopped by a time limit: its bound's (a cancel), or Playwright's own."""
-    return isinstance(exc, asyncio.CancelledError | TimeoutError) or (
-        type(exc).__name__ == "TimeoutError")
+    """A step's part stopped by a time limit: its bound's (a cancel), or Playwright's own,
+    raised as it is or as the error it stands for (`ElementNotFound`, raised from it)."""
+    return any(isinstance(e, asyncio.CancelledError | TimeoutError)
+               or type(e).__name__ == "TimeoutError" for e in (exc, exc.__context__))
 
 
 def _failed(start: asyncio.Future[Any]) -> bool:
@@ -570,14 +571,15 @@ class PlaywrightExecutor:
                 if blocked:
                     result["blocked_requests"] = blocked
                 return {"url": page.url, **result}
-        except ToolError:  # blocked or typed already
-            raise
         except Exception as exc:
             if opened is not None and self.pool.browser_gone(opened):
-                # Killed or crashed under the step: the pool starts a new one for the next
-                # attempt, so the step waits for it like any unreachable dependency.
+                # Killed (stalled, see `stall_checked`) or crashed under the step: the pool
+                # starts a new one for the next attempt, so the step waits for it like any
+                # unreachable dependency.
                 raise ToolError(f"the browser went away: {_first_line(exc)}", retryable=True,
                                 type_name="BrowserCrashed", unreachable=True) from exc
+            if isinstance(exc, ToolError):  # blocked or typed already
+                raise
             raise _as_tool_error(exc) from exc
 
     async def goto(self, url: str, session: str | None = None) -> dict[str, Any]:
