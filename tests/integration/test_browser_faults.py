@@ -18,7 +18,8 @@ from graph.app.runner import run_thread
 from graph.runtime.execution import attempt_tool
 from graph.testing import ScriptedChatModel
 from tests.fixtures.processes import command_line, descendants
-from tools import default_registry
+from tools import BrowserPool, SandboxPolicy, default_registry
+from tools.browser import PROBE_SECONDS
 
 pytestmark = pytest.mark.browser
 
@@ -163,3 +164,28 @@ async def test_a_stalled_chromium_does_not_stay_in_the_pool(site):
             except ProcessLookupError:
                 pass
         await registry.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_a_browser_of_its_own_is_killed_only_when_it_stalled():
+    """A session's own Chromium (Nova Act's kind): after a part of a step timed out, one
+    that gives no CDP answer is killed; one that answers (a slow page) is left alone."""
+    pool = BrowserPool()
+
+    def timing_out():
+        return pool.stall_checked(asyncio.wait_for(asyncio.sleep(5), 0.05), session)
+
+    try:
+        async with pool.session(None, SandboxPolicy(), kind="process") as session:
+            os.kill(session.chromium.process.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await timing_out()
+            assert session.chromium.process.poll() is not None  # killed
+            assert time.monotonic() - started < PROBE_SECONDS + 2
+        async with pool.session(None, SandboxPolicy(), kind="process") as session:
+            with pytest.raises(TimeoutError):
+                await timing_out()
+            assert session.chromium.process.poll() is None  # answered: still running
+    finally:
+        await pool.aclose()
