@@ -302,7 +302,7 @@ class BrowserPool:
             context = await self.stall_checked(browser.new_context(
                 proxy={"server": proxy.url}, viewport={"width": 1280, "height": 900}))
             return BrowserSession(context=context, proxy=proxy)
-        except Exception:
+        except BaseException:  # a step's bound cancelling the open, too
             proxy.close()
             raise
 
@@ -400,6 +400,7 @@ class BrowserPool:
             raise
 
     async def _end_if_stalled(self, session: BrowserSession | None) -> None:
+        """Kill `session`'s local Chromium (None: the shared one) if it gives no answer."""
         if session is None or session.context is not None:
             shared = self._shared
             if shared is None or (session is not None and session.context.browser is not shared[2]):
@@ -424,7 +425,7 @@ class BrowserPool:
         does."""
         if browser is None and session is not None:
             browser = session.browser = await (await self._pw()).chromium.connect_over_cdp(
-                session.cdp_url)
+                session.cdp_url, timeout=PROBE_SECONDS * 1000)
         cdp = await browser.new_browser_cdp_session()
         await cdp.send("Browser.getVersion")
         await cdp.detach()
