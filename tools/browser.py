@@ -27,6 +27,7 @@ from typing import Any, Literal
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools import lifetime
 from tools.chromium import Chromium
 from tools.errors import BlockedError, ToolError
 from tools.proxy import AllowlistProxy
@@ -48,6 +49,9 @@ NAVIGATION_TIMEOUT_MS = 20_000
 # this: a browser that stalled (stopped, hung) answers neither, and a step stopped by its
 # time limit must still end.
 CLOSE_SECONDS = 5.0
+# After a step of a browser timed out, the browser must answer a CDP command within this,
+# or it stalled (stopped, hung): it is killed, not waited on again (`BrowserPool.stall_checked`).
+PROBE_SECONDS = 2.0
 # The deterministic tools (`PlaywrightExecutor`), bounded by `playwright_timeout_seconds`.
 PLAYWRIGHT_TOOLS = frozenset({"browser_goto", "browser_click", "browser_fill", "browser_read"})
 
@@ -296,10 +300,10 @@ class BrowserPool:
                 return BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
             browser = await self._shared_browser()
             # Playwright adds `<-loopback>` to the bypass list: loopback goes via the proxy.
-            context = await browser.new_context(proxy={"server": proxy.url},
-                                                viewport={"width": 1280, "height": 900})
+            context = await self.stall_checked(browser.new_context(
+                proxy={"server": proxy.url}, viewport={"width": 1280, "height": 900}))
             return BrowserSession(context=context, proxy=proxy)
-        except Exception:
+        except BaseException:  # a step's bound cancelling the open, too
             proxy.close()
             raise
 
@@ -375,6 +379,58 @@ class BrowserPool:
                 if key in self._used:
                     self._used[key] = time.monotonic()  # idle from the end of its last step
 
+    async def stall_checked(self, work: Awaitable[Any],
+                            session: BrowserSession | None = None) -> Any:
+        """`work`, a part of a step of `session` (None: of the shared Chromium, before the
+        step has a session). When it times out (or its bound stops it), the session's local
+        Chromium (the shared one, or its own) must answer a CDP command within
+        `PROBE_SECONDS`; one that does not has stalled and is killed at once (its process
+        group, SIGKILL): every later close of it is immediate, and the next step gets a new
+        one (`_shared_browser`, `_named_session`), not the stalled one for its whole bound
+        again. A browser that answers (the page was merely slow) is left alone; a remote one
+        (`browser_cdp_url`) is not ours to kill: its closes are bounded.
+
+        `work` runs in a task of its own, which a cancel ends at once: Playwright drops the
+        calls a cancelled task left pending only once that task is done, and a reply to one
+        after the kill would be an error nobody retrieves."""
+        try:
+            return await asyncio.ensure_future(work)
+        except BaseException as exc:
+            if _timed_out(exc):
+                await self._end_if_stalled(session)
+            raise
+
+    async def _end_if_stalled(self, session: BrowserSession | None) -> None:
+        """Kill `session`'s local Chromium (None: the shared one) if it gives no answer."""
+        if session is None or session.context is not None:
+            shared = self._shared
+            if shared is None or (session is not None and session.context.browser is not shared[2]):
+                return  # the shared Chromium was replaced already
+            chromium, browser = shared[0], shared[2]
+        else:
+            chromium, browser = session.chromium, session.browser
+        if chromium is None or chromium.process is None or chromium.process.poll() is not None:
+            return  # remote, or gone already
+        try:
+            await asyncio.wait_for(self._probe(browser, session), PROBE_SECONDS)
+            return
+        except Exception as exc:  # noqa: BLE001 - no answer, whatever the reason: stalled
+            log.warning("Chromium (pid %d) gave no answer within %gs after a step timed out "
+                        "(%s): killing it; the next step starts a new one", chromium.process.pid,
+                        PROBE_SECONDS, _first_line(exc))
+        await asyncio.to_thread(lifetime.stop, chromium.process, 0)
+
+    async def _probe(self, browser: Any, session: BrowserSession | None) -> None:
+        """Ask `browser` its version over CDP. A session's browser of its own that no
+        Playwright step connected to (Nova Act's) is connected to first, as `playwright_page`
+        does."""
+        if browser is None and session is not None:
+            browser = session.browser = await (await self._pw()).chromium.connect_over_cdp(
+                session.cdp_url, timeout=PROBE_SECONDS * 1000)
+        cdp = await browser.new_browser_cdp_session()
+        await cdp.send("Browser.getVersion")
+        await cdp.detach()
+
     def browser_gone(self, session: BrowserSession) -> bool:
         """Whether `session`'s browser has gone: its own, or the shared Chromium (its
         process may be seen dead before Playwright notices the lost connection)."""
@@ -447,6 +503,13 @@ def _pool_task(start: Awaitable[Any]) -> asyncio.Future[Any]:
     return task
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """A step's part stopped by a time limit: its bound's (a cancel), or Playwright's own,
+    raised as it is or as the error it stands for (`ElementNotFound`, raised from it)."""
+    return any(isinstance(e, asyncio.CancelledError | TimeoutError)
+               or type(e).__name__ == "TimeoutError" for e in (exc, exc.__context__))
+
+
 def _failed(start: asyncio.Future[Any]) -> bool:
     return start.done() and (start.cancelled() or start.exception() is not None)
 
@@ -505,10 +568,11 @@ class PlaywrightExecutor:
         try:
             async with self.pool.session(session_name, policy) as session:
                 opened = session
-                page = await self.pool.playwright_page(session)
+                page = await self.pool.stall_checked(self.pool.playwright_page(session), session)
                 blocked_before = len(session.blocked())
                 try:
-                    result = await action(page)
+                    # Checked before the screenshot, which would wait on a stalled browser.
+                    result = await self.pool.stall_checked(action(page), session)
                 finally:
                     await _screenshot(page)
                 blocked = session.blocked()[blocked_before:]
@@ -517,14 +581,15 @@ class PlaywrightExecutor:
                 if blocked:
                     result["blocked_requests"] = blocked
                 return {"url": page.url, **result}
-        except ToolError:  # blocked or typed already
-            raise
         except Exception as exc:
             if opened is not None and self.pool.browser_gone(opened):
-                # Killed or crashed under the step: the pool starts a new one for the next
-                # attempt, so the step waits for it like any unreachable dependency.
+                # Killed (stalled, see `stall_checked`) or crashed under the step: the pool
+                # starts a new one for the next attempt, so the step waits for it like any
+                # unreachable dependency.
                 raise ToolError(f"the browser went away: {_first_line(exc)}", retryable=True,
                                 type_name="BrowserCrashed", unreachable=True) from exc
+            if isinstance(exc, ToolError):  # blocked or typed already
+                raise
             raise _as_tool_error(exc) from exc
 
     async def goto(self, url: str, session: str | None = None) -> dict[str, Any]:

@@ -111,9 +111,9 @@ class NovaActExecutor:
         policy = current_policy()
         policy.check(start_url)
         async with self.pool.session(name, policy, kind="process") as session:
-            return await asyncio.get_running_loop().run_in_executor(
+            return await self.pool.stall_checked(asyncio.get_running_loop().run_in_executor(
                 _worker_of(session), self._drive, session, policy, start_url, run,
-                current_step_files())
+                current_step_files()), session)
 
     def _drive(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
                run: Callable[[Any, SandboxPolicy], dict[str, Any]],

@@ -1,6 +1,7 @@
 """The shared Chromium killed or stalled under a Playwright step (Debian's Chromium, the
 demo site's slow page): a read waits for the relaunched browser and runs; a write's outcome
-is uncertain; a stalled browser ends the step within `playwright_timeout_seconds`."""
+is uncertain; a stalled browser ends the step and the run within
+`playwright_timeout_seconds` and a few seconds, and does not stay in the pool."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import pytest
 
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.runner import run_thread
+from graph.runtime.execution import attempt_tool
 from graph.testing import ScriptedChatModel
 from tests.fixtures.processes import command_line, descendants
-from tools import default_registry
+from tools import BrowserPool, SandboxPolicy, default_registry
+from tools.browser import PROBE_SECONDS
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +39,7 @@ def _shared_chromium() -> list[int]:
 
 async def _run_with_fault(site: str, step: Step, fault: signal.Signals, **settings):
     """Open a page (the shared Chromium starts), then run `step`; send `fault` to the
-    shared Chromium 1 s into it."""
+    shared Chromium 1 s into it. The run's events carry the time they came (`at`)."""
     registry = default_registry()
     warm = Step(id="warm", tool="browser_goto", args={"url": f"{site}/customers/1"})
     plan = Plan(goal="slow page", steps=[warm, step.model_copy(update={"depends_on": ["warm"]})])
@@ -47,7 +50,9 @@ async def _run_with_fault(site: str, step: Step, fault: signal.Signals, **settin
                       **settings)
     events: list[dict] = []
     run = asyncio.ensure_future(run_thread("open the slow page", context=context, model=model,
-                                           tools=registry, on_event=events.append))
+                                           tools=registry,
+                                           on_event=lambda e: events.append(
+                                               {**e, "at": time.monotonic()})))
     stopped: list[int] = []
     try:
         while not any(e.get("event") == "step_started" and e["step_id"] == step.id
@@ -98,14 +103,89 @@ async def test_a_write_under_a_killed_chromium_is_uncertain_not_repeated(site):
     assert not any(e.get("event") in ("step_retried", "step_waiting") for e in events)
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 @pytest.mark.timeout(150)
-async def test_a_stalled_chromium_ends_the_step_within_playwright_timeout(site):
+async def test_a_stalled_chromium_ends_the_step_and_the_run_within_the_bound(site):
+    bound = 8
     step = Step(id="slow", tool="browser_goto", args={"url": f"{site}/slow?seconds=4"})
-    final, took, _ = await _run_with_fault(site, step, signal.SIGSTOP,
-                                           playwright_timeout_seconds=8)
+    final, took, events = await _run_with_fault(site, step, signal.SIGSTOP,
+                                                playwright_timeout_seconds=bound)
     result = final.results[-1]
     assert final.status == RunStatus.FAILED
     assert result.error.type == "DependencyTimeout", result.error
     assert "playwright_timeout_seconds" in result.error.message
-    # The bound, then closing what the step held (CLOSE_SECONDS each), then the run's end.
-    assert took < 8 + 20, took
+    at = {e["event"]: e["at"] for e in events if e.get("step_id") == "slow"}
+    # The bound, then the probe (PROBE_SECONDS, 2 s) finds the browser stalled and kills it:
+    # closing what the step held, and the pool at the run's end, is then immediate (before,
+    # closing the context waited CLOSE_SECONDS on it, the pool's close as long again).
+    margin = 4
+    assert at["step_finished"] - at["step_started"] < bound + margin, at
+    assert took < bound + margin, took  # from the stall (1 s into the step) to the run's end
+
+
+@pytest.mark.timeout(120)
+async def test_a_stalled_chromium_does_not_stay_in_the_pool(site):
+    """Steps on one pool, as under `langgraph dev` (whose runs share it). A fill on a stalled
+    Chromium times out waiting for its element (ELEMENT_TIMEOUT_MS, within the step's bound):
+    the browser is found stalled and killed, so the step says it went away (not that no
+    element matched), and the next step gets a new Chromium, and runs."""
+    registry = default_registry()
+    policy = Context(allowed_hosts=[urlsplit(site).netloc]).sandbox_policy()
+
+    def attempt(tool: str, **args):
+        return attempt_tool(registry, tool, args, policy, timeout=30)
+
+    stopped: list[int] = []
+    try:
+        # The shared Chromium starts.
+        assert (await attempt("browser_goto", url=f"{site}/customers/1")).status == "ok"
+        fill = asyncio.ensure_future(attempt("browser_fill", selector="#never", value="x"))
+        await asyncio.sleep(1.0)
+        stopped = _shared_chromium()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        failed = await fill
+        assert failed.error.type == "BrowserCrashed" and failed.unreachable, failed.error
+        assert all(_gone(pid) for pid in stopped), stopped  # killed, not left stopped
+        again = await attempt("browser_goto", url=f"{site}/customers/1")
+        assert again.status == "ok", again.error  # before: the stalled one, for its bound
+        assert (running := _shared_chromium()) and not set(running) & set(stopped)
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        await registry.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_a_browser_of_its_own_is_killed_only_when_it_stalled():
+    """A session's own Chromium (Nova Act's kind): after a part of a step timed out, one
+    that gives no CDP answer is killed; one that answers (a slow page) is left alone."""
+    pool = BrowserPool()
+
+    def timing_out():
+        return pool.stall_checked(asyncio.wait_for(asyncio.sleep(5), 0.05), session)
+
+    try:
+        async with pool.session(None, SandboxPolicy(), kind="process") as session:
+            os.kill(session.chromium.process.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await timing_out()
+            assert session.chromium.process.poll() is not None  # killed
+            assert time.monotonic() - started < PROBE_SECONDS + 2
+        async with pool.session(None, SandboxPolicy(), kind="process") as session:
+            with pytest.raises(TimeoutError):
+                await timing_out()
+            assert session.chromium.process.poll() is None  # answered: still running
+    finally:
+        await pool.aclose()
