@@ -19,10 +19,15 @@ ambiguous failure); `idempotentHint: true` lets it be retried and run again afte
 `destructiveHint: true` is shown in the approval request.
 
 Each server's session opens in a task of its own (so a server dying cannot cancel the
-run), within `mcp_timeout_seconds` (the policy's), and stays open until the registry closes
-(`ToolRegistry.aclose`, at the end of the run). A server that does not start in time, or
-that the allowlist refuses, gives `MCPServerUnavailable` naming it; the run goes on with the
-tools that remain. A session that ends mid-run (the server died, or a call to it stalled
+run), within `mcp_timeout_seconds` (the policy's), every server at once, and stays open
+until the registry closes (`ToolRegistry.aclose`, at the end of the run). A server that
+cannot be reached at its start (over HTTP refused or reset; over stdio its process exits
+before it answers) is started again with backoff (`tools.backoff`, the pace of every outage
+wait) for up to `dependency_wait_seconds` (the policy's), as a step waits for a dependency
+that is down. A server that does not start (past that wait; at once when the allowlist
+refuses it, its executable does not exist, it answers with an error, or it gives no answer
+within `mcp_timeout_seconds`) gives `MCPServerUnavailable` naming it, its reason saying
+whether it waited; the run goes on with the tools that remain. A session that ends mid-run (the server died, or a call to it stalled
 past the step's limit) is reopened by the next call of one of its tools (a stdio server is
 started again); while it cannot be reopened its calls fail `unreachable`, which the step
 waits out (`dependency_wait_seconds`, in `graph.runtime.execution`) before it fails.
