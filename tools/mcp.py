@@ -27,10 +27,11 @@ wait) for up to `dependency_wait_seconds` (the policy's), as a step waits for a 
 that is down. A server that does not start (past that wait; at once when the allowlist
 refuses it, its executable does not exist, it answers with an error, or it gives no answer
 within `mcp_timeout_seconds`) gives `MCPServerUnavailable` naming it, its reason saying
-whether it waited; the run goes on with the tools that remain. A session that ends mid-run (the server died, or a call to it stalled
-past the step's limit) is reopened by the next call of one of its tools (a stdio server is
-started again); while it cannot be reopened its calls fail `unreachable`, which the step
-waits out (`dependency_wait_seconds`, in `graph.runtime.execution`) before it fails.
+whether it waited; the run goes on with the tools that remain. A session that ends
+mid-run (the server died, or a call to it stalled past the step's limit) is reopened by the
+next call of one of its tools (a stdio server is started again); while it cannot be
+reopened its calls fail `unreachable`, which the step waits out (`dependency_wait_seconds`,
+in `graph.runtime.execution`) before it fails.
 """
 
 from __future__ import annotations
