@@ -199,6 +199,9 @@ async def test_a_server_that_does_not_start_is_named_and_the_run_goes_on(tmp_pat
     assert final.status == RunStatus.COMPLETED, final.reason
     [warning] = [e for e in events if e["event"] == "tool_source_unavailable"]
     assert warning["source"] == "mcp:gone" and "FileNotFoundError" in warning["error"]
+    # A missing executable is not an outage: left out at once, not waited for.
+    assert "waited" not in warning["error"]
+    assert not [e for e in events if e["event"] == "tool_source_waiting"]
     assert "MCP server 'gone' is UNAVAILABLE" in str(model.prompts[0][-1].content) + \
         str(model.prompts[0][0].content)
 
