@@ -84,6 +84,16 @@ def test_duet_tools_lists_each_mcp_tool_with_its_class(tmp_path, web):
     assert out.exit_code == 0 and "web_send_reminder" not in out.stdout
     assert "crm_list_invoices" in out.stdout and "outside the allowlist" in out.stdout
 
+    # A server that cannot be reached is listed as such at once: a listing does not wait.
+    down = tmp_path / "down.json"
+    port = free_port()
+    down.write_text(json.dumps({"mcpServers": {"down": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    out = CliRunner().invoke(app, ["tools", "--mcp", str(down), "--allow-host",
+                                   f"127.0.0.1:{port}"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0
+    assert "MCP server 'down' (none of its tools): unavailable: ConnectError" in out.stdout
+    assert "waited" not in out.stdout
+
 
 async def test_reads_start_while_the_plan_streams_and_an_unannotated_write_asks(
         tmp_path, web, converse):
