@@ -147,10 +147,16 @@ def _server(name: str, spec: Any) -> ServerConfig:
     return ServerConfig(name, {k: v for k, v in connection.items() if v is not None})
 
 
-def _reason(exc: BaseException) -> str:
-    """A short reason from an exception, looking inside anyio's exception groups."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception inside anyio's exception groups (the first of each)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason from an exception, looking inside anyio's exception groups."""
+    exc = _innermost(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -158,8 +164,7 @@ def _unreachable(exc: BaseException) -> bool:
     """True when a failed start says the server cannot be reached now: its connection was
     refused or reset (HTTP), or its process ended before it answered (stdio). Not for a
     missing executable or a server that answered with an error."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    exc = _innermost(exc)
     if isinstance(exc, McpError):
         return exc.error.code == CONNECTION_CLOSED  # the SDK's word for a process that ended
     return isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, ConnectionError,
