@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.cli import app
+from graph.app.report.data import report_data
+from graph.app.report.render import render
 from graph.app.runner import run_thread
 from graph.app.threads import read_trace, saved_run
 from graph.testing import ScriptedChatModel
@@ -241,7 +243,7 @@ async def test_an_http_server_down_when_the_run_starts_joins_it_when_it_comes_up
         # Started off the event loop, so the run's attempts go on meanwhile.
         await asyncio.to_thread(stack.enter_context,
                                 http_server(state, tmp_path / "web.log", port=port))
-        _, final = await asyncio.wait_for(run, 60)
+        thread, final = await asyncio.wait_for(run, 60)
 
     assert final.status == RunStatus.COMPLETED, final.reason
     assert sorted((r.step_id, r.status) for r in final.results) == [
@@ -254,6 +256,11 @@ async def test_an_http_server_down_when_the_run_starts_joins_it_when_it_comes_up
     [back] = [e for e in events if e["event"] == "tool_source_back"]
     assert back["source"] == "mcp:web" and 1.5 < back["waited_seconds"] < 10
     assert not [e for e in events if e["event"] == "tool_source_unavailable"]
+    # The run report shows the wait.
+    data = await report_data(thread)
+    [wait] = data["source_waits"]
+    assert (wait["source"], wait["ended"]) == ("mcp:web", "started") and wait["seconds"] > 1.5
+    assert "mcp:web could not be reached as the run started (ConnectError" in render(data)
 
 
 def test_an_http_server_down_for_good_ends_the_run_typed_after_the_wait(tmp_path):
