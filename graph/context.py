@@ -151,7 +151,9 @@ class Context:
                                  "reset, a server gone, an MCP session that died: it is "
                                  "reopened) before it fails. A write waits only when nothing "
                                  "was sent or it may be repeated; a `step_waiting` event says "
-                                 "so."},
+                                 "so. An MCP server that cannot be reached when the run "
+                                 "starts is started again for as long (a "
+                                 "`tool_source_waiting` event), then left out."},
     )
     checkpointer_timeout_seconds: float = field(
         default=20.0,
@@ -257,6 +259,7 @@ class Context:
             cdp_headers=tuple(self.browser_cdp_headers.items()),
             max_browser_sessions=self.max_browser_sessions,
             mcp_timeout_seconds=self.mcp_timeout_seconds,
+            dependency_wait_seconds=self.dependency_wait_seconds,
         )
 
 

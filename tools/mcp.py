@@ -19,13 +19,19 @@ ambiguous failure); `idempotentHint: true` lets it be retried and run again afte
 `destructiveHint: true` is shown in the approval request.
 
 Each server's session opens in a task of its own (so a server dying cannot cancel the
-run), within `mcp_timeout_seconds` (the policy's), and stays open until the registry closes
-(`ToolRegistry.aclose`, at the end of the run). A server that does not start in time, or
-that the allowlist refuses, gives `MCPServerUnavailable` naming it; the run goes on with the
-tools that remain. A session that ends mid-run (the server died, or a call to it stalled
-past the step's limit) is reopened by the next call of one of its tools (a stdio server is
-started again); while it cannot be reopened its calls fail `unreachable`, which the step
-waits out (`dependency_wait_seconds`, in `graph.runtime.execution`) before it fails.
+run), within `mcp_timeout_seconds` (the policy's), every server at once, and stays open
+until the registry closes (`ToolRegistry.aclose`, at the end of the run). A server that
+cannot be reached at its start (over HTTP refused or reset; over stdio its process exits
+before it answers) is started again with backoff (`tools.backoff`, the pace of every outage
+wait) for up to `dependency_wait_seconds` (the policy's), as a step waits for a dependency
+that is down. A server that does not start (past that wait; at once when the allowlist
+refuses it, its executable does not exist, it answers with an error, or it gives no answer
+within `mcp_timeout_seconds`) gives `MCPServerUnavailable` naming it, its reason saying
+whether it waited; the run goes on with the tools that remain. A session that ends
+mid-run (the server died, or a call to it stalled past the step's limit) is reopened by the
+next call of one of its tools (a stdio server is started again); while it cannot be
+reopened its calls fail `unreachable`, which the step waits out (`dependency_wait_seconds`,
+in `graph.runtime.execution`) before it fails.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -46,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
@@ -54,6 +62,7 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
+from tools.backoff import backoff_pauses
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
 from tools.lifetime import tethered
 from tools.registry import ToolRegistry
@@ -138,11 +147,29 @@ def _server(name: str, spec: Any) -> ServerConfig:
     return ServerConfig(name, {k: v for k, v in connection.items() if v is not None})
 
 
-def _reason(exc: BaseException) -> str:
-    """A short reason from an exception, looking inside anyio's exception groups."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception inside anyio's exception groups (the first of each)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason from an exception, looking inside anyio's exception groups."""
+    exc = _innermost(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when a failed start says the server cannot be reached now: its connection was
+    refused or reset (HTTP), or its process ended before it answered (stdio). Not for a
+    missing executable or a server that answered with an error."""
+    exc = _innermost(exc)
+    if isinstance(exc, McpError):
+        return exc.error.code == CONNECTION_CLOSED  # the SDK's word for a process that ended
+    return isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, ConnectionError,
+                            anyio.ClosedResourceError, anyio.BrokenResourceError,
+                            anyio.EndOfStream))
 
 
 def _executable(command: str, env: dict[str, str] | None, cwd: str | None) -> str:
@@ -196,8 +223,9 @@ class _Session:
                                        "(mcp_timeout_seconds)") from None
         except Exception as exc:  # noqa: BLE001 - any failure to start is the server's
             await self.close(grace=0)
-            where = f" (its stderr: {self.log})" if self.log else ""
-            raise MCPServerUnavailable(self.config.name, _reason(exc) + where) from None
+            where = f" (its stderr: {self.log})" if self.log and self.config.url is None else ""
+            raise MCPServerUnavailable(self.config.name, _reason(exc) + where,
+                                       unreachable=_unreachable(exc)) from None
 
     async def reopen(self) -> None:
         """Open a new session if this one ended (the server died or stalled), as `start`
@@ -371,23 +399,30 @@ def annotations(tool: BaseTool) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ServerStatus:
-    """How a server of the config came up: its tools, or why it is unavailable."""
+    """How a server of the config came up: its tools, or why it is unavailable; `waited`:
+    the seconds its start waited for it to be reachable."""
 
     name: str
     tools: list[str]
     error: str | None = None
+    waited: float = 0.0
 
 
 async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
                           policy: SandboxPolicy,
                           remember_secret: Callable[[list[str]], None] = lambda values: None,
-                          log_folder: Path | None = None) -> list[ServerStatus]:
-    """Open every server of the config and register its tools in `registry`, named
-    `<server>_<tool>`, their class from their annotations; `registry.aclose()` closes the
-    sessions. An HTTP server outside `policy`'s allowlist is refused; a server that does not
-    start is recorded as missing (`registry.mark_missing`) and left out. Returns each
-    server's status. `remember_secret` receives each server's `env` and `headers` values
-    first (for the redaction of records). A stdio server's stderr goes to
+                          log_folder: Path | None = None,
+                          on_wait: Callable[[str, str], None] = lambda server, reason: None,
+                          ) -> list[ServerStatus]:
+    """Open every server of the config, all at once, and register its tools in `registry`,
+    named `<server>_<tool>`, their class from their annotations; `registry.aclose()` closes
+    the sessions. An HTTP server outside `policy`'s allowlist is refused. A server that
+    cannot be reached (refused, reset, its process ended before it answered) is started
+    again with backoff for up to `policy.dependency_wait_seconds`; `on_wait(server, reason)`
+    is told when that wait begins. A server that does not start (past that wait, or for any
+    other reason) is recorded as missing (`registry.mark_missing`) and left out. Returns
+    each server's status. `remember_secret` receives each server's `env` and `headers`
+    values first (for the redaction of records). A stdio server's stderr goes to
     `log_folder/mcp-<server>.log`, or without one to this process's stderr. Raises
     `MCPConfigError` for a bad file.
     """
@@ -400,18 +435,19 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
     sessions = [_Session(config, log_folder / f"mcp-{config.name}.log" if log_folder else None,
                          timeout=policy.mcp_timeout_seconds)
                 for config in configs]
-    outcomes = await asyncio.gather(*(_start(s, client, policy) for s in sessions))
 
     async def close_all() -> None:
         await asyncio.gather(*(session.close() for session in sessions))
 
+    # Before the starts: a run stopped while they wait closes the sessions already open.
     registry.on_close(close_all)
+    outcomes = await asyncio.gather(*(_start(s, client, policy, on_wait) for s in sessions))
     statuses = []
-    for session, error in zip(sessions, outcomes, strict=True):
+    for session, (error, waited) in zip(sessions, outcomes, strict=True):
         name = session.config.name
         if error is not None:
             registry.mark_missing(f"MCP server {name!r}", error)
-            statuses.append(ServerStatus(name, [], error))
+            statuses.append(ServerStatus(name, [], error, waited))
             continue
         for tool in session.tools:
             hints = annotations(tool)
@@ -424,24 +460,49 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
             except ValueError as exc:  # two tools of one name: rename a server
                 await close_all()
                 raise MCPConfigError(f"MCP server {name!r}: {exc}") from None
-        statuses.append(ServerStatus(name, [tool.name for tool in session.tools]))
+        statuses.append(ServerStatus(name, [tool.name for tool in session.tools],
+                                     waited=waited))
     return statuses
 
 
-async def _start(session: _Session, client: MultiServerMCPClient,
-                 policy: SandboxPolicy) -> str | None:
-    """Start one server; None when it is up, else why not (the allowlist's own message for
-    a URL outside it)."""
+async def _start(session: _Session, client: MultiServerMCPClient, policy: SandboxPolicy,
+                 on_wait: Callable[[str, str], None]) -> tuple[str | None, float]:
+    """Start one server, again while it cannot be reached, within
+    `policy.dependency_wait_seconds` (the same wait and pace as a step's). Returns None
+    when it is up, else why not (the allowlist's own message for a URL outside it), and
+    the seconds it waited. Not waited for: a refusal of the allowlist, a missing
+    executable, a server that answered with an error, or one that accepted and gave no
+    answer within `mcp_timeout_seconds` (that bound is spent already)."""
+    name, limit = session.config.name, policy.dependency_wait_seconds
+    since: float | None = None
+    pauses = backoff_pauses()
     try:
         if session.config.url is not None:
             try:
                 policy.check(session.config.url)
             except BlockedError as exc:
-                raise MCPServerUnavailable(session.config.name, str(exc)) from None
-        await session.start(client)
+                raise MCPServerUnavailable(name, str(exc)) from None
+        while True:
+            try:
+                await session.start(client)
+                return None, time.monotonic() - since if since is not None else 0.0
+            except MCPServerUnavailable as exc:
+                if not exc.unreachable or limit <= 0:
+                    raise
+                now = time.monotonic()
+                if since is None:
+                    since = now
+                    log.info("MCP server %r cannot be reached (%s); waiting up to %gs "
+                             "(dependency_wait_seconds)", name, exc.reason, limit)
+                    on_wait(name, exc.reason)
+                left = since + limit - now
+                if left <= 0:
+                    raise MCPServerUnavailable(
+                        name, f"{exc.reason}; waited {now - since:.1f}s for it "
+                        f"(dependency_wait_seconds={limit:g})") from None
+                await asyncio.sleep(min(next(pauses), left))
     except MCPServerUnavailable as exc:
         # Said once: the run reports it (a `tool_source_unavailable` event), so does
         # `duet tools`; a warning here would say it twice on stderr.
         log.info("%s", exc)
-        return exc.reason
-    return None
+        return exc.reason, time.monotonic() - since if since is not None else 0.0

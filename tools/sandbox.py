@@ -40,6 +40,7 @@ class SandboxPolicy:
     cdp_headers: tuple[tuple[str, str], ...] = ()
     max_browser_sessions: int = 4
     mcp_timeout_seconds: float = 30.0  # an MCP server's start, and the close of its session
+    dependency_wait_seconds: float = 30.0  # how long an unreachable MCP server is started again
     denied_hint: str = ""  # said when a URL is refused: what else limits the allowlist
 
     def allows(self, url: str) -> bool:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from graph.checkpoints import default_checkpointer_url, duet_home
@@ -65,6 +66,13 @@ def _print_event(event: dict[str, Any]) -> None:
     elif kind == "tool_source_unavailable":
         err.print(f"[yellow]! {event['source']} unavailable; the run goes on without it:[/] "
                   f"{event['error']}", markup=True, highlight=False, soft_wrap=True)
+    elif kind == "tool_source_waiting":
+        console.print(f"  [yellow]… {event['source']} waiting up to "
+                      f"{event['wait_seconds']:g}s for it to start:[/] {escape(event['reason'])}",
+                      highlight=False, soft_wrap=True)
+    elif kind == "tool_source_back":
+        console.print(f"  [green]✓ {event['source']} started[/] [dim]after waiting "
+                      f"{event['waited_seconds']:g}s[/]", highlight=False)
     elif kind == "resume" and event.get("note"):
         err.print(f"[yellow]{event['note']}[/]", markup=True, highlight=False)
     elif kind == "run_retried":
@@ -421,8 +429,11 @@ def list_tools(
     from tools.mcp import MCPConfigError
 
     try:
+        # A listing says what answers now: a server that cannot be reached is listed as
+        # such at once, not waited for as a run waits (it has no work to lose).
         catalog, missing = asyncio.run(_tool_catalog(
-            Context(allowed_hosts=list(allow_host), mcp_config=_mcp_path(mcp))))
+            Context(allowed_hosts=list(allow_host), mcp_config=_mcp_path(mcp),
+                    dependency_wait_seconds=0)))
     except MCPConfigError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
@@ -559,8 +570,6 @@ def eval_suite(
     try:
         loaded = load_suite(*([suite] if suite else []), strict=strict)
     except SuiteError as exc:  # one line, as written (its brackets are not markup)
-        from rich.markup import escape
-
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
     for line in echoed_facts(loaded):

@@ -246,16 +246,26 @@ class _Trace:
 async def _add_mcp_servers(registry: ToolRegistry, context: Context,
                            emit: Callable[[Event], None], folder: Path) -> None:
     """Add the tools of the run's MCP servers (`context.mcp_config`; stdio servers log to
-    `folder`); a server that does not start is reported (a `tool_source_unavailable`
-    event) and the run goes on without it."""
+    `folder`). A server that cannot be reached is waited for (`dependency_wait_seconds`:
+    a `tool_source_waiting` event, then `tool_source_back` when it joins); one that does
+    not start is reported (a `tool_source_unavailable` event) and the run goes on without
+    it."""
     from tools.mcp import add_mcp_servers  # only runs with MCP servers load the SDK
 
+    def waiting(server: str, reason: str) -> None:
+        emit({"event": "tool_source_waiting", "source": f"mcp:{server}", "reason": reason,
+              "wait_seconds": context.dependency_wait_seconds})
+
     statuses = await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
-                                     remember_secret=also_redact, log_folder=folder)
+                                     remember_secret=also_redact, log_folder=folder,
+                                     on_wait=waiting)
     for status in statuses:
         if status.error:
             emit({"event": "tool_source_unavailable", "source": f"mcp:{status.name}",
                   "error": status.error})
+        elif status.waited:
+            emit({"event": "tool_source_back", "source": f"mcp:{status.name}",
+                  "waited_seconds": round(status.waited, 1)})
 
 
 async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str, Any],

@@ -38,9 +38,13 @@ async def nova_duet(runtime: ServerRuntime) -> AsyncIterator[Any]:
     run_context = Context(**{k: v for k, v in fields.items() if k in Context.__dataclass_fields__})
     registry = default_registry()
     try:
+        def waiting(server: str, reason: str) -> None:
+            log.warning("waiting up to %gs for MCP server %r to start: %s",
+                        run_context.dependency_wait_seconds, server, reason)
+
         for status in await add_mcp_servers(registry, run_context.mcp_config,
                                             run_context.sandbox_policy(),
-                                            remember_secret=also_redact):
+                                            remember_secret=also_redact, on_wait=waiting):
             if status.error:
                 log.warning("this run goes on without MCP server %r: %s", status.name,
                             status.error)

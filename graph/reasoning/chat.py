@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from typing import Any, TypeVar
 
@@ -39,11 +38,11 @@ from graph.reasoning.protocol import (
 )
 from graph.rendering import estimate_tokens, render_plan, render_results
 from prompts import load_prompt
+from tools.backoff import backoff_pauses
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 log = logging.getLogger("duet")
-WAIT_BACKOFF_SECONDS = (0.25, 5.0)  # first and longest pause while the endpoint is down
 
 
 def _usage_of(message: BaseMessage | None, prompt: list[BaseMessage],
@@ -186,7 +185,7 @@ class ModelReasoner:
     async def _reaching(self, call: Any) -> R:
         """`await call()`, again while the endpoint is down, within `wait_seconds`. `call`
         raises `_Unreached` for an outage it may be retried after (nothing was answered)."""
-        since, pause = None, WAIT_BACKOFF_SECONDS[0]
+        since, pauses = None, backoff_pauses()
         while True:
             try:
                 return await call()
@@ -202,8 +201,7 @@ class ModelReasoner:
                 if since == now:
                     log.info("the reasoning model is unreachable; waiting up to %gs",
                              self.wait_seconds)
-                await asyncio.sleep(min(pause * (0.5 + random.random()), left))
-                pause = min(pause * 2, WAIT_BACKOFF_SECONDS[1])
+                await asyncio.sleep(min(next(pauses), left))
 
     def _prompt(self, name: str, **variables: object) -> list[BaseMessage]:
         return load_prompt(name, self.cache_min_tokens, **variables)

@@ -24,6 +24,7 @@ from graph.contracts import StepAttempt, StepError, StepRequest, StepResult
 from graph.redaction import redact_text
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
+from tools.backoff import backoff_pauses
 from tools.browser import PLAYWRIGHT_TOOLS
 from tools.errors import ToolError
 from tools.registry import RegisteredTool, ToolRegistry, callbacks_listening
@@ -42,7 +43,6 @@ from tools.sandbox import (
 )
 
 BACKOFF_SECONDS = 0.2
-WAIT_BACKOFF_SECONDS = (0.25, 5.0)  # first and longest pause while a dependency is down
 
 
 def emit(runtime: Runtime[Context] | None, event: dict[str, Any]) -> None:
@@ -312,7 +312,7 @@ class _Outage:
     def __init__(self, limit: float):
         self.limit = limit
         self.since: float | None = None
-        self.pause = WAIT_BACKOFF_SECONDS[0]
+        self.pauses = backoff_pauses()
 
     async def wait(self, dependency: str, error: StepError) -> bool:
         """Pause before the next attempt; False when the wait is over (the step fails)."""
@@ -324,8 +324,7 @@ class _Outage:
         left = self.since + self.limit - now
         if left <= 0:
             return False
-        await asyncio.sleep(min(self.pause * (0.5 + random.random()), left))
-        self.pause = min(self.pause * 2, WAIT_BACKOFF_SECONDS[1])
+        await asyncio.sleep(min(next(self.pauses), left))
         return True
 
     def over(self) -> None:

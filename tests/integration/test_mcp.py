@@ -5,6 +5,7 @@ class, sessions live as long as the run, a dead server is a typed error, secrets
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,10 +18,13 @@ from urllib.parse import urlsplit
 import pytest
 from typer.testing import CliRunner
 
+from demo_site.server import free_port
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.cli import app
+from graph.app.report.data import report_data
+from graph.app.report.render import render
 from graph.app.runner import run_thread
-from graph.app.threads import read_trace
+from graph.app.threads import read_trace, saved_run
 from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import tool_input
 from tests.fixtures.mcp_servers import http_server, stdio_config
@@ -81,6 +85,16 @@ def test_duet_tools_lists_each_mcp_tool_with_its_class(tmp_path, web):
                              env={"COLUMNS": "300"})
     assert out.exit_code == 0 and "web_send_reminder" not in out.stdout
     assert "crm_list_invoices" in out.stdout and "outside the allowlist" in out.stdout
+
+    # A server that cannot be reached is listed as such at once: a listing does not wait.
+    down = tmp_path / "down.json"
+    port = free_port()
+    down.write_text(json.dumps({"mcpServers": {"down": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    out = CliRunner().invoke(app, ["tools", "--mcp", str(down), "--allow-host",
+                                   f"127.0.0.1:{port}"], env={"COLUMNS": "300"})
+    assert out.exit_code == 0
+    assert "MCP server 'down' (none of its tools): unavailable: ConnectError" in out.stdout
+    assert "waited" not in out.stdout
 
 
 async def test_reads_start_while_the_plan_streams_and_an_unannotated_write_asks(
@@ -197,8 +211,122 @@ async def test_a_server_that_does_not_start_is_named_and_the_run_goes_on(tmp_pat
     assert final.status == RunStatus.COMPLETED, final.reason
     [warning] = [e for e in events if e["event"] == "tool_source_unavailable"]
     assert warning["source"] == "mcp:gone" and "FileNotFoundError" in warning["error"]
+    # A missing executable is not an outage: left out at once, not waited for.
+    assert "waited" not in warning["error"]
+    assert not [e for e in events if e["event"] == "tool_source_waiting"]
     assert "MCP server 'gone' is UNAVAILABLE" in str(model.prompts[0][-1].content) + \
         str(model.prompts[0][0].content)
+
+
+async def test_an_http_server_down_when_the_run_starts_joins_it_when_it_comes_up(tmp_path):
+    """Refused at the run's start, listening two seconds later: its start is tried again
+    (`dependency_wait_seconds`), its tools join the run, and each write lands once."""
+    port, state = free_port(), tmp_path / "web"
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[
+            Step(id="s1", tool="web_send_reminder", args={"invoice": 7, "text": "hi"},
+                 side_effects=True),
+            Step(id="s2", tool="web_list_invoices", args={}),
+            Step(id="s3", tool="web_send_reminder", args={"invoice": 9, "text": "hi"},
+                 side_effects=True, depends_on=["s2"])]),
+        Decision(action="finish", reason="ok", answer="done [s1] [s3]")])
+    events: list[dict] = []
+    run = asyncio.create_task(run_thread(
+        "g", model=model, tools=ToolRegistry(), on_event=events.append,
+        context=Context(mcp_config=str(path), allowed_hosts=[f"127.0.0.1:{port}"],
+                        approval="auto", dependency_wait_seconds=10)))
+    await asyncio.sleep(2)
+    assert not run.done()
+    with contextlib.ExitStack() as stack:
+        # Started off the event loop, so the run's attempts go on meanwhile.
+        await asyncio.to_thread(stack.enter_context,
+                                http_server(state, tmp_path / "web.log", port=port))
+        thread, final = await asyncio.wait_for(run, 60)
+
+    assert final.status == RunStatus.COMPLETED, final.reason
+    assert sorted((r.step_id, r.status) for r in final.results) == [
+        ("s1", "ok"), ("s2", "ok"), ("s3", "ok")]
+    assert sorted((e["tool"], e["invoice"]) for e in records(state, "effects")) == [
+        ("send_reminder", 7), ("send_reminder", 9)]  # each write once
+    [waiting] = [e for e in events if e["event"] == "tool_source_waiting"]
+    assert waiting["source"] == "mcp:web" and "ConnectError" in waiting["reason"]
+    assert waiting["wait_seconds"] == 10
+    [back] = [e for e in events if e["event"] == "tool_source_back"]
+    assert back["source"] == "mcp:web" and 1.5 < back["waited_seconds"] < 10
+    assert not [e for e in events if e["event"] == "tool_source_unavailable"]
+    # The run report shows the wait.
+    data = await report_data(thread)
+    [wait] = data["source_waits"]
+    assert (wait["source"], wait["ended"]) == ("mcp:web", "started") and wait["seconds"] > 1.5
+    assert "mcp:web could not be reached as the run started (ConnectError" in render(data)
+
+
+def test_an_http_server_down_for_good_ends_the_run_typed_after_the_wait(tmp_path):
+    """`duet run` as a real process, two servers refusing throughout: their starts are
+    tried again, at once, for `dependency_wait_seconds` (2), then the step naming a tool of
+    one fails `UnknownTool` saying why, and stderr has one line per server."""
+    port, other = free_port(), free_port()  # nothing listens there
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {
+        "web": {"url": f"http://127.0.0.1:{port}/mcp"},
+        "files": {"url": f"http://127.0.0.1:{other}/mcp"}}}))
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "g", "steps": [
+        {"id": "s1", "tool": "web_list_invoices", "args": {}}]}))
+    home = tmp_path / "home"
+    run = subprocess.run(
+        [sys.executable, "-m", "graph.app.cli", "run", "read", "--plan-file", str(plan),
+         "--mcp", str(path), "--allow-host", f"127.0.0.1:{port}", "--allow-host",
+         f"127.0.0.1:{other}", "--thread", "down",
+         "--set", "dependency_wait_seconds=2"],
+        cwd=ROOT, env={**os.environ, "DUET_HOME": str(home), "COLUMNS": "300"},
+        capture_output=True, text=True, timeout=120)
+
+    out = " ".join(run.stdout.split())
+    assert "Status: failed" in out, run.stdout + run.stderr
+    assert "… mcp:web waiting up to 2s for it to start: ConnectError" in out
+    _, final = asyncio.run(saved_run("down", str(home / "checkpoints.sqlite")))
+    [result] = final.results
+    assert result.error.type == "UnknownTool"
+    assert "MCP server 'web' is unavailable (ConnectError" in result.error.message
+    assert "waited 2." in result.error.message
+    assert "(dependency_wait_seconds=2))" in result.error.message
+    lines = run.stderr.strip().splitlines()  # one per server
+    assert sorted(line.split(";")[0] for line in lines) == ["! mcp:files unavailable",
+                                                            "! mcp:web unavailable"], lines
+    assert all(line.endswith("(dependency_wait_seconds=2)") for line in lines), lines
+    # Both servers waited at once: the two waits end about 2 s after they began, not 4.
+    trace = read_trace(home / "traces" / "down.jsonl")
+    began = min(e["t"] for e in trace if e["event"] == "tool_source_waiting")
+    gone = [e["t"] for e in trace if e["event"] == "tool_source_unavailable"]
+    assert len(gone) == 2 and all(2 <= t - began < 2 + 3 for t in gone), (began, gone)
+    assert trace[-1]["event"] == "run_finished" and trace[-1]["t"] - began < 2 + 5
+
+
+async def test_a_stdio_server_whose_first_start_exits_is_started_again(tmp_path):
+    """Its process exits before it answers, the first time only: started again, its tools
+    join the run, which completes."""
+    state = tmp_path / "crm"
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {
+        "crm": stdio_config(state, "--fail-first-start")}}))
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[Step(id="s1", tool="crm_list_invoices", args={})]),
+        Decision(action="finish", reason="ok", answer="two [s1]")])
+    events: list[dict] = []
+    _, final = await run_thread("g", model=model, tools=ToolRegistry(), on_event=events.append,
+                                context=Context(mcp_config=str(path),
+                                                dependency_wait_seconds=20))
+
+    assert final.status == RunStatus.COMPLETED, final.reason
+    [result] = final.results
+    assert result.status == "ok" and records(state, "calls") == [{"tool": "list_invoices"}]
+    assert (state / "started-once").exists()  # the first start did exit
+    [waiting] = [e for e in events if e["event"] == "tool_source_waiting"]
+    assert waiting["source"] == "mcp:crm" and "Connection closed" in waiting["reason"]
+    assert [e["source"] for e in events if e["event"] == "tool_source_back"] == ["mcp:crm"]
 
 
 def _duet(home: Path, *args: str) -> subprocess.Popen:

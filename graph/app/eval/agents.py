@@ -196,8 +196,9 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
 
 
 async def _add_mcp_servers(registry: ToolRegistry, context: Context, folder: Path) -> None:
-    """Add the tools of the run's MCP servers, as `duet run` does (a server that does not
-    start leaves its tools out; the listing says why)."""
+    """Add the tools of the run's MCP servers, as `duet run` does (a server that cannot be
+    reached is waited for, `dependency_wait_seconds`, as it is for the nova-duet agent; one
+    that does not start leaves its tools out; the listing says why)."""
     from graph.redaction import also_redact
     from tools.mcp import add_mcp_servers
 

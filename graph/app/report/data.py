@@ -70,7 +70,27 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "retries": [{"retry": e["retry"], "after": e["after"], "at": e["t"],
                      "again": e["again"], "reason": e.get("reason", "")}
                     for e in events if e["event"] == "run_retried"],
+        "source_waits": _source_waits(events),
     }
+
+
+def _source_waits(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each wait for a tool source (an MCP server) that could not be reached as the run (or
+    a resume of it) started: its reason, how long, and whether it then `started` or was
+    `left out` (None: the trace ends before the wait does)."""
+    waits: list[dict[str, Any]] = []
+    waiting: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event["event"] == "tool_source_waiting":
+            waiting[event["source"]] = {"source": event["source"], "reason": event["reason"],
+                                        "at": event["t"], "seconds": None, "ended": None}
+            waits.append(waiting[event["source"]])
+        elif (event["event"] in ("tool_source_back", "tool_source_unavailable")
+              and event["source"] in waiting):
+            wait = waiting.pop(event["source"])
+            wait["seconds"] = round(event["t"] - wait["at"], 1)
+            wait["ended"] = "started" if event["event"] == "tool_source_back" else "left out"
+    return waits
 
 
 def _name_attempts(steps: list[dict[str, Any]]) -> None:
