@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tools.backoff import backoff_pauses
+
 if TYPE_CHECKING:  # LangGraph loads when a checkpointer opens, not with the CLI's help
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -342,7 +344,8 @@ class _PostgresLink:
         """`operation(*args)`, bounded, waiting out an outage (see the class)."""
         import psycopg
 
-        delay = 0.25
+        pauses = backoff_pauses()
+        delay = next(pauses)
         while True:
             conn = self.conn
             bound = self._bound()
@@ -371,7 +374,7 @@ class _PostgresLink:
                 if conn is not None and not conn.closed:
                     await conn.close()  # broken: the next try opens a new one
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = next(pauses)
 
     async def _reopen(self, broken: Any, bound: float) -> Any:
         async with self._reopening:  # one reconnect for all who found it broken
