@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, Form, Header, HTTPException, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
@@ -115,10 +121,11 @@ def create_app(db_path: str | Path) -> FastAPI:
         return created
 
     @app.get("/slow")
-    async def slow(seconds: float = 1.0) -> dict[str, float]:
-        """Answers after `seconds` (tests of timeouts and kills)."""
+    async def slow(seconds: float = 1.0, status: int = 200) -> Response:
+        """Answers after `seconds`, with `status` (tests of timeouts, kills, and of an
+        overloaded target's slow 503s)."""
         await asyncio.sleep(min(seconds, 120.0))
-        return {"slept": seconds}
+        return JSONResponse({"slept": seconds}, status_code=status)
 
     @app.get("/redirect")
     def redirect(to: str, request: Request) -> RedirectResponse:

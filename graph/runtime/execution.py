@@ -43,6 +43,8 @@ from tools.sandbox import (
 )
 
 BACKOFF_SECONDS = 0.2
+# Less than this left of a dependency's bound after a failed attempt: no attempt more.
+MIN_ATTEMPT_SECONDS = 1.0
 
 
 def emit(runtime: Runtime[Context] | None, event: dict[str, Any]) -> None:
@@ -228,12 +230,14 @@ def dependency_of(entry: RegisteredTool, args: dict[str, Any]) -> str:
     return f"tool {entry.name!r}"
 
 
-def _stalled(error: StepError, dependency: str, seconds: float, setting: str) -> StepError:
-    """A step's timeout, naming what it waited on and its bound. Under a dependency's own
-    limit the dependency stalled: `DependencyTimeout`, not retried, so the step ends within
-    that limit (a stall rarely passes within seconds; an outage is waited for instead).
-    Under `step_timeout_seconds` it stays a `StepTimeout`, retried as before."""
-    plain = f"no result within {seconds:g}s"  # and after it, what the step waited for
+def _stalled(error: StepError, dependency: str, limit: float, seconds: float,
+             setting: str) -> StepError:
+    """A step's timeout (its attempt's `limit`: what was left of the bound), naming what it
+    waited on and its bound. Under a dependency's own limit the dependency stalled:
+    `DependencyTimeout`, not retried, so the step ends within that limit (a stall rarely
+    passes within seconds; an outage is waited for instead). Under `step_timeout_seconds`
+    it stays a `StepTimeout`, retried as before."""
+    plain = f"no result within {limit:g}s"  # and after it, what the step waited for
     said = (error.message.removeprefix(plain) if error.message.startswith(plain)
             else f": {error.message}")
     message = f"{dependency} gave no answer within {seconds:g}s ({setting}){said}"
@@ -258,15 +262,23 @@ async def _run_with_retries(
     outage = _Outage(context.dependency_wait_seconds)
     attempts = retries = 0
     sent = False  # whether any attempt may have reached the tool
+    # Under a dependency's own bound, the attempts after an error (a Playwright timeout,
+    # say) share it: a stalled dependency that fails one attempt must not get a whole
+    # bound again. Outage waits are not counted (the dependency was down, then back).
+    shared = setting != "step_timeout_seconds"
+    spent = 0.0
     while True:
         attempts += 1
+        limit = seconds - spent if shared else seconds
+        began = time.monotonic()
         if remote:
-            attempt = await _attempt_remotely(task, context, seconds)
+            attempt = await _attempt_remotely(task, context, limit)
             emit(runtime, {"event": "step_sent", "step_id": step.id, "status": attempt.status,
                            "executor": attempt.executor})
         else:
             attempt = await attempt_tool(registry, step.tool, task["args"],
-                                         context.sandbox_policy(), seconds)
+                                         context.sandbox_policy(), limit)
+        spent += time.monotonic() - began
         if attempt.status == "ok":
             outage.over()
             return StepResult(**base, status="ok", attempts=attempts, output=attempt.output)
@@ -274,12 +286,13 @@ async def _run_with_retries(
         error = attempt.error or StepError(type="UnknownError", message="no error given")
         if attempt.status == "timeout" and error.type == "StepTimeout":
             # Named by what it waited on and the setting that bounds it.
-            error = _stalled(error, dependency, seconds, setting)
+            error = _stalled(error, dependency, limit, seconds, setting)
         if attempt.unreachable and (attempt.not_sent or not keyless_write):
             # Down, not stalled: wait for it to come back, within dependency_wait_seconds.
             down = (f"the executor at {attempt.executor}"
                     if error.type.startswith("Executor") else dependency)
             if await outage.wait(down, error):
+                spent = 0.0  # back (or trying again): a whole bound for its answer
                 continue
             error = error.model_copy(update={"message": error.message + outage.gave_up(),
                                              "retryable": False})
@@ -290,7 +303,8 @@ async def _run_with_retries(
         if attempt.unreachable and keyless_write and not attempt.not_sent:
             return StepResult(**base, status=attempt.status, error=_uncertain(error),
                               attempts=attempts)
-        if not (error.retryable and retries < context.max_retries):
+        if not (error.retryable and retries < context.max_retries) or (
+                shared and spent >= seconds - MIN_ATTEMPT_SECONDS):
             return StepResult(**base, status=attempt.status, error=error, attempts=attempts,
                               not_sent=not sent)
         if keyless_write and not attempt.not_sent:

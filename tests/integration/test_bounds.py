@@ -21,6 +21,7 @@ from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.report import report_data
 from graph.app.runner import run_thread
 from graph.testing import ScriptedChatModel
+from tests.fixtures.loopback import host_of
 from tests.fixtures.processes import serving
 from tests.fixtures.stalled import stalled_server
 from tools import ToolRegistry, default_registry
@@ -147,6 +148,22 @@ async def test_a_stalled_http_target_ends_the_step_within_its_bound(tmp_path):
     assert result.error.message == f"the HTTP target 127.0.0.1:{port} gave no answer " \
                                    "within 1s (http_timeout_seconds)"
     assert took < 1 + 3
+
+
+async def test_retries_of_a_step_share_its_dependencys_bound(site):
+    """A target that answers 503 after 1 s, under `http_timeout_seconds=3`: the retry gets
+    what is left of the 3 s, not 3 s more, so the step ends within its bound (before: three
+    attempts, past it)."""
+    url = f"{site}/slow?seconds=1&status=503"
+    started = time.monotonic()
+    _, final = await run_thread("g", model=_http_plan(url), tools=default_registry(),
+                                context=Context(allowed_hosts=[host_of(site)],
+                                                http_timeout_seconds=3))
+    took = time.monotonic() - started
+    [result] = final.results
+    assert result.status == "error" and "answered 503" in result.error.message
+    assert result.attempts == 2, result
+    assert took < 3 + 1.5, took
 
 
 async def test_a_refusing_http_target_is_waited_for_then_fails_typed(tmp_path):
