@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tools.backoff import backoff_pauses
-
 if TYPE_CHECKING:  # LangGraph loads when a checkpointer opens, not with the CLI's help
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -343,6 +341,8 @@ class _PostgresLink:
     async def call(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
         """`operation(*args)`, bounded, waiting out an outage (see the class)."""
         import psycopg
+
+        from tools.backoff import backoff_pauses  # not at the top: `duet ls` loads this file
 
         pauses = backoff_pauses()
         delay = next(pauses)
