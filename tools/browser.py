@@ -419,6 +419,9 @@ class BrowserPool:
                         "(%s): killing it; the next step starts a new one", chromium.process.pid,
                         PROBE_SECONDS, _first_line(exc))
         await asyncio.to_thread(lifetime.stop, chromium.process, 0)
+        async with self._shared_lock:
+            if self._shared is not None and self._shared[0] is chromium:
+                await self._stop_shared()  # out of the pool now: said once, above
 
     async def _probe(self, browser: Any, session: BrowserSession | None) -> None:
         """Ask `browser` its version over CDP. A session's browser of its own that no
@@ -574,7 +577,8 @@ class PlaywrightExecutor:
                     # Checked before the screenshot, which would wait on a stalled browser.
                     result = await self.pool.stall_checked(action(page), session)
                 finally:
-                    await _screenshot(page)
+                    if not self.pool.browser_gone(session):  # else there is nothing to see
+                        await _screenshot(page)
                 blocked = session.blocked()[blocked_before:]
                 if not policy.allows(page.url) and page.url != "about:blank":
                     raise BlockedError(f"the page went to {page.url}, outside the allowlist")
