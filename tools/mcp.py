@@ -71,6 +71,7 @@ from tools.sandbox import SandboxPolicy
 log = logging.getLogger("duet")
 
 START_TIMEOUT_SECONDS = 30.0
+ENDED_CLOSE_SECONDS = 1.0  # to close the session of an HTTP server that died or stalled
 PROBE_SECONDS = 2.0  # how often a call in flight checks that its HTTP server still answers
 _HTTP_TRANSPORTS = {"http", "streamable-http", "streamable_http"}
 _VARIABLE = re.compile(r"\$\{([^}]+)\}")  # `${VAR}`, as langchain-mcp-adapters reads env
@@ -295,6 +296,12 @@ class _Session:
         self._closing.set()
         if self._task is None:
             return
+        if grace is None and self.config.url is not None and self._ended():
+            # Its server died or stalled: the polite end over HTTP (a DELETE) would wait on
+            # it for the whole grace; a short one, not none (cancelled at once, before its
+            # end began, the session was seen to hang the run on the SDK's tasks). A stdio
+            # session still ends its process (the SDK stops it within seconds).
+            grace = ENDED_CLOSE_SECONDS
         if grace != 0:
             await asyncio.wait({self._task}, timeout=self.timeout if grace is None else grace)
         self._task.cancel()

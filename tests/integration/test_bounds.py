@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -252,3 +253,35 @@ async def test_an_mcp_call_that_stalls_ends_within_its_bound_and_the_next_reopen
     assert results["s2"].status == "ok"
     assert capfd.readouterr().err == ""
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_an_mcp_server_stopped_mid_call_ends_the_run_within_its_bound(tmp_path):
+    """The server answers its start, then is stopped (SIGSTOP) during a call: the step ends
+    at `mcp_timeout_seconds`, and so does the run, within a small margin (before, closing
+    the stalled session at the run's end waited as long again)."""
+    port, state = free_port(), tmp_path / "web"
+    state.mkdir()
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    model = ScriptedChatModel(responses=[
+        Plan(goal="g", steps=[Step(id="s1", tool="web_wait_for_kill", args={"seconds": 60})])])
+    with _mcp_on(port, state, tmp_path / "web.log") as server:
+        run = asyncio.create_task(run_thread("g", model=model, tools=ToolRegistry(),
+                                             context=Context(
+            mcp_config=str(config), allowed_hosts=[f"127.0.0.1:{port}"],
+            mcp_timeout_seconds=4)))
+        while not (state / "pid").exists():
+            assert not run.done()
+            await asyncio.sleep(0.05)
+        os.killpg(server.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            _, final = await asyncio.wait_for(run, 60)
+        finally:
+            os.killpg(server.pid, signal.SIGCONT)
+        took = time.monotonic() - stopped
+    [result] = final.results
+    assert result.error.type == "DependencyTimeout", result.error
+    assert took < 4 + 2.5, took
+
