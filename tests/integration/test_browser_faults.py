@@ -37,6 +37,17 @@ def _shared_chromium() -> list[int]:
     return found
 
 
+async def _let_go(stopped: list[int], registry) -> None:
+    """Continue the browser processes a test stopped (so that closing them can end), then
+    close the registry."""
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    await registry.aclose()
+
+
 async def _run_with_fault(site: str, step: Step, fault: signal.Signals, **settings):
     """Open a page (the shared Chromium starts), then run `step`; send `fault` to the
     shared Chromium 1 s into it. The run's events carry the time they came (`at`)."""
@@ -68,12 +79,7 @@ async def _run_with_fault(site: str, step: Step, fault: signal.Signals, **settin
         _, final = await asyncio.wait_for(run, 120)
         return final, time.monotonic() - at, events
     finally:
-        for pid in stopped:  # a stopped browser is let go, so that closing it can end
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        await registry.aclose()
+        await _let_go(stopped, registry)
 
 
 @pytest.mark.timeout(150)
@@ -158,12 +164,7 @@ async def test_a_stalled_chromium_does_not_stay_in_the_pool(site):
         assert again.status == "ok", again.error  # before: the stalled one, for its bound
         assert (running := _shared_chromium()) and not set(running) & set(stopped)
     finally:
-        for pid in stopped:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        await registry.aclose()
+        await _let_go(stopped, registry)
 
 
 @pytest.mark.timeout(60)
