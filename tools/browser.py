@@ -72,6 +72,7 @@ class BrowserSession:
     browser: Any = None  # Playwright's CDP connection to a browser of the session's own
     extras: dict[str, Any] = field(default_factory=dict)  # what an executor keeps per session
     on_close: list[Callable[[], object]] = field(default_factory=list)
+    stalled: bool = False  # a remote browser that gave no answer: nothing more is asked of it
 
     @property
     def kind(self) -> SessionKind:
@@ -88,8 +89,8 @@ class BrowserSession:
         return self.chromium.process is None or self.chromium.process.poll() is not None
 
     def alive(self) -> bool:
-        """False once the session's browser has gone, or its page was closed."""
-        if self.browser_gone():
+        """False once the session's browser has gone or stalled, or its page was closed."""
+        if self.stalled or self.browser_gone():
             return False
         return self.context is None or self.page is None or not self.page.is_closed()
 
@@ -104,10 +105,11 @@ class BrowserSession:
                 await asyncio.to_thread(closer)
             except Exception:  # noqa: BLE001 - closing must go on: the browser must stop
                 log.warning("closing a browser session: %s failed", closer, exc_info=True)
+        wait = 0 if self.stalled else CLOSE_SECONDS  # a stalled one would answer neither
         if self.context is not None:
-            await _quietly(self.context.close())
+            await _quietly(self.context.close(), wait)
         if self.browser is not None:
-            await _quietly(self.browser.close())
+            await _quietly(self.browser.close(), wait)
         if self.chromium:
             await asyncio.to_thread(self.chromium.close)
         if self.proxy:
@@ -409,12 +411,20 @@ class BrowserPool:
             chromium, browser = shared[0], shared[2]
         else:
             chromium, browser = session.chromium, session.browser
-        if chromium is None or chromium.process is None or chromium.process.poll() is not None:
-            return  # remote, or gone already
+        if chromium is not None and (
+                chromium.process is None or chromium.process.poll() is not None):
+            return  # gone already
         try:
             await asyncio.wait_for(self._probe(browser, session), PROBE_SECONDS)
             return
         except Exception as exc:  # noqa: BLE001 - no answer, whatever the reason: stalled
+            if chromium is None:  # remote: not ours to kill, so not asked anything more
+                assert session is not None
+                session.stalled = True
+                log.warning("the remote browser at %s gave no answer within %gs after a step "
+                            "timed out (%s): what the step held there is dropped, not closed",
+                            session.cdp_url, PROBE_SECONDS, _first_line(exc))
+                return
             log.warning("Chromium (pid %d) gave no answer within %gs after a step timed out "
                         "(%s): killing it; the next step starts a new one", chromium.process.pid,
                         PROBE_SECONDS, _first_line(exc))
@@ -517,10 +527,10 @@ def _failed(start: asyncio.Future[Any]) -> bool:
     return start.done() and (start.cancelled() or start.exception() is not None)
 
 
-async def _quietly(awaitable: Any) -> None:
-    """Close something of a browser, within `CLOSE_SECONDS`, whatever state it is in."""
+async def _quietly(awaitable: Any, seconds: float = CLOSE_SECONDS) -> None:
+    """Close something of a browser, within `seconds`, whatever state it is in."""
     try:
-        await asyncio.wait_for(awaitable, CLOSE_SECONDS)
+        await asyncio.wait_for(awaitable, seconds)
     except Exception:  # noqa: BLE001 - closing a browser that died or stalled is fine
         pass
 
@@ -577,7 +587,8 @@ class PlaywrightExecutor:
                     # Checked before the screenshot, which would wait on a stalled browser.
                     result = await self.pool.stall_checked(action(page), session)
                 finally:
-                    if not self.pool.browser_gone(session):  # else there is nothing to see
+                    # A browser that went away has nothing to show; a stalled one, no answer.
+                    if not (session.stalled or self.pool.browser_gone(session)):
                         await _screenshot(page)
                 blocked = session.blocked()[blocked_before:]
                 if not policy.allows(page.url) and page.url != "about:blank":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -38,8 +39,8 @@ async def _open(site: str, port: int, **settings):
     plan = Plan(goal="slow page", steps=[
         Step(id="slow", tool="browser_goto", args={"url": f"{site}/slow?seconds=3"})])
     model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok"), "ok"])
-    context = Context(step_screenshots=False, allowed_hosts=[urlsplit(site).netloc],
-                      browser_cdp_url=f"http://127.0.0.1:{port}", **settings)
+    context = Context(**{"step_screenshots": False, "allowed_hosts": [urlsplit(site).netloc],
+                         "browser_cdp_url": f"http://127.0.0.1:{port}", **settings})
     events: list[dict] = []
     run = asyncio.ensure_future(run_thread("open the slow page", context=context, model=model,
                                            tools=registry, on_event=events.append))
@@ -68,8 +69,11 @@ async def test_a_remote_browser_restarted_within_the_wait_runs_the_step(site, tm
     [result] = final.results
     assert final.status == RunStatus.COMPLETED, result.error
     assert result.attempts >= 2 and result.waited
-    assert any(e.get("event") == "step_waiting" and "BrowserCrashed" in e["reason"]
-               for e in events)
+    # Its connection lost (`BrowserCrashed`), or refused as it reconnects
+    # (`BrowserUnreachable`), as the kill lands: either way the browser was waited for.
+    assert any(e.get("event") == "step_waiting" and (
+        "BrowserCrashed" in e["reason"] or "BrowserUnreachable" in e["reason"])
+        for e in events), [e for e in events if e.get("event") == "step_waiting"]
 
 
 @pytest.mark.timeout(60)
@@ -88,3 +92,32 @@ async def test_a_remote_browser_down_from_the_start_is_waited_for_then_typed(sit
     assert "dependency_wait_seconds=2" in result.error.message
     assert result.not_sent
     assert 2 <= took < 15, took
+
+
+@pytest.mark.timeout(60)
+async def test_a_stalled_remote_browser_ends_the_run_within_the_bound(site, tmp_path,
+                                                                      caplog):
+    """Stopped (SIGSTOP) mid-step: the step's bound cancels it, the probe gets no answer,
+    and what the step held there is dropped, not closed (no screenshot, no close waiting
+    on it; the remote browser is not ours to kill): the run ends within the bound + the
+    probe + a margin (before: 5 s for the screenshot and 5 s per close more)."""
+    port = free_port()
+    with remote_browser(port, tmp_path / "one") as browser:
+        run, events, registry = await _open(site, port, playwright_timeout_seconds=6,
+                                            step_screenshots=True)
+        try:
+            while not any(e.get("event") == "step_started" for e in events):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            os.killpg(browser.pid, signal.SIGSTOP)
+            stopped = time.monotonic()
+            _, final = await asyncio.wait_for(run, 40)
+            took = time.monotonic() - stopped
+        finally:
+            os.killpg(browser.pid, signal.SIGCONT)
+            await registry.aclose()
+    [result] = final.results
+    assert result.error.type == "DependencyTimeout", result.error
+    assert took < 6 + 2 + 2, took
+    assert [r.getMessage() for r in caplog.records if "dropped, not closed" in r.getMessage()]
+
