@@ -603,6 +603,12 @@ class PlaywrightExecutor:
                 # unreachable dependency.
                 raise ToolError(f"the browser went away: {_first_line(exc)}", retryable=True,
                                 type_name="BrowserCrashed", unreachable=True) from exc
+            if opened is not None and opened.stalled:
+                # A remote browser that gave no answer to the probe: another attempt would
+                # meet the same stall.
+                raise ToolError(f"the browser at {opened.cdp_url} stalled: "
+                                f"{_first_line(exc)}, then no answer to a CDP probe within "
+                                f"{PROBE_SECONDS:g}s", type_name="BrowserStalled") from exc
             if isinstance(exc, ToolError):  # blocked or typed already
                 raise
             raise _as_tool_error(exc) from exc

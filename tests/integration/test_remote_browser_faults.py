@@ -121,3 +121,38 @@ async def test_a_stalled_remote_browser_ends_the_run_within_the_bound(site, tmp_
     assert took < 6 + 2 + 2, took
     assert [r.getMessage() for r in caplog.records if "dropped, not closed" in r.getMessage()]
 
+
+@pytest.mark.timeout(60)
+async def test_a_remote_browser_stalled_under_a_playwright_wait_is_not_tried_again(
+        site, tmp_path, caplog):
+    """Stopped between two steps of one session: the second step's element wait runs out
+    (Playwright's own 5 s, inside the step's bound), the probe gets no answer, and the step
+    ends `BrowserStalled` at once, not retried (another attempt would meet the same stall),
+    with one warning."""
+    port = free_port()
+    steps = [Step(id="open", tool="browser_goto", args={"url": f"{site}/customers/1",
+                                                        "session": "s"}),
+             Step(id="read", tool="browser_read", depends_on=["open"],
+                  args={"selector": "#never", "session": "s"})]
+    model = ScriptedChatModel(responses=[Plan(goal="read", steps=steps),
+                                         Decision(action="finish", reason="ok"), "ok"])
+    context = Context(step_screenshots=False, allowed_hosts=[urlsplit(site).netloc],
+                      browser_cdp_url=f"http://127.0.0.1:{port}")
+    registry = default_registry()
+    with remote_browser(port, tmp_path / "one") as browser:
+        def stop_after_open(event: dict) -> None:
+            if event.get("event") == "step_finished" and event["step_id"] == "open":
+                os.killpg(browser.pid, signal.SIGSTOP)
+        try:
+            _, final = await asyncio.wait_for(run_thread(
+                "read", context=context, model=model, tools=registry,
+                on_event=stop_after_open), 40)
+        finally:
+            os.killpg(browser.pid, signal.SIGCONT)
+            await registry.aclose()
+    read = [r for r in final.results if r.step_id == "read"][-1]
+    assert read.error.type == "BrowserStalled", read.error
+    assert read.attempts == 1
+    assert read.duration_ms < (5 + 2 + 3) * 1000, read.duration_ms
+    assert len([r for r in caplog.records if "dropped, not closed" in r.getMessage()]) == 1
+
