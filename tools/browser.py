@@ -390,7 +390,8 @@ class BrowserPool:
         group, SIGKILL): every later close of it is immediate, and the next step gets a new
         one (`_shared_browser`, `_named_session`), not the stalled one for its whole bound
         again. A browser that answers (the page was merely slow) is left alone; a remote one
-        (`browser_cdp_url`) is not ours to kill: its closes are bounded.
+        (`browser_cdp_url`) is not ours to kill: it is marked stalled instead, and what the
+        step held there is dropped, not closed.
 
         `work` runs in a task of its own, which a cancel ends at once: Playwright drops the
         calls a cancelled task left pending only once that task is done, and a reply to one
@@ -403,7 +404,8 @@ class BrowserPool:
             raise
 
     async def _end_if_stalled(self, session: BrowserSession | None) -> None:
-        """Kill `session`'s local Chromium (None: the shared one) if it gives no answer."""
+        """Kill `session`'s local Chromium (None: the shared one) if it gives no answer; a
+        remote one is marked stalled."""
         if session is None or session.context is not None:
             shared = self._shared
             if shared is None or (session is not None and session.context.browser is not shared[2]):
