@@ -36,6 +36,17 @@ def _records(state: Path, kind: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _web_server_config(tmp_path: Path) -> tuple[int, Path, Path]:
+    """A free port for the test CRM over streamable HTTP, its state folder, and an
+    `mcpServers` file naming it `web`."""
+    port, state = free_port(), tmp_path / "web"
+    state.mkdir()
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {
+        "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    return port, state, config
+
+
 @contextmanager
 def _mcp_on(port: int, state: Path, log: Path) -> Iterator[subprocess.Popen]:
     """The test CRM over streamable HTTP on `port`, in its own process (killed after)."""
@@ -85,11 +96,7 @@ def test_a_stalled_mcp_server_ends_the_run_within_its_bound_in_one_line(tmp_path
 async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp_path):
     """Killed during a read, back two seconds later on the same port: the session is
     reopened, the read runs again, and each write lands once."""
-    port, state = free_port(), tmp_path / "web"
-    state.mkdir()
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    port, state, config = _web_server_config(tmp_path)
     model = ScriptedChatModel(responses=[
         Plan(goal="g", steps=[
             Step(id="s1", tool="web_send_reminder", args={"invoice": 7, "text": "hi"},
@@ -230,11 +237,7 @@ async def test_an_mcp_call_that_stalls_ends_within_its_bound_and_the_next_reopen
         tmp_path, capfd, caplog):
     """The server answers its start, then one call never returns: that step ends within
     `mcp_timeout_seconds`, typed, with nothing on stderr; the next call gets a new session."""
-    port, state = free_port(), tmp_path / "web"
-    state.mkdir()
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    port, state, config = _web_server_config(tmp_path)
     model = ScriptedChatModel(responses=[
         Plan(goal="g", steps=[Step(id="s1", tool="web_wait_for_kill", args={"seconds": 60})]),
         Decision(action="replan", reason="it stalled"),
@@ -259,11 +262,7 @@ async def test_an_mcp_server_stopped_mid_call_ends_the_run_within_its_bound(tmp_
     """The server answers its start, then is stopped (SIGSTOP) during a call: the step ends
     at `mcp_timeout_seconds`, and so does the run, within a small margin (before, closing
     the stalled session at the run's end waited as long again)."""
-    port, state = free_port(), tmp_path / "web"
-    state.mkdir()
-    config = tmp_path / "mcp.json"
-    config.write_text(json.dumps({"mcpServers": {
-        "web": {"url": f"http://127.0.0.1:{port}/mcp"}}}))
+    port, state, config = _web_server_config(tmp_path)
     model = ScriptedChatModel(responses=[
         Plan(goal="g", steps=[Step(id="s1", tool="web_wait_for_kill", args={"seconds": 60})])])
     with _mcp_on(port, state, tmp_path / "web.log") as server:
