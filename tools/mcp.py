@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
-from tools.backoff import backoff_pauses
+from tools.backoff import OutageWait
 from tools.errors import BlockedError, ToolError, ToolUnavailableError
 from tools.lifetime import tethered
 from tools.registry import ToolRegistry
@@ -481,8 +480,7 @@ async def _start(session: _Session, client: MultiServerMCPClient, policy: Sandbo
     executable, a server that answered with an error, or one that accepted and gave no
     answer within `mcp_timeout_seconds` (that bound is spent already)."""
     name, limit = session.config.name, policy.dependency_wait_seconds
-    since: float | None = None
-    pauses = backoff_pauses()
+    wait = OutageWait(limit)
     try:
         if session.config.url is not None:
             try:
@@ -492,24 +490,20 @@ async def _start(session: _Session, client: MultiServerMCPClient, policy: Sandbo
         while True:
             try:
                 await session.start(client)
-                return None, time.monotonic() - since if since is not None else 0.0
+                return None, wait.waited
             except MCPServerUnavailable as exc:
                 if not exc.unreachable or limit <= 0:
                     raise
-                now = time.monotonic()
-                if since is None:
-                    since = now
+                if wait.since is None:
                     log.info("MCP server %r cannot be reached (%s); waiting up to %gs "
                              "(dependency_wait_seconds)", name, exc.reason, limit)
                     on_wait(name, exc.reason)
-                left = since + limit - now
-                if left <= 0:
+                if not await wait.pause():
                     raise MCPServerUnavailable(
-                        name, f"{exc.reason}; waited {now - since:.1f}s for it "
+                        name, f"{exc.reason}; waited {wait.waited:.1f}s for it "
                         f"(dependency_wait_seconds={limit:g})") from None
-                await asyncio.sleep(min(next(pauses), left))
     except MCPServerUnavailable as exc:
         # Said once: the run reports it (a `tool_source_unavailable` event), so does
         # `duet tools`; a warning here would say it twice on stderr.
         log.info("%s", exc)
-        return exc.reason, time.monotonic() - since if since is not None else 0.0
+        return exc.reason, wait.waited

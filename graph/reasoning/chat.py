@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -38,7 +37,7 @@ from graph.reasoning.protocol import (
 )
 from graph.rendering import estimate_tokens, render_plan, render_results
 from prompts import load_prompt
-from tools.backoff import backoff_pauses
+from tools.backoff import OutageWait
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -185,23 +184,19 @@ class ModelReasoner:
     async def _reaching(self, call: Any) -> R:
         """`await call()`, again while the endpoint is down, within `wait_seconds`. `call`
         raises `_Unreached` for an outage it may be retried after (nothing was answered)."""
-        since, pauses = None, backoff_pauses()
+        wait = OutageWait(self.wait_seconds)
         while True:
             try:
                 return await call()
             except _Unreached as down:
-                now = time.monotonic()
-                since = now if since is None else since
-                left = since + self.wait_seconds - now
-                if left <= 0:
-                    raise ModelUnavailable(
-                        f"the reasoning model could not be reached: {down.cause} (waited "
-                        f"{now - since:.1f}s; dependency_wait_seconds={self.wait_seconds:g})"
-                    ) from None
-                if since == now:
+                if wait.since is None:
                     log.info("the reasoning model is unreachable; waiting up to %gs",
                              self.wait_seconds)
-                await asyncio.sleep(min(next(pauses), left))
+                if not await wait.pause():
+                    raise ModelUnavailable(
+                        f"the reasoning model could not be reached: {down.cause} (waited "
+                        f"{wait.waited:.1f}s; dependency_wait_seconds={self.wait_seconds:g})"
+                    ) from None
 
     def _prompt(self, name: str, **variables: object) -> list[BaseMessage]:
         return load_prompt(name, self.cache_min_tokens, **variables)

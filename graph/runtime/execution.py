@@ -24,7 +24,7 @@ from graph.contracts import StepAttempt, StepError, StepRequest, StepResult
 from graph.redaction import redact_text
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
-from tools.backoff import backoff_pauses
+from tools.backoff import OutageWait
 from tools.browser import PLAYWRIGHT_TOOLS
 from tools.errors import ToolError
 from tools.registry import RegisteredTool, ToolRegistry, callbacks_listening
@@ -317,38 +317,26 @@ async def _run_with_retries(
         await asyncio.sleep(BACKOFF_SECONDS * 2 ** (retries - 1) * (0.5 + random.random()))
 
 
-class _Outage:
+class _Outage(OutageWait):
     """A step's wait for a dependency that cannot be reached: attempts again with a growing
     pause until it answers or `limit` seconds have passed since it first failed. The step's
     waits (`StepWaits`) record it, so a `step_waiting` event says so at once and the step's
     result (and the run report) says how long it waited."""
 
-    def __init__(self, limit: float):
-        self.limit = limit
-        self.since: float | None = None
-        self.pauses = backoff_pauses()
-
     async def wait(self, dependency: str, error: StepError) -> bool:
         """Pause before the next attempt; False when the wait is over (the step fails)."""
-        now = time.monotonic()
-        if self.since is None:
-            self.since = now
-            if (waits := current_step_waits()) is not None:
-                waits.began(f"{dependency} to come back ({error.type})")
-        left = self.since + self.limit - now
-        if left <= 0:
-            return False
-        await asyncio.sleep(min(next(self.pauses), left))
-        return True
+        if self.since is None and (waits := current_step_waits()) is not None:
+            waits.began(f"{dependency} to come back ({error.type})")
+        return await self.pause()
 
     def over(self) -> None:
         """The wait is over (the dependency answered, or the step gives up): its length
         goes to the step's waits."""
         if self.since is not None and (waits := current_step_waits()) is not None:
-            waits.ended(time.monotonic() - self.since, True)
+            waits.ended(self.waited, True)
         self.since = None
 
     def gave_up(self) -> str:
         """What the error adds when the step stops waiting."""
-        waited = time.monotonic() - (self.since or time.monotonic())
+        waited = self.waited
         return f" (waited {waited:.1f}s for it; dependency_wait_seconds={self.limit:g})"
