@@ -440,11 +440,17 @@ class BrowserPool:
         Playwright step connected to (Nova Act's) is connected to first, as `playwright_page`
         does."""
         if browser is None and session is not None:
-            browser = session.browser = await (await self._pw()).chromium.connect_over_cdp(
-                session.cdp_url, timeout=PROBE_SECONDS * 1000)
+            browser = session.browser = await self._connect(session, PROBE_SECONDS)
         cdp = await browser.new_browser_cdp_session()
         await cdp.send("Browser.getVersion")
         await cdp.detach()
+
+    async def _connect(self, session: BrowserSession, seconds: float | None = None) -> Any:
+        """Playwright's CDP connection to `session`'s browser of its own (with its headers),
+        within `seconds` (None: Playwright's default)."""
+        return await (await self._pw()).chromium.connect_over_cdp(
+            session.cdp_url, headers=session.cdp_headers or None,
+            **({} if seconds is None else {"timeout": seconds * 1000}))
 
     def browser_gone(self, session: BrowserSession) -> bool:
         """Whether `session`'s browser has gone: its own, or the shared Chromium (its
@@ -467,8 +473,7 @@ class BrowserPool:
             return session.page
         if session.browser is None:
             try:
-                session.browser = await (await self._pw()).chromium.connect_over_cdp(
-                    session.cdp_url, headers=session.cdp_headers or None)
+                session.browser = await self._connect(session)
             except Exception as exc:
                 if not any(code in str(exc) for code in ("ECONNREFUSED", "ECONNRESET")):
                     raise
