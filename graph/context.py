@@ -10,13 +10,19 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from graph.settings import Budgets, Timeouts
+from tools.sandbox import SandboxPolicy
 
 if TYPE_CHECKING:
     from graph.contracts import TokenPrices
-    from tools.sandbox import SandboxPolicy
+    from tools.step import RemoteBrowser
 
 DEFAULT_MODEL = "us.amazon.nova-2-lite-v1:0"
+# Each group's defaults, written once (in its class), are the settings' defaults below.
+_BUDGETS, _TIMEOUTS, _SANDBOX = Budgets(), Timeouts(), SandboxPolicy()
+Group = TypeVar("Group", Budgets, Timeouts)
 
 
 @dataclass(kw_only=True)
@@ -66,7 +72,7 @@ class Context:
         },
     )
     model_timeout_seconds: float = field(
-        default=180.0,
+        default=_TIMEOUTS.model_timeout_seconds,
         metadata={"description": "Time limit of one reasoning call (retries included)."},
     )
     plan_file: str | None = field(
@@ -95,20 +101,26 @@ class Context:
         default=3,
         metadata={"description": "Model outputs tried per plan before the run fails."},
     )
-    max_replans: int = field(default=3, metadata={"description": "Replans allowed per run."})
-    max_steps: int = field(default=200, metadata={"description": "Steps executed per run."})
+    max_replans: int = field(default=_BUDGETS.max_replans,
+                             metadata={"description": "Replans allowed per run."})
+    max_steps: int = field(default=_BUDGETS.max_steps,
+                           metadata={"description": "Steps executed per run."})
     max_tool_calls: int = field(
-        default=400, metadata={"description": "Tool calls per run, retries included."}
+        default=_BUDGETS.max_tool_calls,
+        metadata={"description": "Tool calls per run, retries included."}
     )
     deadline_seconds: float = field(
-        default=600.0, metadata={"description": "Wall-clock limit of a run, in seconds."}
+        default=_BUDGETS.deadline_seconds,
+        metadata={"description": "Wall-clock limit of a run, in seconds: steps still running "
+                                 "when it passes are cancelled (a write among them is "
+                                 "recorded as uncertain) and the run ends budget_exhausted."}
     )
     token_budget: int = field(
-        default=200_000,
+        default=_BUDGETS.token_budget,
         metadata={"description": "Reasoning-model tokens (input + output) per run."},
     )
     max_stalled_replans: int = field(
-        default=2,
+        default=_BUDGETS.max_stalled_replans,
         metadata={"description": "Replans in a row without a new successful step: a loop."},
     )
     summarize_threshold_tokens: int = field(
@@ -121,31 +133,31 @@ class Context:
         default=8, metadata={"description": "Results kept verbatim when folding."}
     )
     step_timeout_seconds: float = field(
-        default=300.0,
+        default=_TIMEOUTS.step_timeout_seconds,
         metadata={"description": "Time limit of one tool call of any tool; a tool whose "
                                  "dependency has its own (shorter) limit below gets that one. "
                                  "A call past this limit may be retried (max_retries)."},
     )
     http_timeout_seconds: float = field(
-        default=30.0,
+        default=_TIMEOUTS.http_timeout_seconds,
         metadata={"description": "Time limit of one http_request call (connect to last byte). "
                                  "A target that stalls past it ends the step, not retried."},
     )
     mcp_timeout_seconds: float = field(
-        default=30.0,
+        default=_TIMEOUTS.mcp_timeout_seconds,
         metadata={"description": "Time limit of an MCP server's start (its session opening) "
                                  "and of one call of its tools. A server that stalls past it "
                                  "ends the step, not retried."},
     )
     playwright_timeout_seconds: float = field(
-        default=60.0,
+        default=_TIMEOUTS.playwright_timeout_seconds,
         metadata={"description": "Time limit of one Playwright browser step (browser_goto, "
                                  "browser_click, browser_fill, browser_read), its browser's "
                                  "start included. A browser that stalls past it ends the "
                                  "step, not retried (Nova Act tasks: browser_timeout_seconds)."},
     )
     dependency_wait_seconds: float = field(
-        default=30.0,
+        default=_TIMEOUTS.dependency_wait_seconds,
         metadata={"description": "How long a step waits, trying again with backoff, for a "
                                  "dependency that cannot be reached (connection refused or "
                                  "reset, a server gone, an MCP session that died: it is "
@@ -156,7 +168,7 @@ class Context:
                                  "`tool_source_waiting` event), then left out."},
     )
     checkpointer_timeout_seconds: float = field(
-        default=20.0,
+        default=_TIMEOUTS.checkpointer_timeout_seconds,
         metadata={"description": "Time limit of one operation on a Postgres checkpointer's "
                                  "database (a checkpoint or ledger write or read, its "
                                  "connecting): one takes milliseconds, so a database that "
@@ -180,17 +192,20 @@ class Context:
         },
     )
     max_response_bytes: int = field(
-        default=256_000, metadata={"description": "Largest tool response read, in bytes."}
+        default=_SANDBOX.max_response_bytes,
+        metadata={"description": "Largest tool response read, in bytes."}
     )
     browser_max_steps: int = field(
-        default=30, metadata={"description": "Nova Act observe-act cycles per browser step."}
+        default=_SANDBOX.browser_max_steps,
+        metadata={"description": "Nova Act observe-act cycles per browser step."}
     )
     browser_timeout_seconds: int = field(
-        default=240, metadata={"description": "Time limit of one Nova Act task (a browser_act "
-                                              "or browser_extract step)."}
+        default=_SANDBOX.browser_timeout_seconds,
+        metadata={"description": "Time limit of one Nova Act task (a browser_act or "
+                                 "browser_extract step)."}
     )
     max_browser_sessions: int = field(
-        default=4,
+        default=_SANDBOX.max_browser_sessions,
         metadata={"description": "Browser steps of a run that run at once; the others wait "
                                  "for a slot (a `step_waiting` event says so). A named session "
                                  "holds a slot only while one of its steps runs."},
@@ -247,20 +262,35 @@ class Context:
         Raises `ValueError` saying what is wrong with a given table."""
         return _price_table(self.token_prices or "")
 
+    @property
+    def budgets(self) -> Budgets:
+        """What this run may spend."""
+        return self._group(Budgets)
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The bounds of this run's waits."""
+        return self._group(Timeouts)
+
+    def _group(self, kind: type[Group]) -> Group:
+        """A group of settings, made from the same-named fields of this context."""
+        return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
+
     def sandbox_policy(self) -> SandboxPolicy:
         """The sandbox executors run under for this run."""
-        from tools.sandbox import SandboxPolicy  # the executors' package: loaded for runs only
-
         return SandboxPolicy(
             allowed_hosts=tuple(self.allowed_hosts), max_response_bytes=self.max_response_bytes,
             browser_max_steps=self.browser_max_steps,
             browser_timeout_seconds=self.browser_timeout_seconds,
-            cdp_endpoint_url=self.browser_cdp_url,
-            cdp_headers=tuple(self.browser_cdp_headers.items()),
-            max_browser_sessions=self.max_browser_sessions,
-            mcp_timeout_seconds=self.mcp_timeout_seconds,
-            dependency_wait_seconds=self.dependency_wait_seconds,
-        )
+            max_browser_sessions=self.max_browser_sessions)
+
+    def remote_browser(self) -> RemoteBrowser | None:
+        """The remote browser the browser executors use instead of a local Chromium."""
+        if not self.browser_cdp_url:
+            return None
+        from tools.step import RemoteBrowser  # the executors' package: loaded for runs only
+
+        return RemoteBrowser(self.browser_cdp_url, tuple(self.browser_cdp_headers.items()))
 
 
 @lru_cache(maxsize=8)

@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tools.errors import ErrorKind
+from tools.sandbox import SandboxPolicy
+
 JsonValue = Any
 
 
@@ -120,6 +123,11 @@ class StepError(BaseModel):
     message: str
     retryable: bool = False
 
+    @property
+    def kind(self) -> ErrorKind:
+        """The error's kind (an error class nova-duet does not name is a `TOOL_ERROR`)."""
+        return ErrorKind.of(self.type)
+
 
 class StepResult(BaseModel):
     """The typed record of one executed (or refused) step."""
@@ -148,10 +156,11 @@ class StepResult(BaseModel):
                     "changes things and takes no idempotency key.")
 
     @classmethod
-    def rejected(cls, step: Step, plan_version: int, error_type: str, message: str) -> StepResult:
+    def rejected(cls, step: Step, plan_version: int, kind: ErrorKind,
+                 message: str) -> StepResult:
         """The result of a step that was refused and never ran."""
         return cls(step_id=step.id, tool=step.tool, status="rejected", plan_version=plan_version,
-                   error=StepError(type=error_type, message=message))
+                   error=StepError(type=kind, message=message))
 
 
 # The executor deployment's graph, as `langgraph.json` serves it (`graph.executor`).
@@ -166,7 +175,8 @@ EXECUTOR_INFO_PATH = "/executor"
 
 class StepRequest(BaseModel):
     """One attempt of one step, as the reasoning graph sends it to an executor deployment
-    (`graph.executor`): the resolved arguments, the idempotency key, and the sandbox."""
+    (`graph.executor`): the resolved arguments, the idempotency key, and the run's sandbox
+    (which the deployment narrows to its own allowlist)."""
 
     tool: str
     args: dict[str, Any]
@@ -176,12 +186,7 @@ class StepRequest(BaseModel):
                                     "thread.")
     idempotency_key: str | None = None
     timeout_seconds: float
-    allowed_hosts: list[str] = Field(default_factory=list)
-    max_response_bytes: int
-    browser_max_steps: int
-    browser_timeout_seconds: int
-    max_browser_sessions: int = Field(default=4, description="The caller's browser steps that "
-                                      "run at once on this executor; the others wait.")
+    policy: SandboxPolicy
     screenshot: bool = True
     trace: dict[str, str] | None = Field(default=None, description="LangSmith headers of the "
                                          "step's run, so the executor's run nests under it.")

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from graph.context import Context
 from graph.contracts import RunStatus, StepTally, Usage
+from graph.settings import Budgets
 
-Stop = tuple[RunStatus, str]
+
+@dataclass(frozen=True)
+class Stop:
+    """Why a run must end now: the status it ends with and the reason it gives."""
+
+    status: RunStatus
+    reason: str
+
+    def as_update(self) -> dict[str, object]:
+        """The state update that ends the run so."""
+        return {"status": self.status, "reason": self.reason}
 
 
 def budget_stop(
-    *, tally: StepTally, usage: Usage, started_at: float, context: Context,
+    *, tally: StepTally, usage: Usage, started_at: float, budgets: Budgets,
     now: float | None = None, in_flight: int = 0,
 ) -> Stop | None:
     """The budget a run has used up, if any: steps, tool calls, tokens or wall clock.
@@ -19,33 +30,37 @@ def budget_stop(
     `in_flight` steps count as one step and one tool call each (the scheduler asks before
     it starts one more)."""
     now = time.time() if now is None else now
+    spent = RunStatus.BUDGET_EXHAUSTED
     steps = tally.executed + in_flight
-    if steps >= context.max_steps:
-        return RunStatus.BUDGET_EXHAUSTED, f"step budget spent ({steps}/{context.max_steps})"
+    if steps >= budgets.max_steps:
+        return Stop(spent, f"step budget spent ({steps}/{budgets.max_steps})")
     calls = tally.attempts + in_flight
-    if calls >= context.max_tool_calls:
-        return (RunStatus.BUDGET_EXHAUSTED,
-                f"tool-call budget spent ({calls}/{context.max_tool_calls})")
-    if usage.total_tokens >= context.token_budget:
-        return (RunStatus.BUDGET_EXHAUSTED,
-                f"token budget spent ({usage.total_tokens}/{context.token_budget})")
-    if now - started_at >= context.deadline_seconds:
-        return RunStatus.BUDGET_EXHAUSTED, f"deadline of {context.deadline_seconds:g}s passed"
+    if calls >= budgets.max_tool_calls:
+        return Stop(spent, f"tool-call budget spent ({calls}/{budgets.max_tool_calls})")
+    if usage.total_tokens >= budgets.token_budget:
+        return Stop(spent, f"token budget spent ({usage.total_tokens}/{budgets.token_budget})")
+    if now - started_at >= budgets.deadline_seconds:
+        return Stop(spent, deadline_passed(budgets))
     return None
 
 
-def tokens_spent(usage: Usage, context: Context) -> bool:
+def deadline_passed(budgets: Budgets) -> str:
+    """The reason a run gives when its deadline passed."""
+    return f"deadline of {budgets.deadline_seconds:g}s passed"
+
+
+def tokens_spent(usage: Usage, budgets: Budgets) -> bool:
     """True when no further reasoning call fits the token budget."""
-    return usage.total_tokens >= context.token_budget
+    return usage.total_tokens >= budgets.token_budget
 
 
-def replan_stop(*, replans: int, stalled_replans: int, context: Context) -> Stop | None:
+def replan_stop(*, replans: int, stalled_replans: int, budgets: Budgets) -> Stop | None:
     """Why no new plan may be asked for: too many replans, or replans without progress."""
-    if replans > context.max_replans:
-        return RunStatus.BUDGET_EXHAUSTED, f"replan budget spent ({context.max_replans})"
-    if stalled_replans > context.max_stalled_replans:
-        return (RunStatus.LOOP_DETECTED,
-                f"{stalled_replans} replans in a row without a new successful step")
+    if replans > budgets.max_replans:
+        return Stop(RunStatus.BUDGET_EXHAUSTED, f"replan budget spent ({budgets.max_replans})")
+    if stalled_replans > budgets.max_stalled_replans:
+        return Stop(RunStatus.LOOP_DETECTED,
+                    f"{stalled_replans} replans in a row without a new successful step")
     return None
 
 
@@ -62,5 +77,6 @@ def remember_plan(fingerprint: str, seen: list[str]) -> list[str]:
 def repeated_plan(fingerprint: str, seen: list[str]) -> Stop | None:
     """A plan identical in effect to an earlier one is a loop."""
     if fingerprint in seen:
-        return RunStatus.LOOP_DETECTED, f"the planner repeated an earlier plan ({fingerprint})"
+        return Stop(RunStatus.LOOP_DETECTED,
+                    f"the planner repeated an earlier plan ({fingerprint})")
     return None

@@ -32,8 +32,9 @@ class StepTask(TypedDict):
     step: Step
     args: dict[str, Any]
     plan_version: int
-    problem: str | None
+    problem: str | None  # why it cannot run (it fails with `problem_kind`, unrun)
     approved: bool
+    problem_kind: NotRequired[str]  # an `ErrorKind`; a bad reference's without one
     side_effects: NotRequired[bool]
     escalated: NotRequired[str]  # why it needs a human even under `approval: auto`
     session_continues: NotRequired[bool]  # a step that depends on it uses its `session`

@@ -1,20 +1,30 @@
-"""Executors the plans call, and the registry that lists them."""
+"""Executors the plans call, and the registry that lists them.
+
+Names are loaded on first use (PEP 562), so code that needs only the sandbox's policy or
+an error type (the run settings, the contracts) does not load LangChain and the browsers.
+"""
+
+from __future__ import annotations
 
 import functools
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from tools.browser import BrowserPool, PlaywrightExecutor
-from tools.errors import BlockedError, ToolError, ToolUnavailableError
-from tools.http import clients as http_clients
-from tools.http import http_changes_things, http_request_tool
-from tools.nova_act import NovaActExecutor, nova_act_unavailable
-from tools.registry import RegisteredTool, StepRefused, ToolRegistry
-from tools.sandbox import (
-    SandboxPolicy,
-    current_idempotency_key,
-    current_policy,
-    use_idempotency_key,
-    use_policy,
-)
+if TYPE_CHECKING:
+    from tools.registry import ToolRegistry
+
+_EXPORTS = {
+    "BlockedError": "tools.errors", "ErrorKind": "tools.errors", "ToolError": "tools.errors",
+    "ToolUnavailableError": "tools.errors",
+    "BrowserPool": "tools.browser", "PlaywrightExecutor": "tools.browser",
+    "NovaActExecutor": "tools.nova_act",
+    "Dependency": "tools.registry", "RegisteredTool": "tools.registry",
+    "StepRefused": "tools.registry", "ToolRegistry": "tools.registry",
+    "SandboxPolicy": "tools.sandbox",
+    "InjectedStep": "tools.step", "StepContext": "tools.step",
+    "current_idempotency_key": "tools.step",
+    "http_request_tool": "tools.http",
+}
 
 
 def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
@@ -25,27 +35,36 @@ def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
     `registry.end_scope(thread)` the named sessions of one run. With `idle_seconds`, named
     sessions unused that long close too.
     """
+    from tools.browser import BrowserPool, PlaywrightExecutor, browser_dependency
+    from tools.http import HTTP_DEPENDENCY, http_changes_things, http_request_tool
+    from tools.http import clients as http_clients
+    from tools.nova_act import NovaActExecutor, nova_act_unavailable
+    from tools.registry import ToolRegistry
+
     registry = ToolRegistry()
     builtin = functools.partial(registry.register, source="builtin")
-    builtin(http_request_tool, side_effects=http_changes_things, takes_idempotency_key=True)
+    builtin(http_request_tool, side_effects=http_changes_things, takes_idempotency_key=True,
+            dependency=HTTP_DEPENDENCY)
     registry.on_close(http_clients.aclose)
     pool = BrowserPool(idle_seconds)
     registry.on_close(pool.aclose)
     registry.on_scope_end(pool.close_scope)
     goto, click, fill, read = PlaywrightExecutor(pool).tools()
-    builtin(goto, read_only=True)
-    builtin(click, side_effects=True)
-    builtin(fill, side_effects=True)
-    builtin(read, read_only=True)
+    for tool, changes in ((goto, False), (click, True), (fill, True), (read, False)):
+        builtin(tool, side_effects=changes,
+                dependency=browser_dependency(tool.name, "playwright_timeout_seconds"))
     act, extract = NovaActExecutor(pool).tools()
-    builtin(act, side_effects=True, unavailable_reason=nova_act_unavailable)
-    builtin(extract, read_only=True, unavailable_reason=nova_act_unavailable)
+    builtin(act, side_effects=True, unavailable_reason=nova_act_unavailable,
+            dependency=browser_dependency(act.name))
+    builtin(extract, read_only=True, unavailable_reason=nova_act_unavailable,
+            dependency=browser_dependency(extract.name))
     return registry
 
 
-__all__ = [
-    "BlockedError", "BrowserPool", "NovaActExecutor", "PlaywrightExecutor", "RegisteredTool",
-    "SandboxPolicy", "StepRefused", "ToolError",
-    "ToolRegistry", "ToolUnavailableError", "current_idempotency_key", "current_policy",
-    "default_registry", "http_request_tool", "use_idempotency_key", "use_policy",
-]
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tools' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
+
+
+__all__ = [*_EXPORTS, "default_registry"]

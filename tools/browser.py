@@ -29,17 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools import lifetime
 from tools.chromium import Chromium
-from tools.errors import BlockedError, ToolError
+from tools.errors import BlockedError, ErrorKind, ToolError
 from tools.proxy import AllowlistProxy
-from tools.sandbox import (
-    DENY_ALL,
-    SandboxPolicy,
-    StepWaits,
-    current_policy,
-    current_step_files,
-    current_step_waits,
-    run_scope,
-)
+from tools.registry import BoundBy, Dependency
+from tools.sandbox import DENY_ALL, SandboxPolicy
+from tools.step import InjectedStep, RemoteBrowser, StepContext, StepFiles, StepWaits
 
 log = logging.getLogger("duet.browser")
 
@@ -52,10 +46,15 @@ CLOSE_SECONDS = 5.0
 # After a step of a browser timed out, the browser must answer a CDP command within this,
 # or it stalled (stopped, hung): it is killed, not waited on again (`BrowserPool.stall_checked`).
 PROBE_SECONDS = 2.0
-# The deterministic tools (`PlaywrightExecutor`), bounded by `playwright_timeout_seconds`.
-PLAYWRIGHT_TOOLS = frozenset({"browser_goto", "browser_click", "browser_fill", "browser_read"})
+
+def browser_dependency(tool: str, bound_by: BoundBy = "step_timeout_seconds") -> Dependency:
+    """What a browser tool's calls wait on: the browser, named with the tool."""
+    return Dependency(f"the browser ({tool})", bound_by)
 
 SessionKind = Literal["context", "process"]
+# A named session: its run, its name, and what it was opened under (a step under another
+# policy or browser gets a session of its own).
+SessionKey = tuple[str, str, SandboxPolicy, RemoteBrowser | None]
 
 
 @dataclass
@@ -145,11 +144,10 @@ class _Slots:
         self._kept: dict[Any, asyncio.TimerHandle] = {}  # sessions a slot is kept for
 
     @asynccontextmanager
-    async def held(self, session: Any = None) -> AsyncIterator[None]:
+    async def held(self, waits: StepWaits, session: Any = None) -> AsyncIterator[None]:
         """Hold a slot for the enclosed block, as a step of `session` (a named session's
-        key; None for a fresh one). A step that must wait says so (its events and its
-        result, through `current_step_waits`)."""
-        waits = current_step_waits()
+        key; None for a fresh one). A step that must wait says so in `waits` (its events
+        and its result)."""
         if (kept := self._kept.pop(session, None)) is not None:
             kept.cancel()  # the slot kept for this session's next step: this step
         else:
@@ -164,7 +162,7 @@ class _Slots:
             else:
                 await self._wait((rank, ticket, asyncio.get_running_loop().create_future()),
                                  waits)
-        keep = session is not None and waits is not None and waits.session_continues
+        keep = session is not None and waits.session_continues
         try:
             yield
         except BaseException:
@@ -177,13 +175,12 @@ class _Slots:
             self._release()
 
     async def _wait(self, place: tuple[int, int, asyncio.Future[None]],
-                    waits: StepWaits | None) -> None:
+                    waits: StepWaits) -> None:
         heapq.heappush(self._waiting, place)
         reason = (f"a browser slot: {self.limit} browser steps of this run are running "
                   f"(max_browser_sessions={self.limit})")
         started = time.monotonic()
-        if waits is not None:
-            waits.began(reason)
+        waits.began(reason)
         got_it = False
         try:
             await place[2]
@@ -193,8 +190,7 @@ class _Slots:
                 self._release()  # handed a slot just as it was stopped: pass it on
             raise
         finally:
-            if waits is not None:
-                waits.ended(time.monotonic() - started, got_it)
+            waits.ended(time.monotonic() - started, got_it)
 
     def _free_kept(self, session: Any) -> None:
         """The session's next step did not ask in time: its kept slot goes to others."""
@@ -218,10 +214,10 @@ class BrowserPool:
     def __init__(self, idle_seconds: float | None = None):
         self.idle_seconds = idle_seconds  # named sessions unused this long are closed
         self._slots: dict[tuple[str, int], _Slots] = {}
-        self._named: dict[tuple[str, str, SandboxPolicy], BrowserSession] = {}
-        self._used: dict[tuple[str, str, SandboxPolicy], float] = {}
+        self._named: dict[SessionKey, BrowserSession] = {}
+        self._used: dict[SessionKey, float] = {}
         # One step at a time in a named session (a lock per session name of a run).
-        self._locks: dict[tuple[str, str, SandboxPolicy], asyncio.Lock] = {}
+        self._locks: dict[SessionKey, asyncio.Lock] = {}
         self._playwright: asyncio.Future[Any] | None = None  # its start, under way or done
         self._shared: tuple[Chromium, AllowlistProxy, Any] | None = None  # once running
         self._shared_start: asyncio.Future[tuple[Chromium, AllowlistProxy, Any]] | None = None
@@ -269,7 +265,7 @@ class BrowserPool:
             proxy.close()
             if died:  # killed as it started: waited for like a browser killed later
                 raise ToolError(f"Chromium exited as it started: {_first_line(exc)}",
-                                retryable=True, type_name="BrowserCrashed",
+                                retryable=True, type_name=ErrorKind.BROWSER_CRASHED,
                                 unreachable=True) from exc
             raise
         self._shared = (chromium, proxy, browser)
@@ -289,12 +285,13 @@ class BrowserPool:
         await asyncio.to_thread(chromium.close)
         proxy.close()
 
-    async def _open(self, policy: SandboxPolicy, kind: SessionKind) -> BrowserSession:
+    async def _open(self, policy: SandboxPolicy, remote: RemoteBrowser | None,
+                    kind: SessionKind) -> BrowserSession:
         """A new session under `policy`: a context of the shared Chromium behind its own
-        allowlist proxy, a Chromium process of its own behind one, or (with
-        `policy.cdp_endpoint_url`) the remote browser."""
-        if policy.cdp_endpoint_url:
-            return BrowserSession(policy.cdp_endpoint_url, dict(policy.cdp_headers))
+        allowlist proxy, a Chromium process of its own behind one, or the `remote`
+        browser."""
+        if remote is not None:
+            return BrowserSession(remote.cdp_url, dict(remote.headers))
         proxy = await AllowlistProxy(policy).astart()
         try:
             if kind == "process":
@@ -309,8 +306,7 @@ class BrowserPool:
             proxy.close()
             raise
 
-    async def _named_session(self, key: tuple[str, str, SandboxPolicy],
-                             kind: SessionKind) -> BrowserSession:
+    async def _named_session(self, key: SessionKey, kind: SessionKind) -> BrowserSession:
         """The named session `key`, opened on first use and kept until its run ends."""
         await self._close_idle()
         self._used[key] = time.monotonic()
@@ -321,12 +317,12 @@ class BrowserPool:
             await self._named.pop(key).aclose()
             session = None
         if session is None:
-            session = self._named[key] = await self._open(key[2], kind)
+            session = self._named[key] = await self._open(key[2], key[3], kind)
         elif kind == "process" and session.kind == "context":
             raise ToolError(
                 f"browser session {key[1]!r} was opened by a Playwright step (browser_goto, "
                 "...) as a browser context; Nova Act needs a browser of its own: give its "
-                "steps another session name", type_name="SessionKindMismatch")
+                "steps another session name", type_name=ErrorKind.SESSION_KIND_MISMATCH)
         return session
 
     async def close_scope(self, scope: str) -> None:
@@ -354,27 +350,27 @@ class BrowserPool:
                 await session.aclose()
 
     @asynccontextmanager
-    async def session(self, name: str | None, policy: SandboxPolicy,
+    async def session(self, step: StepContext, name: str | None,
                       kind: SessionKind = "context") -> AsyncIterator[BrowserSession]:
-        """A session for one step, held under its lock and one of the run's slots: the run's
+        """A session for one step, held under its lock and one of its run's slots: the run's
         session `name` (kept for later steps), or without a name a fresh one, closed when
         the step ends. `kind` is what a new local session is: a context of the shared
         Chromium, or a process of its own (what Nova Act needs)."""
-        scope = run_scope()
+        policy = step.policy
         limit = max(1, policy.max_browser_sessions)
-        slots = self._slots.setdefault((scope, limit), _Slots(limit))
+        slots = self._slots.setdefault((step.scope, limit), _Slots(limit))
         if not name:
-            async with slots.held(None):
-                session = await self._open(policy, kind)
+            async with slots.held(step.waits):
+                session = await self._open(policy, step.browser, kind)
                 try:
                     yield session
                 finally:
                     await session.aclose()
             return
-        key = (scope, name, policy)
+        key = (step.scope, name, policy, step.browser)
         # The session's lock first, then a slot: a step waiting for its session's earlier
         # step holds no slot, and a slot is held only by a step that can run.
-        async with self._locks.setdefault(key, asyncio.Lock()), slots.held(key):
+        async with self._locks.setdefault(key, asyncio.Lock()), slots.held(step.waits, key):
             try:
                 yield await self._named_session(key, kind)
             finally:
@@ -480,7 +476,8 @@ class BrowserPool:
                 # Down (a remote browser restarting, say): waited for like any outage.
                 raise ToolError(f"the browser at {session.cdp_url} cannot be reached: "
                                 f"{_first_line(exc)}", retryable=True, not_sent=True,
-                                type_name="BrowserUnreachable", unreachable=True) from exc
+                                type_name=ErrorKind.BROWSER_UNREACHABLE,
+                                unreachable=True) from exc
         context = session.browser.contexts[0]
         session.page = context.pages[0] if context.pages else await context.new_page()
         return session.page
@@ -496,11 +493,11 @@ class BrowserPool:
             await _quietly((await start).stop())
 
 
-async def _screenshot(page: Any) -> None:
+async def _screenshot(page: Any, files: StepFiles | None) -> None:
     """Save the page as the step ends, when the step keeps files (for the run report); a
     page that cannot be captured does not fail the step. The file is written off the event
     loop (a LangGraph server refuses blocking calls on it)."""
-    if (files := current_step_files()) is None:
+    if files is None:
         return
     try:
         image = await page.screenshot(timeout=CLOSE_SECONDS * 1000)
@@ -552,6 +549,7 @@ class Target(BaseModel):
     name: str | None = Field(default=None, description="Accessible name, with `role`.")
     session: str | None = Field(
         default=None, description="Share a browser with other steps of this name.")
+    step: InjectedStep
 
 
 class GotoArgs(BaseModel):
@@ -561,6 +559,7 @@ class GotoArgs(BaseModel):
 
     url: str = Field(description="Absolute URL on an allowed host.")
     session: str | None = Target.model_fields["session"]
+    step: InjectedStep
 
 
 class FillArgs(Target):
@@ -582,11 +581,12 @@ class PlaywrightExecutor:
     def __init__(self, pool: BrowserPool):
         self.pool = pool
 
-    async def _with_page(self, session_name: str | None, action: Any) -> dict[str, Any]:
-        policy = current_policy()
+    async def _with_page(self, step: StepContext, session_name: str | None,
+                         action: Any) -> dict[str, Any]:
+        policy = step.policy
         opened: BrowserSession | None = None
         try:
-            async with self.pool.session(session_name, policy) as session:
+            async with self.pool.session(step, session_name) as session:
                 opened = session
                 page = await self.pool.stall_checked(self.pool.playwright_page(session), session)
                 blocked_before = len(session.blocked())
@@ -596,7 +596,7 @@ class PlaywrightExecutor:
                 finally:
                     # A browser that went away has nothing to show; a stalled one, no answer.
                     if not (session.stalled or self.pool.browser_gone(session)):
-                        await _screenshot(page)
+                        await _screenshot(page, step.files)
                 blocked = session.blocked()[blocked_before:]
                 if not policy.allows(page.url) and page.url != "about:blank":
                     raise BlockedError(f"the page went to {page.url}, outside the allowlist")
@@ -609,50 +609,54 @@ class PlaywrightExecutor:
                 # starts a new one for the next attempt, so the step waits for it like any
                 # unreachable dependency.
                 raise ToolError(f"the browser went away: {_first_line(exc)}", retryable=True,
-                                type_name="BrowserCrashed", unreachable=True) from exc
+                                type_name=ErrorKind.BROWSER_CRASHED, unreachable=True) from exc
             if opened is not None and opened.stalled:
                 # A remote browser that gave no answer to the probe: another attempt would
                 # meet the same stall.
                 raise ToolError(f"the browser at {opened.cdp_url} stalled: "
                                 f"{_first_line(exc)}, then no answer to a CDP probe within "
-                                f"{PROBE_SECONDS:g}s", type_name="BrowserStalled") from exc
+                                f"{PROBE_SECONDS:g}s",
+                                type_name=ErrorKind.BROWSER_STALLED) from exc
             if isinstance(exc, ToolError):  # blocked or typed already
                 raise
             raise _as_tool_error(exc) from exc
 
-    async def goto(self, url: str, session: str | None = None) -> dict[str, Any]:
+    async def goto(self, url: str, step: StepContext,
+                   session: str | None = None) -> dict[str, Any]:
         """Open `url`; a URL or redirect outside the allowlist is blocked."""
-        current_policy().check(url)
+        step.policy.check(url)
 
         async def action(page: Any) -> dict[str, Any]:
             response = await page.goto(url, timeout=NAVIGATION_TIMEOUT_MS)
             return {"status": response.status if response else None,
                     "title": await page.title()}
 
-        return await self._with_page(session, action)
+        return await self._with_page(step, session, action)
 
-    async def click(self, selector: str | None = None, role: str | None = None,
-                    name: str | None = None, session: str | None = None) -> dict[str, Any]:
+    async def click(self, step: StepContext, selector: str | None = None,
+                    role: str | None = None, name: str | None = None,
+                    session: str | None = None) -> dict[str, Any]:
         """Click an element of the session's current page."""
         async def action(page: Any) -> dict[str, Any]:
             await (await _find(page, selector, role, name)).click(timeout=ELEMENT_TIMEOUT_MS)
             await page.wait_for_load_state()
             return {"title": await page.title()}
 
-        return await self._with_page(session, action)
+        return await self._with_page(step, session, action)
 
-    async def fill(self, value: str, selector: str | None = None, role: str | None = None,
-                   name: str | None = None, session: str | None = None) -> dict[str, Any]:
+    async def fill(self, value: str, step: StepContext, selector: str | None = None,
+                   role: str | None = None, name: str | None = None,
+                   session: str | None = None) -> dict[str, Any]:
         """Type `value` into an element of the session's current page."""
         async def action(page: Any) -> dict[str, Any]:
             await (await _find(page, selector, role, name)).fill(value,
                                                                  timeout=ELEMENT_TIMEOUT_MS)
             return {"filled": value}
 
-        return await self._with_page(session, action)
+        return await self._with_page(step, session, action)
 
-    async def read(self, selector: str | None = None, role: str | None = None,
-                   name: str | None = None, kind: str = "text",
+    async def read(self, step: StepContext, selector: str | None = None,
+                   role: str | None = None, name: str | None = None, kind: str = "text",
                    session: str | None = None) -> dict[str, Any]:
         """Read an element's text, or a table's rows (header cells as keys)."""
         async def action(page: Any) -> dict[str, Any]:
@@ -661,7 +665,7 @@ class PlaywrightExecutor:
                 return {"rows": await locator.evaluate(_TABLE_ROWS_JS)}
             return {"text": (await locator.inner_text()).strip()}
 
-        return await self._with_page(session, action)
+        return await self._with_page(step, session, action)
 
     def tools(self) -> list[StructuredTool]:
         """The four tools, for a `ToolRegistry`."""
@@ -696,14 +700,14 @@ async def _find(page: Any, selector: str | None, role: str | None, name: str | N
         locator, target = page.get_by_role(role, name=name).first, f"role {role!r} {name!r}"
     else:
         raise ToolError("give a CSS `selector`, or an ARIA `role` (with `name`)",
-                        type_name="BadTarget")
+                        type_name=ErrorKind.BAD_TARGET)
     try:
         await locator.wait_for(state="attached", timeout=ELEMENT_TIMEOUT_MS)
     except Exception as exc:
         if type(exc).__name__ != "TimeoutError":
             raise
         raise ToolError(f"no element matches {target} on {page.url}",
-                        type_name="ElementNotFound") from None
+                        type_name=ErrorKind.ELEMENT_NOT_FOUND) from None
     return locator
 
 
@@ -712,10 +716,11 @@ def _as_tool_error(exc: Exception) -> ToolError:
     name = type(exc).__name__
     message = _first_line(exc)
     if name == "TimeoutError":
-        return ToolError(f"timed out: {message}", retryable=True, type_name="BrowserTimeout")
+        return ToolError(f"timed out: {message}", retryable=True,
+                         type_name=ErrorKind.BROWSER_TIMEOUT)
     if "crash" in message.lower() or "closed" in message.lower():
         return ToolError(f"the browser failed: {message}", retryable=True,
-                         type_name="BrowserCrashed")
+                         type_name=ErrorKind.BROWSER_CRASHED)
     return ToolError(message, type_name=f"Browser{name}")
 
 

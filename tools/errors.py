@@ -1,4 +1,65 @@
-"""Typed errors that executors raise; the act node turns each into a StepResult status."""
+"""Typed errors that executors raise, and the one enumeration of step error kinds.
+
+A step's error (`graph.contracts.StepError`) names its kind by `ErrorKind`'s value, or by
+the class of an error nova-duet does not know (an SDK's, a user's tool's): code that acts
+on an error compares its `kind`, never its text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Every kind of step error nova-duet names itself (the value is what results show)."""
+
+    # Refused before it ran.
+    UNKNOWN_TOOL = "UnknownTool"
+    INVALID_ARGUMENTS = "InvalidArguments"
+    INVALID_REFERENCE = "InvalidReference"
+    TOOL_UNAVAILABLE = "ToolUnavailable"
+    NOT_APPROVED = "NotApproved"
+    BLOCKED = "BlockedError"  # the sandbox refused a host
+    # Ended without a result.
+    REFERENCE_ERROR = "ReferenceError"  # a `${step.output...}` reference did not resolve
+    STEP_TIMEOUT = "StepTimeout"
+    DEPENDENCY_TIMEOUT = "DependencyTimeout"
+    EFFECT_UNCERTAIN = "EffectUncertain"
+    CANCELLED = "Cancelled"
+    OUTPUT_SCHEMA_MISMATCH = "OutputSchemaMismatch"
+    TOOL_ERROR = "ToolError"  # a tool failed (an error class nova-duet does not name)
+    UNKNOWN_ERROR = "UnknownError"
+    # Dependencies.
+    TARGET_UNREACHABLE = "TargetUnreachable"
+    BROWSER_CRASHED = "BrowserCrashed"
+    BROWSER_STALLED = "BrowserStalled"
+    BROWSER_UNREACHABLE = "BrowserUnreachable"
+    BROWSER_TIMEOUT = "BrowserTimeout"
+    ELEMENT_NOT_FOUND = "ElementNotFound"
+    BAD_TARGET = "BadTarget"
+    SESSION_KIND_MISMATCH = "SessionKindMismatch"
+    SCHEMA_MISMATCH = "SchemaMismatch"  # Nova Act's extracted data
+    MCP_TOOL_ERROR = "MCPToolError"
+    MCP_ERROR = "MCPError"
+    MCP_SERVER_UNAVAILABLE = "MCPServerUnavailable"
+    EXECUTOR_UNAVAILABLE = "ExecutorUnavailable"
+    EXECUTOR_TIMEOUT = "ExecutorTimeout"
+    EXECUTOR_ERROR = "ExecutorError"
+
+    @classmethod
+    def of(cls, name: str) -> ErrorKind:
+        """The kind an error named `name` is: its own, or `TOOL_ERROR` for a name nova-duet
+        does not know (an SDK's error class, say)."""
+        try:
+            return cls(name)
+        except ValueError:
+            return cls.TOOL_ERROR
+
+    @property
+    def of_executor(self) -> bool:
+        """An executor deployment failed (not the step's own dependency)."""
+        return self in (ErrorKind.EXECUTOR_UNAVAILABLE, ErrorKind.EXECUTOR_TIMEOUT,
+                        ErrorKind.EXECUTOR_ERROR)
 
 
 class ToolError(Exception):
@@ -7,15 +68,18 @@ class ToolError(Exception):
     service refused it before acting), so even a step that changes things, whose tool
     takes no idempotency key, may be retried without risking a second effect; `unreachable`
     that its dependency could not be reached (refused, reset, gone), so the step waits for it
-    to come back (`dependency_wait_seconds`)."""
+    to come back (`dependency_wait_seconds`). `type_name` is what the step's error is
+    called: an `ErrorKind`, or an error class nova-duet does not know (an SDK's)."""
 
     status = "error"
+    kind = ErrorKind.TOOL_ERROR
 
-    def __init__(self, message: str, *, retryable: bool = False, type_name: str | None = None,
-                 not_sent: bool = False, unreachable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False,
+                 type_name: ErrorKind | str | None = None, not_sent: bool = False,
+                 unreachable: bool = False):
         super().__init__(message)
         self.retryable = retryable
-        self.type_name = type_name or type(self).__name__
+        self.type_name = str(type_name or self.kind)
         self.not_sent = not_sent
         self.unreachable = unreachable
 
@@ -24,7 +88,10 @@ class BlockedError(ToolError):
     """The sandbox refused the call (for example a host outside the allowlist)."""
 
     status = "blocked"
+    kind = ErrorKind.BLOCKED
 
 
 class ToolUnavailableError(ToolError):
     """The tool cannot run here (for example missing credentials); says what to set."""
+
+    kind = ErrorKind.TOOL_UNAVAILABLE

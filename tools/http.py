@@ -7,15 +7,19 @@ import json
 import ssl
 from http.cookiejar import CookieJar
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import ToolError
-from tools.sandbox import current_idempotency_key, current_policy
+from tools.errors import ErrorKind, ToolError
+from tools.registry import Dependency
+from tools.sandbox import DENY_ALL, SandboxPolicy
+from tools.step import InjectedStep, StepContext
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+_POLICY = "duet_policy"  # the request extension that carries the calling step's sandbox
 
 
 class HttpRequestArgs(BaseModel):
@@ -29,6 +33,7 @@ class HttpRequestArgs(BaseModel):
         default=None, description="JSON request body, for POST/PUT/PATCH."
     )
     headers: dict[str, str] = Field(default_factory=dict)
+    step: InjectedStep
 
 
 def http_changes_things(args: dict[str, Any]) -> bool:
@@ -36,11 +41,21 @@ def http_changes_things(args: dict[str, Any]) -> bool:
     return str(args.get("method", "GET")).upper() != "GET"
 
 
+def http_target(args: dict[str, Any]) -> str:
+    """What a call waits on: its URL's host."""
+    return f"the HTTP target {urlsplit(str(args.get('url', ''))).netloc or '(no host)'}"
+
+
+# Its calls wait on their target, bounded by `http_timeout_seconds`.
+HTTP_DEPENDENCY = Dependency(http_target, "http_timeout_seconds")
+
+
 async def _check_host(request: httpx.Request) -> None:
-    # Runs before every request, redirects included, so no socket opens to a host
-    # outside the allowlist. The policy is the calling step's own (a context variable), so
-    # steps under different policies can share one client.
-    current_policy().check(str(request.url))
+    # Runs before every request, redirects included (they keep the request's extensions),
+    # so no socket opens to a host outside the allowlist. The policy is the calling step's
+    # own, so steps under different policies can share one client.
+    policy: SandboxPolicy = request.extensions.get(_POLICY, DENY_ALL)
+    policy.check(str(request.url))
 
 
 class _NoCookies(CookieJar):
@@ -110,23 +125,24 @@ clients = HttpClients()
 
 async def http_request(
     url: str,
+    step: StepContext,
     method: str = "GET",
     json_body: dict[str, Any] | list[Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Send one HTTP request and return its status, content type and body (JSON or text)."""
-    policy = current_policy()
+    policy = step.policy
     policy.check(url)
     limit = policy.max_response_bytes
     headers = dict(headers or {})
-    if (key := current_idempotency_key()) and method.upper() != "GET":
+    if step.idempotency_key and method.upper() != "GET":
         # The server sees the same key on every attempt of this step, so a repeat after a
         # crash or a retry is recognised instead of applied twice.
-        headers.setdefault("Idempotency-Key", key)
+        headers.setdefault("Idempotency-Key", step.idempotency_key)
     client, admitted = clients.get()
     try:
-        async with admitted, client.stream(method, url, json=json_body,
-                                           headers=headers) as response:
+        async with admitted, client.stream(method, url, json=json_body, headers=headers,
+                                           extensions={_POLICY: policy}) as response:
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body.extend(chunk)
@@ -136,14 +152,14 @@ async def http_request(
         # Refused, or no answer to connect: nothing was sent, and the target is down.
         raise ToolError(f"{method} {url}: the target cannot be reached "
                         f"({type(exc).__name__}: {exc}); nothing was sent", retryable=True,
-                        not_sent=True, unreachable=True, type_name="TargetUnreachable"
-                        ) from None
+                        not_sent=True, unreachable=True,
+                        type_name=ErrorKind.TARGET_UNREACHABLE) from None
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
         # The connection broke (reset, closed without an answer): the target went away,
         # possibly after the request reached it.
         raise ToolError(f"{method} {url}: the connection broke ({type(exc).__name__}: "
                         f"{exc})", retryable=True, unreachable=True,
-                        type_name="TargetUnreachable") from None
+                        type_name=ErrorKind.TARGET_UNREACHABLE) from None
     except httpx.TransportError as exc:
         raise ToolError(f"{method} {url} failed: {type(exc).__name__}: {exc}",
                         retryable=True) from None

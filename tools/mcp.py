@@ -19,11 +19,11 @@ ambiguous failure); `idempotentHint: true` lets it be retried and run again afte
 `destructiveHint: true` is shown in the approval request.
 
 Each server's session opens in a task of its own (so a server dying cannot cancel the
-run), within `mcp_timeout_seconds` (the policy's), every server at once, and stays open
+run), within `mcp_timeout_seconds`, every server at once, and stays open
 until the registry closes (`ToolRegistry.aclose`, at the end of the run). A server that
 cannot be reached at its start (over HTTP refused or reset; over stdio its process exits
 before it answers) is started again with backoff (`tools.backoff`, the pace of every outage
-wait) for up to `dependency_wait_seconds` (the policy's), as a step waits for a dependency
+wait) for up to `dependency_wait_seconds`, as a step waits for a dependency
 that is down. A server that does not start (past that wait; at once when the allowlist
 refuses it, its executable does not exist, it answers with an error, or it gives no answer
 within `mcp_timeout_seconds`) gives `MCPServerUnavailable` naming it, its reason saying
@@ -62,9 +62,9 @@ from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
 from tools.backoff import OutageWait
-from tools.errors import BlockedError, ToolError, ToolUnavailableError
+from tools.errors import BlockedError, ErrorKind, ToolError, ToolUnavailableError
 from tools.lifetime import tethered
-from tools.registry import ToolRegistry
+from tools.registry import Dependency, ToolRegistry
 from tools.sandbox import SandboxPolicy
 
 log = logging.getLogger("duet")
@@ -87,6 +87,8 @@ class MCPConfigError(ValueError):
 
 class MCPServerUnavailable(ToolUnavailableError):
     """An MCP server did not start, was refused by the allowlist, or died; names it."""
+
+    kind = ErrorKind.MCP_SERVER_UNAVAILABLE
 
     def __init__(self, server: str, reason: str, *, unreachable: bool = False,
                  not_sent: bool = False):
@@ -364,11 +366,13 @@ class _Session:
                 message = await self._watched(current.ainvoke(
                     {"type": "tool_call", "id": "step", "name": inner.name, "args": args}))
             except ToolException as exc:  # the tool ran and said it failed (isError)
-                raise ToolError(f"{inner.name}: {exc}", type_name="MCPToolError") from None
+                raise ToolError(f"{inner.name}: {exc}",
+                                type_name=ErrorKind.MCP_TOOL_ERROR) from None
             except (McpError, anyio.ClosedResourceError, anyio.BrokenResourceError,
                     anyio.EndOfStream, OSError) as exc:
                 if isinstance(exc, McpError) and exc.error.code != CONNECTION_CLOSED:
-                    raise ToolError(f"{inner.name}: {exc}", type_name="MCPError") from None
+                    raise ToolError(f"{inner.name}: {exc}",
+                                    type_name=ErrorKind.MCP_ERROR) from None
                 self.failure = self.failure or f"the connection closed ({_reason(exc)})"
                 raise MCPServerUnavailable(self.config.name, self.failure,
                                            unreachable=True) from None
@@ -415,22 +419,23 @@ class ServerStatus:
 
 
 async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
-                          policy: SandboxPolicy,
+                          policy: SandboxPolicy, *, mcp_timeout_seconds: float,
+                          dependency_wait_seconds: float,
                           remember_secret: Callable[[list[str]], None] = lambda values: None,
                           log_folder: Path | None = None,
                           on_wait: Callable[[str, str], None] = lambda server, reason: None,
                           ) -> list[ServerStatus]:
     """Open every server of the config, all at once, and register its tools in `registry`,
     named `<server>_<tool>`, their class from their annotations; `registry.aclose()` closes
-    the sessions. An HTTP server outside `policy`'s allowlist is refused. A server that
-    cannot be reached (refused, reset, its process ended before it answered) is started
-    again with backoff for up to `policy.dependency_wait_seconds`; `on_wait(server, reason)`
-    is told when that wait begins. A server that does not start (past that wait, or for any
-    other reason) is recorded as missing (`registry.mark_missing`) and left out. Returns
-    each server's status. `remember_secret` receives each server's `env` and `headers`
-    values first (for the redaction of records). A stdio server's stderr goes to
-    `log_folder/mcp-<server>.log`, or without one to this process's stderr. Raises
-    `MCPConfigError` for a bad file.
+    the sessions. An HTTP server outside `policy`'s allowlist is refused. Each start is
+    bounded by `mcp_timeout_seconds`; a server that cannot be reached (refused, reset, its
+    process ended before it answered) is started again with backoff for up to
+    `dependency_wait_seconds`, and `on_wait(server, reason)` is told when that wait begins.
+    A server that does not start (past that wait, or for any other reason) is recorded as
+    missing (`registry.mark_missing`) and left out. Returns each server's status.
+    `remember_secret` receives each server's `env` and `headers` values first (for the
+    redaction of records). A stdio server's stderr goes to `log_folder/mcp-<server>.log`,
+    or without one to this process's stderr. Raises `MCPConfigError` for a bad file.
     """
     configs = read_config(config_path)
     for config in configs:
@@ -439,7 +444,7 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
     if log_folder is not None:
         log_folder.mkdir(parents=True, exist_ok=True)
     sessions = [_Session(config, log_folder / f"mcp-{config.name}.log" if log_folder else None,
-                         timeout=policy.mcp_timeout_seconds)
+                         timeout=mcp_timeout_seconds)
                 for config in configs]
 
     async def close_all() -> None:
@@ -447,7 +452,8 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
 
     # Before the starts: a run stopped while they wait closes the sessions already open.
     registry.on_close(close_all)
-    outcomes = await asyncio.gather(*(_start(s, client, policy, on_wait) for s in sessions))
+    outcomes = await asyncio.gather(*(_start(s, client, policy, dependency_wait_seconds, on_wait)
+                                      for s in sessions))
     statuses = []
     for session, (error, waited) in zip(sessions, outcomes, strict=True):
         name = session.config.name
@@ -462,7 +468,10 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
                     session.step_tool(tool), read_only=hints.get("readOnlyHint") is True,
                     idempotent=hints.get("idempotentHint") is True,
                     destructive=hints.get("destructiveHint") is True,
-                    unavailable_reason=session.why_unavailable, source=f"mcp:{name}")
+                    unavailable_reason=session.why_unavailable, source=f"mcp:{name}",
+                    # Its session lives in this process: its steps never go remote.
+                    dependency=Dependency(f"MCP server {name!r}", "mcp_timeout_seconds",
+                                          in_process=True))
             except ValueError as exc:  # two tools of one name: rename a server
                 await close_all()
                 raise MCPConfigError(f"MCP server {name!r}: {exc}") from None
@@ -472,14 +481,14 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
 
 
 async def _start(session: _Session, client: MultiServerMCPClient, policy: SandboxPolicy,
-                 on_wait: Callable[[str, str], None]) -> tuple[str | None, float]:
-    """Start one server, again while it cannot be reached, within
-    `policy.dependency_wait_seconds` (the same wait and pace as a step's). Returns None
+                 limit: float, on_wait: Callable[[str, str], None]) -> tuple[str | None, float]:
+    """Start one server, again while it cannot be reached, within `limit` seconds
+    (`dependency_wait_seconds`: the same wait and pace as a step's). Returns None
     when it is up, else why not (the allowlist's own message for a URL outside it), and
     the seconds it waited. Not waited for: a refusal of the allowlist, a missing
     executable, a server that answered with an error, or one that accepted and gave no
     answer within `mcp_timeout_seconds` (that bound is spent already)."""
-    name, limit = session.config.name, policy.dependency_wait_seconds
+    name = session.config.name
     wait = OutageWait(limit)
     try:
         if session.config.url is not None:

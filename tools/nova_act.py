@@ -25,8 +25,9 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.browser import BrowserPool, BrowserSession, Target
-from tools.errors import BlockedError, ToolError, ToolUnavailableError
-from tools.sandbox import SandboxPolicy, StepFiles, current_policy, current_step_files
+from tools.errors import BlockedError, ErrorKind, ToolError, ToolUnavailableError
+from tools.sandbox import SandboxPolicy
+from tools.step import InjectedStep, StepContext, StepFiles
 
 log = logging.getLogger("duet")
 
@@ -60,6 +61,7 @@ class ActArgs(BaseModel):
     instruction: str = Field(description="What to do on the page, in plain words.")
     start_url: str = Field(description="Where to start (an allowed host).")
     session: str | None = Target.model_fields["session"]
+    step: InjectedStep
 
 
 class ExtractArgs(ActArgs):
@@ -76,7 +78,7 @@ class NovaActExecutor:
         self.pool = pool
         self.model_id = model_id
 
-    async def act(self, instruction: str, start_url: str,
+    async def act(self, instruction: str, start_url: str, step: StepContext,
                   session: str | None = None) -> dict[str, Any]:
         """Carry out `instruction` in the browser; returns what the agent reported."""
         def run(nova: Any, policy: SandboxPolicy) -> dict[str, Any]:
@@ -85,10 +87,10 @@ class NovaActExecutor:
             return {"response": getattr(result, "response", None),
                     "steps": result.metadata.num_steps_executed}
 
-        return await self._in_session(session, start_url, run)
+        return await self._in_session(step, session, start_url, run)
 
     async def extract(self, instruction: str, start_url: str, json_schema: dict[str, Any],
-                      session: str | None = None) -> dict[str, Any]:
+                      step: StepContext, session: str | None = None) -> dict[str, Any]:
         """Read data from the page; the result must validate against `json_schema`."""
         def run(nova: Any, policy: SandboxPolicy) -> dict[str, Any]:
             result = nova.act_get(instruction, schema=json_schema,
@@ -98,22 +100,21 @@ class NovaActExecutor:
                 jsonschema.validate(result.parsed_response, json_schema)
             except jsonschema.ValidationError as exc:
                 raise ToolError(f"the extracted data does not match the schema: {exc.message}",
-                                type_name="SchemaMismatch") from None
+                                type_name=ErrorKind.SCHEMA_MISMATCH) from None
             return {"data": result.parsed_response,
                     "steps": result.metadata.num_steps_executed}
 
-        return await self._in_session(session, start_url, run)
+        return await self._in_session(step, session, start_url, run)
 
-    async def _in_session(self, name: str | None, start_url: str,
+    async def _in_session(self, step: StepContext, name: str | None, start_url: str,
                           run: Callable[[Any, SandboxPolicy], dict[str, Any]]) -> dict[str, Any]:
         if reason := nova_act_unavailable():
             raise ToolUnavailableError(reason)
-        policy = current_policy()
-        policy.check(start_url)
-        async with self.pool.session(name, policy, kind="process") as session:
+        step.policy.check(start_url)
+        async with self.pool.session(step, name, kind="process") as session:
             return await self.pool.stall_checked(asyncio.get_running_loop().run_in_executor(
-                _worker_of(session), self._drive, session, policy, start_url, run,
-                current_step_files()), session)
+                _worker_of(session), self._drive, session, step.policy, start_url, run,
+                step.files), session)
 
     def _drive(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
                run: Callable[[Any, SandboxPolicy], dict[str, Any]],

@@ -11,7 +11,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from langchain_core.runnables import RunnableConfig
@@ -20,15 +20,37 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.tracers.context import _tracing_v2_is_enabled
 from pydantic import BaseModel, ValidationError
 
-from tools.errors import ToolError
+from tools.errors import ErrorKind, ToolError
+from tools.step import StepContext, idempotency_key_set
 
 
 class StepRefused(Exception):
     """A step names an unknown tool or gives arguments that do not fit its schema."""
 
-    def __init__(self, type_name: str, message: str):
+    def __init__(self, kind: ErrorKind, message: str):
         super().__init__(message)
-        self.type_name = type_name
+        self.kind = kind
+
+
+# The settings that can bound one call of a tool (`graph.context.Timeouts`, by name).
+BoundBy = Literal["step_timeout_seconds", "http_timeout_seconds", "mcp_timeout_seconds",
+                  "playwright_timeout_seconds"]
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """What a tool's calls wait on: `name` says it in errors and waits (a function of the
+    call's arguments, or text), `bound_by` is the setting that bounds one call, and
+    `in_process` says its session lives in this process (an MCP server's), so its steps
+    never go to an executor deployment."""
+
+    name: str | Callable[[dict[str, Any]], str]
+    bound_by: BoundBy = "step_timeout_seconds"
+    in_process: bool = False
+
+    def named(self, args: dict[str, Any]) -> str:
+        """What a call with `args` waits on."""
+        return self.name(args) if callable(self.name) else self.name
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,10 @@ class RegisteredTool:
 
     `output_schema` (a pydantic model) is what the tool promises to return; an output that
     does not match it becomes an `OutputSchemaMismatch` error instead of a result.
+
+    `dependency` says what its calls wait on and which setting bounds one call (without
+    one: the tool itself, under `step_timeout_seconds`). A tool whose arguments include an
+    `InjectedStep` (`tools.step`) is handed its step's `StepContext` there.
     """
 
     tool: BaseTool
@@ -64,11 +90,35 @@ class RegisteredTool:
     idempotent: bool = False
     destructive: bool = False
     source: str = "registered"
+    dependency: Dependency | None = None
 
     @property
     def name(self) -> str:
         """The name plans use."""
         return self.tool.name
+
+    @property
+    def bound_by(self) -> BoundBy:
+        """The setting that bounds one call of the tool."""
+        return self.dependency.bound_by if self.dependency else "step_timeout_seconds"
+
+    @property
+    def in_process(self) -> bool:
+        """True when its steps must run in this process (never on an executor deployment)."""
+        return self.dependency is not None and self.dependency.in_process
+
+    def depends_on(self, args: dict[str, Any]) -> str:
+        """What a call with `args` waits on, as errors and waits name it."""
+        return self.dependency.named(args) if self.dependency else f"tool {self.name!r}"
+
+    @functools.cached_property
+    def step_arg(self) -> str | None:
+        """The argument its `StepContext` is handed in (an `InjectedStep`), or None."""
+        schema = self.tool.args_schema
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            return None
+        return next((name for name, spec in schema.model_fields.items()
+                     if spec.annotation is StepContext), None)
 
     def changes_things(self, args: dict[str, Any]) -> bool:
         """True when a call with `args` has side effects (and so needs approval)."""
@@ -90,10 +140,12 @@ class RegisteredTool:
             problems = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
                         for e in exc.errors()]
             raise ToolError(f"{self.name} returned output that breaks its schema: {problems}",
-                            type_name="OutputSchemaMismatch") from None
+                            type_name=ErrorKind.OUTPUT_SCHEMA_MISMATCH) from None
 
-    async def ainvoke(self, args: dict[str, Any]) -> Any:
-        """Call the tool with `args`: what `self.tool.ainvoke(args)` returns or raises.
+    async def ainvoke(self, args: dict[str, Any], step: StepContext) -> Any:
+        """Call the tool with `args` for `step`: what `self.tool.ainvoke(args)` returns or
+        raises, the step's context handed in when the tool asks for it. Users' tools that
+        read `current_idempotency_key()` see the step's key.
 
         When nothing listens to LangChain callbacks (no tracing, no callback handler), a
         plain `StructuredTool` is called directly: its arguments validated by its schema as
@@ -102,10 +154,12 @@ class RegisteredTool:
         on every call: a third of the graph's CPU per step in a fan-out of loopback GETs.
         When something listens, the tool takes LangChain's own path, so traces are the same.
         """
-        direct = self._direct_call
-        if direct is None or callbacks_listening():
-            return await self.tool.ainvoke(args)
-        return await direct(args)
+        payload = {**args, self.step_arg: step} if self.step_arg else args
+        with idempotency_key_set(step.idempotency_key):
+            direct = self._direct_call
+            if direct is None or callbacks_listening():
+                return await self.tool.ainvoke(payload)
+            return await direct(payload)
 
     @functools.cached_property
     def _direct_call(self) -> Callable[[dict[str, Any]], Awaitable[Any]] | None:
@@ -130,8 +184,9 @@ class RegisteredTool:
         fields = schema.model_fields
         if not fields:  # `BaseTool` calls a tool without arguments with none
             return lambda args: coroutine()
-        if tool.tool_call_schema.model_fields.keys() != fields.keys():
-            return None  # some argument is injected (InjectedToolArg), not given by a plan
+        injected = {self.step_arg} if self.step_arg else set()
+        if tool.tool_call_schema.model_fields.keys() | injected != fields.keys():
+            return None  # some other argument is injected (InjectedToolArg)
         names = [*fields, *schema.model_computed_fields]
         defaulted = {name for name, field in fields.items()
                      if not field.is_required() and name not in ("args", "kwargs")}
@@ -151,7 +206,7 @@ class RegisteredTool:
 
     @functools.cached_property
     def args_json_schema(self) -> dict[str, Any]:
-        """The JSON Schema of the tool's arguments."""
+        """The JSON Schema of the tool's arguments as plans give them (no `InjectedStep`)."""
         schema = self.tool.args_schema
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             return _model_json_schema(schema)
@@ -230,6 +285,7 @@ class ToolRegistry:
         idempotent: bool = False,
         destructive: bool = False,
         source: str = "registered",
+        dependency: Dependency | None = None,
     ) -> RegisteredTool:
         """Add a tool; a second tool with the same name is an error.
 
@@ -244,7 +300,7 @@ class ToolRegistry:
             tool
             if isinstance(tool, RegisteredTool)
             else RegisteredTool(tool, changes, unavailable_reason, takes_idempotency_key,
-                                output_schema, idempotent, destructive, source)
+                                output_schema, idempotent, destructive, source, dependency)
         )
         if entry.name in self._tools:
             raise ValueError(f"a tool named {entry.name!r} is already registered")
@@ -272,7 +328,7 @@ class ToolRegistry:
             missing = "".join(f"; {source} is unavailable ({reason})"
                               for source, reason in self._missing.items())
             raise StepRefused(
-                "UnknownTool", f"no tool named {name!r}; registered tools: {self.names()}"
+                ErrorKind.UNKNOWN_TOOL, f"no tool named {name!r}; registered tools: {self.names()}"
                 f"{missing}") from None
 
     def check(
@@ -286,13 +342,16 @@ class ToolRegistry:
         entry = self.get(tool_name)
         reason = entry.why_unavailable()
         if reason:
-            raise StepRefused("ToolUnavailable", f"tool {tool_name!r} is unavailable: {reason}")
+            raise StepRefused(ErrorKind.TOOL_UNAVAILABLE,
+                              f"tool {tool_name!r} is unavailable: {reason}")
         schema = entry.tool.args_schema
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             # Unknown argument names are refused even where the schema would ignore them:
-            # a hallucinated argument means the planner misread the tool.
+            # a hallucinated argument means the planner misread the tool. The step's
+            # context is the executor's to hand in, never a plan's.
+            injected = {entry.step_arg} if entry.step_arg else set()
             known = {alias for name, spec in schema.model_fields.items()
-                     for alias in (name, spec.alias) if alias}
+                     for alias in (name, spec.alias) if alias and name not in injected}
             problems = [f"{name}: not an argument of this tool"
                         for name in args if name not in known]
             try:
@@ -301,16 +360,16 @@ class ToolRegistry:
                 problems += [
                     f"{'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}"
                     for err in exc.errors()
-                    if not (err["loc"] and err["loc"][0] in deferred)
+                    if not (err["loc"] and err["loc"][0] in deferred | injected)
                 ]
             if problems:
-                    raise StepRefused(
-                        "InvalidArguments", f"bad arguments for {tool_name!r}: {problems}"
-                    ) from None
+                raise StepRefused(ErrorKind.INVALID_ARGUMENTS,
+                                  f"bad arguments for {tool_name!r}: {problems}") from None
         elif isinstance(schema, dict) and (problems := _json_schema_problems(schema, args,
                                                                               deferred)):
             # A JSON Schema (an MCP tool's inputSchema) is checked as strictly.
-            raise StepRefused("InvalidArguments", f"bad arguments for {tool_name!r}: {problems}")
+            raise StepRefused(ErrorKind.INVALID_ARGUMENTS,
+                              f"bad arguments for {tool_name!r}: {problems}")
         return entry
 
     def catalog(self) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from graph.redaction import RedactingFilter
 
 if TYPE_CHECKING:
     from graph.contracts import FinalState
+    from graph.events import Event, NodeUpdate, Resumed
 
 app = typer.Typer(help="nova-duet: Nova 2 Lite plans, executors act.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -54,56 +55,62 @@ STATUS_STYLE = {"ok": "green", "error": "red", "rejected": "magenta", "timeout":
                 "blocked": "red"}
 
 
-def _print_event(event: dict[str, Any]) -> None:
+def _print_event(event: Event) -> None:
     """One live progress line per node update and step event."""
-    kind = event["event"]
-    if kind == "step_started":
-        console.print(f"  [dim]→ {event['step_id']}[/] {event['tool']}")
-    elif kind == "step_finished":
-        style = STATUS_STYLE.get(event["status"], "white")
-        console.print(f"  [{style}]✓ {event['step_id']} {event['status']}[/] "
-                      f"[dim]{event['duration_ms']:.0f} ms, {event['attempts']} attempt(s)[/]")
-    elif kind == "tool_source_unavailable":
-        err.print(f"[yellow]! {event['source']} unavailable; the run goes on without it:[/] "
-                  f"{event['error']}", markup=True, highlight=False, soft_wrap=True)
-    elif kind == "tool_source_waiting":
-        console.print(f"  [yellow]… {event['source']} waiting up to "
-                      f"{event['wait_seconds']:g}s for it to start:[/] {escape(event['reason'])}",
-                      highlight=False, soft_wrap=True)
-    elif kind == "tool_source_back":
-        console.print(f"  [green]✓ {event['source']} started[/] [dim]after waiting "
-                      f"{event['waited_seconds']:g}s[/]", highlight=False)
-    elif kind == "resume" and event.get("note"):
-        err.print(f"[yellow]{event['note']}[/]", markup=True, highlight=False)
-    elif kind == "run_retried":
-        console.print(f"[bold cyan]● retry {event['retry']}[/] of a run that ended "
-                      f"{event['after']}: kept {len(event['kept'])} succeeded step(s), "
-                      f"to run: {', '.join(event['again']) or 'a new plan'}"
-                      + (f" [yellow](asks first: {', '.join(event['uncertain'])})[/]"
-                         if event["uncertain"] else ""))
-    elif kind == "step_retried":
-        console.print(f"  [yellow]↻ {event['step_id']} retry after {event['error']}[/]")
-    elif kind == "step_waiting":
-        console.print(f"  [yellow]… {event['step_id']} waiting for {event['reason']}[/]")
-    elif kind == "node" and event.keys() - {"t", "thread_id", "event", "node"}:
-        # A node update with nothing to say (act's results are on the step lines) is skipped.
-        line = f"[bold cyan]● {event['node']}[/]"
-        if "plan" in event:
-            ids = ", ".join(s["id"] for s in event["plan"])
-            line += f" plan v{event['plan_version']}: {len(event['plan'])} steps ({ids})"
-        if "decision" in event:
-            line += f" decision: {event['decision']['action']} - {event['decision']['reason']}"
-        if "rejected" in event:
-            line += f" [magenta]rejected: {event['rejected']}[/]"
-        if "summarized_count" in event:
-            line += f" folded {event['summarized_count']} results into the summary"
-        if event.get("status"):
-            line += f" status: {event['status']}"
-        console.print(line)
+    from graph import events as e
+
+    match event:
+        case e.StepStarted():
+            console.print(f"  [dim]→ {event.step_id}[/] {event.tool}")
+        case e.StepFinished():
+            style = STATUS_STYLE.get(event.status, "white")
+            console.print(f"  [{style}]✓ {event.step_id} {event.status}[/] "
+                          f"[dim]{event.duration_ms:.0f} ms, {event.attempts} attempt(s)[/]")
+        case e.ToolSourceUnavailable():
+            err.print(f"[yellow]! {event.source} unavailable; the run goes on without it:[/] "
+                      f"{event.error}", markup=True, highlight=False, soft_wrap=True)
+        case e.ToolSourceWaiting():
+            console.print(f"  [yellow]… {event.source} waiting up to "
+                          f"{event.wait_seconds:g}s for it to start:[/] {escape(event.reason)}",
+                          highlight=False, soft_wrap=True)
+        case e.ToolSourceBack():
+            console.print(f"  [green]✓ {event.source} started[/] [dim]after waiting "
+                          f"{event.waited_seconds:g}s[/]", highlight=False)
+        case e.Resumed(note=str(note)):
+            err.print(f"[yellow]{note}[/]", markup=True, highlight=False)
+        case e.RunRetried():
+            console.print(f"[bold cyan]● retry {event.retry}[/] of a run that ended "
+                          f"{event.after}: kept {len(event.kept)} succeeded step(s), "
+                          f"to run: {', '.join(event.again) or 'a new plan'}"
+                          + (f" [yellow](asks first: {', '.join(event.uncertain)})[/]"
+                             if event.uncertain else ""))
+        case e.StepRetried():
+            console.print(f"  [yellow]↻ {event.step_id} retry after {event.error}[/]")
+        case e.StepWaiting():
+            console.print(f"  [yellow]… {event.step_id} waiting for {event.reason}[/]")
+        case e.NodeUpdate() if event.says_something():
+            console.print(_node_line(event))
+
+
+def _node_line(event: NodeUpdate) -> str:
+    """A node update as one line: its new plan, decision, refusals, folding, status."""
+    line = f"[bold cyan]● {event.node}[/]"
+    if event.plan:
+        ids = ", ".join(s["id"] for s in event.plan)
+        line += f" plan v{event.plan_version}: {len(event.plan)} steps ({ids})"
+    if event.decision:
+        line += f" decision: {event.decision['action']} - {event.decision['reason']}"
+    if event.rejected:
+        line += f" [magenta]rejected: {event.rejected}[/]"
+    if event.summarized_count:
+        line += f" folded {event.summarized_count} results into the summary"
+    if event.status:
+        line += f" status: {event.status}"
+    return line
 
 
 def _print_final(thread_id: str, final: FinalState, as_json: bool,
-                 resumed: dict[str, Any] | None = None, storage_failed: bool = False) -> None:
+                 resumed: Resumed | None = None, storage_failed: bool = False) -> None:
     """The run's end: its final state (as JSON, or the answer and where things are); for a
     resume that found the run ended, what `resumed` says of it. A run whose storage failed
     gets no report (it would read that storage; its reason says what continues it)."""
@@ -116,7 +123,7 @@ def _print_final(thread_id: str, final: FinalState, as_json: bool,
         payload = {"thread_id": thread_id, **final.model_dump(mode="json"),
                    "report": str(report) if report else None}
         if resumed:
-            payload["resume"] = {key: resumed[key] for key in ("ended", "retry", "note")}
+            payload["resume"] = resumed.model_dump(include={"ended", "retry", "note"})
         typer.echo(json.dumps(payload, indent=1))
     else:
         style = "green" if final.status == RunStatus.COMPLETED else "red"
@@ -186,17 +193,18 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
     from graph.app.runner import retry_thread, run_thread
     from graph.app.threads import IncompatibleThread, NotRetryable, UnknownThread, new_thread_id
     from graph.checkpoints import CheckpointerUnavailable
+    from graph.events import Resumed, StorageFailed
     from graph.reasoning import ConfigurationError
     from tools.mcp import MCPConfigError
 
-    resumed: dict[str, Any] = {}
+    resumed: Resumed | None = None
     storage_failed = False
 
-    def on_event(event: dict[str, Any]) -> None:
-        nonlocal storage_failed
-        if event["event"] == "resume" and event.get("ended"):
-            resumed.update(event)  # the run had ended: the final print says so
-        storage_failed = storage_failed or event["event"] == "storage_failed"
+    def on_event(event: Event) -> None:
+        nonlocal resumed, storage_failed
+        if isinstance(event, Resumed) and event.ended:
+            resumed = event  # the run had ended: the final print says so
+        storage_failed = storage_failed or isinstance(event, StorageFailed)
         if not as_json:
             _print_event(event)
 
@@ -469,15 +477,13 @@ def list_tools(
 
 async def _tool_catalog(context: Context) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The tools a run with `context` may use, and the tool sources that did not load."""
-    from graph.redaction import also_redact
+    from graph.app.runner import add_mcp_servers
     from tools import default_registry
-    from tools.mcp import add_mcp_servers
 
     registry = default_registry()
     try:
         if context.mcp_config:
-            await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
-                                  remember_secret=also_redact)
+            await add_mcp_servers(registry, context)
         return registry.catalog(), registry.missing()
     finally:
         await registry.aclose()

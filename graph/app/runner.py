@@ -1,8 +1,9 @@
 """Run, resume, retry and inspect threads with a checkpointer: what the CLI (and notebooks)
 call: `run_thread` (start or resume) and `retry_thread` (continue a run that failed).
 
-Each run streams node updates and step events to `on_event`, appends them to a JSONL trace
-in `duet_home()/traces/`, and saves the run's settings so `resume` continues it as it was.
+Each run streams node updates and step events (`graph.events`) to `on_event`, appends them
+to a JSONL trace in `duet_home()/traces/`, and saves the run's settings so `resume`
+continues it as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
 from graph.app.threads import (
-    Event,
     IncompatibleThread,
     NotRetryable,
     UnknownThread,
@@ -35,6 +35,20 @@ from graph.builder import build_graph
 from graph.checkpoints import open_checkpointer, open_store, run_folder
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus
+from graph.events import (
+    ApprovalAnswered,
+    ApprovalRequested,
+    Event,
+    NodeUpdate,
+    Resumed,
+    RunFinished,
+    RunStarted,
+    StorageFailed,
+    ToolSourceBack,
+    ToolSourceUnavailable,
+    ToolSourceWaiting,
+    parse_event,
+)
 from graph.reasoning import resolve_reasoner
 from graph.redaction import also_redact, redact
 from graph.runtime.ledger import StepLedger
@@ -42,30 +56,31 @@ from graph.state import RETRYABLE
 from tools import default_registry
 from tools.registry import ToolRegistry
 
-__all__ = ["run_thread", "retry_thread"]
+__all__ = ["add_mcp_servers", "retry_thread", "run_thread"]
 
 log = logging.getLogger("duet")
 
 
-def _summarize_update(node: str, update: dict[str, Any]) -> Event:
+def _summarize_update(node: str, update: dict[str, Any]) -> NodeUpdate:
     """The part of a node update worth a trace line (never raw tool output)."""
-    event: Event = {"event": "node", "node": node}
+    fields: dict[str, Any] = {"node": node}
     if plan := update.get("plan"):
-        event["plan"] = [{"id": s.id, "tool": s.tool, "depends_on": s.depends_on,
-                          "args": s.args} for s in plan.steps]  # `emit` redacts secrets
-        event["plan_version"] = update.get("plan_version")
-        event["goal"] = plan.goal
+        fields["plan"] = [{"id": s.id, "tool": s.tool, "depends_on": s.depends_on,
+                           "args": s.args} for s in plan.steps]  # `emit` redacts secrets
+        fields["plan_version"] = update.get("plan_version")
+        fields["goal"] = plan.goal
     if decision := update.get("decision"):
-        event["decision"] = decision.model_dump()
+        fields["decision"] = decision.model_dump()
     for key in ("status", "reason", "summarized_count"):
         if update.get(key) not in (None, ""):  # a retry clears status and reason
-            event[key] = update[key]
+            fields[key] = update[key]
     if usage := update.get("usage"):
-        event["usage"] = usage.model_dump()
+        fields["usage"] = usage.model_dump()
     new = update.get("recent")  # the node's new results (`summarize` overwrites it instead)
     if isinstance(new, list) and (rejected := [r for r in new if r.status == "rejected"]):
-        event["rejected"] = [{"step_id": r.step_id, "error": r.error.message} for r in rejected]
-    return event
+        fields["rejected"] = [{"step_id": r.step_id, "error": r.error.message}
+                              for r in rejected]
+    return NodeUpdate(**fields)
 
 
 async def run_thread(
@@ -156,10 +171,15 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
     config = {"configurable": {"thread_id": thread_id}}
     trace = _Trace(trace_path(thread_id))
 
-    def emit(event: Event) -> None:
-        event = redact({"t": round(time.time(), 3), "thread_id": thread_id, **event})
-        trace.write(event)
-        on_event(event)
+    def emit(event: Event | dict[str, Any]) -> None:
+        """Stamp, redact, trace and report one event (or a chunk of the custom stream)."""
+        data = event.dump() if not isinstance(event, dict) else event
+        recorded = parse_event(redact({**data, "t": round(time.time(), 3),
+                                       "thread_id": thread_id}))
+        if recorded is None:
+            return  # a chunk a user's tool wrote to the stream: not a run event
+        trace.write(recorded.dump())
+        on_event(recorded)
 
     try:
         registry = tools if tools is not None else default_registry()
@@ -186,14 +206,15 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
                 if save:
                     save_settings(thread_id, saved_task, context, model)
                 if context.mcp_config:
-                    await _add_mcp_servers(registry, context, emit, run_folder(thread_id))
+                    await _add_run_mcp_servers(registry, context, emit,
+                                               run_folder(thread_id))
                 graph = build_graph(model=model, tools=registry, checkpointer=saver,
                                     store=store)
                 final = await _drive(graph, task, saved_task, config, context, decide, emit,
                                      StepLedger(store, thread_id), retry)
         finally:
             await registry.aclose()  # MCP sessions, once per run, close here
-        emit({"event": "run_finished", "status": final.status, "usage": final.usage.model_dump()})
+        emit(RunFinished(status=final.status, usage=final.usage.model_dump()))
         return thread_id, final
     finally:
         trace.close()
@@ -220,8 +241,8 @@ class _Trace:
         self._out: IO[str] | None = None
         self._failed = False
 
-    def write(self, event: Event) -> None:
-        """Append `event` as one line."""
+    def write(self, event: dict[str, Any]) -> None:
+        """Append `event` (as JSON) as one line."""
         if self._failed:
             return
         try:
@@ -243,29 +264,38 @@ class _Trace:
             self._out = None
 
 
-async def _add_mcp_servers(registry: ToolRegistry, context: Context,
-                           emit: Callable[[Event], None], folder: Path) -> None:
-    """Add the tools of the run's MCP servers (`context.mcp_config`; stdio servers log to
-    `folder`). A server that cannot be reached is waited for (`dependency_wait_seconds`:
-    a `tool_source_waiting` event, then `tool_source_back` when it joins); one that does
-    not start is reported (a `tool_source_unavailable` event) and the run goes on without
-    it."""
-    from tools.mcp import add_mcp_servers  # only runs with MCP servers load the SDK
+async def add_mcp_servers(registry: ToolRegistry, context: Context, *,
+                          log_folder: Path | None = None,
+                          on_wait: Callable[[str, str], None] = lambda server, reason: None,
+                          ) -> list[Any]:
+    """Add the tools of the MCP servers of a run with `context` (`context.mcp_config`),
+    under its sandbox and bounds, their `env` and `headers` kept out of every record (see
+    `tools.mcp.add_mcp_servers`). Returns each server's status."""
+    from tools.mcp import add_mcp_servers as add  # only runs with MCP servers load the SDK
 
+    assert context.mcp_config is not None
+    return await add(registry, context.mcp_config, context.sandbox_policy(),
+                     mcp_timeout_seconds=context.mcp_timeout_seconds,
+                     dependency_wait_seconds=context.dependency_wait_seconds,
+                     remember_secret=also_redact, log_folder=log_folder, on_wait=on_wait)
+
+
+async def _add_run_mcp_servers(registry: ToolRegistry, context: Context,
+                               emit: Callable[[Event], None], folder: Path) -> None:
+    """Add the tools of the run's MCP servers (stdio servers log to `folder`). A server
+    that cannot be reached is waited for (`dependency_wait_seconds`: a
+    `ToolSourceWaiting`, then `ToolSourceBack` when it joins); one that does not start is
+    reported (`ToolSourceUnavailable`) and the run goes on without it."""
     def waiting(server: str, reason: str) -> None:
-        emit({"event": "tool_source_waiting", "source": f"mcp:{server}", "reason": reason,
-              "wait_seconds": context.dependency_wait_seconds})
+        emit(ToolSourceWaiting(source=f"mcp:{server}", reason=reason,
+                               wait_seconds=context.dependency_wait_seconds))
 
-    statuses = await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
-                                     remember_secret=also_redact, log_folder=folder,
-                                     on_wait=waiting)
-    for status in statuses:
+    for status in await add_mcp_servers(registry, context, log_folder=folder, on_wait=waiting):
         if status.error:
-            emit({"event": "tool_source_unavailable", "source": f"mcp:{status.name}",
-                  "error": status.error})
+            emit(ToolSourceUnavailable(source=f"mcp:{status.name}", error=status.error))
         elif status.waited:
-            emit({"event": "tool_source_back", "source": f"mcp:{status.name}",
-                  "waited_seconds": round(status.waited, 1)})
+            emit(ToolSourceBack(source=f"mcp:{status.name}",
+                                waited_seconds=round(status.waited, 1)))
 
 
 async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str, Any],
@@ -279,7 +309,7 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
         task = saved_task
     inputs: Any
     if task is not None:
-        emit({"event": "run_started"})
+        emit(RunStarted())
         inputs = {"task": task}
     elif retry:
         inputs = {"retry": True}  # the `retry` node says what it keeps and runs again
@@ -289,7 +319,7 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
         emit(_ended(config["configurable"]["thread_id"], state.values.get("status")))
         inputs = _NO_ANSWER
     else:
-        emit({"event": "resume"})
+        emit(Resumed())
         inputs = _answer(state.interrupts, decide, emit) if state.interrupts else None
     try:
         while inputs is not _NO_ANSWER:
@@ -300,7 +330,7 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
                 durability="sync",
             ):
                 if mode == "custom":
-                    emit(chunk)
+                    emit(chunk)  # an event's JSON, or a chunk of a user's tool (skipped)
                     continue
                 for node, update in chunk.items():
                     if isinstance(update, dict) and not node.startswith("__"):
@@ -310,7 +340,7 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
     except Exception as exc:  # noqa: BLE001 - nodes never raise; what escapes is storage
         log.error("the run stopped: %s: %s", type(exc).__name__, exc)
         thread_id = config["configurable"]["thread_id"]
-        emit({"event": "storage_failed", "error": f"{type(exc).__name__}: {exc}"})
+        emit(StorageFailed(error=f"{type(exc).__name__}: {exc}"))
         reason = (f"storage failed ({type(exc).__name__}: {exc}); once it is back, `duet "
                   f"resume {thread_id}` (or `duet retry`) continues from the last saved "
                   "checkpoint (journaled effects are not repeated)")
@@ -321,25 +351,25 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
 _NO_ANSWER = object()
 
 
-def _ended(thread_id: str, status: str | None) -> Event:
+def _ended(thread_id: str, status: str | None) -> Resumed:
     """The `resume` event of a run that had already ended: its status, and the command
     that continues it when a retry can."""
     retry = f"duet retry {thread_id}" if status in RETRYABLE else None
     note = f"the run had already ended ({status}); nothing was run"
     if retry:
         note += f": `{retry}` continues it once the cause is fixed"
-    return {"event": "resume", "ended": str(status), "retry": retry, "note": note}
+    return Resumed(ended=str(status), retry=retry, note=note)
 
 
 def _answer(waiting: Any, decide: Callable | None, emit: Callable[[Event], None]) -> Any:
     """A resume command answering pending approvals, or `_NO_ANSWER` to stop and wait."""
     for pending in waiting:
-        emit({"event": "approval_requested", "steps": pending.value.get("steps", [])})
+        emit(ApprovalRequested(steps=pending.value.get("steps", [])))
     if decide is None:
         return _NO_ANSWER
     answers = {pending.id: decide(pending.value) for pending in waiting}
-    emit({"event": "approval_answered", "answers": list(answers.values()),
-          "by": getattr(decide, "by", "the caller's decide function")})
+    emit(ApprovalAnswered(answers=list(answers.values()),
+                          by=getattr(decide, "by", "the caller's decide function")))
     return Command(resume=answers)
 
 

@@ -18,7 +18,6 @@ from langgraph_sdk.runtime import ServerRuntime
 
 from graph.builder import build_graph, graph
 from graph.context import Context
-from graph.redaction import also_redact
 
 log = logging.getLogger("duet")
 
@@ -32,8 +31,8 @@ async def nova_duet(runtime: ServerRuntime) -> AsyncIterator[Any]:
     if not fields.get("mcp_config"):
         yield graph
         return
+    from graph.app.runner import add_mcp_servers
     from tools import default_registry
-    from tools.mcp import add_mcp_servers  # only runs with MCP servers load the SDK
 
     run_context = Context(**{k: v for k, v in fields.items() if k in Context.__dataclass_fields__})
     registry = default_registry()
@@ -42,9 +41,7 @@ async def nova_duet(runtime: ServerRuntime) -> AsyncIterator[Any]:
             log.warning("waiting up to %gs for MCP server %r to start: %s",
                         run_context.dependency_wait_seconds, server, reason)
 
-        for status in await add_mcp_servers(registry, run_context.mcp_config,
-                                            run_context.sandbox_policy(),
-                                            remember_secret=also_redact, on_wait=waiting):
+        for status in await add_mcp_servers(registry, run_context, on_wait=waiting):
             if status.error:
                 log.warning("this run goes on without MCP server %r: %s", status.name,
                             status.error)

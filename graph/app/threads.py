@@ -14,9 +14,9 @@ from typing import Any
 from graph.checkpoints import duet_home, open_checkpointer, open_store
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, StepResult, Usage
+from graph.events import Event, parse_event
 from graph.runtime.ledger import StepLedger
 
-Event = dict[str, Any]
 INTERRUPT = "__interrupt__"  # LangGraph's channel for pending interrupts
 
 
@@ -44,15 +44,17 @@ def trace_path(thread_id: str) -> Path:
 
 def read_trace(path: Path) -> list[Event]:
     """The events of a JSONL trace; empty when there is none. A line cut off by a killed
-    writer is left out."""
+    writer, or of an event this version does not know, is left out."""
     if not path.is_file():
         return []
     events = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            events.append(json.loads(line))
+            event = parse_event(json.loads(line))
         except ValueError:
             continue
+        if event is not None:
+            events.append(event)
     return events
 
 

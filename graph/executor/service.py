@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import functools
 import os
 import shutil
@@ -27,16 +28,11 @@ from typing import Any
 import langsmith
 
 from graph.contracts import StepAttempt, StepRequest
-from graph.runtime.execution import attempt_tool
+from graph.runtime.attempts import attempt_tool
 from tools import default_registry
 from tools.registry import ToolRegistry
-from tools.sandbox import (
-    SandboxPolicy,
-    StepFiles,
-    use_idempotency_key,
-    use_scope,
-    use_step_files,
-)
+from tools.sandbox import SandboxPolicy
+from tools.step import StepContext, StepFiles
 
 
 def deployment_hosts() -> tuple[str, ...]:
@@ -45,14 +41,10 @@ def deployment_hosts() -> tuple[str, ...]:
     return tuple(host.strip() for host in hosts.split(",") if host.strip())
 
 
-def bounded(request: StepRequest, hosts: tuple[str, ...]) -> SandboxPolicy:
-    """The request's sandbox, its allowlist cut to what the deployment allows."""
-    return SandboxPolicy(
-        allowed_hosts=tuple(h for h in request.allowed_hosts if h in hosts),
-        max_response_bytes=request.max_response_bytes,
-        browser_max_steps=request.browser_max_steps,
-        browser_timeout_seconds=request.browser_timeout_seconds,
-        max_browser_sessions=request.max_browser_sessions,
+def bounded(policy: SandboxPolicy, hosts: tuple[str, ...]) -> SandboxPolicy:
+    """The caller's sandbox, its allowlist cut to what the deployment allows."""
+    return dataclasses.replace(
+        policy, allowed_hosts=tuple(h for h in policy.allowed_hosts if h in hosts),
         denied_hint=f"this executor deployment allows only {list(hosts)} "
                     "(DUET_EXECUTOR_ALLOWED_HOSTS)")
 
@@ -100,11 +92,12 @@ class StepService:
         failure (the attempt says what went wrong)."""
         files = (_ReplyFiles(self._scratch / f"duet-step-{uuid.uuid4().hex}", "step")
                  if request.screenshot else None)
+        step = StepContext(policy=bounded(request.policy, self.allowed_hosts),
+                           scope=request.thread, idempotency_key=request.idempotency_key,
+                           files=files)
         try:
-            with (use_scope(request.thread), use_idempotency_key(request.idempotency_key),
-                  use_step_files(files), _traced(request) as run):
-                attempt = await attempt_tool(self.registry, request.tool, request.args,
-                                             bounded(request, self.allowed_hosts),
+            with _traced(request) as run:
+                attempt = await attempt_tool(self.registry, request.tool, request.args, step,
                                              request.timeout_seconds)
                 if run is not None:
                     run.end(outputs={"status": attempt.status})

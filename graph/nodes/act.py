@@ -12,7 +12,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.nodes.base import NodeDeps, keep
+from graph.nodes.base import NodeDeps, record_results
 from graph.state import State
 
 
@@ -24,6 +24,6 @@ async def act(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[s
     """
     async with deps.scheduler(runtime, state, plan_version=state["plan_version"]) as scheduler:
         outcome = await scheduler.run(state["plan"], state.get("escalations"))
-    return await keep(runtime, outcome.results) | {
+    return await record_results(runtime, outcome.results) | {
         "plan_results": {r.step_id: r for r in outcome.results},
         "unseen": [r.step_id for r in outcome.results], "pending_steps": outcome.held}

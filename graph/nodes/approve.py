@@ -14,7 +14,7 @@ from langgraph.types import interrupt
 
 from graph.context import Context
 from graph.contracts import StepResult
-from graph.nodes.base import NodeDeps, keep, runtime_context
+from graph.nodes.base import NodeDeps, record_results, runtime_context
 from graph.runtime.scheduler import not_approved, standing_answer
 from graph.state import State, StepTask
 from tools.registry import StepRefused, ToolRegistry
@@ -59,13 +59,13 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
                 deps.registry.check(task["step"].tool, answer["edit"])
             except StepRefused as exc:
                 refused.append(StepResult.rejected(task["step"], task["plan_version"],
-                                                   exc.type_name, f"edited arguments: {exc}"))
+                                                   exc.kind, f"edited arguments: {exc}"))
                 continue
             queued.append({**task, "args": answer["edit"], "approved": True})
         elif answer == "approve":
             queued.append({**task, "approved": True})
         else:
             refused.append(not_approved(task, context.approval))
-    return await keep(runtime, refused) | {
+    return await record_results(runtime, refused) | {
         "plan_results": {r.step_id: r for r in refused},
         "unseen": [r.step_id for r in refused], "pending_steps": queued}

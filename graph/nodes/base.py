@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import RunStatus, StepResult, StepTally, Usage
+from graph.events import emit
 from graph.reasoning import (
     ModelTimeout,
     ModelUnavailable,
@@ -23,12 +24,11 @@ from graph.reasoning import (
     resolve_reasoner,
 )
 from graph.reasoning.timed import TimedReasoner
-from graph.runtime.execution import emit
+from graph.runtime.execution import thread_of
 from graph.runtime.ledger import LedgerUnavailable, StepLedger
 from graph.runtime.scheduler import Scheduler
 from graph.state import State
 from tools.registry import ToolRegistry
-from tools.sandbox import run_scope
 
 log = logging.getLogger("duet")
 
@@ -56,7 +56,8 @@ class NodeDeps:
         """The reasoner for this run (see `resolve_reasoner`); each call it makes is
         reported on the run's stream (a `reasoning` event, for the run report)."""
         inner = resolve_reasoner(runtime_context(runtime), self.model)
-        return TimedReasoner(inner, lambda event: emit(runtime, event))
+        writer = getattr(runtime, "stream_writer", None)
+        return TimedReasoner(inner, lambda event: emit(writer, event))
 
     def scheduler(self, runtime: Runtime[Context] | None, state: State, *,
                   plan_version: int, extra: list[StepResult] = ()) -> Scheduler:
@@ -111,17 +112,18 @@ def runtime_context(runtime: Runtime[Context] | None) -> Context:
     return context if isinstance(context, Context) else Context()
 
 
-async def keep(runtime: Runtime[Context] | None, results: list[StepResult]) -> dict[str, Any]:
-    """The state update for new results: the prompt window and the counts. With a store,
-    each result is kept in the step ledger (steps that ran wrote theirs as they ended; the
-    others are written here); without one, in the state's `results`."""
+async def record_results(runtime: Runtime[Context] | None,
+                         results: list[StepResult]) -> dict[str, Any]:
+    """Record new results: steps that did not run go to the step ledger now (steps that ran
+    wrote theirs as they ended); without a store every result goes to the state's
+    `results`. Returns the state update: the prompt window and the counts."""
     update: dict[str, Any] = {"recent": results, "tally": StepTally.of(results)}
     store = getattr(runtime, "store", None)
     if store is None:
         return update | {"results": results}
-    ledger = StepLedger(store, run_scope())
+    ledger = StepLedger(store, thread_of(runtime))
     for result in results:
-        if result.status in {"rejected", "cancelled"}:  # `execute_step` never returns these
+        if result.status in {"rejected", "cancelled"}:  # a step run never ends so
             await ledger.unrun(result)
     return update
 

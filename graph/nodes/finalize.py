@@ -19,9 +19,9 @@ from graph.contracts import RunStatus, Usage
 from graph.guards import tokens_spent
 from graph.nodes.base import NodeDeps, runtime_context
 from graph.reasoning import ReasoningError, templated_answer
+from graph.runtime.execution import thread_of
 from graph.runtime.ledger import StepLedger
 from graph.state import State
-from tools.sandbox import run_scope
 
 
 async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
@@ -33,20 +33,21 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
     arguments = {"task": state["task"], "status": status.value, "reason": reason,
                  "summary": state.get("summary", ""),
                  "results": state.get("recent", [])}
-    ended = {"status": status, "reason": reason, "pending_steps": []}
+    ended: dict[str, Any] = {"status": status, "reason": reason, "pending_steps": []}
+    thread_id = thread_of(runtime)
     if context.executor_url:
         from graph.runtime.remote import remote_executor  # only runs that use one load it
 
-        await remote_executor(context.executor_url).end_thread(run_scope())
+        await remote_executor(context.executor_url).end_thread(thread_id)
     else:
-        await deps.registry.end_scope(run_scope())  # its named browser sessions close
+        await deps.registry.end_scope(thread_id)  # its named browser sessions close
     if (store := getattr(runtime, "store", None)) is not None:
-        ended["results"] = Overwrite(await StepLedger(store, run_scope()).results())
+        ended["results"] = Overwrite(await StepLedger(store, thread_id).results())
     decision = state.get("decision")
     if decision is not None and decision.action == "finish" and decision.answer:
         return ended | {"final_answer": decision.answer}
     try:
-        if tokens_spent(usage, context):
+        if tokens_spent(usage, context.budgets):
             raise ReasoningError("the token budget is spent, so the model was not asked")
         if failure := state.get("model_failure"):
             raise ReasoningError(failure)

@@ -27,18 +27,20 @@ def end_status(plan: Plan, done: dict[str, StepResult]) -> RunStatus:
 async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
     """Check budgets, then decide: continue, replan, or finish (with the answer)."""
     context = runtime_context(runtime)
+    budgets = context.budgets
     plan, done = state["plan"], state.get("plan_results", {})
     new = [done[step_id] for step_id in state.get("unseen", [])]
     update: dict[str, Any] = {"unseen": Overwrite([]), "decision": None}
 
     usage = state.get("usage") or Usage()
     stop = budget_stop(tally=state.get("tally", StepTally()), usage=usage,
-                       started_at=state["started_at"], context=context)
+                       started_at=state["started_at"], budgets=budgets)
     if stop and not plan_finished(plan, done):
-        return update | {"status": stop[0], "reason": stop[1]}
-    if tokens_spent(usage, context):
+        return update | stop.as_update()
+    if tokens_spent(usage, budgets):
         # The plan finished, but no reasoning call fits: finalize writes the template.
-        return update | {"status": end_status(plan, done), "reason": stop[1] if stop else ""}
+        return update | {"status": end_status(plan, done),
+                         "reason": stop.reason if stop else ""}
 
     trigger = decision_trigger(plan, new, done)
     if trigger is None:

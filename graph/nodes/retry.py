@@ -24,12 +24,12 @@ from langgraph.types import Overwrite
 
 from graph.context import Context
 from graph.contracts import StepResult
+from graph.events import RunRetried, emit
 from graph.nodes.base import NodeDeps, never_raises
-from graph.runtime.execution import emit
+from graph.runtime.execution import thread_of
 from graph.runtime.ledger import StepLedger
 from graph.runtime.progress import ReferenceProblem, resolve_args
 from graph.state import RETRYABLE, State
-from tools.sandbox import run_scope
 
 # Step statuses of a tool that was called: its effect may have happened.
 CALLED = {"error", "timeout", "cancelled"}
@@ -85,11 +85,11 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
         # `finalize` wrote the whole list; until the retry ends, the ledger holds them.
         update["results"] = Overwrite([])
         if failed:
-            await StepLedger(store, run_scope()).set_aside(
+            await StepLedger(store, thread_of(runtime)).set_aside(
                 state["plan_version"], {r.step_id for r in failed}, retries)
     plan = state.get("plan")
     again = [step.id for step in plan.steps if step.id not in kept] if plan else []
-    emit(runtime, {"event": "run_retried", "retry": retries, "after": str(status),
-                   "reason": state.get("reason", ""), "again": again, "kept": sorted(kept),
-                   "uncertain": sorted(uncertain)})
+    emit(getattr(runtime, "stream_writer", None), RunRetried(
+        retry=retries, after=str(status), reason=state.get("reason", ""), again=again,
+        kept=sorted(kept), uncertain=sorted(uncertain)))
     return update

@@ -27,6 +27,7 @@ from graph.contracts import (
     Usage,
     tool_schema,
 )
+from graph.events import StructuredOutputSalvaged, emit
 from graph.reasoning.bedrock import endpoint_unreachable
 from graph.reasoning.protocol import (
     ModelTimeout,
@@ -157,7 +158,7 @@ def _salvaged(schema: type[M], message: BaseMessage | None) -> M:
     value = schema.model_validate(objects[0])
     log.info("salvaged a %s from a reply in text", schema.__name__)
     try:
-        get_stream_writer()({"event": "structured_output_salvaged", "schema": schema.__name__})
+        emit(get_stream_writer(), StructuredOutputSalvaged(schema=schema.__name__))
     except RuntimeError:  # called outside a graph run: the log line is the record
         pass
     return value

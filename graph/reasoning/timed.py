@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from graph.contracts import Decision, Plan, Usage
+from graph.events import ReasoningCall
 from graph.reasoning.protocol import Reasoner, ReasoningError, Reply
 
 T = TypeVar("T")
@@ -16,7 +17,7 @@ T = TypeVar("T")
 class TimedReasoner:
     """Wraps a reasoner; `report` receives one `reasoning` event per call, failed or not."""
 
-    def __init__(self, inner: Reasoner, report: Callable[[dict[str, Any]], None]):
+    def __init__(self, inner: Reasoner, report: Callable[[ReasoningCall], None]):
         self.inner, self.report = inner, report
 
     async def plan(self, **arguments: Any) -> Reply[Plan]:
@@ -48,9 +49,8 @@ class TimedReasoner:
     def _report(self, kind: str, started: float, usage: Usage, ok: bool) -> None:
         if not usage.reasoning_calls:
             return  # answered without a model (an offline plan file, a template)
-        self.report({"event": "reasoning", "kind": kind, "started": round(started, 3),
-                     "ended": round(time.time(), 3), "input_tokens": usage.input_tokens,
-                     "cache_read_tokens": usage.cache_read_tokens,
-                     "cache_write_tokens": usage.cache_write_tokens,
-                     "output_tokens": usage.output_tokens,
-                     "cost_usd": usage.estimated_cost_usd, "ok": ok})
+        self.report(ReasoningCall(
+            kind=kind, started=round(started, 3), ended=round(time.time(), 3),
+            input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens,
+            cost_usd=usage.estimated_cost_usd, ok=ok))

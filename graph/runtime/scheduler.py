@@ -10,13 +10,16 @@ A step that changes things starts only once approved: the context's `auto` and `
 policies answer at once; under `ask` the step is held, and the scheduler returns when
 nothing else can run so that the `approve` node can ask a human. When a step fails or
 needs judgment, no further step starts; the steps in flight finish, then the reasoning
-agent decides.
+agent decides. When the run's deadline passes, the steps in flight are cancelled (each is
+recorded as `cancelled`; a write among them may have taken effect, and a retry asks
+first), and the run ends `budget_exhausted`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,11 +27,12 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import Plan, Step, StepError, StepResult, StepTally, Usage
-from graph.guards import budget_stop
-from graph.runtime.execution import execute_step
+from graph.guards import budget_stop, deadline_passed
+from graph.runtime.execution import StepRunner
 from graph.runtime.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
-from tools.registry import ToolRegistry
+from tools.errors import ErrorKind
+from tools.registry import StepRefused, ToolRegistry
 
 
 def standing_answer(approval: str, task: StepTask) -> Literal["approve", "reject"] | None:
@@ -42,7 +46,7 @@ def standing_answer(approval: str, task: StepTask) -> Literal["approve", "reject
 def not_approved(task: StepTask, approval: str) -> StepResult:
     """The result of a step that a human or the approval policy did not approve."""
     result = StepResult.rejected(
-        task["step"], task["plan_version"], "NotApproved",
+        task["step"], task["plan_version"], ErrorKind.NOT_APPROVED,
         f"a human or the approval policy ({approval}) did not approve this step")
     result.escalated = task.get("escalated")
     return result
@@ -72,7 +76,9 @@ class Scheduler:
                  usage: Usage, context: Context, registry: ToolRegistry,
                  runtime: Runtime[Context] | None):
         self.version = plan_version
-        self.context, self.registry, self.runtime = context, registry, runtime
+        self.context, self.registry = context, registry
+        self.budgets = context.budgets
+        self.steps_runner = StepRunner(context, registry, runtime)
         self.started_at, self.usage = started_at, usage
         self.escalations: dict[str, str] = {}
         self.tally = tally
@@ -127,9 +133,14 @@ class Scheduler:
         self._index(self.steps)
         self.escalations = escalations or {}
         self._launch_ready()
+        deadline = self.started_at + self.budgets.deadline_seconds
         while self.running and self._failure is None:
             self._ended.clear()
-            await self._ended.wait()
+            try:
+                await asyncio.wait_for(self._ended.wait(), max(0.0, deadline - time.time()))
+            except TimeoutError:
+                # The run's wall-clock limit: what still runs is cancelled, not waited for.
+                await self.cancel(f"the run's {deadline_passed(self.budgets)}")
         if self._failure is not None:
             # Not a tool failure (those are results) but storage: stop everything.
             await self.cancel("the run stopped on an error")
@@ -147,7 +158,7 @@ class Scheduler:
     def _over_budget(self) -> bool:
         """True when one more step would pass a budget (steps, tool calls, tokens, time)."""
         return budget_stop(tally=self.tally + self.new_tally, usage=self.usage,
-                           started_at=self.started_at, context=self.context,
+                           started_at=self.started_at, budgets=self.budgets,
                            in_flight=len(self.running)) is not None
 
     def _task_of(self, step: Step) -> StepTask:
@@ -157,9 +168,15 @@ class Scheduler:
             args, problem = resolve_args(step.args, self.done), None
         except ReferenceProblem as exc:
             args, problem = step.args, str(exc)
-        changes = step.side_effects or self.registry.get(step.tool).changes_things(args)
+        refused: StepRefused | None = None
+        try:
+            changes = step.side_effects or self.registry.get(step.tool).changes_things(args)
+        except StepRefused as exc:  # a plan of an earlier registry (a retried run)
+            changes, problem, refused = step.side_effects, str(exc), exc
         task = StepTask(step=step, args=args, plan_version=self.version, problem=problem,
                         approved=problem is not None or not changes, side_effects=changes)
+        if refused is not None:
+            task["problem_kind"] = refused.kind
         if changes and step.id in self.escalations:
             task["escalated"] = self.escalations[step.id]
         if (session := args.get("session")) and any(
@@ -179,7 +196,7 @@ class Scheduler:
             return
         ready: list[StepTask] = []
         denied = False
-        for task in self._ready():
+        for task in self._take_ready():
             if task["approved"]:
                 ready.append(task)
             elif self.complete:  # a step that changes things waits for the whole plan
@@ -210,9 +227,10 @@ class Scheduler:
                 self._dependents.setdefault(dep, []).append(step)
             self._candidates[step.id] = step
 
-    def _ready(self) -> list[StepTask]:
-        """Steps not started whose dependencies all succeeded: approved held steps first,
-        then the plan's, in plan order."""
+    def _take_ready(self) -> list[StepTask]:
+        """Take the steps that may start now: approved held steps first, then the plan's
+        not started whose dependencies all succeeded, in plan order. Each is taken once:
+        the candidates looked at are cleared."""
         approved, self.approved = self.approved, []
         taken = {task["step"].id for task in approved + self.held} | set(self.running)
         candidates = sorted(self._candidates.values(), key=lambda s: self._position[s.id])
@@ -229,7 +247,7 @@ class Scheduler:
     async def _run(self, task: StepTask) -> None:
         step = task["step"]
         try:
-            result = await execute_step(task, self.context, self.registry, self.runtime)
+            result = await self.steps_runner.run(task)
         except asyncio.CancelledError:
             # Cancelled by this scheduler (or with the run): the record is the result.
             result = StepResult(step_id=step.id, tool=step.tool, plan_version=self.version,

@@ -61,7 +61,7 @@ def test_registry_refuses_duplicates_and_unknown_tools():
         registry.register(ping)
     with pytest.raises(StepRefused) as refused:
         registry.check("pong", {})
-    assert refused.value.type_name == "UnknownTool"
+    assert refused.value.kind == "UnknownTool"
 
 
 def test_unavailable_tools_are_refused_and_listed_as_such():

@@ -157,7 +157,8 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
     try:
         if context.mcp_config:
             await _add_mcp_servers(registry, context, transcript.parent / thread_id)
-        tools = [_guarded(entry, registry, context, decider(task), calls) for entry in registry
+        tools = [_guarded(entry, registry, context, decider(task), calls, thread_id)
+                 for entry in registry
                  if entry.why_unavailable() is None]
         system, user = load_prompt("react", task=text)
         # Caching as fair as ours: langchain-aws's own cache points (where the model takes them).
@@ -199,21 +200,21 @@ async def _add_mcp_servers(registry: ToolRegistry, context: Context, folder: Pat
     """Add the tools of the run's MCP servers, as `duet run` does (a server that cannot be
     reached is waited for, `dependency_wait_seconds`, as it is for the nova-duet agent; one
     that does not start leaves its tools out; the listing says why)."""
-    from graph.redaction import also_redact
-    from tools.mcp import add_mcp_servers
+    from graph.app.runner import add_mcp_servers
 
     folder.mkdir(parents=True, exist_ok=True)
-    await add_mcp_servers(registry, context.mcp_config, context.sandbox_policy(),
-                          remember_secret=also_redact, log_folder=folder)
+    await add_mcp_servers(registry, context, log_folder=folder)
 
 
 def _guarded(entry: Any, registry: Any, context: Context,
-             decide: Callable[[dict[str, Any]], dict[str, str]], calls: list[str]) -> Any:
+             decide: Callable[[dict[str, Any]], dict[str, str]], calls: list[str],
+             thread_id: str) -> Any:
     """`entry`'s tool for the ReAct loop: the same name, description and arguments, run
     by `attempt_tool` under the run's sandbox policy, after the approval policy."""
     from langchain_core.tools import StructuredTool
 
-    from graph.runtime.execution import attempt_tool
+    from graph.runtime.attempts import attempt_tool
+    from tools.step import StepContext
 
     policy = context.sandbox_policy()
 
@@ -224,7 +225,8 @@ def _guarded(entry: Any, registry: Any, context: Context,
             if verdict:
                 return f"refused: {verdict}"
         calls.append(entry.name)
-        attempt = await attempt_tool(registry, entry.name, args, policy,
+        step = StepContext(policy=policy, scope=thread_id, browser=context.remote_browser())
+        attempt = await attempt_tool(registry, entry.name, args, step,
                                      context.step_timeout_seconds)
         if attempt.status != "ok":
             error = attempt.error
@@ -233,7 +235,7 @@ def _guarded(entry: Any, registry: Any, context: Context,
 
     return StructuredTool.from_function(coroutine=call, name=entry.name,
                                         description=entry.tool.description,
-                                        args_schema=entry.tool.args_schema)
+                                        args_schema=entry.tool.tool_call_schema)
 
 
 def _approval(policy: str, decide: Callable[[dict[str, Any]], dict[str, str]], tool: str,

@@ -17,7 +17,21 @@ from typing import Any
 from graph.app.threads import UnknownThread, load_settings, read_trace, saved_run, trace_path
 from graph.checkpoints import run_folder
 from graph.contracts import FinalState, StepResult
-from tools.sandbox import StepFiles
+from graph.events import (
+    ApprovalAnswered,
+    Event,
+    NodeUpdate,
+    ReasoningCall,
+    Resumed,
+    RunFinished,
+    RunRetried,
+    RunStarted,
+    ToolSourceBack,
+    ToolSourceUnavailable,
+    ToolSourceWaiting,
+)
+from tools.errors import ErrorKind
+from tools.step import StepFiles
 
 OUTPUT_CHARS = 2_000  # of a step's output shown in the report
 ANSWER_CITATION = re.compile(r"\[([A-Za-z0-9_.-]+)\]")
@@ -40,14 +54,14 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
     _name_attempts(steps)
     _mark_critical(steps)
     # A trace written before cache tokens were recorded has none: they count as 0.
-    reasoning = [{key: e.get(key, 0) for key in ("kind", "started", "ended", "input_tokens",
-                                                 "cache_read_tokens", "cache_write_tokens",
-                                                 "output_tokens", "cost_usd", "ok")}
-                 for e in events if e["event"] == "reasoning"]
+    reasoning = [e.model_dump(include={"kind", "started", "ended", "input_tokens",
+                                       "cache_read_tokens", "cache_write_tokens",
+                                       "output_tokens", "cost_usd", "ok"})
+                 for e in events if isinstance(e, ReasoningCall)]
     times = [t for s in steps for t in (s["started"], s["ended"])]
     times += [t for r in reasoning for t in (r["started"], r["ended"])]
-    times += [e["t"] for e in events
-              if e["event"] in ("run_started", "resume", "run_retried", "run_finished")]
+    times += [e.t for e in events
+              if isinstance(e, RunStarted | Resumed | RunRetried | RunFinished) and e.t]
     try:
         settings = load_settings(thread_id)["context"]
     except UnknownThread:  # a run saved elsewhere (a server) has no settings file here
@@ -67,29 +81,28 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "started": min(times) if times else None,
         "plans": [{"version": version, **plan} for version, plan in sorted(plans.items())],
         "steps": steps, "reasoning": reasoning, "approvals": _approvals(events, steps),
-        "retries": [{"retry": e["retry"], "after": e["after"], "at": e["t"],
-                     "again": e["again"], "reason": e.get("reason", "")}
-                    for e in events if e["event"] == "run_retried"],
+        "retries": [{"retry": e.retry, "after": e.after, "at": e.t, "again": e.again,
+                     "reason": e.reason} for e in events if isinstance(e, RunRetried)],
         "source_waits": _source_waits(events),
     }
 
 
-def _source_waits(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _source_waits(events: list[Event]) -> list[dict[str, Any]]:
     """Each wait for a tool source (an MCP server) that could not be reached as the run (or
     a resume of it) started: its reason, how long, and whether it then `started` or was
     `left out` (None: the trace ends before the wait does)."""
     waits: list[dict[str, Any]] = []
     waiting: dict[str, dict[str, Any]] = {}
     for event in events:
-        if event["event"] == "tool_source_waiting":
-            waiting[event["source"]] = {"source": event["source"], "reason": event["reason"],
-                                        "at": event["t"], "seconds": None, "ended": None}
-            waits.append(waiting[event["source"]])
-        elif (event["event"] in ("tool_source_back", "tool_source_unavailable")
-              and event["source"] in waiting):
-            wait = waiting.pop(event["source"])
-            wait["seconds"] = round(event["t"] - wait["at"], 1)
-            wait["ended"] = "started" if event["event"] == "tool_source_back" else "left out"
+        if isinstance(event, ToolSourceWaiting):
+            waiting[event.source] = {"source": event.source, "reason": event.reason,
+                                     "at": event.t, "seconds": None, "ended": None}
+            waits.append(waiting[event.source])
+        elif (isinstance(event, ToolSourceBack | ToolSourceUnavailable)
+              and event.source in waiting):
+            wait = waiting.pop(event.source)
+            wait["seconds"] = round((event.t or 0) - wait["at"], 1)
+            wait["ended"] = "started" if isinstance(event, ToolSourceBack) else "left out"
     return waits
 
 
@@ -105,10 +118,10 @@ def _name_attempts(steps: list[dict[str, Any]]) -> None:
             step["anchor"] = f"{anchor}-attempt{seen[anchor]}"
 
 
-def _plans(events: list[dict[str, Any]], values: dict[str, Any]) -> dict[int, dict[str, Any]]:
+def _plans(events: list[Event], values: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Every plan version the trace recorded (the saved plan when there is no trace)."""
-    plans = {e["plan_version"]: {"goal": e.get("goal", ""), "steps": e["plan"]}
-             for e in events if e["event"] == "node" and e.get("plan")}
+    plans = {e.plan_version or 0: {"goal": e.goal or "", "steps": e.plan}
+             for e in events if isinstance(e, NodeUpdate) and e.plan}
     plan = values.get("plan")
     if plan is not None and values.get("plan_version") not in plans:
         plans[values["plan_version"]] = {"goal": plan.goal, "steps": [
@@ -143,7 +156,7 @@ def _step(thread_id: str, result: StepResult, planned: dict[str, Any]) -> dict[s
 def _nova_act_logs(files: StepFiles, result: StepResult) -> list[Path]:
     """Nova Act's own HTML run logs written while the step ran."""
     folder = files.nova_act_logs
-    if not result.tool.startswith("browser_") or not folder.is_dir():
+    if not folder.is_dir():
         return []
     start = result.started_at.timestamp()
     end = start + result.duration_ms / 1000 + 1
@@ -169,18 +182,17 @@ def _citations(final: FinalState, steps: list[dict[str, Any]]) -> dict[str, str]
             if cited in anchors}
 
 
-def _approvals(events: list[dict[str, Any]], steps: list[dict[str, Any]]
-               ) -> list[dict[str, Any]]:
+def _approvals(events: list[Event], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Who decided what, and when: answers to approval requests, and the policy's refusals."""
     decided = []
     for event in events:
-        if event["event"] == "approval_answered":
-            for answer in event.get("answers", []):
-                decided += [{"at": event["t"], "by": event.get("by", "the caller"),
-                             "step_id": step_id, "answer": verdict if isinstance(verdict, str)
-                             else "edit"} for step_id, verdict in answer.items()]
+        if isinstance(event, ApprovalAnswered):
+            for answer in event.answers:
+                decided += [{"at": event.t, "by": event.by, "step_id": step_id,
+                             "answer": verdict if isinstance(verdict, str) else "edit"}
+                            for step_id, verdict in answer.items()]
     decided += [{"at": s["ended"], "by": "the approval policy", "step_id": s["step_id"],
                  "answer": "reject"} for s in steps
-                if s["error"] and s["error"]["type"] == "NotApproved"
+                if s["error"] and ErrorKind.of(s["error"]["type"]) is ErrorKind.NOT_APPROVED
                 and not any(d["step_id"] == s["step_id"] for d in decided)]
     return sorted(decided, key=lambda d: d["at"])
