@@ -35,11 +35,14 @@ class SandboxPolicy:
 
     def allows(self, url: str) -> bool:
         """True when `url` is http(s) and its host (and port, if the entry names one) is allowed."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # not a URL at all (a port out of range, a broken IPv6 host)
+            return False
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return False
         host = parts.hostname.lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         for entry in self.allowed_hosts:
             entry_host, _, entry_port = entry.lower().rpartition(":")
             if not entry_host or not entry_port.isdigit():
@@ -54,9 +57,12 @@ class SandboxPolicy:
         """Raise `BlockedError`, saying what to set, unless `url` is allowed."""
         if self.allows(url):
             return
-        parts = urlsplit(url)
-        host = parts.hostname or url
-        wanted = f"{host}:{parts.port}" if parts.port else host
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname or url, parts.port
+        except ValueError:
+            raise BlockedError(f"{url!r} is not a URL the sandbox can allow") from None
+        wanted = f"{host}:{port}" if port else host
         hint = (" (this machine's hosts need their port)" if parts.hostname
                 and is_loopback(parts.hostname) else "")
         if self.denied_hint:

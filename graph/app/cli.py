@@ -16,13 +16,14 @@ import webbrowser
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from graph.checkpoints import default_checkpointer_url, duet_home
 from graph.context import Context, SettingError, parse_settings
@@ -49,6 +50,19 @@ def _setup_logging() -> None:
 
 
 EXIT_CONFIG = 2
+
+
+def fail(exc: Exception, as_json: bool = False, said: str | None = None,
+         **payload: Any) -> NoReturn:
+    """End the command on an error found before any work: one line on stderr (`said`, or
+    the error's own message) and, with `--json`, the error as JSON on stdout (with
+    `payload`); exit 2."""
+    err.print(Text.assemble(("error: ", "red"), said or str(exc)), soft_wrap=True,
+              highlight=False)
+    if as_json:
+        typer.echo(json.dumps({**payload, "status": None, "error": {
+            "type": type(exc).__name__, "message": str(exc)}}, indent=1))
+    raise typer.Exit(EXIT_CONFIG) from None
 Approval = Literal["ask", "auto", "deny"]
 Decide = Literal["approve", "reject"]
 STATUS_STYLE = {"ok": "green", "error": "red", "rejected": "magenta", "timeout": "yellow",
@@ -216,18 +230,12 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
             else run_thread(task, thread_id=thread, **common, **kwargs))
     except (ConfigurationError, UnknownThread, IncompatibleThread, NotRetryable,
             MCPConfigError) as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(EXIT_CONFIG) from None
+        fail(exc, as_json, thread_id=None if task is not None else thread)
     except CheckpointerUnavailable as exc:
         # Before any work (its settings are saved): the same command continues it.
         again = f"duet {'retry' if retry is not None else 'resume'} {thread}"
-        err.print(f"[red]error:[/] {exc}; nothing ran: `{again}` starts it once it is back",
-                  markup=True, highlight=False, soft_wrap=True)
-        if as_json:
-            typer.echo(json.dumps({"thread_id": thread, "status": None, "error": {
-                "type": type(exc).__name__, "message": str(exc)}, "continue_with": again},
-                indent=1))
-        raise typer.Exit(EXIT_CONFIG) from None
+        fail(exc, as_json, said=f"{exc}; nothing ran: `{again}` starts it once it is back",
+             thread_id=thread, continue_with=again)
     except KeyboardInterrupt:
         err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")
         raise typer.Exit(1) from None

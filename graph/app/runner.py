@@ -49,14 +49,15 @@ from graph.events import (
     ToolSourceWaiting,
     parse_event,
 )
-from graph.reasoning import resolve_reasoner
+from graph.reasoning import PlanFileError, PlanFileReasoner, resolve_reasoner
 from graph.redaction import also_redact, redact
+from graph.runtime.early import step_refusal
 from graph.runtime.ledger import StepLedger
 from graph.state import RETRYABLE
 from tools import default_registry
 from tools.registry import ToolRegistry
 
-__all__ = ["add_mcp_servers", "retry_thread", "run_thread"]
+__all__ = ["add_mcp_servers", "check_plan_file", "retry_thread", "run_thread"]
 
 log = logging.getLogger("duet")
 
@@ -102,7 +103,8 @@ async def run_thread(
     Resuming a run that has ended runs nothing: a `resume` event says so, with its status
     (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
-    when the reasoning model cannot be used (no AWS credentials, say).
+    when the reasoning model cannot be used (no AWS credentials, say), and `PlanFileError`
+    when the plan file (offline planner mode) cannot run (see `check_plan_file`).
     """
     if task is None:
         if thread_id is None:
@@ -112,7 +114,6 @@ async def run_thread(
                                 decide=decide)
     thread_id = thread_id or new_thread_id()
     context = context or Context()
-    save_settings(thread_id, task, context, model)
     return await _run(thread_id, task, task, context, model, tools, checkpointer_url,
                       on_event, decide)
 
@@ -165,9 +166,11 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
                checkpointer_url: str | None, on_event: Callable[[Event], None],
                decide: Callable | None, *, retry: bool = False,
                save: bool = False) -> tuple[str, FinalState]:
-    """Open the run's tools and storage, drive the graph, close them; with `save`, save the
-    run's changed settings once the thread is known to continue."""
+    """Open the run's tools and storage, drive the graph, close them. A new run's settings
+    are saved before its storage opens (so a resume finds them if that fails); with `save`,
+    a retry's changed settings once the thread is known to continue."""
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
+    checks_plan = task is not None or retry  # a resume goes on with the plan it has
     config = {"configurable": {"thread_id": thread_id}}
     trace = _Trace(trace_path(thread_id))
 
@@ -181,11 +184,15 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
         trace.write(recorded.dump())
         on_event(recorded)
 
+    registry = tools if tools is not None else default_registry()
+    if context.mcp_config:
+        registry = registry.extended()  # the caller's registry stays as it was
     try:
-        registry = tools if tools is not None else default_registry()
-        if context.mcp_config:
-            registry = registry.extended()  # the caller's registry stays as it was
         try:
+            if checks_plan and not context.mcp_config:
+                check_plan_file(context, registry)
+            if task is not None:
+                save_settings(thread_id, task, context, model)
             async with (open_checkpointer(checkpointer_url, context) as saver,
                         open_store(checkpointer_url, context) as store):
                 # Only a resume can meet a state of the earlier shape (a new run has none).
@@ -208,6 +215,8 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
                 if context.mcp_config:
                     await _add_run_mcp_servers(registry, context, emit,
                                                run_folder(thread_id))
+                    if checks_plan:
+                        check_plan_file(context, registry)
                 graph = build_graph(model=model, tools=registry, checkpointer=saver,
                                     store=store)
                 final = await _drive(graph, task, saved_task, config, context, decide, emit,
@@ -262,6 +271,19 @@ class _Trace:
             except OSError:
                 pass  # the failure was reported when the line was written
             self._out = None
+
+
+def check_plan_file(context: Context, registry: ToolRegistry) -> None:
+    """Raise `PlanFileError` (one line: the file, the step, the problem) when the run's plan
+    file cannot run: not YAML or JSON, not a plan (bad fields, a cycle, an unknown
+    dependency), or a step the registry refuses (an unknown tool, bad arguments, a bad
+    reference). Nothing is sent before this passes."""
+    if not context.plan_file:
+        return
+    plan = PlanFileReasoner(context.plan_file, context.plan_variables).load_plan()
+    for step in plan.steps:
+        if (refusal := step_refusal(step, registry)) is not None:
+            raise PlanFileError(Path(context.plan_file), str(refusal), step.id)
 
 
 async def add_mcp_servers(registry: ToolRegistry, context: Context, *,

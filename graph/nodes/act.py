@@ -26,4 +26,5 @@ async def act(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[s
         outcome = await scheduler.run(state["plan"], state.get("escalations"))
     return await record_results(runtime, outcome.results) | {
         "plan_results": {r.step_id: r for r in outcome.results},
-        "unseen": [r.step_id for r in outcome.results], "pending_steps": outcome.held}
+        "unseen": [r.step_id for r in outcome.results], "pending_steps": outcome.held,
+        **(outcome.stop.as_update() if outcome.stop else {})}

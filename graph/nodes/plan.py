@@ -109,4 +109,4 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
     return update | await record_results(runtime, early.discarded + outcome.results) | {
         "plan_results": Overwrite(results_of_plan(outcome.results, version)),
         "unseen": Overwrite([r.step_id for r in outcome.results]),
-        "pending_steps": outcome.held}
+        "pending_steps": outcome.held, **(outcome.stop.as_update() if outcome.stop else {})}

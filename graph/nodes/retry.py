@@ -9,6 +9,10 @@ idempotent, and that ran and failed may have taken effect, so it waits for a hum
 escalation: even `approval: auto` asks) instead of being repeated silently. One that failed
 before any attempt reached its tool (`StepResult.not_sent`: its server refused) runs again.
 
+A run of a plan file (offline planner mode) reads its file again: once the file is fixed,
+the retry runs its plan, keeping only the results of the steps the file still holds
+unchanged that succeeded.
+
 Budgets: steps, tool calls, tokens and replans count over the whole run, retries included,
 so a run that spent one continues only once it is raised (`duet retry --set max_steps=...`);
 the deadline and the stalled-replan count start again with each retry.
@@ -23,9 +27,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from graph.context import Context
-from graph.contracts import StepResult
+from graph.contracts import Plan, StepResult
 from graph.events import RunRetried, emit
-from graph.nodes.base import NodeDeps, never_raises
+from graph.nodes.base import NodeDeps, never_raises, runtime_context
+from graph.reasoning import PlanFileReasoner
 from graph.runtime.execution import thread_of
 from graph.runtime.ledger import StepLedger
 from graph.runtime.progress import ReferenceProblem, resolve_args
@@ -71,9 +76,11 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
         return {"retry": False}
     retries = state.get("retries", 0) + 1
     done = state.get("plan_results", {})
-    kept = {step_id: r for step_id, r in done.items() if r.status == "ok"}
+    plan, fresh = state.get("plan"), _plan_file(runtime_context(runtime))
+    kept = {step_id: r for step_id, r in done.items() if r.status == "ok"
+            and (fresh is None or plan is None or _unchanged(step_id, plan, fresh))}
     failed = [r for r in done.values() if r.status != "ok"]
-    uncertain = uncertain_writes(state, failed, deps) if state.get("plan") else {}
+    uncertain = uncertain_writes(state, failed, deps) if plan else {}
     update: dict[str, Any] = {
         "retry": False, "retries": retries, "status": None, "reason": "", "decision": None,
         "model_failure": "",
@@ -81,15 +88,32 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
         "unseen": Overwrite([]), "pending_steps": [], "plan_results": Overwrite(kept),
         "escalations": {**(state.get("escalations") or {}), **uncertain},
     }
+    if fresh is not None and plan is not None:
+        update["plan"] = plan = fresh
     if (store := getattr(runtime, "store", None)) is not None:
         # `finalize` wrote the whole list; until the retry ends, the ledger holds them.
         update["results"] = Overwrite([])
         if failed:
             await StepLedger(store, thread_of(runtime)).set_aside(
                 state["plan_version"], {r.step_id for r in failed}, retries)
-    plan = state.get("plan")
     again = [step.id for step in plan.steps if step.id not in kept] if plan else []
     emit(getattr(runtime, "stream_writer", None), RunRetried(
         retry=retries, after=str(status), reason=state.get("reason", ""), again=again,
         kept=sorted(kept), uncertain=sorted(uncertain)))
     return update
+
+
+def _plan_file(context: Context) -> Plan | None:
+    """The plan of the run's plan file as it is now (offline planner mode), or None."""
+    if not context.plan_file:
+        return None
+    return PlanFileReasoner(context.plan_file, context.plan_variables).load_plan()
+
+
+def _unchanged(step_id: str, old: Plan, new: Plan) -> bool:
+    """Whether step `step_id` is the same step in both plans (tool, arguments, wiring)."""
+    before = next((s for s in old.steps if s.id == step_id), None)
+    after = next((s for s in new.steps if s.id == step_id), None)
+    return before is not None and after is not None and (
+        before.tool, before.args, before.depends_on) == (after.tool, after.args,
+                                                          after.depends_on)

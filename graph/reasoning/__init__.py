@@ -17,7 +17,7 @@ from graph.reasoning.bedrock import (
     require_aws_credentials,
 )
 from graph.reasoning.chat import ModelReasoner
-from graph.reasoning.offline import PlanFileReasoner, templated_answer
+from graph.reasoning.offline import PlanFileError, PlanFileReasoner, templated_answer
 from graph.reasoning.protocol import (
     ConfigurationError,
     ModelTimeout,
@@ -55,7 +55,8 @@ def _model_reasoner(model: BaseChatModel, context: Context) -> ModelReasoner:
 
 
 __all__ = [
-    "ConfigurationError", "ModelReasoner", "ModelTimeout", "ModelUnavailable", "PlanFileReasoner",
+    "ConfigurationError", "ModelReasoner", "ModelTimeout", "ModelUnavailable", "PlanFileError",
+    "PlanFileReasoner",
     "Reasoner",
     "ReasoningError", "Reply", "StepStream", "cache_point_minimum", "chat_model_from_spec",
     "require_aws_credentials",

@@ -7,6 +7,7 @@ run context's `plan_file` selects it).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -14,7 +15,17 @@ from jinja2 import Environment, StrictUndefined, TemplateError
 from pydantic import ValidationError
 
 from graph.contracts import Decision, Plan, StepResult, Usage
-from graph.reasoning.protocol import ReasoningError, Reply, StepStream
+from graph.reasoning.protocol import ConfigurationError, ReasoningError, Reply, StepStream
+
+
+class PlanFileError(ConfigurationError):
+    """A plan file that cannot run: not YAML or JSON, not a plan, or a step that is wrong.
+    Its message is one line naming the file, the step and the problem."""
+
+    def __init__(self, path: Path, problem: str, step: str | None = None):
+        where = f"step {step!r}: " if step else ""
+        super().__init__(f"plan file {str(path)!r}: {where}{problem}")
+        self.path, self.step, self.problem = path, step, problem
 
 
 class PlanFileReasoner:
@@ -31,17 +42,30 @@ class PlanFileReasoner:
     def load_plan(self) -> Plan:
         """Read, render (Jinja `{{ name }}` from `variables`) and validate the plan file.
 
-        Raises `ReasoningError` with the problem.
+        Raises `PlanFileError` (one line: the file, the step and the problem).
         """
         try:
             template = Environment(undefined=StrictUndefined).from_string(
                 self.path.read_text(encoding="utf-8"))
             text = template.render(**self.variables)
+        except OSError as exc:
+            raise PlanFileError(self.path, f"cannot read it: {exc.strerror or exc}") from None
+        except TemplateError as exc:
+            missing = re.match(r"'(\w+)' is undefined", str(exc.message))
+            raise PlanFileError(self.path, f"{exc.message}: give it with --var "
+                                f"{missing.group(1)}=VALUE" if missing else str(exc)) from None
+        try:
             data = json.loads(text) if self.path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise PlanFileError(self.path, _syntax_problem(exc)) from None
+        if not isinstance(data, dict):
+            raise PlanFileError(self.path, "not a plan: a plan is a mapping with `goal` and "
+                                           "`steps`")
+        try:
             return Plan.model_validate(data)
-        except (OSError, ValueError, yaml.YAMLError, ValidationError, TemplateError) as exc:
-            raise ReasoningError(
-                f"plan file {str(self.path)!r} is not a valid plan: {exc}") from exc
+        except ValidationError as exc:
+            step, problem = _validation_problem(exc, data)
+            raise PlanFileError(self.path, problem, step) from None
 
     async def plan(
         self, *, task: str, tools: str, summary: str, results: list[StepResult],
@@ -51,7 +75,10 @@ class PlanFileReasoner:
         offline."""
         if previous_plan is not None:
             raise ReasoningError("the offline planner runs one plan file and cannot replan")
-        return Reply(self.load_plan(), Usage())
+        try:
+            return Reply(self.load_plan(), Usage())
+        except PlanFileError as exc:
+            raise ReasoningError(str(exc)) from None
 
     async def observe(
         self, *, task: str, plan: Plan, summary: str, results: list[StepResult], trigger: str
@@ -83,6 +110,34 @@ class PlanFileReasoner:
         text = templated_answer(task=task, status=status, reason=reason, summary=summary,
                                 results=results)
         return Reply(f"{text}\n(offline planner: no model was called)", Usage())
+
+
+def _syntax_problem(exc: Exception) -> str:
+    """A YAML or JSON syntax error in one line: what is wrong and where."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"not YAML: {exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return f"not YAML: {str(exc).splitlines()[0]}"
+
+
+def _validation_problem(exc: ValidationError, data: dict[str, object]) -> tuple[str | None, str]:
+    """The first problem of a plan that does not validate, as (the step's id or None, what
+    is wrong), saying how many more there are."""
+    first = exc.errors()[0]
+    loc, step = list(first["loc"]), None
+    steps = data.get("steps")
+    if loc[:1] == ["steps"] and len(loc) > 1 and isinstance(steps, list):
+        index = loc[1]
+        raw = steps[index] if isinstance(index, int) and index < len(steps) else None
+        step = str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else f"#{index}"
+        loc = loc[2:]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    field = ".".join(map(str, loc))
+    more = exc.error_count() - 1
+    return step, (f"{field}: " if field else "") + message + (
+        f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
 def templated_answer(

@@ -26,8 +26,8 @@ from typing import Literal
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import Plan, Step, StepError, StepResult, StepTally, Usage
-from graph.guards import budget_stop, deadline_passed
+from graph.contracts import Plan, RunStatus, Step, StepError, StepResult, StepTally, Usage
+from graph.guards import Stop, budget_stop, deadline_passed
 from graph.runtime.execution import StepRunner
 from graph.runtime.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
@@ -56,10 +56,12 @@ def not_approved(task: StepTask, approval: str) -> StepResult:
 class Outcome:
     """What a scheduling round produced: results in the order the steps finished, and the
     steps held back: waiting for a human's approval, or approved but not started (a
-    failure or a budget stopped the round first)."""
+    failure or a budget stopped the round first); `stop` when the run's deadline passed
+    while steps ran (they were cancelled: the run ends so)."""
 
     results: list[StepResult]
     held: list[StepTask]
+    stop: Stop | None = None
 
 
 class Scheduler:
@@ -133,19 +135,20 @@ class Scheduler:
         self._index(self.steps)
         self.escalations = escalations or {}
         self._launch_ready()
-        deadline = self.started_at + self.budgets.deadline_seconds
+        deadline, stop = self.started_at + self.budgets.deadline_seconds, None
         while self.running and self._failure is None:
             self._ended.clear()
             try:
                 await asyncio.wait_for(self._ended.wait(), max(0.0, deadline - time.time()))
             except TimeoutError:
                 # The run's wall-clock limit: what still runs is cancelled, not waited for.
-                await self.cancel(f"the run's {deadline_passed(self.budgets)}")
+                stop = Stop(RunStatus.BUDGET_EXHAUSTED, deadline_passed(self.budgets))
+                await self.cancel(f"the run's {stop.reason}")
         if self._failure is not None:
             # Not a tool failure (those are results) but storage: stop everything.
             await self.cancel("the run stopped on an error")
             raise self._failure
-        return Outcome(self.new, self.held + self.approved)
+        return Outcome(self.new, self.held + self.approved, stop)
 
     async def cancel(self, reason: str) -> None:
         """Cancel the steps in flight; each is recorded as `cancelled` with `reason`."""
