@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "build_graph": "graph.builder", "Context": "graph.context", "as_tool": "graph.embedding",
+    "build_graph": "graph.builder", "Context": "graph.context", "as_tool": "graph.langchain_tool",
     "ConfigurationError": "graph.reasoning", "ModelReasoner": "graph.reasoning",
     "PlanFileReasoner": "graph.reasoning",
     **{name: "graph.contracts" for name in ("Decision", "FinalState", "Plan", "RunStatus",
@@ -45,5 +45,5 @@ if TYPE_CHECKING:  # what type checkers and editors see
         StepResult,
         Usage,
     )
-    from graph.embedding import as_tool
+    from graph.langchain_tool import as_tool
     from graph.reasoning import ConfigurationError, ModelReasoner, PlanFileReasoner
