@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # LangGraph loads when a checkpointer opens, not with the CLI
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.store.base import BaseStore
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     from graph.context import Context
 
@@ -147,7 +148,7 @@ async def open_store(url: str | None = None, context: Context | None = None
 
 
 async def _sqlite_store(stack: contextlib.AsyncExitStack, path: str,
-                        busy_timeout: float) -> BaseStore:
+                        busy_timeout: float) -> AsyncSqliteStore:
     import aiosqlite
 
     conn = await stack.enter_async_context(aiosqlite.connect(
@@ -162,7 +163,7 @@ async def _sqlite_store(stack: contextlib.AsyncExitStack, path: str,
 
 
 @functools.cache
-def _immediate_store_class() -> type[BaseStore]:
+def _immediate_store_class() -> type[AsyncSqliteStore]:
     from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     class ImmediateSqliteStore(AsyncSqliteStore):

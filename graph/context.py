@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tools.step import RemoteBrowser
 
 DEFAULT_MODEL = "us.amazon.nova-2-lite-v1:0"
+ReasoningEffort = Literal["low", "medium", "high"]  # Nova 2's extended thinking
 # Each group's defaults, written once (in its class), are the settings' defaults below.
 _BUDGETS, _TIMEOUTS, _SANDBOX = Budgets(), Timeouts(), SandboxPolicy()
 Group = TypeVar("Group", Budgets, Timeouts)
@@ -42,7 +43,7 @@ class Context:
         default_factory=lambda: os.environ.get("AWS_REGION", "us-east-1"),
         metadata={"description": "AWS region of the Bedrock endpoint ($AWS_REGION)."},
     )
-    reasoning_effort: str | None = field(
+    reasoning_effort: ReasoningEffort | None = field(
         default=None,
         metadata={"description": "Nova 2 extended thinking: 'low', 'medium', 'high' or none."},
     )

@@ -72,7 +72,7 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:
         """Return a view of this model (same script) that answers with tool calls."""
         names = [convert_to_openai_tool(tool)["function"]["name"] for tool in tools]
         return self.model_copy(update={"bound_tools": names})
@@ -123,7 +123,9 @@ class ScriptedChatModel(BaseChatModel):
                        run_manager: Any = None, **kwargs: Any
                        ) -> AsyncIterator[ChatGenerationChunk]:
         result = await self._agenerate(messages, stop=stop, **kwargs)
-        for chunk in self.fragments(result.generations[0].message):
+        message = result.generations[0].message
+        assert isinstance(message, AIMessage)
+        for chunk in self.fragments(message):
             yield ChatGenerationChunk(message=chunk)
 
     def fragments(self, message: AIMessage) -> Iterator[AIMessageChunk]:

@@ -402,6 +402,7 @@ class BrowserPool:
     async def _end_if_stalled(self, session: BrowserSession | None) -> None:
         """Kill `session`'s local Chromium (None: the shared one) if it gives no answer; a
         remote one is marked stalled."""
+        chromium: Chromium | None
         if session is None or session.context is not None:
             shared = self._shared
             if shared is None or (session is not None and session.context.browser is not shared[2]):
@@ -409,14 +410,14 @@ class BrowserPool:
             chromium, browser = shared[0], shared[2]
         else:
             chromium, browser = session.chromium, session.browser
-        if chromium is not None and (
-                chromium.process is None or chromium.process.poll() is not None):
+        process = chromium.process if chromium is not None else None
+        if chromium is not None and (process is None or process.poll() is not None):
             return  # gone already
         try:
             await asyncio.wait_for(self._probe(browser, session), PROBE_SECONDS)
             return
         except Exception as exc:  # noqa: BLE001 - no answer, whatever the reason: stalled
-            if chromium is None:  # remote: not ours to kill, so not asked anything more
+            if process is None:  # remote: not ours to kill, so not asked anything more
                 assert session is not None
                 session.stalled = True
                 log.warning("the remote browser at %s gave no answer within %gs after a step "
@@ -424,9 +425,9 @@ class BrowserPool:
                             session.cdp_url, PROBE_SECONDS, _first_line(exc))
                 return
             log.warning("Chromium (pid %d) gave no answer within %gs after a step timed out "
-                        "(%s): killing it; the next step starts a new one", chromium.process.pid,
+                        "(%s): killing it; the next step starts a new one", process.pid,
                         PROBE_SECONDS, _first_line(exc))
-        await asyncio.to_thread(lifetime.stop, chromium.process, 0)
+        await asyncio.to_thread(lifetime.stop, process, 0)
         async with self._shared_lock:
             if self._shared is not None and self._shared[0] is chromium:
                 await self._stop_shared()  # out of the pool now: said once, above
@@ -539,6 +540,9 @@ async def _quietly(awaitable: Any, seconds: float = CLOSE_SECONDS) -> None:
         pass
 
 
+SESSION_HELP = "Share a browser with other steps of this name."
+
+
 class Target(BaseModel):
     """Which element: a CSS selector, or an ARIA role with an accessible name."""
 
@@ -547,8 +551,7 @@ class Target(BaseModel):
     selector: str | None = Field(default=None, description="CSS selector.")
     role: str | None = Field(default=None, description="ARIA role, e.g. 'button', 'textbox'.")
     name: str | None = Field(default=None, description="Accessible name, with `role`.")
-    session: str | None = Field(
-        default=None, description="Share a browser with other steps of this name.")
+    session: str | None = Field(default=None, description=SESSION_HELP)
     step: InjectedStep
 
 
@@ -558,7 +561,7 @@ class GotoArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="Absolute URL on an allowed host.")
-    session: str | None = Target.model_fields["session"]
+    session: str | None = Field(default=None, description=SESSION_HELP)
     step: InjectedStep
 
 

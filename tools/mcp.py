@@ -49,7 +49,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import httpx
@@ -178,6 +178,7 @@ def _executable(command: str, env: dict[str, str] | None, cwd: str | None) -> st
     """`command` as the server's process would find it (its PATH, its cwd); a missing one
     raises `FileNotFoundError` here, as spawning it directly would, rather than in the
     lifetime wrapper after the spawn."""
+    found: str | None
     if os.sep in command:
         found = os.path.join(cwd or os.getcwd(), command)
         found = found if os.access(found, os.X_OK) else None
@@ -263,7 +264,8 @@ class _Session:
         found = await asyncio.to_thread(_executable, spec["command"], env, spec.get("cwd"))
         command, *args = tethered([found, *spec["args"]])
         params = StdioServerParameters(command=command, args=args, env=env, cwd=spec.get("cwd"))
-        log = self.log.open("a", encoding="utf-8") if self.log else sys.__stderr__
+        log: TextIO = (self.log.open("a", encoding="utf-8") if self.log
+                       else sys.__stderr__ or sys.stderr)
         try:
             async with (stdio_client(params, errlog=log) as (read, write),
                         ClientSession(read, write) as session):
@@ -378,6 +380,8 @@ class _Session:
                                            unreachable=True) from None
             return _output(message)
 
+        # MCP tools always carry their inputSchema (a JSON Schema).
+        assert inner.args_schema is not None
         return StructuredTool(name=inner.name, description=inner.description,
                               args_schema=inner.args_schema, coroutine=call,
                               metadata=inner.metadata)
@@ -402,7 +406,7 @@ def _output(message: Any) -> Any:
     return texts if len(texts) == len(content) else content
 
 
-def annotations(tool: BaseTool) -> dict[str, Any]:
+def hints_of(tool: BaseTool) -> dict[str, Any]:
     """The MCP annotations of a tool loaded by `langchain-mcp-adapters` (its metadata)."""
     return {k: v for k, v in (tool.metadata or {}).items() if k.endswith("Hint")}
 
@@ -462,7 +466,7 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
             statuses.append(ServerStatus(name, [], error, waited))
             continue
         for tool in session.tools:
-            hints = annotations(tool)
+            hints = hints_of(tool)
             try:
                 registry.register(
                     session.step_tool(tool), read_only=hints.get("readOnlyHint") is True,

@@ -24,7 +24,7 @@ import jsonschema
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.browser import BrowserPool, BrowserSession, Target
+from tools.browser import SESSION_HELP, BrowserPool, BrowserSession
 from tools.errors import BlockedError, ErrorKind, ToolError, ToolUnavailableError
 from tools.sandbox import SandboxPolicy
 from tools.step import InjectedStep, StepContext, StepFiles
@@ -60,7 +60,7 @@ class ActArgs(BaseModel):
 
     instruction: str = Field(description="What to do on the page, in plain words.")
     start_url: str = Field(description="Where to start (an allowed host).")
-    session: str | None = Target.model_fields["session"]
+    session: str | None = Field(default=None, description=SESSION_HELP)
     step: InjectedStep
 
 

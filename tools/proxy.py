@@ -49,14 +49,14 @@ class AllowlistProxy:
         self.blocked: list[str] = []
         self._on_block = on_block
         self._loop = _proxy_loop()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self.port = 0
 
-    def _listen(self) -> Future[asyncio.AbstractServer]:
+    def _listen(self) -> Future[asyncio.Server]:
         return asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
 
-    def _listening(self, server: asyncio.AbstractServer) -> AllowlistProxy:
+    def _listening(self, server: asyncio.Server) -> AllowlistProxy:
         self._server = server
         self.port = server.sockets[0].getsockname()[1]
         return self

@@ -182,10 +182,12 @@ class RegisteredTool:
         if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
             return None
         fields = schema.model_fields
+        call_schema = tool.tool_call_schema
+        assert isinstance(call_schema, type) and issubclass(call_schema, BaseModel)
         if not fields:  # `BaseTool` calls a tool without arguments with none
             return lambda args: coroutine()
         injected = {self.step_arg} if self.step_arg else set()
-        if tool.tool_call_schema.model_fields.keys() | injected != fields.keys():
+        if call_schema.model_fields.keys() | injected != fields.keys():
             return None  # some other argument is injected (InjectedToolArg)
         names = [*fields, *schema.model_computed_fields]
         defaulted = {name for name, field in fields.items()
@@ -210,7 +212,7 @@ class RegisteredTool:
         schema = self.tool.args_schema
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             return _model_json_schema(schema)
-        return dict(schema or {})
+        return dict(schema) if isinstance(schema, dict) else {}
 
     def signature(self) -> str:
         """The tool as the planner sees it: `name(arg: type, opt?: type)`, every argument's
@@ -419,7 +421,7 @@ def callbacks_listening() -> bool:
     config = var_child_runnable_config.get() or {}
     callbacks = config.get("callbacks")
     handlers = getattr(callbacks, "handlers", callbacks)
-    return bool(handlers) or _tracing_v2_is_enabled()
+    return bool(handlers) or bool(_tracing_v2_is_enabled())
 
 
 def _first_line(text: str | None) -> str:

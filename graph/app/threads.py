@@ -8,6 +8,7 @@ import dataclasses
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def settings_path(thread_id: str) -> Path:
     return duet_home() / "runs" / f"{thread_id}.json"
 
 
-def final_state(values: dict[str, Any], waiting: list[Any] = (),
+def final_state(values: dict[str, Any], waiting: Sequence[Any] = (),
                 results: list[StepResult] | None = None) -> FinalState:
     """The contract's final fields from a thread's state values and pending interrupts;
     `results` when they are not in the values (a run that has not ended keeps them in

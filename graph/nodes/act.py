@@ -22,8 +22,10 @@ async def act(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[s
     Not wrapped in `never_raises`: a tool's failure is already a result, and what escapes
     is storage failing, which the runner reports with how to resume.
     """
+    plan = state["plan"]
+    assert plan is not None, "act runs a plan"
     async with deps.scheduler(runtime, state, plan_version=state["plan_version"]) as scheduler:
-        outcome = await scheduler.run(state["plan"], state.get("escalations"))
+        outcome = await scheduler.run(plan, state.get("escalations"))
     return await record_results(runtime, outcome.results) | {
         "plan_results": {r.step_id: r for r in outcome.results},
         "unseen": [r.step_id for r in outcome.results], "pending_steps": outcome.held,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ class NodeDeps:
         return TimedReasoner(inner, lambda event: emit(writer, event))
 
     def scheduler(self, runtime: Runtime[Context] | None, state: State, *,
-                  plan_version: int, extra: list[StepResult] = ()) -> Scheduler:
+                  plan_version: int, extra: Sequence[StepResult] = ()) -> Scheduler:
         """A scheduler for `plan_version` of this run. A new version starts with no results;
         `extra` are results not in the state yet (early-started steps of a discarded
         answer), which count against the budgets."""

@@ -30,7 +30,7 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
     status = RunStatus(state.get("status") or RunStatus.COMPLETED)
     reason = state.get("reason", "")
     usage = state.get("usage", Usage())
-    arguments = {"task": state["task"], "status": status.value, "reason": reason,
+    arguments: dict[str, Any] = {"task": state["task"], "status": status.value, "reason": reason,
                  "summary": state.get("summary", ""),
                  "results": state.get("recent", [])}
     ended: dict[str, Any] = {"status": status, "reason": reason, "pending_steps": []}

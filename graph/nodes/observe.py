@@ -29,6 +29,7 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     context = runtime_context(runtime)
     budgets = context.budgets
     plan, done = state["plan"], state.get("plan_results", {})
+    assert plan is not None, "observe follows a plan"
     new = [done[step_id] for step_id in state.get("unseen", [])]
     update: dict[str, Any] = {"unseen": Overwrite([]), "decision": None}
 

@@ -45,6 +45,7 @@ def uncertain_writes(state: State, failed: list[StepResult], deps: NodeDeps) -> 
     (they change things; their tool takes no idempotency key and is not idempotent),
     with why each needs a human."""
     plan, kept = state["plan"], state.get("plan_results", {})
+    assert plan is not None, "only a run with a plan has failed steps"
     steps = {step.id: step for step in plan.steps}
     uncertain = {}
     for result in failed:

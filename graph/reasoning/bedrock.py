@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from langchain_core.language_models import BaseChatModel
 
-from graph.context import Context
+from graph.context import Context, ReasoningEffort
 from graph.reasoning.protocol import ConfigurationError
 
 MISSING_CREDENTIALS = (
@@ -61,7 +61,8 @@ def cache_point_minimum(model: BaseChatModel) -> int | None:
 
 @lru_cache(maxsize=16)
 def _bedrock_model(
-    model_id: str, region: str, endpoint_url: str | None, reasoning_effort: str | None,
+    model_id: str, region: str, endpoint_url: str | None,
+    reasoning_effort: ReasoningEffort | None,
     call_seconds: float = 180,
 ) -> BaseChatModel:
     from botocore.config import Config
@@ -76,7 +77,7 @@ def _bedrock_model(
                      connect_timeout=min(10, call_seconds / BEDROCK_MAX_ATTEMPTS),
                      read_timeout=call_seconds / BEDROCK_MAX_ATTEMPTS)
     return ChatBedrockConverse(
-        model=model_id, region_name=region, endpoint_url=endpoint_url,
+        model=model_id, region_name=region, base_url=endpoint_url,
         reasoning_effort=reasoning_effort, temperature=0, config=retries,
     )
 

@@ -236,7 +236,7 @@ class ModelReasoner:
                 raise
             return chunks
 
-        chunks = await self._reaching(stream)
+        chunks: list[BaseMessage] = await self._reaching(stream)
         # Merged once: adding chunks one by one re-parses the whole JSON text each time.
         message = (add_ai_message_chunks(*chunks) if len(chunks) > 1  # type: ignore[arg-type]
                    else chunks[0] if chunks else None)
@@ -312,7 +312,7 @@ class ModelReasoner:
                 _raise_unreached(exc, answered=False)
                 raise
 
-        message = await self._reaching(ask)
+        message: BaseMessage = await self._reaching(ask)
         return Reply(_text_of(message), _usage_of(message, prompt, self.prices))
 
     async def summarize(self, *, task: str, summary: str, results: list[StepResult]) -> Reply[str]:

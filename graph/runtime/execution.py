@@ -97,8 +97,9 @@ class StepRunner:
             return StepResult.model_validate(entry["result"])
 
         clock = time.perf_counter()
-        base = {"step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
-                "started_at": datetime.now(UTC), "escalated": task.get("escalated")}
+        base: dict[str, Any] = {
+            "step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
+            "started_at": datetime.now(UTC), "escalated": task.get("escalated")}
         emit(self.writer, StepStarted(step_id=step.id, tool=step.tool))
         # A tool that must wait before it can run (for a browser slot) says so as it starts to.
         waits = StepWaits(on_wait=lambda reason: emit(self.writer, StepWaiting(

@@ -33,7 +33,9 @@ from graph.contracts import (
     StepAttempt,
     StepError,
     StepRequest,
+    StepStatus,
 )
+from tools.errors import ErrorKind
 
 GRACE_SECONDS = 5.0  # on top of the step's own timeout, which the executor applies
 KEEPALIVE_SECONDS = 4.0  # how long an idle connection to a deployment is kept
@@ -88,39 +90,39 @@ class RemoteExecutor:
         try:
             headers = executor_headers()
         except ValueError as exc:
-            return _failed(url, "ExecutorError", str(exc), not_sent=True, retryable=False)
+            return _failed(url, ErrorKind.EXECUTOR_ERROR, str(exc), not_sent=True, retryable=False)
         try:
             response = await asyncio.wait_for(self._client.post(
                 url + EXECUTOR_STEP_PATH, content=request.model_dump_json(),
                 headers={**headers, "content-type": "application/json"}), wait)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            return _failed(url, "ExecutorUnavailable", f"the executor at {url} cannot be "
+            return _failed(url, ErrorKind.EXECUTOR_UNAVAILABLE, f"the executor at {url} cannot be "
                            f"reached ({type(exc).__name__}); nothing was sent", not_sent=True,
                            unreachable=True)
         except (TimeoutError, httpx.TimeoutException):
             # A deployment that stalled is not tried again: the step ends within its bound.
-            return _failed(url, "ExecutorTimeout", f"the executor at {url} gave no answer "
+            return _failed(url, ErrorKind.EXECUTOR_TIMEOUT, f"the executor at {url} gave no answer "
                            f"within {wait:g}s (the step's {request.timeout_seconds:g}s "
                            f"+ {GRACE_SECONDS:g}s)", status="timeout", retryable=False)
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             # The deployment went away (closed, reset) while the step may have run.
-            return _failed(url, "ExecutorUnavailable", f"the executor at {url} went away: "
+            return _failed(url, ErrorKind.EXECUTOR_UNAVAILABLE, f"the executor at {url} went away: "
                            f"{type(exc).__name__}: {exc}", unreachable=True)
         except httpx.HTTPError as exc:
-            return _failed(url, "ExecutorError", f"the executor at {url} failed: "
+            return _failed(url, ErrorKind.EXECUTOR_ERROR, f"the executor at {url} failed: "
                            f"{type(exc).__name__}: {exc}")
         if response.status_code in REFUSED:
-            return _failed(url, "ExecutorError", f"the executor at {url} "
+            return _failed(url, ErrorKind.EXECUTOR_ERROR, f"the executor at {url} "
                            f"{REFUSED[response.status_code]}: {response.status_code} "
                            f"{_detail(response)}", not_sent=True, retryable=False)
         if response.status_code != 200:
-            return _failed(url, "ExecutorError", f"the executor at {url} failed: "
+            return _failed(url, ErrorKind.EXECUTOR_ERROR, f"the executor at {url} failed: "
                            f"{response.status_code} {_detail(response)}")
         try:
             attempt = StepAttempt.model_validate_json(response.content)
         except ValidationError as exc:
-            return _failed(url, "ExecutorError", f"the executor at {url} sent a reply that "
-                           f"is not a step attempt: {exc.error_count()} errors")
+            return _failed(url, ErrorKind.EXECUTOR_ERROR, f"the executor at {url} sent a "
+                           f"reply that is not a step attempt: {exc.error_count()} errors")
         return attempt.model_copy(update={"executor": url})
 
     async def end_thread(self, thread: str) -> None:
@@ -149,7 +151,7 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)[:300]
 
 
-def _failed(url: str, kind: str, message: str, *, status: str = "error",
+def _failed(url: str, kind: ErrorKind, message: str, *, status: StepStatus = "error",
             not_sent: bool = False, retryable: bool = True,
             unreachable: bool = False) -> StepAttempt:
     return StepAttempt(status=status, not_sent=not_sent, executor=url, unreachable=unreachable,

@@ -168,7 +168,7 @@ def _mark_critical(steps: list[dict[str, Any]]) -> None:
     the dependency that ended last, to a step that waited for none."""
     for version in {s["plan_version"] for s in steps}:
         mine = {s["step_id"]: s for s in steps if s["plan_version"] == version}
-        step = max(mine.values(), key=lambda s: s["ended"])
+        step: dict[str, Any] | None = max(mine.values(), key=lambda s: s["ended"])
         while step is not None:
             step["critical"] = True
             deps = [mine[d] for d in step["depends_on"] if d in mine]
