@@ -155,11 +155,15 @@ def _secret_string(secret_id: str) -> str:
     # A session of its own: boto3's default session is not thread-safe, and each read runs
     # in a worker thread. Short timeouts: a thread cannot be cancelled when its step times out.
     config = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard"})
+    # boto3 reads AWS_DEFAULT_REGION only; AWS_REGION (the AWS CLI's and this project's,
+    # which Bedrock and Nova Act use) comes first, as in the AWS CLI.
+    region = os.environ.get("AWS_REGION") or None
     try:
-        client = boto3.session.Session().client("secretsmanager", config=config)
+        client = boto3.session.Session().client("secretsmanager", region_name=region,
+                                                 config=config)
     except NoRegionError:
-        raise SourceProblem("no AWS region is configured: set AWS_REGION (or a region in "
-                            "the AWS profile)") from None
+        raise SourceProblem("no AWS region is configured: set AWS_REGION (or "
+                            "AWS_DEFAULT_REGION, or a region in the AWS profile)") from None
     try:
         answer = client.get_secret_value(SecretId=secret_id)
     except NoCredentialsError:
