@@ -9,6 +9,7 @@ import json
 import logging
 import pickle
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -409,6 +410,8 @@ async def test_a_yaml_or_json_config_gives_a_store(tmp_path, monkeypatch):
      "aws:SECRET_ID or aws:SECRET_ID#KEY"),
     ("secrets:\n  crm: {source: 'file:secrets.yaml#pw', kind: token, hosts: [x.com]}\n",
      "secret 'crm': source: a file: source needs an absolute path (or one starting with ~)"),
+    ("secrets:\n  crm: {source: 'file:~no-such-user-here/pw', kind: token, hosts: [x.com]}\n",
+     "secret 'crm': source: a file: source starts with a ~ that names no home"),
     ("secrets:\n  crm: {source: 'aws:prod/crm#', kind: token, hosts: [x.com]}\n",
      "secret 'crm': source: a source is one of env:VAR, file:PATH, file:PATH#KEY, "
      "aws:SECRET_ID or aws:SECRET_ID#KEY, with nothing empty"),
@@ -444,3 +447,10 @@ def test_a_config_that_cannot_be_read_or_parsed_says_so(tmp_path):
     with pytest.raises(AuthConfigError, match=r"^the auth config \(JSON text\) is not valid "
                                               r"JSON \(line 1, column 2\)$"):
         AuthConfig.load("{secrets: 1}")
+
+
+def test_the_executors_side_never_imports_the_graph():
+    code = "import sys, tools.auth; print([m for m in sys.modules if m.startswith('graph')])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

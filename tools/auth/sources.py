@@ -197,7 +197,10 @@ def parse_source(text: str) -> Source:
         return EnvSource(rest)
     if scheme == "file":
         path, key = _split_key(rest)
-        expanded = Path(path).expanduser()
+        try:
+            expanded = Path(path).expanduser()
+        except RuntimeError:  # `~user` of no user, or `~` with no home
+            raise ValueError("a file: source starts with a ~ that names no home") from None
         if not expanded.is_absolute():
             raise ValueError("a file: source needs an absolute path (or one starting with ~)")
         return FileSource(expanded, key)
