@@ -45,8 +45,8 @@ class AuthConfig(BaseModel):
                 raise ValueError(f"secret {key!r}: its name is its key, so it needs no name:")
         for section in ("logins", "http_auth"):
             for key, entry in getattr(self, section).items():
-                for name in sorted(secret_names(entry) - set(self.secrets)):
-                    raise ValueError(f"{section}.{key}: unknown secret {name!r} (defined: "
+                if unknown := sorted(secret_names(entry) - set(self.secrets)):
+                    raise ValueError(f"{section}.{key}: unknown secret {unknown[0]!r} (defined: "
                                      f"{', '.join(sorted(self.secrets)) or 'none'})")
         return self
 
