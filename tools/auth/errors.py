@@ -1,0 +1,38 @@
+"""Typed errors of secrets and logins; none of their messages ever holds a secret's value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tools.errors import BlockedError, ToolError, ToolUnavailableError
+
+
+class AuthConfigError(ValueError):
+    """The auth config cannot be read or is wrong: one line naming the file, the secret and
+    the problem."""
+
+
+class UnknownSecret(ToolError):
+    """A plan names a secret the config does not define."""
+
+    def __init__(self, name: str, known: Iterable[str]):
+        names = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown secret {name!r} (known: {names})")
+        self.name = name
+
+
+class SecretUnavailable(ToolUnavailableError):
+    """A defined secret cannot be read now; `reason` says what to set or fix."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"secret {name!r} is unavailable: {reason}")
+        self.name, self.reason = name, reason
+
+
+class SecretNotAllowed(BlockedError):
+    """A secret was to be sent to a host it does not allow."""
+
+    def __init__(self, name: str, host: str, hosts: tuple[str, ...]):
+        super().__init__(f"secret {name!r} may not be sent to {host}: it allows only "
+                         f"{list(hosts)}")
+        self.name, self.host = name, host
