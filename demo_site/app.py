@@ -18,8 +18,10 @@ from fastapi.responses import (
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 
+from demo_site.auth import SESSION_SECONDS, AuthStore
 from demo_site.db import Store
 from demo_site.hostile import BY_NAME
+from demo_site.login import add_login, csrf_checked
 
 _templates = Environment(
     loader=FileSystemLoader(str(files("demo_site").joinpath("templates"))),
@@ -40,14 +42,25 @@ class InvoicePatch(BaseModel):
     status: Literal["open", "paid", "overdue", "reminded"]
 
 
-def create_app(db_path: str | Path) -> FastAPI:
-    """The CRM app over the SQLite file `db_path` (created and seeded if new)."""
+def create_app(db_path: str | Path, *, auth: bool = False,
+               session_seconds: int = SESSION_SECONDS) -> FastAPI:
+    """The CRM app over the SQLite file `db_path` (created and seeded if new).
+
+    With `auth`, every page and the API need a login (`demo_site.login`) whose sessions last
+    `session_seconds`; `demo_site.auth.make_credentials(db_path)` must have made the user.
+    """
     store = Store(db_path)
+    auth_store = AuthStore(db_path)
+    if auth and not auth_store.has_user():
+        raise ValueError(f"{db_path} has no user: call demo_site.auth.make_credentials first")
     app = FastAPI(title="Demo CRM")
-    app.state.store = store
+    app.state.store, app.state.auth = store, auth_store
 
     def page(name: str, **values: object) -> HTMLResponse:
         return HTMLResponse(_templates.get_template(name).render(**values))
+
+    if auth:
+        add_login(app, auth_store, session_seconds, page)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -63,16 +76,21 @@ def create_app(db_path: str | Path) -> FastAPI:
         return page("customers.html", customers=store.customers())
 
     @app.get("/customers/{customer_id}", response_class=HTMLResponse)
-    def customer_page(customer_id: int) -> HTMLResponse:
+    def customer_page(customer_id: int, request: Request) -> HTMLResponse:
         customer = store.customer(customer_id)
         if customer is None:
             raise HTTPException(404, "no such customer")
+        session = getattr(request.state, "session", None)  # set by the login's gate
         return page("customer.html", customer=customer, orders=store.orders(customer_id),
                     invoices=store.invoices(customer_id=customer_id),
-                    notes=store.notes(customer_id), profile=store.profile(customer_id))
+                    notes=store.notes(customer_id), profile=store.profile(customer_id),
+                    csrf_token=session and session["csrf"])
 
     @app.post("/customers/{customer_id}/notes")
-    def add_note_form(customer_id: int, text: str = Form(...)) -> RedirectResponse:
+    def add_note_form(customer_id: int, request: Request, text: str = Form(...),
+                      csrf_token: str = Form("")) -> RedirectResponse:
+        if auth:
+            csrf_checked(request.state.session, "in", csrf_token)
         store.add_note(customer_id, text, None)
         return RedirectResponse(f"/customers/{customer_id}", status_code=303)
 
