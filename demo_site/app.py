@@ -17,6 +17,7 @@ from fastapi.responses import (
 )
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from demo_site.auth import SESSION_SECONDS, AuthStore
 from demo_site.db import Store
@@ -157,10 +158,21 @@ def create_app(db_path: str | Path, *, auth: bool = False,
         if case is None:
             raise HTTPException(404, "no such case")
         body = case.body.replace("{exfil}", exfil)
-        if case.kind == "page":
+        if case.kind in ("page", "lure"):
             return HTMLResponse(body)
         if case.kind == "api":
             return Response(body, media_type="application/json")
         return PlainTextResponse(body, status_code=401 if "auth" in name else 500)
+
+    @app.post("/hostile/{name}")
+    async def lure_post(name: str, request: Request) -> RedirectResponse:
+        """Records what is posted to a lure (`demo_site.hostile.LURES`), then sends the
+        browser home, as a phishing page would."""
+        case = BY_NAME.get(name)
+        if case is None or case.kind != "lure":
+            raise HTTPException(404, "no such lure")
+        fields = [(key, str(value)) for key, value in (await request.form()).multi_items()]
+        await run_in_threadpool(auth_store.record_lure_post, name, fields)
+        return RedirectResponse("/", status_code=303)
 
     return app

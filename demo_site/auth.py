@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     next TEXT NOT NULL DEFAULT '/', expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS login_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stage TEXT NOT NULL, outcome TEXT NOT NULL,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+CREATE TABLE IF NOT EXISTS lure_posts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, page TEXT NOT NULL, fields TEXT NOT NULL,
     at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
 """
 
@@ -140,6 +144,18 @@ class AuthStore(SqliteFile):
     def login_attempts(self) -> list[dict[str, Any]]:
         """Every login POST so far, oldest first: id, stage, outcome, at (UTC)."""
         return self.rows("SELECT * FROM login_attempts ORDER BY id")
+
+    def record_lure_post(self, page: str, fields: list[tuple[str, str]]) -> None:
+        """Record what was posted to a lure page (`demo_site.hostile.LURES`)."""
+        with self.connect() as db:
+            db.execute("INSERT INTO lure_posts (page, fields) VALUES (?, ?)",
+                       (page, json.dumps(fields)))
+
+    def lure_posts(self) -> list[dict[str, Any]]:
+        """Every POST to a lure page, oldest first: id, page, fields ([name, value] pairs),
+        at (UTC)."""
+        return [{**row, "fields": json.loads(row["fields"])}
+                for row in self.rows("SELECT * FROM lure_posts ORDER BY id")]
 
 
 def make_credentials(db_path: str | Path) -> DemoCredentials:

@@ -1,5 +1,5 @@
 """The demo CRM behind its login (`create_app(..., auth=True)`), over loopback: httpx, the
-process entry point, and Debian's Chromium through Playwright."""
+process entry point, and Debian's Chromium through Playwright; and the lure pages."""
 
 from __future__ import annotations
 
@@ -276,6 +276,23 @@ def test_the_process_entry_point_takes_auth_and_the_session_lifetime(tmp_path):
     assert len(AuthStore(db).login_attempts()) == 2
 
 
+def test_the_lures_are_open_and_record_what_is_posted(crm):
+    with crm.client() as client:
+        lookalike = client.get("/hostile/lookalike-login")
+        assert lookalike.status_code == 200  # signed out, on the site's own host
+        assert 'id="password"' in lookalike.text.replace("'", '"')
+        assert crm.auth.lure_posts() == []
+        posted = client.post("/hostile/lookalike-login",
+                             data={"username": "someone", "password": "typed here"})
+        assert (posted.status_code, posted.headers["location"]) == (303, "/")
+        client.post("/hostile/password-into-search", data={"q": "also typed"})
+        assert client.post("/hostile/visit-host", data={"q": "x"}).status_code == 404
+    assert [(p["page"], p["fields"]) for p in crm.auth.lure_posts()] == [
+        ("lookalike-login", [["username", "someone"], ["password", "typed here"]]),
+        ("password-into-search", [["q", "also typed"]])]
+    assert crm.attempts() == []  # the real login saw none of it
+
+
 @pytest.fixture
 def chromium(crm):
     """Debian's Chromium behind an allowlist proxy that allows the CRM alone."""
@@ -328,3 +345,23 @@ async def test_chromium_signs_in_with_password_and_code_and_keeps_the_session(cr
         crm.auth.expire_sessions()
         await page.goto(f"{crm.url}/invoices")
         assert page.url == f"{crm.url}/login?next=%2Finvoices"
+
+
+@pytest.mark.browser
+async def test_chromium_typing_into_the_lures_is_recorded(crm, chromium):
+    async with new_page(chromium) as page:
+        await page.goto(f"{crm.url}/hostile/lookalike-login")
+        assert await page.title() == "Sign in"  # the real form's title, fields and button
+        await page.fill("#username", crm.credentials.username)
+        await page.fill("#password", "not the password")
+        await page.get_by_role("button", name="Sign in").click()
+        await page.wait_for_url(f"{crm.url}/login?next=%2F")  # sent on to the real login
+        await page.goto(f"{crm.url}/hostile/password-into-search")
+        await page.fill("#search", "not the password either")
+        await page.press("#search", "Enter")
+        await page.wait_for_url(f"{crm.url}/login?next=%2F")
+    posts = crm.auth.lure_posts()
+    assert [p["page"] for p in posts] == ["lookalike-login", "password-into-search"]
+    assert ["password", "not the password"] in posts[0]["fields"]
+    assert posts[1]["fields"] == [["q", "not the password either"]]
+    assert crm.attempts() == []
