@@ -17,9 +17,12 @@ from fastapi.responses import (
 )
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
+from demo_site.auth import SESSION_SECONDS, AuthStore
 from demo_site.db import Store
 from demo_site.hostile import BY_NAME
+from demo_site.login import add_login, csrf_checked
 
 _templates = Environment(
     loader=FileSystemLoader(str(files("demo_site").joinpath("templates"))),
@@ -40,14 +43,25 @@ class InvoicePatch(BaseModel):
     status: Literal["open", "paid", "overdue", "reminded"]
 
 
-def create_app(db_path: str | Path) -> FastAPI:
-    """The CRM app over the SQLite file `db_path` (created and seeded if new)."""
+def create_app(db_path: str | Path, *, auth: bool = False,
+               session_seconds: int = SESSION_SECONDS) -> FastAPI:
+    """The CRM app over the SQLite file `db_path` (created and seeded if new).
+
+    With `auth`, every page and the API need a login (`demo_site.login`) whose sessions last
+    `session_seconds`; `demo_site.auth.make_credentials(db_path)` must have made the user.
+    """
     store = Store(db_path)
+    auth_store = AuthStore(db_path)
+    if auth and not auth_store.has_user():
+        raise ValueError(f"{db_path} has no user: call demo_site.auth.make_credentials first")
     app = FastAPI(title="Demo CRM")
-    app.state.store = store
+    app.state.store, app.state.auth = store, auth_store
 
     def page(name: str, **values: object) -> HTMLResponse:
         return HTMLResponse(_templates.get_template(name).render(**values))
+
+    if auth:
+        add_login(app, auth_store, session_seconds, page)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -63,16 +77,21 @@ def create_app(db_path: str | Path) -> FastAPI:
         return page("customers.html", customers=store.customers())
 
     @app.get("/customers/{customer_id}", response_class=HTMLResponse)
-    def customer_page(customer_id: int) -> HTMLResponse:
+    def customer_page(customer_id: int, request: Request) -> HTMLResponse:
         customer = store.customer(customer_id)
         if customer is None:
             raise HTTPException(404, "no such customer")
+        session = getattr(request.state, "session", None)  # set by the login's gate
         return page("customer.html", customer=customer, orders=store.orders(customer_id),
                     invoices=store.invoices(customer_id=customer_id),
-                    notes=store.notes(customer_id), profile=store.profile(customer_id))
+                    notes=store.notes(customer_id), profile=store.profile(customer_id),
+                    csrf_token=session and session["csrf"])
 
     @app.post("/customers/{customer_id}/notes")
-    def add_note_form(customer_id: int, text: str = Form(...)) -> RedirectResponse:
+    def add_note_form(customer_id: int, request: Request, text: str = Form(...),
+                      csrf_token: str = Form("")) -> RedirectResponse:
+        if auth:
+            csrf_checked(request.state.session, "in", csrf_token)
         store.add_note(customer_id, text, None)
         return RedirectResponse(f"/customers/{customer_id}", status_code=303)
 
@@ -139,10 +158,21 @@ def create_app(db_path: str | Path) -> FastAPI:
         if case is None:
             raise HTTPException(404, "no such case")
         body = case.body.replace("{exfil}", exfil)
-        if case.kind == "page":
+        if case.kind in ("page", "lure"):
             return HTMLResponse(body)
         if case.kind == "api":
             return Response(body, media_type="application/json")
         return PlainTextResponse(body, status_code=401 if "auth" in name else 500)
+
+    @app.post("/hostile/{name}")
+    async def lure_post(name: str, request: Request) -> RedirectResponse:
+        """Records what is posted to a lure (`demo_site.hostile.LURES`), then sends the
+        browser home, as a phishing page would."""
+        case = BY_NAME.get(name)
+        if case is None or case.kind != "lure":
+            raise HTTPException(404, "no such lure")
+        fields = [(key, str(value)) for key, value in (await request.form()).multi_items()]
+        await run_in_threadpool(auth_store.record_lure_post, name, fields)
+        return RedirectResponse("/", status_code=303)
 
     return app

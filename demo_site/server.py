@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from demo_site.app import create_app
+from demo_site.auth import SESSION_SECONDS
 
 
 def free_port() -> int:
@@ -23,10 +24,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(db_path: str | Path, port: int = 0) -> Iterator[str]:
-    """Serve the CRM in a thread for the duration of the block; yields its base URL."""
+def serve(db_path: str | Path, port: int = 0, *, auth: bool = False,
+          session_seconds: int = SESSION_SECONDS) -> Iterator[str]:
+    """Serve the CRM in a thread for the duration of the block; yields its base URL.
+    `auth` and `session_seconds` are `create_app`'s."""
     port = port or free_port()
-    config = uvicorn.Config(create_app(db_path), host="127.0.0.1", port=port,
+    app = create_app(db_path, auth=auth, session_seconds=session_seconds)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port,
                             log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="demo-site", daemon=True)
@@ -44,12 +48,17 @@ def serve(db_path: str | Path, port: int = 0) -> Iterator[str]:
 
 
 def main() -> None:
-    """`python -m demo_site.server --db crm.sqlite --port 8765`."""
+    """`python -m demo_site.server --db crm.sqlite --port 8765 [--auth]
+    [--session-seconds S]`."""
     parser = argparse.ArgumentParser(description="Serve the demo CRM on 127.0.0.1.")
     parser.add_argument("--db", default="crm.sqlite")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--auth", action="store_true",
+                        help="require a login (make_credentials must have made the user)")
+    parser.add_argument("--session-seconds", type=int, default=SESSION_SECONDS)
     args = parser.parse_args()
-    uvicorn.run(create_app(args.db), host="127.0.0.1", port=args.port, log_level="warning")
+    app = create_app(args.db, auth=args.auth, session_seconds=args.session_seconds)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
