@@ -2,7 +2,8 @@
 tracker (an MCP server in its own process) passes its suite by reference and fails a broken
 variant of each task; an environment whose tools come from a registry factory runs behind
 the same runner; the ReAct baseline gets an environment's MCP tools; and fixtures naming a
-table or column the environment lacks stop the suite at load with one line."""
+table or column the environment lacks, or an environment that raises as it loads, stop the
+suite at load with one line."""
 
 from __future__ import annotations
 
@@ -164,3 +165,28 @@ def test_cli_bad_fixtures_or_environment_exit_2_with_one_line(tmp_path):
     suite.write_text("name: s\nenvironment: mypkg.nowhere:make\ntasks: []\n")
     with pytest.raises(SuiteError, match="environment 'mypkg.nowhere:make': cannot import"):
         load_suite(suite)
+
+
+@pytest.mark.parametrize(("module", "said"), [
+    ("def make():\n    raise RuntimeError('no database at /srv/crm.sqlite\\n(a second line)')\n",
+     "make() raised RuntimeError: no database at /srv/crm.sqlite"),
+    ("1 / 0\n", "cannot import {name}: ZeroDivisionError: division by zero"),
+    ("def make(:\n", "cannot import {name}: SyntaxError: invalid syntax ({name}.py, line 1)"),
+])
+def test_cli_an_environment_that_raises_as_it_loads_exits_2_with_one_line(tmp_path, module,
+                                                                          said):
+    """Making the environment, or importing its module, raises: the eval stops before any
+    run with one line naming the environment and what it raised, not a traceback."""
+    name = f"env_{tmp_path.name.replace('-', '_')}"  # one module name per test
+    (tmp_path / f"{name}.py").write_text(module)
+    (tmp_path / "p.yaml").write_text("goal: g\nsteps: []\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\nenvironment: {name}:make\ntasks:\n"
+                     "  - {id: t1, category: c, task: t, plan: p.yaml}\n")
+    out = subprocess.run([sys.executable, "-m", "graph.app.cli", "eval", "--reference",
+                          "--suite", str(suite), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == f"error: environment '{name}:make': " + said.format(name=name)
+    assert not (tmp_path / "out").exists()

@@ -104,24 +104,39 @@ class EnvironmentConfigError(ValueError):
     """An environment that cannot be loaded, or fixtures it cannot take."""
 
 
+def _one_line(exc: BaseException) -> str:
+    """`exc` as one line: its type and the first line of its message. The environment is
+    the user's own code: what it raised is news for the eval's output, its traceback is
+    not."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def load_environment(spec: str) -> Environment:
     """The environment `spec` names: `module:attribute`, an `Environment` or a function
-    that makes one. Raises `EnvironmentConfigError` saying what is wrong."""
+    that makes one. Raises `EnvironmentConfigError` saying what is wrong, in one line, also
+    when importing the module or making the environment raises."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise EnvironmentConfigError(f"environment {spec!r}: expected module:attribute")
     try:
         found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the module raises, it does not load
         raise EnvironmentConfigError(f"environment {spec!r}: cannot import {module_name}: "
-                               f"{exc}") from None
+                                     f"{_one_line(exc)}") from None
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise EnvironmentConfigError(f"environment {spec!r}: {module_name} has no {attribute}")
         found = getattr(found, part)
     # A class or a function makes the environment; anything else is one.
-    environment = found() if isinstance(found, type) or (
-        callable(found) and not isinstance(found, Environment)) else found
+    if isinstance(found, type) or (callable(found) and not isinstance(found, Environment)):
+        try:
+            environment = found()
+        except Exception as exc:  # noqa: BLE001 - whatever it raises, there is no environment
+            raise EnvironmentConfigError(f"environment {spec!r}: {attribute}() raised "
+                                         f"{_one_line(exc)}") from None
+    else:
+        environment = found
     if not isinstance(environment, Environment):
         raise EnvironmentConfigError(f"environment {spec!r} is not an Environment (it needs name, "
                                "tables, variations and start)")
