@@ -98,6 +98,30 @@ async def test_an_environment_with_registry_tools_runs_behind_the_same_runner(tm
     assert rows[0].steps == 1
 
 
+async def test_a_write_to_a_row_the_task_does_not_change_fails_whatever_its_key_type(
+        tmp_path):
+    """The memo book gives numeric keys as numbers, in its snapshot and in its write log (as
+    a database's integer keys come): a plan that also sets memo 2 to the text it had is
+    caught by its write, as with text keys."""
+    one = "goal: g\nsteps:\n  - {id: a, tool: memo_set, side_effects: true, " \
+          "args: {key: 1, text: noodles}}\n"
+    (tmp_path / "one.yaml").write_text(one)
+    (tmp_path / "two.yaml").write_text(one + "  - {id: b, tool: memo_set, side_effects: true, "
+                                             "args: {key: 2, text: tea}}\n")
+    suite = tmp_path / "memo.yaml"
+    task = ("{{id: {0}, category: writes, task: Note noodles under 1., plan: {0}.yaml,\n"
+            "     fixtures: {{memos: [{{key: 1, text: soup}}, {{key: 2, text: tea}}]}},\n"
+            "     checkers: {{state: {{memos: {{changed: {{1: {{text: noodles}}}}}}}}}}}}\n")
+    suite.write_text("name: memo\nenvironment: tests.fixtures.memo_environment:Memo\n"
+                     "tasks:\n  - " + task.format("one") + "  - " + task.format("two"))
+    loaded = load_suite(suite)
+    rows = await run_suite(loaded, loaded.tasks, ["nova-duet"],
+                           AgentSettings(out_dir=tmp_path / "out"))
+    assert [r.passed for r in rows] == [True, False], [r.checks for r in rows]
+    assert rows[1].checks["state"]["comment"] == (
+        "memos: rows written that the task does not change ['2']")
+
+
 async def test_react_gets_the_environments_mcp_tools(converse, tmp_path):
     """ReAct, on the real ChatBedrockConverse against the loopback server, calls the
     tracker's MCP tool (the environment's, not the built-in ones) and passes the task."""

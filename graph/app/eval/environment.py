@@ -54,10 +54,11 @@ class Variations:
 
 
 class Write(TypedDict):
-    """One write an instance received: which table, which row (its key, as text)."""
+    """One write an instance received: which table, which row (its key: text, or a number
+    as a database gives it; the state check compares keys as text)."""
 
     table: str
-    row: str
+    row: str | int
 
 
 @runtime_checkable
