@@ -2,8 +2,8 @@
 tracker (an MCP server in its own process) passes its suite by reference and fails a broken
 variant of each task; an environment whose tools come from a registry factory runs behind
 the same runner; the ReAct baseline gets an environment's MCP tools; and fixtures naming a
-table or column the environment lacks, or an environment that raises as it loads, stop the
-suite at load with one line."""
+table or column the environment lacks, a `{placeholder}` it does not provide, or an
+environment that raises as it loads, stop the suite at load with one line."""
 
 from __future__ import annotations
 
@@ -189,6 +189,40 @@ def test_cli_bad_fixtures_or_environment_exit_2_with_one_line(tmp_path):
     suite.write_text("name: s\nenvironment: mypkg.nowhere:make\ntasks: []\n")
     with pytest.raises(SuiteError, match="environment 'mypkg.nowhere:make': cannot import"):
         load_suite(suite)
+
+
+@pytest.mark.parametrize(("texts", "said"), [
+    ("preamble: Memos are in {book}, at {site}.\n", "preamble: {site} is not a variable of "
+     "environment 'memo' (it provides: {book})"),
+    ("preamble: Memos are in {book}.\n", None),
+])
+def test_a_placeholder_the_environment_does_not_provide_fails_the_suite_at_load(
+        tmp_path, texts, said):
+    """The memo book provides `{book}` only: a `{site}` in the preamble, or in a task, would
+    reach the agent as it is written."""
+    (tmp_path / "p.yaml").write_text("goal: g\nsteps: []\n")
+    suite = tmp_path / "memo.yaml"
+    suite.write_text("name: memo\nenvironment: tests.fixtures.memo_environment:Memo\n"
+                     f"{texts}tasks:\n  - {{id: t1, category: c, task: Read it., plan: p.yaml}}\n"
+                     "  - {id: t2, category: c, task: 'Open {site}/memos.', plan: p.yaml}\n")
+    with pytest.raises(SuiteError) as raised:
+        load_suite(suite)
+    assert str(raised.value) == "memo.yaml: " + (said or (
+        "task 't2': {site} is not a variable of environment 'memo' (it provides: {book})"))
+
+
+def test_cli_a_preamble_placeholder_the_environment_lacks_exits_2_with_one_line(tmp_path):
+    (tmp_path / "p.yaml").write_text("goal: g\nsteps: []\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\npreamble: The CRM is at {site_url}.\ntasks:\n"
+                     "  - {id: t1, category: c, task: t, plan: p.yaml}\n")
+    out = subprocess.run([sys.executable, "-m", "graph.app.cli", "eval", "--reference",
+                          "--suite", str(suite), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == ("error: s.yaml: preamble: {site_url} is not a variable of "
+                                  "environment 'crm' (it provides: {site})")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("module", "said"), [

@@ -3,7 +3,8 @@ mypkg.env:make`), that starts a fresh `Instance` for every run.
 
 An environment says which tables its state has (`tables`: what fixtures may fill and what
 the state check compares) and what broken variants of its plans are made of
-(`variations`). `start(fixtures, folder)` gives a running instance with the task's
+(`variations`), and the names of the variables its instances give (`variables`).
+`start(fixtures, folder)` gives a running instance with the task's
 fixtures on top of its own seed; the instance gives the variables plans and the preamble
 use (`{site}`, `{{ site }}`), the hosts a run may reach, its tools (a registry factory, an
 MCP config, or both), its state as tables of rows, the writes it received, and `stop`.
@@ -92,6 +93,10 @@ class Environment(Protocol):
     """A kind of system a suite's tasks run against."""
 
     name: str
+    variables: tuple[str, ...]
+    """The names of the variables its instances give (`Instance.variables`): the `{name}`s
+    a suite's preamble and tasks may use, checked when the suite loads (an instance exists
+    only once a run starts)."""
     tables: Mapping[str, Table]
     variations: Variations
 
@@ -140,7 +145,7 @@ def load_environment(spec: str) -> Environment:
         environment = found
     if not isinstance(environment, Environment):
         raise EnvironmentConfigError(f"environment {spec!r} is not an Environment (it needs name, "
-                               "tables, variations and start)")
+                                     "variables, tables, variations and start)")
     return environment
 
 
