@@ -225,6 +225,28 @@ def test_cli_a_preamble_placeholder_the_environment_lacks_exits_2_with_one_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_an_environment_module_beside_the_suite_file_is_found(tmp_path):
+    """`duet` (the installed command, whose import path has not the working directory) run
+    from elsewhere imports `environment: memo_beside:make` from the suite file's folder."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    (folder / "memo_beside.py").write_text(
+        "from tests.fixtures.memo_environment import Memo\n\n\n"
+        "def make():\n    return Memo()\n")
+    (folder / "p.yaml").write_text("goal: g\nsteps:\n  - {id: s, tool: memo_set, "
+                                   "side_effects: true, args: {key: lunch, text: noodles}}\n")
+    (folder / "s.yaml").write_text(
+        "name: s\nenvironment: memo_beside:make\ntasks:\n"
+        "  - {id: t1, category: c, task: Note noodles for lunch., plan: p.yaml,\n"
+        "     checkers: {state: {memos: {added: [{key: lunch, text: noodles}]}}}}\n")
+    duet = Path(sys.executable).parent / "duet"
+    out = subprocess.run([str(duet), "eval", "--reference", "--suite", "suite/s.yaml", "--json",
+                          "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["tasks"][0]["passed"]
+
+
 @pytest.mark.parametrize(("module", "said"), [
     ("def make():\n    raise RuntimeError('no database at /srv/crm.sqlite\\n(a second line)')\n",
      "make() raised RuntimeError: no database at /srv/crm.sqlite"),

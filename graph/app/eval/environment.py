@@ -17,6 +17,7 @@ are two environments behind it.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,15 +119,34 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def load_environment(spec: str) -> Environment:
+def _import(module_name: str, folder: Path | None) -> Any:
+    """`module_name` from Python's import path (`sys.path`) or, when it is not there, from
+    `folder`, which is then added at the end of `sys.path`."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only when its top package is nowhere: a package found with a module missing, or
+        # a module of its own that imports a missing one, is not the folder's to answer.
+        top_missing = exc.name == module_name.partition(".")[0]
+        if folder is None or not top_missing or str(folder) in sys.path:
+            raise
+    # At the end, and kept: it shadows no installed module, and the environment's own later
+    # imports (in `start`, say) still find their siblings.
+    sys.path.append(str(folder))
+    return importlib.import_module(module_name)
+
+
+def load_environment(spec: str, folder: Path | None = None) -> Environment:
     """The environment `spec` names: `module:attribute`, an `Environment` or a function
-    that makes one. Raises `EnvironmentConfigError` saying what is wrong, in one line, also
-    when importing the module or making the environment raises."""
+    that makes one. `module` is imported from Python's import path (installed packages,
+    `PYTHONPATH`), else from `folder` (the suite file's). Raises `EnvironmentConfigError`
+    saying what is wrong, in one line, also when importing the module or making the
+    environment raises."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise EnvironmentConfigError(f"environment {spec!r}: expected module:attribute")
     try:
-        found: Any = importlib.import_module(module_name)
+        found: Any = _import(module_name, folder.resolve() if folder else None)
     except Exception as exc:  # noqa: BLE001 - whatever the module raises, it does not load
         raise EnvironmentConfigError(f"environment {spec!r}: cannot import {module_name}: "
                                      f"{_one_line(exc)}") from None

@@ -130,10 +130,12 @@ class Suite(Strict):
 
     @property
     def env(self) -> Environment:
-        """The environment the suite names (loaded once)."""
+        """The environment the suite names (loaded once; its module from the import path
+        or the suite file's folder)."""
         if self._environment is None:
             try:
-                self._environment = load_environment(self.environment)
+                self._environment = load_environment(
+                    self.environment, self.path.parent if self.path else None)
             except EnvironmentConfigError as exc:
                 raise SuiteError(str(exc)) from None
         return self._environment
