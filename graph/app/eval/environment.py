@@ -2,12 +2,12 @@
 mypkg.env:make`), that starts a fresh `Instance` for every run.
 
 An environment says which tables its state has (`tables`: what fixtures may fill and what
-the state check compares) and what broken variants of its plans are made of
-(`variations`), and the names of the variables its instances give (`variables`).
-`start(fixtures, folder)` gives a running instance with the task's
-fixtures on top of its own seed; the instance gives the variables plans and the preamble
-use (`{site}`, `{{ site }}`), the hosts a run may reach, its tools (a registry factory, an
-MCP config, or both), its state as tables of rows, the writes it received, and `stop`.
+the state check compares), what broken variants of its plans are made of (`variations`),
+and the names of the variables its instances give (`variables`). `start(fixtures, folder)`
+gives a running instance with the task's fixtures on top of its own seed; the instance
+gives the variables plans and the preamble use (`{site}`, `{{ site }}`), the hosts a run
+may reach, its tools (a registry factory, an MCP config, or both), its state as tables of
+rows, the writes it received, and `stop`.
 
 The runner knows nothing more of a system than this: the demo CRM
 (`demo_site.environment:make`) and the ticket tracker (`demo_site.tickets.environment:make`)
