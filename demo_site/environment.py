@@ -42,6 +42,7 @@ class CRM:
     """The demo CRM: customers, orders, invoices, notes and profiles."""
 
     name = "crm"
+    variables = ("site",)
     tables = {table: Table(_KEYS[table], columns, _GENERATED.get(table, ()))
               for table, columns in TABLES.items()}
     variations = VARIATIONS

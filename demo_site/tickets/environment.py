@@ -51,6 +51,7 @@ class Tickets:
     """The ticket tracker: agents, tickets and comments."""
 
     name = "tickets"
+    variables = ("tracker",)
     tables = {table: Table(key, columns, generated)
               for table, (key, columns, generated) in TABLES.items()}
     variations = VARIATIONS

@@ -569,6 +569,7 @@ def eval_suite(
     from datetime import UTC, datetime
 
     from graph.app.eval import AgentSettings, SuiteError, load_suite, run_eval
+    from graph.app.eval.console import eval_console
     from graph.app.eval.runner import headers, lowest_pass, table_rows
     from graph.app.eval.suite import echoed_facts
     from graph.context import DEFAULT_MODEL
@@ -609,23 +610,24 @@ def eval_suite(
         chosen = [v.as_task(settings.out_dir / "variants") for t in chosen
                   for v in variants(t, loaded.env.variations)]
     quiet = as_json
+    stdout = eval_console()  # piped, its lines keep their width (not Rich's 80 columns)
 
     def started(job: Any) -> None:
         if not quiet:
-            console.print(f"  [dim]→ {job.task.id} {job.agent} #{job.trial}[/]")
+            stdout.print(f"  [dim]→ {job.task.id} {job.agent} #{job.trial}[/]")
 
     def finished(row: Any) -> None:
         if not quiet:
             mark = "[green]✓ pass[/]" if row.passed else "[red]✗ fail[/]"
             failed = ", ".join(k for k, c in row.checks.items() if not c["score"])
-            console.print(f"  {mark} {row.task} {row.agent} #{row.trial} {row.status} "
-                          f"[dim]{row.calls} calls, {row.wall_s:.1f} s[/]"
-                          + (f" [red]({failed})[/]" if failed else ""))
+            stdout.print(f"  {mark} {row.task} {row.agent} #{row.trial} {row.status} "
+                         f"[dim]{row.calls} calls, {row.wall_s:.1f} s[/]"
+                         + (f" [red]({failed})[/]" if failed else ""))
 
     if not quiet:
-        console.print(f"[bold]duet eval[/] {loaded.name}: {len(chosen)} task(s) × "
-                      f"{len(agents)} agent(s) × {trials} trial(s), "
-                      f"{settings.model or 'reference plans'}")
+        stdout.print(f"[bold]duet eval[/] {loaded.name}: {len(chosen)} task(s) × "
+                     f"{len(agents)} agent(s) × {trials} trial(s), "
+                     f"{settings.model or 'reference plans'}")
     try:
         summary, rows, paths = asyncio.run(run_eval(
             loaded, chosen, agents, settings, trials=trials, concurrency=concurrency,
@@ -641,9 +643,9 @@ def eval_suite(
         table = Table(*headers(trials))
         for cells in table_rows(summary):
             table.add_row(*cells)
-        console.print(table)
-        console.print("results: " + "\n         ".join(map(str, paths)), markup=False,
-                      highlight=False, soft_wrap=True)
+        stdout.print(table)
+        stdout.print("results: " + "\n         ".join(map(str, paths)), markup=False,
+                     highlight=False, soft_wrap=True)
     if broken:
         vacuous = [r.task for r in rows if r.passed]
         said = (f"[red]broken plans that passed:[/] {', '.join(vacuous)}" if vacuous else

@@ -160,12 +160,18 @@ def templated_answer(
 
 
 def _brief(output: object, limit: int = 160) -> str:
-    """A short rendering of a result, without the envelope of the built-in executors."""
+    """A short rendering of a result, without the envelope of the built-in executors or the
+    one an MCP server puts around a list (a list as its count and first items)."""
     if isinstance(output, dict):
-        for key in ("json", "rows", "text"):
-            if key in output:
-                output = output[key]
-                break
+        if output.keys() == {"result"} and isinstance(output["result"], list):
+            # MCP structured content is an object, so FastMCP sends a tool's list as
+            # {"result": [...]}: as a dict it would be cut at `limit`, count and items lost.
+            output = output["result"]
+        else:
+            for key in ("json", "rows", "text"):
+                if key in output:
+                    output = output[key]
+                    break
     if isinstance(output, list):
         head = json.dumps(output[:2], default=str, ensure_ascii=False)
         return f"{len(output)} item(s): {head[:limit]}" + ("..." if len(head) > limit else "")

@@ -246,6 +246,27 @@ TIER = ("  - id: tier\n    category: lookup\n    task: What tier is Initech in?\
         "    plan: plan.yaml\n    checkers: {answer: {must: [bronze]}}\n")
 
 
+def test_cli_piped_output_keeps_the_table_and_progress_lines_whole(tmp_path):
+    """Piped (stdout not a terminal, no COLUMNS), a progress line longer than 80 columns
+    stays one line and the table keeps every header whole: Rich would give the output 80
+    columns, wrap the line and squeeze the table's cells to fit."""
+    from graph.app.eval.runner import headers
+
+    long_id = "tier-of-initech-as-its-customer-record-in-the-api-gives-it-to-a-careful-reader"
+    suite = _suite(tmp_path, TIER.replace("id: tier", f"id: {long_id}")
+                   .replace("must: [bronze]", "must: [platinum]"))  # a fact it never reads
+    env = {name: value for name, value in os.environ.items() if name != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-m", "graph.app.cli", "eval", "--reference",
+                          "--suite", str(suite), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr  # its reference plan fails
+    lines = out.stdout.splitlines()
+    assert [line for line in lines if re.fullmatch(
+        rf"  ✗ fail {long_id} nova-duet #1 completed 0 calls, [\d.]+ s \(answer\)", line)]
+    header = next(line for line in lines if "category" in line)
+    assert [cell.strip() for cell in header.strip("┃ ").split("┃")] == headers(1)
+
+
 def test_cli_a_bad_suite_says_one_line_naming_the_task_and_field(tmp_path):
     cases = {
         "approval: sometimes": ("task 'tier': approval is 'sometimes'; allowed: 'ask', "

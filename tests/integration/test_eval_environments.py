@@ -2,7 +2,8 @@
 tracker (an MCP server in its own process) passes its suite by reference and fails a broken
 variant of each task; an environment whose tools come from a registry factory runs behind
 the same runner; the ReAct baseline gets an environment's MCP tools; and fixtures naming a
-table or column the environment lacks stop the suite at load with one line."""
+table or column the environment lacks, a `{placeholder}` it does not provide, or an
+environment that raises as it loads, stop the suite at load with one line."""
 
 from __future__ import annotations
 
@@ -97,6 +98,30 @@ async def test_an_environment_with_registry_tools_runs_behind_the_same_runner(tm
     assert rows[0].steps == 1
 
 
+async def test_a_write_to_a_row_the_task_does_not_change_fails_whatever_its_key_type(
+        tmp_path):
+    """The memo book gives numeric keys as numbers, in its snapshot and in its write log (as
+    a database's integer keys come): a plan that also sets memo 2 to the text it had is
+    caught by its write, as with text keys."""
+    one = "goal: g\nsteps:\n  - {id: a, tool: memo_set, side_effects: true, " \
+          "args: {key: 1, text: noodles}}\n"
+    (tmp_path / "one.yaml").write_text(one)
+    (tmp_path / "two.yaml").write_text(one + "  - {id: b, tool: memo_set, side_effects: true, "
+                                             "args: {key: 2, text: tea}}\n")
+    suite = tmp_path / "memo.yaml"
+    task = ("{{id: {0}, category: writes, task: Note noodles under 1., plan: {0}.yaml,\n"
+            "     fixtures: {{memos: [{{key: 1, text: soup}}, {{key: 2, text: tea}}]}},\n"
+            "     checkers: {{state: {{memos: {{changed: {{1: {{text: noodles}}}}}}}}}}}}\n")
+    suite.write_text("name: memo\nenvironment: tests.fixtures.memo_environment:Memo\n"
+                     "tasks:\n  - " + task.format("one") + "  - " + task.format("two"))
+    loaded = load_suite(suite)
+    rows = await run_suite(loaded, loaded.tasks, ["nova-duet"],
+                           AgentSettings(out_dir=tmp_path / "out"))
+    assert [r.passed for r in rows] == [True, False], [r.checks for r in rows]
+    assert rows[1].checks["state"]["comment"] == (
+        "memos: rows written that the task does not change ['2']")
+
+
 async def test_react_gets_the_environments_mcp_tools(converse, tmp_path):
     """ReAct, on the real ChatBedrockConverse against the loopback server, calls the
     tracker's MCP tool (the environment's, not the built-in ones) and passes the task."""
@@ -164,3 +189,84 @@ def test_cli_bad_fixtures_or_environment_exit_2_with_one_line(tmp_path):
     suite.write_text("name: s\nenvironment: mypkg.nowhere:make\ntasks: []\n")
     with pytest.raises(SuiteError, match="environment 'mypkg.nowhere:make': cannot import"):
         load_suite(suite)
+
+
+@pytest.mark.parametrize(("texts", "said"), [
+    ("preamble: Memos are in {book}, at {site}.\n", "preamble: {site} is not a variable of "
+     "environment 'memo' (it provides: {book})"),
+    ("preamble: Memos are in {book}.\n", None),
+])
+def test_a_placeholder_the_environment_does_not_provide_fails_the_suite_at_load(
+        tmp_path, texts, said):
+    """The memo book provides `{book}` only: a `{site}` in the preamble, or in a task, would
+    reach the agent as it is written."""
+    (tmp_path / "p.yaml").write_text("goal: g\nsteps: []\n")
+    suite = tmp_path / "memo.yaml"
+    suite.write_text("name: memo\nenvironment: tests.fixtures.memo_environment:Memo\n"
+                     f"{texts}tasks:\n  - {{id: t1, category: c, task: Read it., plan: p.yaml}}\n"
+                     "  - {id: t2, category: c, task: 'Open {site}/memos.', plan: p.yaml}\n")
+    with pytest.raises(SuiteError) as raised:
+        load_suite(suite)
+    assert str(raised.value) == "memo.yaml: " + (said or (
+        "task 't2': {site} is not a variable of environment 'memo' (it provides: {book})"))
+
+
+def test_cli_a_preamble_placeholder_the_environment_lacks_exits_2_with_one_line(tmp_path):
+    (tmp_path / "p.yaml").write_text("goal: g\nsteps: []\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\npreamble: The CRM is at {site_url}.\ntasks:\n"
+                     "  - {id: t1, category: c, task: t, plan: p.yaml}\n")
+    out = subprocess.run([sys.executable, "-m", "graph.app.cli", "eval", "--reference",
+                          "--suite", str(suite), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == ("error: s.yaml: preamble: {site_url} is not a variable of "
+                                  "environment 'crm' (it provides: {site})")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_an_environment_module_beside_the_suite_file_is_found(tmp_path):
+    """`duet` (the installed command, whose import path has not the working directory) run
+    from elsewhere imports `environment: memo_beside:make` from the suite file's folder."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    (folder / "memo_beside.py").write_text(
+        "from tests.fixtures.memo_environment import Memo\n\n\n"
+        "def make():\n    return Memo()\n")
+    (folder / "p.yaml").write_text("goal: g\nsteps:\n  - {id: s, tool: memo_set, "
+                                   "side_effects: true, args: {key: lunch, text: noodles}}\n")
+    (folder / "s.yaml").write_text(
+        "name: s\nenvironment: memo_beside:make\ntasks:\n"
+        "  - {id: t1, category: c, task: Note noodles for lunch., plan: p.yaml,\n"
+        "     checkers: {state: {memos: {added: [{key: lunch, text: noodles}]}}}}\n")
+    duet = Path(sys.executable).parent / "duet"
+    out = subprocess.run([str(duet), "eval", "--reference", "--suite", "suite/s.yaml", "--json",
+                          "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["tasks"][0]["passed"]
+
+
+@pytest.mark.parametrize(("module", "said"), [
+    ("def make():\n    raise RuntimeError('no database at /srv/crm.sqlite\\n(a second line)')\n",
+     "make() raised RuntimeError: no database at /srv/crm.sqlite"),
+    ("1 / 0\n", "cannot import {name}: ZeroDivisionError: division by zero"),
+    ("def make(:\n", "cannot import {name}: SyntaxError: invalid syntax ({name}.py, line 1)"),
+])
+def test_cli_an_environment_that_raises_as_it_loads_exits_2_with_one_line(tmp_path, module,
+                                                                          said):
+    """Making the environment, or importing its module, raises: the eval stops before any
+    run with one line naming the environment and what it raised, not a traceback."""
+    name = f"env_{tmp_path.name.replace('-', '_')}"  # one module name per test
+    (tmp_path / f"{name}.py").write_text(module)
+    (tmp_path / "p.yaml").write_text("goal: g\nsteps: []\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\nenvironment: {name}:make\ntasks:\n"
+                     "  - {id: t1, category: c, task: t, plan: p.yaml}\n")
+    out = subprocess.run([sys.executable, "-m", "graph.app.cli", "eval", "--reference",
+                          "--suite", str(suite), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == f"error: environment '{name}:make': " + said.format(name=name)
+    assert not (tmp_path / "out").exists()

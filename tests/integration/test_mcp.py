@@ -1,6 +1,7 @@
 """MCP servers as tool sources, against real FastMCP servers in their own processes (one over
 stdio, started by the run; one over streamable HTTP, started here): annotations decide the
-class, sessions live as long as the run, a dead server is a typed error, secrets stay out."""
+class, sessions live as long as the run, a dead server is a typed error, secrets stay out,
+and a tool's list reads as a list in the offline answer."""
 
 from __future__ import annotations
 
@@ -327,6 +328,25 @@ async def test_a_stdio_server_whose_first_start_exits_is_started_again(tmp_path)
     [waiting] = [e for e in events if e["event"] == "tool_source_waiting"]
     assert waiting["source"] == "mcp:crm" and "Connection closed" in waiting["reason"]
     assert [e["source"] for e in events if e["event"] == "tool_source_back"] == ["mcp:crm"]
+
+
+async def test_the_offline_answer_summarizes_an_mcp_tools_list_as_a_list(tmp_path):
+    """FastMCP sends a list a tool returns as `{"result": [...]}` (MCP structured content is
+    an object), and the step's output keeps it so; the offline planner's answer summarizes
+    it as the list it is (its count and first items), as it does an HTTP list, not as a
+    dict cut at 160 characters."""
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"crm": stdio_config(tmp_path / "crm")}}))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("goal: g\nsteps:\n  - {id: s1, tool: crm_list_invoices, args: {}}\n")
+    _, final = await run_thread("Which invoices are overdue?", tools=ToolRegistry(),
+                                context=Context(mcp_config=str(path), plan_file=str(plan)))
+
+    assert final.status == RunStatus.COMPLETED, final.reason
+    invoices = [{"id": 7, "status": "overdue"}, {"id": 9, "status": "overdue"}]
+    assert final.results[0].output == {"result": invoices}
+    assert ("- [s1] crm_list_invoices: ok - 2 item(s): " + json.dumps(invoices)
+            in final.final_answer.splitlines())
 
 
 def _duet(home: Path, *args: str) -> subprocess.Popen:

@@ -5,7 +5,7 @@ the openevals / LangSmith shape), `agents` (this graph and a ReAct baseline on t
 model, tools, sandbox and approval policy), `runner` (trials, concurrency, tables,
 results), `langsmith` (the suite as a dataset, each eval an experiment), `evaluate`
 (either of those, then the results), `compare` (two evals, task by task), `html` (the
-results page).
+results page), `console` (where `duet eval` prints: piped, its lines keep their width).
 """
 
 from graph.app.eval.agents import AGENTS, AgentSettings, Outcome

@@ -37,8 +37,11 @@ def state_changes(before: Rows, after: Rows, tables: Mapping[str, Table],
     (`Instance.snapshot`): per table the rows changed (key -> changed columns), added
     (without the columns the system fills), removed, and `written` (the rows that were
     there before and got a write, changed or not); and how many times each row was written
-    (`writes`, "table:key" -> count) during the run (`Instance.writes`)."""
-    writes = list(writes)
+    (`writes`, "table:key" -> count) during the run (`Instance.writes`). Keys are compared
+    as text, whatever type the snapshot or the write log gives them in."""
+    # A write log may give a key as a number (a database's integer key): as text it meets
+    # the snapshot's keys, else its writes would match no row and the check pass unseen.
+    written_rows = [(w["table"], str(w["row"])) for w in writes]
     changes: dict[str, Any] = {}
     for table, spec in tables.items():
         old = {str(row[spec.key]): row for row in before.get(table, [])}
@@ -52,11 +55,11 @@ def state_changes(before: Rows, after: Rows, tables: Mapping[str, Table],
         added = [{col: value for col, value in new[i].items() if col not in spec.generated}
                  for i in new.keys() - old.keys()]
         removed = sorted(old.keys() - new.keys())
-        written = sorted({w["row"] for w in writes if w["table"] == table} & old.keys())
+        written = sorted({row for t, row in written_rows if t == table} & old.keys())
         if changed or added or removed or written:
             changes[table] = {"changed": changed, "added": added, "removed": removed,
                               "written": written}
-    changes["writes"] = dict(Counter(f"{w['table']}:{w['row']}" for w in writes))
+    changes["writes"] = dict(Counter(f"{t}:{row}" for t, row in written_rows))
     return changes
 
 

@@ -2,11 +2,12 @@
 mypkg.env:make`), that starts a fresh `Instance` for every run.
 
 An environment says which tables its state has (`tables`: what fixtures may fill and what
-the state check compares) and what broken variants of its plans are made of
-(`variations`). `start(fixtures, folder)` gives a running instance with the task's
-fixtures on top of its own seed; the instance gives the variables plans and the preamble
-use (`{site}`, `{{ site }}`), the hosts a run may reach, its tools (a registry factory, an
-MCP config, or both), its state as tables of rows, the writes it received, and `stop`.
+the state check compares), what broken variants of its plans are made of (`variations`),
+and the names of the variables its instances give (`variables`). `start(fixtures, folder)`
+gives a running instance with the task's fixtures on top of its own seed; the instance
+gives the variables plans and the preamble use (`{site}`, `{{ site }}`), the hosts a run
+may reach, its tools (a registry factory, an MCP config, or both), its state as tables of
+rows, the writes it received, and `stop`.
 
 The runner knows nothing more of a system than this: the demo CRM
 (`demo_site.environment:make`) and the ticket tracker (`demo_site.tickets.environment:make`)
@@ -16,6 +17,7 @@ are two environments behind it.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,10 +56,11 @@ class Variations:
 
 
 class Write(TypedDict):
-    """One write an instance received: which table, which row (its key, as text)."""
+    """One write an instance received: which table, which row (its key: text, or a number
+    as a database gives it; the state check compares keys as text)."""
 
     table: str
-    row: str
+    row: str | int
 
 
 @runtime_checkable
@@ -91,6 +94,10 @@ class Environment(Protocol):
     """A kind of system a suite's tasks run against."""
 
     name: str
+    variables: tuple[str, ...]
+    """The names of the variables its instances give (`Instance.variables`): the `{name}`s
+    a suite's preamble and tasks may use, checked when the suite loads (an instance exists
+    only once a run starts)."""
     tables: Mapping[str, Table]
     variations: Variations
 
@@ -104,27 +111,61 @@ class EnvironmentConfigError(ValueError):
     """An environment that cannot be loaded, or fixtures it cannot take."""
 
 
-def load_environment(spec: str) -> Environment:
+def _one_line(exc: BaseException) -> str:
+    """`exc` as one line: its type and the first line of its message. The environment is
+    the user's own code: what it raised is news for the eval's output, its traceback is
+    not."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _import(module_name: str, folder: Path | None) -> Any:
+    """`module_name` from Python's import path (`sys.path`) or, when it is not there, from
+    `folder`, which is then added at the end of `sys.path`."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only when its top package is nowhere: a package found with a module missing, or
+        # a module of its own that imports a missing one, is not the folder's to answer.
+        top_missing = exc.name == module_name.partition(".")[0]
+        if folder is None or not top_missing or str(folder) in sys.path:
+            raise
+    # At the end, and kept: it shadows no installed module, and the environment's own later
+    # imports (in `start`, say) still find their siblings.
+    sys.path.append(str(folder))
+    return importlib.import_module(module_name)
+
+
+def load_environment(spec: str, folder: Path | None = None) -> Environment:
     """The environment `spec` names: `module:attribute`, an `Environment` or a function
-    that makes one. Raises `EnvironmentConfigError` saying what is wrong."""
+    that makes one. `module` is imported from Python's import path (installed packages,
+    `PYTHONPATH`), else from `folder` (the suite file's). Raises `EnvironmentConfigError`
+    saying what is wrong, in one line, also when importing the module or making the
+    environment raises."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise EnvironmentConfigError(f"environment {spec!r}: expected module:attribute")
     try:
-        found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
+        found: Any = _import(module_name, folder.resolve() if folder else None)
+    except Exception as exc:  # noqa: BLE001 - whatever the module raises, it does not load
         raise EnvironmentConfigError(f"environment {spec!r}: cannot import {module_name}: "
-                               f"{exc}") from None
+                                     f"{_one_line(exc)}") from None
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise EnvironmentConfigError(f"environment {spec!r}: {module_name} has no {attribute}")
         found = getattr(found, part)
     # A class or a function makes the environment; anything else is one.
-    environment = found() if isinstance(found, type) or (
-        callable(found) and not isinstance(found, Environment)) else found
+    if isinstance(found, type) or (callable(found) and not isinstance(found, Environment)):
+        try:
+            environment = found()
+        except Exception as exc:  # noqa: BLE001 - whatever it raises, there is no environment
+            raise EnvironmentConfigError(f"environment {spec!r}: {attribute}() raised "
+                                         f"{_one_line(exc)}") from None
+    else:
+        environment = found
     if not isinstance(environment, Environment):
         raise EnvironmentConfigError(f"environment {spec!r} is not an Environment (it needs name, "
-                               "tables, variations and start)")
+                                     "variables, tables, variations and start)")
     return environment
 
 

@@ -6,13 +6,14 @@ against: `graph.app.eval.environment`; the demo CRM by default), holds a `preamb
 before every task: where the system is and how to use it; `{site}` and the environment's
 other variables are filled in), optional `defaults` (merged into every task's `limits`),
 and `tasks`. Loading checks the whole file against these models, that every reference plan
-exists, and every task's fixtures against the environment's tables, so a typo fails before
-any run.
+exists, every task's fixtures against the environment's tables, and every `{name}` of the
+preamble and the tasks against its variables, so a typo fails before any run.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -129,10 +130,12 @@ class Suite(Strict):
 
     @property
     def env(self) -> Environment:
-        """The environment the suite names (loaded once)."""
+        """The environment the suite names (loaded once; its module from the import path
+        or the suite file's folder)."""
         if self._environment is None:
             try:
-                self._environment = load_environment(self.environment)
+                self._environment = load_environment(
+                    self.environment, self.path.parent if self.path else None)
             except EnvironmentConfigError as exc:
                 raise SuiteError(str(exc)) from None
         return self._environment
@@ -199,6 +202,23 @@ def echoed_facts(suite: Suite) -> list[str]:
     return found
 
 
+PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+
+def unknown_placeholder(suite: Suite, environment: Environment) -> str | None:
+    """The first `{name}` in the preamble or a task that `environment` does not provide,
+    said as the problem (where it is, and what it provides), or None. `EvalTask.text` fills
+    only the instance's variables: any other `{name}` would reach the agent as written."""
+    texts = [("preamble", suite.preamble)] + [(f"task {t.id!r}", t.task) for t in suite.tasks]
+    for where, text in texts:
+        for name in PLACEHOLDER.findall(text):
+            if name not in environment.variables:
+                provided = ", ".join(f"{{{v}}}" for v in environment.variables) or "none"
+                return (f"{where}: {{{name}}} is not a variable of environment "
+                        f"{environment.name!r} (it provides: {provided})")
+    return None
+
+
 def load_suite(path: str | Path = DEFAULT_SUITE, *, strict: bool = False) -> Suite:
     """Read and check a suite file; raises `SuiteError` saying what is wrong. Answer facts
     the task or preamble already state (`echoed_facts`) are an error with `strict`; without
@@ -229,6 +249,8 @@ def load_suite(path: str | Path = DEFAULT_SUITE, *, strict: bool = False) -> Sui
             raise SuiteError(f"task {task.id!r}: no reference plan at {task.plan}")
         if problem := fixture_problem(environment, task.fixtures):
             raise SuiteError(f"task {task.id!r}: {problem}")
+    if problem := unknown_placeholder(suite, environment):
+        raise SuiteError(f"{path.name}: {problem}")
     if strict and (echoed := echoed_facts(suite)):
         raise SuiteError(f"{path.name}: {echoed[0]}" + (
             f" (and {len(echoed) - 1} more)" if len(echoed) > 1 else ""))
