@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from graph.settings import Budgets, Timeouts
+from tools.errors import ConfigError
 from tools.sandbox import SandboxPolicy
 
 if TYPE_CHECKING:
@@ -313,7 +314,7 @@ def _price_table(setting: str) -> TokenPrices:
         raise ValueError(f"token_prices is not a price table: {exc}") from None
 
 
-class SettingError(ValueError):
+class SettingError(ConfigError, ValueError):
     """A `NAME=VALUE` setting names no `Context` field, or its value does not fit the type."""
 
 

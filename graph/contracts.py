@@ -10,6 +10,7 @@ import copy
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -302,7 +303,7 @@ class Usage(BaseModel):
         return cls(reasoning_calls=1, **counts, estimated_cost_usd=prices.cost_usd(**counts))
 
     @classmethod
-    def of_metadata(cls, metadata: dict[str, Any],
+    def of_metadata(cls, metadata: Mapping[str, Any],
                     prices: TokenPrices = NOVA_2_LITE_PRICES) -> Usage:
         """One call's usage from LangChain's `usage_metadata` (cache tokens from its
         `input_token_details`, where langchain-aws puts Bedrock's cacheRead/WriteInputTokens)."""

@@ -62,6 +62,11 @@ class ErrorKind(StrEnum):
                         ErrorKind.EXECUTOR_ERROR)
 
 
+class ConfigError(Exception):
+    """Something is set up wrongly (a setting, a file, a thread named): found before any
+    work, its one-line message says what to fix; the `duet` command exits 2 on it."""
+
+
 class ToolError(Exception):
     """A tool failed. `retryable` says whether running it again may succeed; `not_sent`
     that the call provably never reached its target (the connection was refused, the

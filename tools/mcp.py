@@ -62,7 +62,7 @@ from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
 from tools.backoff import OutageWait
-from tools.errors import BlockedError, ErrorKind, ToolError, ToolUnavailableError
+from tools.errors import BlockedError, ConfigError, ErrorKind, ToolError, ToolUnavailableError
 from tools.lifetime import tethered
 from tools.registry import Dependency, ToolRegistry
 from tools.sandbox import SandboxPolicy
@@ -81,7 +81,7 @@ def _expand(value: Any) -> str:
     return _VARIABLE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), str(value))
 
 
-class MCPConfigError(ValueError):
+class MCPConfigError(ConfigError, ValueError):
     """The MCP config file cannot be read or describes a server this client cannot use."""
 
 

@@ -17,19 +17,20 @@ from graph.context import Context
 from graph.contracts import FinalState, RunStatus, StepResult, Usage
 from graph.events import Event, parse_event
 from graph.runtime.ledger import StepLedger
+from tools.errors import ConfigError
 
 INTERRUPT = "__interrupt__"  # LangGraph's channel for pending interrupts
 
 
-class UnknownThread(Exception):
+class UnknownThread(ConfigError):
     """No saved run has this thread id."""
 
 
-class IncompatibleThread(Exception):
+class IncompatibleThread(ConfigError):
     """A run saved by an earlier version whose state this version cannot continue."""
 
 
-class NotRetryable(Exception):
+class NotRetryable(ConfigError):
     """`retry` was asked of a run that did not end `failed` or `budget_exhausted`."""
 
 

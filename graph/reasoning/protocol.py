@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from graph.contracts import Decision, Plan, StepResult, Usage
+from tools.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -16,7 +17,7 @@ T = TypeVar("T")
 StepStream = Callable[[int, list[Any]], Awaitable[None]]
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(ConfigError):
     """The run cannot start as configured; the message says what to set."""
 
 

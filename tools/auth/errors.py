@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tools.errors import BlockedError, ToolError, ToolUnavailableError
+from tools.errors import BlockedError, ConfigError, ToolError, ToolUnavailableError
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(ConfigError, ValueError):
     """The auth config cannot be read or is wrong: one line naming the file, the secret and
     the problem."""
 

@@ -20,13 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graph.app.eval.environment import Instance
 from graph.app.eval.suite import EvalTask
 from graph.context import Context
 from graph.contracts import Usage
 from tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
 
 AGENTS = ("nova-duet", "react")
 
@@ -59,15 +62,19 @@ class AgentSettings:
     out_dir: Path = Path(".")
     tools: ToolRegistry | None = None
 
-    def run_tools(self, instance: Instance) -> ToolRegistry:
-        """The tools of one run on `instance`: the shared entries, without the right to close
-        the shared browsers (`run_thread` closes its registry at the end of the run), and
-        the instance's own tools, closed with the run's registry."""
+    def shared_tools(self) -> ToolRegistry:
+        """The built-in tools every run of the eval shares (made on first use)."""
         from tools import default_registry
 
         if self.tools is None:
             self.tools = default_registry()
-        registry = ToolRegistry(list(self.tools))
+        return self.tools
+
+    def run_tools(self, instance: Instance) -> ToolRegistry:
+        """The tools of one run on `instance`: the shared entries, without the right to close
+        the shared browsers (`run_thread` closes its registry at the end of the run), and
+        the instance's own tools, closed with the run's registry."""
+        registry = ToolRegistry(list(self.shared_tools()))
         if instance.tools is not None:
             own = instance.tools()
             for entry in own:
@@ -125,7 +132,7 @@ async def run_nova_duet(run: Run, text: str, settings: AgentSettings,
             text, thread_id=thread_id, context=task_context(run, settings), tools=tools,
             checkpointer_url=checkpointer_url, decide=decider(run.task))
     finally:
-        await settings.tools.end_scope(thread_id)
+        await settings.shared_tools().end_scope(thread_id)
     ran = [r for r in final.results if r.status not in ("rejected", "cancelled")]
     report = await write_report(thread_id, checkpointer_url)
     return Outcome(status=final.status.value, answer=final.final_answer or "",
@@ -139,7 +146,7 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
     `ConfigurationError` before any work."""
     from langchain.agents import create_agent
     from langchain_aws.middleware import BedrockPromptCachingMiddleware
-    from langchain_core.messages import AIMessage, messages_to_dict
+    from langchain_core.messages import AIMessage, HumanMessage, messages_to_dict
     from langgraph.errors import GraphRecursionError
 
     from graph.app.threads import new_thread_id
@@ -161,17 +168,17 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
                  for entry in registry
                  if entry.why_unavailable() is None]
         system, user = load_prompt("react", task=text)
+        assert isinstance(user, HumanMessage)
         # Caching as fair as ours: langchain-aws's own cache points (where the model takes them).
         caching = [BedrockPromptCachingMiddleware(unsupported_model_behavior="ignore")
                    ] if context.prompt_caching else []
-        agent = create_agent(model, tools=tools, system_prompt=system.content,
-                             middleware=caching)
+        agent = create_agent(model, tools=tools, system_prompt=system.text, middleware=caching)
         messages = [user]
+        config: RunnableConfig = {"recursion_limit": 2 * context.max_steps + 3,
+                                  "configurable": {"thread_id": thread_id}}
         async with asyncio.timeout(context.deadline_seconds):
-            async for state in agent.astream(
-                    {"messages": [user]},
-                    {"recursion_limit": 2 * context.max_steps + 3,
-                     "configurable": {"thread_id": thread_id}}, stream_mode="values"):
+            async for state in agent.astream({"messages": [user]}, config,
+                                             stream_mode="values"):
                 messages = state["messages"]
     except GraphRecursionError:
         status, reason = "budget_exhausted", f"more than {context.max_steps} turns"
@@ -180,7 +187,7 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
     except Exception as exc:  # noqa: BLE001 - a failed run is a result of the eval
         status, reason = "failed", f"{type(exc).__name__}: {exc}"
     finally:
-        await settings.tools.end_scope(thread_id)
+        await settings.shared_tools().end_scope(thread_id)
         await registry.aclose()  # the run's own tools and MCP sessions, not the shared ones
     replies = [m for m in messages if isinstance(m, AIMessage)]
     usage = sum((Usage.of_metadata(m.usage_metadata or {}, context.prices()) for m in replies),

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.errors import ConfigError
+
 METRICS = ("pass@1", "pass^k", "calls", "tokens_in", "tokens_cached", "tokens_out", "cost_usd",
            "wall_s")
 
 
-class CompareError(ValueError):
+class CompareError(ConfigError, ValueError):
     """A side that is not a results folder or file."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
+from tools.errors import ConfigError
 from tools.registry import ToolRegistry
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -107,7 +108,7 @@ class Environment(Protocol):
         ...
 
 
-class EnvironmentConfigError(ValueError):
+class EnvironmentConfigError(ConfigError, ValueError):
     """An environment that cannot be loaded, or fixtures it cannot take."""
 
 

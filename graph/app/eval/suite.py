@@ -27,6 +27,7 @@ from graph.app.eval.environment import (
     fixture_problem,
     load_environment,
 )
+from tools.errors import ConfigError
 
 Fact = str | int | float | dict[str, list[str | int | float]]
 
@@ -151,7 +152,7 @@ class Suite(Strict):
                        for g in globs)]
 
 
-class SuiteError(ValueError):
+class SuiteError(ConfigError, ValueError):
     """A suite file that cannot be used, with what is wrong."""
 
 

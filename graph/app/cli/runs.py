@@ -1,0 +1,306 @@
+"""The `duet` commands of one run: run, resume, retry, show, report, ls, and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import shutil
+import sys
+import webbrowser
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import typer
+from rich.table import Table
+
+from graph.app.cli.base import MCP_HELP, app, config_errors, console, err, fail, mcp_path
+from graph.app.cli.live import STATUS_STYLE, print_event, print_final
+from graph.checkpoints import duet_home
+from graph.context import Context, parse_settings
+
+if TYPE_CHECKING:
+    from graph.events import Event, Resumed
+
+Approval = Literal["ask", "auto", "deny"]
+Decide = Literal["approve", "reject"]
+
+
+def _ask_human(request: dict[str, Any]) -> dict[str, str]:
+    """Ask on the terminal whether each step that changes things may run."""
+    answers = {}
+    for step in request["steps"]:
+        console.print(f"[yellow]approval needed[/] {step['step_id']}: {step['tool']} "
+                      f"{json.dumps(step['args'])}", markup=True, highlight=False)
+        if step.get("destructive"):
+            console.print("  [red]destructive:[/] its tool says it may destroy data",
+                          markup=True, highlight=False)
+        if step.get("escalated"):
+            console.print(f"  [red]why a human:[/] {step['escalated']}", markup=True,
+                          highlight=False)
+        approved = typer.confirm("  run this step?", default=False)
+        answers[step["step_id"]] = "approve" if approved else "reject"
+    return answers
+
+
+_ask_human.by = "a human at the terminal"  # type: ignore[attr-defined]
+
+
+def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], dict] | None:
+    """How approvals are answered: a fixed answer, the terminal, or not at all (the run waits)."""
+    if decide:
+        def fixed(request: dict[str, Any]) -> dict[str, str]:
+            return {step["step_id"]: decide for step in request["steps"]}
+
+        fixed.by = f"the --decide {decide} option"  # type: ignore[attr-defined]
+        return fixed
+    if not as_json and sys.stdin.isatty():
+        return _ask_human
+    return None
+
+
+def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
+             retry: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """Run `task`, resume `thread` (no task), or retry it with `retry`'s settings; print
+    its end."""
+    from graph.app.runner import retry_thread, run_thread
+    from graph.app.threads import new_thread_id
+    from graph.checkpoints import CheckpointerUnavailable
+    from graph.events import Resumed, StorageFailed
+
+    resumed: Resumed | None = None
+    storage_failed = False
+
+    def on_event(event: Event) -> None:
+        nonlocal resumed, storage_failed
+        if isinstance(event, Resumed) and event.ended:
+            resumed = event  # the run had ended: the final print says so
+        storage_failed = storage_failed or isinstance(event, StorageFailed)
+        if not as_json:
+            print_event(event)
+
+    thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
+    decider = _decider(decide, as_json)
+    try:
+        with config_errors(as_json, thread_id=None if task is not None else thread):
+            thread_id, final = asyncio.run(
+                retry_thread(thread, settings=retry, on_event=on_event, decide=decider,
+                             **kwargs) if retry is not None
+                else run_thread(task, thread_id=thread, on_event=on_event, decide=decider,
+                                **kwargs))
+    except CheckpointerUnavailable as exc:
+        # Before any work (its settings are saved): the same command continues it.
+        again = f"duet {'retry' if retry is not None else 'resume'} {thread}"
+        fail(exc, as_json, said=f"{exc}; nothing ran: `{again}` starts it once it is back",
+             thread_id=thread, continue_with=again)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]cancelled[/]; continue with: duet resume {thread}")
+        raise typer.Exit(1) from None
+    print_final(thread_id, final, as_json, resumed, storage_failed)
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--var takes NAME=VALUE, not {pair!r}")
+        parsed[name] = value
+    return parsed
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="What you want done.")],
+    plan_file: Annotated[Path | None, typer.Option(help="Offline planner: run this plan.")] = None,
+    var: Annotated[list[str], typer.Option(help="NAME=VALUE for the plan file.")] = [],  # noqa: B006
+    model: Annotated[str | None, typer.Option(help="Bedrock model id or provider:model.")] = None,
+    thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    allow_host: Annotated[list[str], typer.Option(
+        help="A host[:port] the executors may reach (repeat it); none by default, and this "
+             "machine only with a port.")] = [],  # noqa: B006
+    approve: Annotated[Approval, typer.Option(help="Steps that change things: ask a human, "
+                                                   "run them, or reject them.")] = "ask",
+    executor_url: Annotated[str | None, typer.Option(
+        help="Run the steps on these executor deployments (LangGraph servers, comma-"
+             "separated; default $DUET_EXECUTOR_URL).")] = None,
+    mcp: Annotated[Path | None, typer.Option(help=MCP_HELP)] = None,
+    setting: Annotated[list[str], typer.Option(
+        "--set", help="NAME=VALUE for any run setting (repeat it), parsed by its type: "
+                      "--set max_steps=500 --set deadline_seconds=1800. `duet resume` keeps "
+                      "them.")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Run a task; exit 0 only when it completes."""
+    with config_errors(as_json):
+        settings = parse_settings(setting)
+    context = Context(plan_file=str(plan_file) if plan_file else None,
+                      plan_variables=_parse_vars(var), approval=approve,
+                      allowed_hosts=list(allow_host), mcp_config=mcp_path(mcp))
+    if model:
+        context.model = model
+    if executor_url:
+        context.executor_url = executor_url
+    _execute(task, thread, as_json, context=dataclasses.replace(context, **settings))
+
+
+@app.command()
+def resume(
+    thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
+    decide: Annotated[Decide | None, typer.Option(help="Answer every pending approval so.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Continue a run from its last checkpoint; completed steps are not redone.
+
+    A run that has ended is left as it is, and said so: `duet retry` continues one that
+    failed."""
+    _execute(None, thread, as_json, decide)
+
+
+@app.command()
+def retry(
+    thread: Annotated[str, typer.Argument(help="The thread id of a run that ended failed or "
+                                               "budget_exhausted.")],
+    decide: Annotated[Decide | None, typer.Option(help="Answer every approval it asks so.")
+                      ] = None,
+    setting: Annotated[list[str], typer.Option(
+        "--set", help="NAME=VALUE for any run setting from now on (repeat it), as for `duet "
+                      "run`: --set max_steps=500 raises a spent budget.")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Continue a run that ended failed or budget_exhausted, once the cause is fixed.
+
+    The steps that succeeded are kept, never sent again; the others run again (a write that
+    may have taken effect, whose tool takes no idempotency key, asks you first)."""
+    with config_errors(as_json):
+        settings = parse_settings(setting)
+    _execute(None, thread, as_json, decide, retry=settings)
+
+
+@app.command()
+def show(
+    thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show a run's plan, steps, results, timings and tokens."""
+    from graph.app.threads import saved_run
+    from graph.state import RETRYABLE
+
+    with config_errors(as_json):
+        values, final = asyncio.run(saved_run(thread))
+    if as_json:
+        typer.echo(json.dumps({"thread_id": thread, "task": values.get("task"),
+                               **final.model_dump(mode="json"),
+                               "retries": values.get("retries", 0)}, indent=1))
+        return
+    status = final.status.value
+    if not values.get("status"):
+        status += f" (not ended: duet resume {thread})"
+    elif final.status in RETRYABLE:
+        status += f" (continue it: duet retry {thread})"
+    if values.get("retries"):
+        status = f"{status} · retried {values['retries']} time(s)"
+    console.print(f"[bold]{values.get('task')}[/]\nstatus: {status} {final.reason}")
+    table = Table("plan", "step", "tool", "status", "attempts", "ms", "error")
+    for r in final.results:
+        table.add_row(str(r.plan_version), r.step_id, r.tool,
+                      f"[{STATUS_STYLE.get(r.status, 'white')}]{r.status}[/]", str(r.attempts),
+                      f"{r.duration_ms:.0f}", r.error.message[:80] if r.error else "")
+    console.print(table)
+    usage = final.usage
+    console.print(f"reasoning calls {usage.reasoning_calls}, input tokens {usage.input_tokens} "
+                  f"(cache read {usage.cache_read_tokens}, cache written "
+                  f"{usage.cache_write_tokens}), output tokens {usage.output_tokens}, "
+                  f"estimated cost ${usage.estimated_cost_usd:.5f}")
+    if final.final_answer:
+        console.rule("answer")
+        console.print(final.final_answer, markup=False)
+
+
+@app.command()
+def report(
+    thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report's data as JSON "
+                                                         "instead.")] = False,
+    open_page: Annotated[bool, typer.Option("--open", help="Open it in a browser.")] = False,
+) -> None:
+    """Write a run's report page (one HTML file that loads nothing) and print its path."""
+    from graph.app.report import report_data, write_report
+
+    with config_errors(as_json):
+        if as_json:
+            typer.echo(json.dumps(asyncio.run(report_data(thread)), indent=1))
+            return
+        path = asyncio.run(write_report(thread))
+    typer.echo(str(path))
+    if open_page:
+        webbrowser.open(path.as_uri())
+
+
+@app.command("ls")
+def list_runs(
+    limit: Annotated[int, typer.Option(help="How many of the newest runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List recent runs: thread, status, task, age, steps and cost."""
+    from graph.app.threads import recent_runs
+
+    rows = asyncio.run(recent_runs(limit))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("thread", "status", "age", "steps", "calls", "cost USD", "task")
+    for row in rows:
+        style = "green" if row["status"] == "completed" else "red"
+        table.add_row(row["thread_id"], f"[{style}]{row['status']}[/]", _age(row["age_seconds"]),
+                      str(row["steps"]), str(row["reasoning_calls"]), f"{row['cost_usd']:.5f}",
+                      row["task"][:60])
+    console.print(table)
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+DEMO_TASK = ("Follow up every overdue invoice in the CRM: add a reminder note to each "
+             "customer, mark the invoices as reminded, and verify none is left overdue.")
+
+
+@app.command()
+def demo(
+    model: Annotated[str | None, typer.Option(help="Plan with this model instead of the "
+                                                   "offline plan file.")] = None,
+    port: Annotated[int, typer.Option(help="Port of the demo site (0: any free port).")] = 0,
+    approve: Annotated[Approval, typer.Option(help="Steps that change things: the demo runs "
+                                                   "them ('auto'); 'ask' shows each.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
+) -> None:
+    """Start the demo CRM on 127.0.0.1 (fresh data) and run the follow-up task against it."""
+    from demo_site import serve
+
+    site_dir = duet_home() / "demo"
+    shutil.rmtree(site_dir, ignore_errors=True)
+    site_dir.mkdir(parents=True)
+    with serve(site_dir / "crm.sqlite", port) as url:
+        if not as_json:
+            console.print(f"[bold]demo site[/] {url} (data: {site_dir / 'crm.sqlite'})")
+        plan_file = files("demo_site").joinpath("plans/overdue_followup.yaml")
+        # The demo's executors may reach its own site, and nothing else.
+        context = Context(plan_file=None if model else str(plan_file),
+                          plan_variables={"site": url}, approval=approve,
+                          allowed_hosts=[urlsplit(url).netloc])
+        if model:
+            context.model = model
+            task = f"{DEMO_TASK} The CRM's JSON API is at {url}/api."
+        else:
+            task = DEMO_TASK
+            if not as_json:
+                console.print("[dim]offline planner mode: the plan comes from "
+                              f"{plan_file}; pass --model to plan with Nova 2 Lite[/]")
+        _execute(task, None, as_json, context=context)
