@@ -21,6 +21,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticOmit, core_schema
 
+from tools.auth.run import NO_AUTH, Auth
 from tools.sandbox import DENY_ALL, SandboxPolicy
 
 
@@ -110,7 +111,8 @@ class StepContext:
     `idempotency_key`: set when the step changes things; a tool that takes one sends it
     with its effect, so a repeat is applied once. `files`: where it keeps a screenshot and
     logs (None: it keeps none). `waits`: where it records what it waited for.
-    `browser`: a remote browser to use instead of a local Chromium. `stream_writer` and
+    `browser`: a remote browser to use instead of a local Chromium. `auth`: the run's
+    secrets by name, login recipes and HTTP auth (`tools.auth`). `stream_writer` and
     `store`: the run's custom stream and its LangGraph store, for users' own tools (a step
     sent to an executor deployment has neither)."""
 
@@ -120,6 +122,7 @@ class StepContext:
     files: StepFiles | None = None
     waits: StepWaits = field(default_factory=StepWaits)
     browser: RemoteBrowser | None = None
+    auth: Auth = NO_AUTH
     stream_writer: Callable[[Any], None] = _write_nowhere
     store: Any = None  # a `langgraph.store.base.BaseStore`, when the run has one
 

@@ -378,7 +378,13 @@ secrets:
     description: the ops login
   otp: {source: "file:~/otp", kind: totp, hosts: [crm.example.com]}
 logins:
-  crm: {url: "https://crm.example.com/login", password: "${secret.crm_pw}"}
+  crm:
+    hosts: [crm.example.com]
+    login_url: https://crm.example.com/login
+    page: {url: "/login*"}
+    fields: {"#password": "${secret.crm_pw}"}
+    submit: button
+    check: {not_url: "/login*"}
 """
 
 
@@ -388,8 +394,8 @@ async def test_a_yaml_or_json_config_gives_a_store(tmp_path, monkeypatch):
     yaml_file.write_text(CONFIG)
     config = AuthConfig.load(yaml_file)
     assert [spec.name for spec in config.secrets.values()] == ["crm_pw", "otp"]
-    assert config.logins == {"crm": {"url": "https://crm.example.com/login",
-                                      "password": "${secret.crm_pw}"}}
+    assert config.logins["crm"].login_url == "https://crm.example.com/login"
+    assert config.logins["crm"].fields == {"#password": "${secret.crm_pw}"}
     json_file = tmp_path / "auth.json"
     json_file.write_text(json.dumps(yaml.safe_load(CONFIG)))
     assert AuthConfig.load(str(json_file)) == config
@@ -422,7 +428,9 @@ async def test_a_yaml_or_json_config_gives_a_store(tmp_path, monkeypatch):
     ("secrets:\n  my crm: {source: env:A, kind: token, hosts: [x.com]}\n",
      "secret 'my crm': name: a name is letters, digits, _ and -, not starting with a digit or "
      "-, as `${secret.NAME}` reads it"),
-    ("secrets: {}\nlogins:\n  crm: {password: '${secret.crm_pw}'}\n",
+    ("secrets: {}\nlogins:\n  crm: {hosts: [x.com], login_url: 'https://x.com/login', "
+     "page: {url: /login}, fields: {'#pw': '${secret.crm_pw}'}, submit: b, "
+     "check: {not_url: /login}}\n",
      "logins.crm: unknown secret 'crm_pw' (defined: none)"),
     ("secret:\n  crm: {}\n", "secret: is not a field"),
     ("- a\n- b\n", "Input should be a valid dictionary or instance of AuthConfig"),

@@ -10,8 +10,18 @@ where its value is read and where it may be sent; it never holds a value:
         hosts: [crm.example.com, "127.0.0.1:8000"]
         description: the CRM login of the ops user
       crm_otp: {source: "file:~/.config/duet/crm-otp", kind: totp, hosts: [crm.example.com]}
-    logins: {}      # kept as written for now, checked for unknown `${secret.NAME}`
-    http_auth: {}
+    logins:                                # how the executor logs in (`LoginRecipe`)
+      crm:
+        hosts: [crm.example.com]
+        login_url: https://crm.example.com/login
+        page: {url: "/login*"}
+        fields: {"#username": ops, "#password": "${secret.crm_password}"}
+        submit: "button[type=submit]"
+        totp: {field: "#code", secret: crm_otp, page: {url: "/login/mfa*"}}
+        check: {not_url: "/login*"}
+    http_auth:                             # per API host (`HttpAuth`)
+      api.example.com: {bearer: crm_api_token}
+    profiles: [crm]                        # named browser sessions kept from run to run
 
 Sources: `env:VAR`; `file:PATH` (the whole file, stripped) or `file:PATH#KEY` (a key of
 the JSON or YAML mapping in it), only for a file of mode 0600 outside every git work
@@ -29,7 +39,9 @@ gives is the current code.
 
 from tools.auth.config import AuthConfig
 from tools.auth.errors import AuthConfigError, SecretNotAllowed, SecretUnavailable, UnknownSecret
+from tools.auth.logins import BasicAuth, HeaderAuth, HttpAuth, LoginRecipe, PageMatch, TotpStep
 from tools.auth.references import secret_names, substitute
+from tools.auth.run import NO_AUTH, Auth
 from tools.auth.secrets import (
     SecretSpec,
     SecretStatus,
@@ -39,6 +51,8 @@ from tools.auth.secrets import (
 )
 
 __all__ = [
+    "NO_AUTH", "Auth", "BasicAuth", "HeaderAuth", "HttpAuth", "LoginRecipe", "PageMatch",
+    "TotpStep",
     "AuthConfig", "AuthConfigError", "SecretNotAllowed", "SecretSpec", "SecretStatus",
     "SecretStore", "SecretUnavailable", "SecretValue", "UnknownSecret", "encoded_forms",
     "secret_names", "substitute",

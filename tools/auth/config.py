@@ -1,4 +1,5 @@
-"""The auth config: the secrets a run may use by name (later its logins too), in YAML or JSON."""
+"""The auth config: the secrets a run may use by name, how the executor logs in to each site,
+the HTTP auth of each API host, and which browser sessions are kept as profiles."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
 from tools.auth.errors import AuthConfigError
+from tools.auth.logins import HttpAuth, LoginRecipe
 from tools.auth.references import secret_names
 from tools.auth.secrets import OnReveal, SecretSpec, SecretStore, ignore_forms
 from tools.auth.sources import parse_document
@@ -16,38 +18,50 @@ from tools.auth.sources import parse_document
 
 class AuthConfig(BaseModel):
     """`secrets:` maps each name to its spec (`source`, `kind`, `hosts`, `description`).
-
-    `logins:` and `http_auth:` are kept as they are written, one mapping per entry, until
-    their own models replace `dict[str, Any]` here; what they are checked for already is
-    that every `${secret.NAME}` in them names a secret of this file.
+    `logins:` maps a site's name to its `LoginRecipe`; `http_auth:` a host to its
+    `HttpAuth`; `profiles:` lists the named browser sessions kept as profiles (their
+    cookies and local storage) from run to run. Every secret these name is one of
+    `secrets:`; a TOTP step's is of kind `totp`.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     secrets: dict[str, SecretSpec] = {}
-    logins: dict[str, dict[str, Any]] = {}
-    http_auth: dict[str, dict[str, Any]] = {}
+    logins: dict[str, LoginRecipe] = {}
+    http_auth: dict[str, HttpAuth] = {}
+    profiles: list[str] = []
 
     @model_validator(mode="before")
     @classmethod
     def _names_from_keys(cls, data: Any) -> Any:
-        """A secret's name is its key in `secrets:`."""
-        if isinstance(data, dict) and isinstance(data.get("secrets"), dict):
-            secrets = {name: {"name": name, **entry} if isinstance(entry, dict) else entry
-                       for name, entry in data["secrets"].items()}
-            return {**data, "secrets": secrets}
-        return data
+        """A secret's and a login's name, and an HTTP auth's host, is its key."""
+        if not isinstance(data, dict):
+            return data
+        keyed = {"secrets": "name", "logins": "name", "http_auth": "host"}
+        return {**data, **{section: {key: {field: key, **entry} if isinstance(entry, dict)
+                                     else entry for key, entry in data[section].items()}
+                           for section, field in keyed.items()
+                           if isinstance(data.get(section), dict)}}
 
     @model_validator(mode="after")
     def _names_and_references(self) -> AuthConfig:
         for key, spec in self.secrets.items():
             if spec.name != key:
                 raise ValueError(f"secret {key!r}: its name is its key, so it needs no name:")
-        for section in ("logins", "http_auth"):
-            for key, entry in getattr(self, section).items():
-                if unknown := sorted(secret_names(entry) - set(self.secrets)):
-                    raise ValueError(f"{section}.{key}: unknown secret {unknown[0]!r} (defined: "
-                                     f"{', '.join(sorted(self.secrets)) or 'none'})")
+        uses = [(f"logins.{key}", secret_names(recipe.fields)) for key, recipe
+                in self.logins.items()]
+        uses += [(f"logins.{key}.totp", {recipe.totp.secret}) for key, recipe
+                 in self.logins.items() if recipe.totp]
+        uses += [(f"http_auth.{key}", auth.secrets() | secret_names(auth.model_dump()))
+                 for key, auth in self.http_auth.items()]
+        for where, names in uses:
+            if unknown := sorted(names - set(self.secrets)):
+                raise ValueError(f"{where}: unknown secret {unknown[0]!r} (defined: "
+                                 f"{', '.join(sorted(self.secrets)) or 'none'})")
+        for key, recipe in self.logins.items():
+            if recipe.totp and self.secrets[recipe.totp.secret].kind != "totp":
+                raise ValueError(f"logins.{key}.totp: secret {recipe.totp.secret!r} is not "
+                                 "of kind totp")
         return self
 
     @classmethod

@@ -68,14 +68,14 @@ def _check_host_entry(entry: str) -> None:
     a wildcard, or a host of this machine without its port."""
     if "*" in entry:
         raise ValueError(f"{entry!r}: wildcards are not supported, name each host")
-    if _allows((entry,), f"https://{entry}/"):
+    if hosts_allow((entry,), f"https://{entry}/"):
         return
     if is_loopback(entry):
         raise ValueError(f"{entry!r}: this machine's hosts need their port ({entry}:PORT)")
     raise ValueError(f"{entry!r} is not a host or host:port (an IPv6 address in brackets)")
 
 
-def _allows(hosts: tuple[str, ...], url: str) -> bool:
+def hosts_allow(hosts: tuple[str, ...], url: str) -> bool:
     """The sandbox's rule for `allowed_hosts`; a URL it cannot parse (a bad port) is refused."""
     try:
         return SandboxPolicy(allowed_hosts=hosts).allows(url)
@@ -130,7 +130,7 @@ class SecretValue:
 
     def allows(self, url: str) -> bool:
         """True when `url` is http(s) to one of the secret's hosts."""
-        return _allows(self.hosts, url)
+        return hosts_allow(self.hosts, url)
 
     def check(self, url: str) -> None:
         """`SecretNotAllowed`, naming the host only, unless the secret may go to `url` (the
