@@ -27,12 +27,13 @@ from typing import Any
 import httpx
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.tools import StructuredTool
 
 from benchmarks import sim
 from demo_site.server import free_port
 from graph import Context, Plan, Step, build_graph
 from tests.fixtures.processes import serving
-from tools import SandboxPolicy, default_registry, http_request_tool, use_policy
+from tools import SandboxPolicy, StepContext, default_registry, http_request_tool
 from tools.http import clients as http_clients
 
 
@@ -72,6 +73,27 @@ def sandbox_settings(base: str) -> dict[str, Any]:
 def policy(base: str) -> SandboxPolicy:
     """The sandbox of a run under `sandbox_settings(base)`, for tools called outside one."""
     return Context(**sandbox_settings(base)).sandbox_policy()
+
+
+def http_tool(base: str, spans: list[tuple[float, float]] | None = None) -> StructuredTool:
+    """`http_request` for callers outside a run (a ReAct agent's tool node, the wave
+    scheduler), which hand a tool no `InjectedStep`: the arguments the model sees, each call
+    under the sandbox of a run under `sandbox_settings(base)`. With `spans`, each call's
+    start and end are recorded."""
+    step = StepContext(policy=policy(base))
+    request = http_request_tool.coroutine
+    assert request is not None
+
+    async def call(**args: Any) -> Any:
+        begun = time.time()
+        try:
+            return await request(step=step, **args)
+        finally:
+            if spans is not None:
+                spans.append((begun, time.time()))
+    return StructuredTool.from_function(coroutine=call, name=http_request_tool.name,
+                                        description=http_request_tool.description,
+                                        args_schema=http_request_tool.tool_call_schema)
 
 
 def fan_out(k: int, milliseconds: int) -> Plan:
@@ -162,12 +184,10 @@ async def run_react(plan: Plan, base: str) -> dict[str, float]:
     model = sim.SimulatedChatModel(responses=[_react_turns(plan)] * (len(plan.steps) + 1),
                                    scale=0.0, stream_fragment=None)
     spans: list[tuple[float, float]] = []
-    timed = http_request_tool.model_copy(update={"coroutine": _timed(spans)})
-    agent = create_agent(model, tools=[timed])
+    agent = create_agent(model, tools=[http_tool(base, spans)])
     cpu, start = time.process_time(), time.perf_counter()
-    with use_policy(policy(base)):
-        out = await agent.ainvoke({"messages": [("user", plan.goal)]},
-                                  {"recursion_limit": 4 * len(plan.steps) + 10})
+    out = await agent.ainvoke({"messages": [("user", plan.goal)]},
+                              {"recursion_limit": 4 * len(plan.steps) + 10})
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     # The shared client's connections closed, as ours closes them with its registry: each
     # contender starts from a fresh pool, as bare httpx does (a pool left with idle
@@ -175,19 +195,6 @@ async def run_react(plan: Plan, base: str) -> dict[str, float]:
     await http_clients.aclose()
     assert "Fetched all" in str(out["messages"][-1].content)
     return _figures(spans, wall, cpu)
-
-
-def _timed(spans: list[tuple[float, float]]) -> Callable[..., Any]:
-    """`http_request` recording when each call began and ended."""
-    request = http_request_tool.coroutine
-
-    async def timed(**args: Any) -> Any:
-        begun = time.time()
-        try:
-            return await request(**args)
-        finally:
-            spans.append((begun, time.time()))
-    return timed
 
 
 async def fixed_cost(base: str, repeats: int) -> dict[str, float]:
@@ -209,11 +216,9 @@ async def fixed_cost(base: str, repeats: int) -> dict[str, float]:
         model = sim.SimulatedChatModel(responses=[_react_turns(plan)] * 2, scale=0.0,
                                        stream_fragment=None)
         spans: list[tuple[float, float]] = []
-        agent = create_agent(model, tools=[http_request_tool.model_copy(
-            update={"coroutine": _timed(spans)})])
+        agent = create_agent(model, tools=[http_tool(base, spans)])
         start = time.time()
-        with use_policy(policy(base)):
-            await agent.ainvoke({"messages": [("user", plan.goal)]})
+        await agent.ainvoke({"messages": [("user", plan.goal)]})
         react.append((spans[0][0] - start) * 1000)
     return {"repeats": repeats, "ours_ms": statistics.median(ours),
             "react_ms": statistics.median(react)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import os
@@ -27,7 +26,7 @@ from graph import Context, Plan, build_graph
 from graph.checkpoints import open_checkpointer, open_store
 from tests.fixtures.langgraph_server import langgraph_server
 from tests.fixtures.postgres import postgres_bin, running_postgres
-from tools import ToolRegistry, default_registry, http_request_tool, use_policy
+from tools import ToolRegistry, default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,14 +63,14 @@ async def _run_react(k: int, scale: float, base: str | None = None
     if base is None:
         tool, call = sim.work_tool(scale), sim.work_call
     else:
-        tool, call = http_request_tool, functools.partial(real_http.delay_call, base, scale)
+        tool, call = real_http.http_tool(base), functools.partial(real_http.delay_call, base,
+                                                                  scale)
     model = sim.SimulatedChatModel(responses=[sim.react_responder(k, call)] * (k + 1),
                                    scale=scale)
     agent = create_agent(model, tools=[tool])
     start = time.perf_counter()
-    with use_policy(real_http.policy(base)) if base else contextlib.nullcontext():
-        out = await agent.ainvoke({"messages": [("user", f"process {k} items")]},
-                                  {"recursion_limit": 4 * k + 10})
+    out = await agent.ainvoke({"messages": [("user", f"process {k} items")]},
+                              {"recursion_limit": 4 * k + 10})
     assert "Processed all" in str(out["messages"][-1].content)
     return time.perf_counter() - start, model
 
@@ -131,8 +130,7 @@ async def uneven_dags(ks: list[int], scale: float, base: str,
         _, _, out = await _run_graph(requests, scale, model_scale=0.0,
                                      tools=default_registry(), **real_http.sandbox_settings(base))
         ours, floor = _tool_phase(out), sim.critical_path(plan, scale)
-        with use_policy(real_http.policy(base)):
-            waves = await sim.run_in_waves(requests, http_request_tool)
+        waves = await sim.run_in_waves(requests, real_http.http_tool(base))
         rows.append({"k": k, "critical_path_s": floor, "ours_s": ours, "waves_s": waves,
                      "ours_over_critical_path": ours / floor,
                      "waves_over_critical_path": waves / floor})

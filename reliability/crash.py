@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from graph.app.threads import read_trace
+from graph.events import Event
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = 6
@@ -79,7 +80,7 @@ def duet_process(*args: str, home: Path, **popen: Any) -> subprocess.Popen:
                             **popen)
 
 
-def _events(home: Path, thread: str) -> list[dict[str, Any]]:
+def _events(home: Path, thread: str) -> list[Event]:
     return read_trace(home / "traces" / f"{thread}.jsonl")
 
 
@@ -99,7 +100,7 @@ def run_trial(index: int, site: str, crm_db: Path, workdir: Path, seed: int) -> 
                             "--allow-host", urlsplit(site).netloc,
                             "--json", home=home, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
-        while not any(e["event"] == "run_started" for e in _events(home, thread)):
+        while not any(e.event == "run_started" for e in _events(home, thread)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
@@ -136,7 +137,7 @@ def _check(trial: Trial, final: dict[str, Any], crm_db: Path, home: Path, thread
     if trial.journal != {"done": NOTES + 1}:
         trial.problems.append(f"journal {trial.journal}")
     trial.problems += history_problems
-    trial.step_starts = sum(e["event"] == "step_started" for e in _events(home, thread))
+    trial.step_starts = sum(e.event == "step_started" for e in _events(home, thread))
 
 
 async def _journal_and_history(home: Path, thread: str) -> tuple[dict[str, int], list[str]]:

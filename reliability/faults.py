@@ -26,6 +26,7 @@ from graph.app.threads import read_trace, saved_run, trace_path
 from graph.checkpoints import duet_home
 from graph.context import Context
 from graph.contracts import Decision, FinalState, Plan, RunStatus, Step
+from graph.events import NodeUpdate
 from graph.reasoning.bedrock import BEDROCK_MAX_ATTEMPTS
 from graph.rendering import FENCED_BLOCK, RESULT_OUTPUT_CHARS
 from graph.testing import ScriptedChatModel
@@ -38,7 +39,7 @@ from tools import (
     current_idempotency_key,
     http_request_tool,
 )
-from tools.http import http_changes_things
+from tools.http import HTTP_DEPENDENCY, http_changes_things
 from tools.nova_act import as_tool_error
 
 BEDROCK_MODEL = "us.amazon.nova-2-lite-v1:0"
@@ -238,7 +239,7 @@ def fault_tools(env: Env) -> ToolRegistry:
     for write in (charge, ambiguous_write, refused_write, nova_act_write):
         registry.register(write, side_effects=True)
     registry.register(http_request_tool, side_effects=http_changes_things,
-                      takes_idempotency_key=True)
+                      takes_idempotency_key=True, dependency=HTTP_DEPENDENCY)
     registry.register(keyed_charge, side_effects=True, takes_idempotency_key=True)
     goto, _, _, read = PlaywrightExecutor(env.pool).tools()
     registry.register(goto, read_only=True)
@@ -675,7 +676,8 @@ async def _resume_completes(thread: str, model: Any) -> list[str]:
 
 def _planned_steps(thread: str) -> list[dict[str, Any]]:
     """The steps of the first plan, from the trace (empty when none was written)."""
-    return next((e["plan"] for e in read_trace(trace_path(thread)) if e.get("plan")), [])
+    return next((e.plan for e in read_trace(trace_path(thread))
+                 if isinstance(e, NodeUpdate) and e.plan), [])
 
 
 async def run_faults(env: Env, faults: list[Fault] | None = None) -> list[Outcome]:

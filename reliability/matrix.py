@@ -565,7 +565,7 @@ def _wait_for_slow_step(home: Path, thread: str, run: subprocess.Popen) -> bool:
 
     deadline = time.monotonic() + CELL_BOUND
     while time.monotonic() < deadline and run.poll() is None:
-        if any(e["event"] == "step_started" and e.get("step_id") == "slow"
+        if any(e.event == "step_started" and getattr(e, "step_id", None) == "slow"
                for e in read_trace(home / "traces" / f"{thread}.jsonl")):
             return True
         time.sleep(0.05)

@@ -21,6 +21,7 @@ from demo_site.server import free_port
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.report import report_data
 from graph.app.runner import run_thread
+from graph.events import Event
 from graph.testing import ScriptedChatModel
 from tests.fixtures.loopback import host_of
 from tests.fixtures.processes import serving
@@ -105,7 +106,7 @@ async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp
             Step(id="s3", tool="web_send_reminder", args={"invoice": 9, "text": "hi"},
                  side_effects=True, depends_on=["s2"])]),
         Decision(action="finish", reason="ok", answer="done [s1] [s3]")])
-    events: list[dict] = []
+    events: list[Event] = []
     context = Context(mcp_config=str(config), allowed_hosts=[f"127.0.0.1:{port}"],
                       approval="auto", dependency_wait_seconds=20, max_retries=0)
     with _mcp_on(port, state, tmp_path / "first.log") as first:
@@ -126,8 +127,8 @@ async def test_an_mcp_server_restarted_within_the_wait_lets_the_run_complete(tmp
     results = {r.step_id: r for r in final.results}
     assert all(r.status == "ok" for r in results.values())
     assert results["s2"].attempts >= 2 and "MCP server 'web' to come back" in results["s2"].waited
-    assert [e for e in events if e["event"] == "step_waiting"][0]["step_id"] == "s2"
-    assert not [e for e in events if e["event"] == "step_retried"]
+    assert [e for e in events if e.event == "step_waiting"][0].step_id == "s2"
+    assert not [e for e in events if e.event == "step_retried"]
     assert _records(state, "effects") == [{"tool": "send_reminder", "invoice": 7},
                                           {"tool": "send_reminder", "invoice": 9}]
     # The run report shows the wait on its step.
@@ -176,7 +177,7 @@ async def test_retries_of_a_step_share_its_dependencys_bound(site):
 
 async def test_a_refusing_http_target_is_waited_for_then_fails_typed(tmp_path):
     port = free_port()  # nothing listens
-    events: list[dict] = []
+    events: list[Event] = []
     started = time.monotonic()
     _, final = await run_thread("g", model=_http_plan(f"http://127.0.0.1:{port}/x"),
                                 tools=default_registry(), on_event=events.append, context=Context(
@@ -186,7 +187,7 @@ async def test_a_refusing_http_target_is_waited_for_then_fails_typed(tmp_path):
     [result] = final.results
     assert result.error.type == "TargetUnreachable" and result.attempts > 1
     assert "dependency_wait_seconds=1.5" in result.error.message
-    assert [e["reason"] for e in events if e["event"] == "step_waiting"] == [
+    assert [e.reason for e in events if e.event == "step_waiting"] == [
         f"the HTTP target 127.0.0.1:{port} to come back (TargetUnreachable)"]
     assert 1.5 <= took < 1.5 + 3
 
@@ -198,12 +199,12 @@ async def test_a_write_to_a_target_back_within_the_wait_lands_once(tmp_path):
     db = tmp_path / "crm.sqlite"
     model = _http_plan(f"http://127.0.0.1:{port}/api/notes", "POST")
     model.responses[0].steps[0].args["json_body"] = {"customer_id": 1, "text": "once"}
-    events: list[dict] = []
+    events: list[Event] = []
     run = asyncio.create_task(run_thread(
         "g", model=model, tools=default_registry(), on_event=events.append,
         context=Context(allowed_hosts=[f"127.0.0.1:{port}"], approval="auto",
                         dependency_wait_seconds=30)))
-    while not any(e["event"] == "step_waiting" for e in events):
+    while not any(e.event == "step_waiting" for e in events):
         assert not run.done()
         await asyncio.sleep(0.05)
     with _crm_on(port, db, tmp_path / "crm.log"):

@@ -15,52 +15,57 @@ from tools import (
     BrowserPool,
     PlaywrightExecutor,
     SandboxPolicy,
+    StepContext,
     ToolError,
     default_registry,
-    use_policy,
 )
-from tools.sandbox import use_scope
+from tools.step import RemoteBrowser
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-async def browser(site):
+async def browser():
     pool = BrowserPool()
-    with use_policy(SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))):
-        yield PlaywrightExecutor(pool)
+    yield PlaywrightExecutor(pool)
     await pool.aclose()
 
 
-async def test_goto_fill_click_read_in_one_session(browser, site):
-    opened = await browser.goto(f"{site}/customers/3", session="crm")
+@pytest.fixture
+def step(site) -> StepContext:
+    return StepContext(policy=SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,)))
+
+
+async def test_goto_fill_click_read_in_one_session(browser, step, site):
+    opened = await browser.goto(f"{site}/customers/3", step, session="crm")
     assert opened["status"] == 200 and opened["title"] == "Initech"
-    await browser.fill("called about the invoice", selector="#note-text", session="crm")
-    clicked = await browser.click(role="button", name="Add note", session="crm")
+    await browser.fill("called about the invoice", step, selector="#note-text", session="crm")
+    clicked = await browser.click(step, role="button", name="Add note", session="crm")
     assert clicked["url"] == f"{site}/customers/3"  # the form posted and redirected back
-    notes = await browser.read(selector="#notes", session="crm")
+    notes = await browser.read(step, selector="#notes", session="crm")
     assert notes["text"] == "called about the invoice"
-    table = await browser.read(role="table", name="Invoices", kind="table", session="crm")
+    table = await browser.read(step, role="table", name="Invoices", kind="table",
+                               session="crm")
     assert table["rows"] == [{"ID": "1003", "Amount": "45.5", "Due": "2026-12-20",
                               "Status": "open"}]
 
 
-async def test_missing_selector_is_a_typed_error(browser, site):
-    await browser.goto(f"{site}/customers", session="s")
+async def test_missing_selector_is_a_typed_error(browser, step, site):
+    await browser.goto(f"{site}/customers", step, session="s")
     with pytest.raises(ToolError) as raised:
-        await browser.click(selector="#does-not-exist", session="s")
+        await browser.click(step, selector="#does-not-exist", session="s")
     assert raised.value.type_name == "ElementNotFound" and not raised.value.retryable
 
 
-async def test_goto_outside_the_allowlist_is_blocked(browser):
+async def test_goto_outside_the_allowlist_is_blocked(browser, step):
     with pytest.raises(BlockedError):
-        await browser.goto("http://example.com/")
+        await browser.goto("http://example.com/", step)
 
 
-async def test_redirect_off_the_allowlist_is_blocked_by_the_proxy(browser, site):
+async def test_redirect_off_the_allowlist_is_blocked_by_the_proxy(browser, step, site):
     target = f"http://127.0.0.1:{free_port()}/steal?data=secret"
     with pytest.raises(BlockedError, match="outside the allowlist"):
-        await browser.goto(f"{site}/redirect?to={target}")
+        await browser.goto(f"{site}/redirect?to={target}", step)
 
 
 async def test_slow_page_times_out_and_the_session_is_released(site):
@@ -118,10 +123,9 @@ async def test_a_remote_browser_over_cdp_is_one_setting_away(site):
     remote = Chromium(proxy.url).start()  # stands in for a managed browser service
     pool = BrowserPool()
     try:
-        with use_policy(SandboxPolicy(allowed_hosts=policy.allowed_hosts,
-                                      cdp_endpoint_url=remote.cdp_url,
-                                      cdp_headers=(("Authorization", "Bearer x"),))):
-            opened = await PlaywrightExecutor(pool).goto(f"{site}/invoices", session="remote")
+        step = StepContext(policy=policy, browser=RemoteBrowser(
+            remote.cdp_url, (("Authorization", "Bearer x"),)))
+        opened = await PlaywrightExecutor(pool).goto(f"{site}/invoices", step, session="remote")
         assert opened["title"] == "Invoices"
         pages = httpx.get(f"{remote.cdp_url}/json/list").json()
         assert any(p["url"] == f"{site}/invoices" for p in pages), "the remote browser was used"
@@ -136,17 +140,17 @@ async def test_named_sessions_close_when_their_run_ends_or_sit_idle(site):
     executor = PlaywrightExecutor(pool)
     policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
     try:
-        with use_policy(policy), use_scope("run-a"):
-            await executor.goto(f"{site}/customers", session="kept")
-        with use_policy(policy), use_scope("run-b"):
-            await executor.goto(f"{site}/invoices", session="idle")
-        ended = pool._named[("run-a", "kept", policy)]
+        await executor.goto(f"{site}/customers", StepContext(policy=policy, scope="run-a"),
+                            session="kept")
+        await executor.goto(f"{site}/invoices", StepContext(policy=policy, scope="run-b"),
+                            session="idle")
+        ended = pool._named[("run-a", "kept", policy, None)]
         await pool.close_scope("run-a")  # run-a ended: its session closed, run-b's stays
         assert not ended.alive() and [key[0] for key in pool._named] == ["run-b"]
-        idle = pool._named[("run-b", "idle", policy)]
+        idle = pool._named[("run-b", "idle", policy, None)]
         await asyncio.sleep(0.8)
-        with use_policy(policy), use_scope("run-c"):
-            await executor.goto(f"{site}/customers", session="new")
+        await executor.goto(f"{site}/customers", StepContext(policy=policy, scope="run-c"),
+                            session="new")
         # Asking for a session reaps those unused for idle_seconds.
         assert not idle.alive() and [key[0] for key in pool._named] == ["run-c"]
     finally:

@@ -15,10 +15,11 @@ import pytest
 
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.runner import run_thread
-from graph.runtime.execution import attempt_tool
+from graph.events import Event
+from graph.runtime.attempts import attempt_tool
 from graph.testing import ScriptedChatModel
 from tests.fixtures.processes import command_line, descendants
-from tools import BrowserPool, SandboxPolicy, default_registry
+from tools import BrowserPool, StepContext, default_registry
 from tools.browser import PROBE_SECONDS
 
 pytestmark = pytest.mark.browser
@@ -50,7 +51,7 @@ async def _let_go(stopped: list[int], registry) -> None:
 
 async def _run_with_fault(site: str, step: Step, fault: signal.Signals, **settings):
     """Open a page (the shared Chromium starts), then run `step`; send `fault` to the
-    shared Chromium 1 s into it. The run's events carry the time they came (`at`)."""
+    shared Chromium 1 s into it. The run's events come with the time they came."""
     registry = default_registry()
     warm = Step(id="warm", tool="browser_goto", args={"url": f"{site}/customers/1"})
     plan = Plan(goal="slow page", steps=[warm, step.model_copy(update={"depends_on": ["warm"]})])
@@ -59,15 +60,14 @@ async def _run_with_fault(site: str, step: Step, fault: signal.Signals, **settin
     context = Context(step_screenshots=False, approval="auto",
                       allowed_hosts=[urlsplit(site).netloc],
                       **settings)
-    events: list[dict] = []
+    events: list[tuple[Event, float]] = []
     run = asyncio.ensure_future(run_thread("open the slow page", context=context, model=model,
                                            tools=registry,
                                            on_event=lambda e: events.append(
-                                               {**e, "at": time.monotonic()})))
+                                               (e, time.monotonic()))))
     stopped: list[int] = []
     try:
-        while not any(e.get("event") == "step_started" and e["step_id"] == step.id
-                      for e in events):
+        while not any(e.event == "step_started" and e.step_id == step.id for e, _ in events):
             assert not run.done(), run.result()[1].reason
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
@@ -91,8 +91,8 @@ async def test_a_read_waits_for_the_relaunched_chromium_and_runs(site):
     assert final.status == RunStatus.COMPLETED, result.error
     assert result.status == "ok" and result.attempts >= 2
     assert result.waited  # the wait for the browser is in the step's result
-    assert any(e.get("event") == "step_waiting" and "BrowserCrashed" in e["reason"]
-               for e in events)
+    assert any(e.event == "step_waiting" and "BrowserCrashed" in e.reason
+               for e, _ in events)
 
 
 @pytest.mark.timeout(150)
@@ -106,7 +106,7 @@ async def test_a_write_under_a_killed_chromium_is_uncertain_not_repeated(site):
     assert result.attempts == 1  # not sent again: it may have acted
     assert result.error.type == "EffectUncertain", result.error
     assert "BrowserCrashed" in result.error.message
-    assert not any(e.get("event") in ("step_retried", "step_waiting") for e in events)
+    assert not any(e.event in ("step_retried", "step_waiting") for e, _ in events)
 
 
 def _gone(pid: int) -> bool:
@@ -127,7 +127,7 @@ async def test_a_stalled_chromium_ends_the_step_and_the_run_within_the_bound(sit
     assert final.status == RunStatus.FAILED
     assert result.error.type == "DependencyTimeout", result.error
     assert "playwright_timeout_seconds" in result.error.message
-    at = {e["event"]: e["at"] for e in events if e.get("step_id") == "slow"}
+    at = {e.event: t for e, t in events if getattr(e, "step_id", None) == "slow"}
     # The bound, then the probe (PROBE_SECONDS, 2 s) finds the browser stalled and kills it:
     # closing what the step held, and the pool at the run's end, is then immediate (before,
     # closing the context waited CLOSE_SECONDS on it, the pool's close as long again).
@@ -146,7 +146,7 @@ async def test_a_stalled_chromium_does_not_stay_in_the_pool(site):
     policy = Context(allowed_hosts=[urlsplit(site).netloc]).sandbox_policy()
 
     def attempt(tool: str, **args):
-        return attempt_tool(registry, tool, args, policy, timeout=30)
+        return attempt_tool(registry, tool, args, StepContext(policy=policy), timeout=30)
 
     stopped: list[int] = []
     try:
@@ -177,14 +177,14 @@ async def test_a_browser_of_its_own_is_killed_only_when_it_stalled():
         return pool.stall_checked(asyncio.wait_for(asyncio.sleep(5), 0.05), session)
 
     try:
-        async with pool.session(None, SandboxPolicy(), kind="process") as session:
+        async with pool.session(StepContext(), None, kind="process") as session:
             os.kill(session.chromium.process.pid, signal.SIGSTOP)
             started = time.monotonic()
             with pytest.raises(TimeoutError):
                 await timing_out()
             assert session.chromium.process.poll() is not None  # killed
             assert time.monotonic() - started < PROBE_SECONDS + 2
-        async with pool.session(None, SandboxPolicy(), kind="process") as session:
+        async with pool.session(StepContext(), None, kind="process") as session:
             with pytest.raises(TimeoutError):
                 await timing_out()
             assert session.chromium.process.poll() is None  # answered: still running

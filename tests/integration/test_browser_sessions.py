@@ -13,17 +13,18 @@ import pytest
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.report import report_data
 from graph.app.runner import run_thread
-from graph.runtime.execution import attempt_tool
+from graph.events import Event, StepWaiting
+from graph.runtime.attempts import attempt_tool
 from graph.testing import ScriptedChatModel
 from tools import (
     BrowserPool,
     PlaywrightExecutor,
     SandboxPolicy,
+    StepContext,
     ToolRegistry,
     default_registry,
-    use_policy,
 )
-from tools.sandbox import StepWaits, use_scope, use_step_waits
+from tools.step import StepWaits
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +53,7 @@ async def test_more_named_sessions_than_slots_queue_and_finish(site):
                                          Decision(action="finish", reason="ok"), "ok"])
     context = Context(max_browser_sessions=2, step_timeout_seconds=60, max_retries=0,
                       step_screenshots=False, allowed_hosts=[urlsplit(site).netloc])
-    events: list[dict] = []
+    events: list[Event] = []
     try:
         thread, final = await run_thread("read five customers", context=context, model=model,
                                          tools=registry, on_event=events.append)
@@ -64,10 +65,10 @@ async def test_more_named_sessions_than_slots_queue_and_finish(site):
     assert [results[f"read{i}"].output["text"] for i in range(5)] == [
         "Acme Corp", "Globex", "Initech", "Acme Corp", "Globex"]
     # Ten steps, two slots: some had to wait, and said why, live and in the report.
-    waiting = [e for e in events if e.get("event") == "step_waiting"]
-    assert waiting and all("max_browser_sessions=2" in e["reason"] for e in waiting)
+    waiting = [e for e in events if isinstance(e, StepWaiting)]
+    assert waiting and all("max_browser_sessions=2" in e.reason for e in waiting)
     waited = {r.step_id for r in results.values() if r.waited}
-    assert waited == {e["step_id"] for e in waiting}
+    assert waited == {e.step_id for e in waiting}
     shown = {s["step_id"]: s["waited"] for s in (await report_data(thread))["steps"]}
     assert {step for step, text in shown.items() if text} == waited
     assert all(shown[step].startswith("waited ") for step in waited)
@@ -83,10 +84,10 @@ async def pool():
 async def test_sessions_are_contexts_of_one_chromium_with_their_own_cookies(pool, site):
     executor = PlaywrightExecutor(pool)
     policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
-    with use_policy(policy), use_scope("run"):
-        await executor.goto(f"{site}/customers", session="a")
-        await executor.goto(f"{site}/customers", session="b")
-    a, b = pool._named[("run", "a", policy)], pool._named[("run", "b", policy)]
+    step = StepContext(policy=policy, scope="run")
+    await executor.goto(f"{site}/customers", step, session="a")
+    await executor.goto(f"{site}/customers", step, session="b")
+    a, b = pool._named[("run", "a", policy, None)], pool._named[("run", "b", policy, None)]
     assert a.kind == b.kind == "context" and a.context.browser is b.context.browser
     assert a.proxy is not b.proxy  # each context reaches the network through its own proxy
     await a.page.evaluate("document.cookie = 'who=a; path=/'; localStorage.setItem('k', 'a')")
@@ -146,13 +147,13 @@ async def test_what_a_route_handler_would_miss_stays_inside_the_allowlist(pool):
     executor = PlaywrightExecutor(pool)
     base = f"http://127.0.0.1:{allowed_port}"
     try:
-        with use_policy(SandboxPolicy(allowed_hosts=(f"127.0.0.1:{allowed_port}",))):
-            for page in ("/ws", "/beacon", "/links", "/sw-page"):
-                await executor.goto(f"{base}{page}", session="hostile")
-            session = next(iter(pool._named.values()))
-            await session.page.wait_for_function("document.title === 'sw ready'",
-                                                 timeout=10_000)
-            await asyncio.sleep(1.0)  # let beacons, prefetches and the worker's fetch go
+        step = StepContext(policy=SandboxPolicy(allowed_hosts=(f"127.0.0.1:{allowed_port}",)))
+        for page in ("/ws", "/beacon", "/links", "/sw-page"):
+            await executor.goto(f"{base}{page}", step, session="hostile")
+        session = next(iter(pool._named.values()))
+        await session.page.wait_for_function("document.title === 'sw ready'",
+                                             timeout=10_000)
+        await asyncio.sleep(1.0)  # let beacons, prefetches and the worker's fetch go
         assert [hit for hit in _Recorder.hits if hit.startswith(str(exfil_port))] == []
         # Chromium tunnels a websocket through the proxy with CONNECT: refused as such.
         assert {f"https://{out}/", f"http://{out}/beacon", f"http://{out}/prefetch",
@@ -170,13 +171,13 @@ async def test_each_session_enforces_its_own_runs_allowlist(pool, site):
     wide = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc, f"127.0.0.1:{other_port}"))
     narrow = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,))
     try:
-        with use_policy(wide), use_scope("wide"):
-            await executor.goto(f"http://127.0.0.1:{other_port}/hello", session="s")
-        with use_policy(narrow), use_scope("narrow"):
-            opened = await executor.goto(f"{site}/customers", session="s")
-            session = pool._named[("narrow", "s", narrow)]
-            await session.page.evaluate(
-                f"fetch('http://127.0.0.1:{other_port}/sneak').catch(() => 'refused')")
+        await executor.goto(f"http://127.0.0.1:{other_port}/hello",
+                            StepContext(policy=wide, scope="wide"), session="s")
+        opened = await executor.goto(f"{site}/customers",
+                                     StepContext(policy=narrow, scope="narrow"), session="s")
+        session = pool._named[("narrow", "s", narrow, None)]
+        await session.page.evaluate(
+            f"fetch('http://127.0.0.1:{other_port}/sneak').catch(() => 'refused')")
         assert opened["title"] == "Customers"
         assert f"{other_port}/hello" in _Recorder.hits  # the wide run reached it
         assert f"{other_port}/sneak" not in _Recorder.hits  # the narrow one did not
@@ -192,11 +193,10 @@ async def test_a_write_stopped_while_waiting_for_a_slot_never_ran(pool, site):
     registry.register(PlaywrightExecutor(pool).tools()[1], side_effects=True)  # browser_click
     policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,), max_browser_sessions=1)
     waits = StepWaits()
-    with use_scope("run"), use_policy(policy):
-        async with pool.session(None, policy):  # the run's one slot is taken
-            with use_step_waits(waits):
-                attempt = await attempt_tool(registry, "browser_click",
-                                             {"selector": "#add", "session": "s"}, policy, 0.5)
+    async with pool.session(StepContext(policy=policy, scope="run"), None):  # the one slot
+        attempt = await attempt_tool(registry, "browser_click",
+                                     {"selector": "#add", "session": "s"},
+                                     StepContext(policy=policy, scope="run", waits=waits), 0.5)
     assert attempt.status == "timeout" and attempt.not_sent, attempt
     assert "waiting for a browser slot" in attempt.error.message
     assert waits.describe().startswith("waited 0.") and "max_browser_sessions=1" in waits.describe()
@@ -210,20 +210,20 @@ async def test_a_step_of_an_open_session_goes_before_a_new_sessions_first(pool, 
     order: list[str] = []
 
     async def step(session: str, asked: asyncio.Event) -> None:
-        with use_step_waits(StepWaits(on_wait=lambda _: asked.set())):
-            async with pool.session(session, policy):
-                order.append(session)
+        waits = StepWaits(on_wait=lambda _: asked.set())
+        async with pool.session(StepContext(policy=policy, scope="run", waits=waits), session):
+            order.append(session)
 
-    with use_scope("run"), use_policy(policy):
-        async with pool.session("open", policy):
-            pass  # the session's first step: it is open now
-        async with pool.session(None, policy):  # another step holds the one slot
-            new_asked, open_asked = asyncio.Event(), asyncio.Event()
-            new = asyncio.create_task(step("new", new_asked))
-            await new_asked.wait()
-            again = asyncio.create_task(step("open", open_asked))
-            await open_asked.wait()
-        await asyncio.gather(new, again)
+    async with pool.session(StepContext(policy=policy, scope="run"), "open"):
+        pass  # the session's first step: it is open now
+    # Another step holds the one slot.
+    async with pool.session(StepContext(policy=policy, scope="run"), None):
+        new_asked, open_asked = asyncio.Event(), asyncio.Event()
+        new = asyncio.create_task(step("new", new_asked))
+        await new_asked.wait()
+        again = asyncio.create_task(step("open", open_asked))
+        await open_asked.wait()
+    await asyncio.gather(new, again)
     assert order == ["open", "new"]
 
 
@@ -241,18 +241,17 @@ async def test_a_slot_is_kept_for_the_sessions_next_step_and_only_a_moment(pool,
     async def step(session: str, name: str, asked: asyncio.Event | None = None,
                    continues: bool = False) -> None:
         waits = StepWaits(on_wait=lambda _: asked and asked.set(), session_continues=continues)
-        with use_step_waits(waits):
-            async with pool.session(session, policy):
-                order.append(name)
+        async with pool.session(StepContext(policy=policy, scope="run", waits=waits), session):
+            order.append(name)
 
-    with use_scope("run"), use_policy(policy):
-        new_asked = asyncio.Event()
-        async with pool.session(None, policy):  # another step holds the one slot
-            first = asyncio.create_task(step("a", "a first", continues=True))
-            await asyncio.sleep(0)  # it asks first, and gets the slot next
-            new = asyncio.create_task(step("new", "new", new_asked))
-            await new_asked.wait()
-        await first
-        await step("a", "a next", continues=True)  # the kept slot: before "new"
-        await asyncio.wait_for(new, 5)  # nobody uses a's kept slot: freed after 0.3 s
+    new_asked = asyncio.Event()
+    # Another step holds the one slot.
+    async with pool.session(StepContext(policy=policy, scope="run"), None):
+        first = asyncio.create_task(step("a", "a first", continues=True))
+        await asyncio.sleep(0)  # it asks first, and gets the slot next
+        new = asyncio.create_task(step("new", "new", new_asked))
+        await new_asked.wait()
+    await first
+    await step("a", "a next", continues=True)  # the kept slot: before "new"
+    await asyncio.wait_for(new, 5)  # nobody uses a's kept slot: freed after 0.3 s
     assert order == ["a first", "a next", "new"]

@@ -15,6 +15,7 @@ import pytest
 
 from graph.app.threads import read_trace
 from graph.builder import graph
+from graph.events import Event, StepStarted
 from tests.fixtures.loopback import host_of
 
 DUET = [sys.executable, "-m", "graph.app.cli"]
@@ -63,7 +64,7 @@ def test_demo_completes_against_the_local_site(isolated_env):
     assert "[verify]" in final["final_answer"]
     # The price of the escalation rule is nil here: under `auto`, nothing asked a human.
     events = read_trace(isolated_env / "traces" / f"{final['thread_id']}.jsonl")
-    assert not any(e["event"] == "approval_requested" for e in events)
+    assert not any(e.event == "approval_requested" for e in events)
     assert not any(r["escalated"] for r in final["results"])
     shown = duet("show", final["thread_id"], "--json")
     assert json.loads(shown.stdout)["status"] == "completed"
@@ -104,7 +105,7 @@ steps:
 """
 
 
-def _trace_events(home: Path, thread: str) -> list[dict]:
+def _trace_events(home: Path, thread: str) -> list[Event]:
     return read_trace(home / "traces" / f"{thread}.jsonl")
 
 
@@ -118,7 +119,7 @@ def test_killed_run_resumes_without_redoing_completed_steps(tmp_path, site, isol
          "--thread", "kill-me", "--approve", "auto", "--json"], cwd=ROOT, env=os.environ.copy(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not any(e.get("event") == "step_started" and e.get("step_id") == "wait"
+    while not any(e.event == "step_started" and getattr(e, "step_id", None) == "wait"
                   for e in _trace_events(isolated_env, "kill-me")):
         assert time.monotonic() < deadline and proc.poll() is None, "the run never reached wait"
         time.sleep(0.05)
@@ -132,8 +133,8 @@ def test_killed_run_resumes_without_redoing_completed_steps(tmp_path, site, isol
     db = sqlite3.connect(tmp_path / "crm.sqlite")
     texts = sorted(row[0] for row in db.execute("SELECT text FROM notes"))
     assert texts == ["last", "note 0", "note 1", "note 2"], "each write happened exactly once"
-    started = [e["step_id"] for e in _trace_events(isolated_env, "kill-me")
-               if e.get("event") == "step_started"]
+    started = [e.step_id for e in _trace_events(isolated_env, "kill-me")
+               if isinstance(e, StepStarted)]
     assert sorted(s for s in started if s.startswith("note")) == ["note0", "note1", "note2"]
     assert started.count("wait") == 2  # the step in flight at the kill ran again
 
@@ -178,13 +179,16 @@ def test_ls_and_show_read_a_real_thread_without_building_the_graph(tmp_path, sit
     assert shown["status"] == "completed" and shown["results"][0]["output"]["json"]["id"] == 3
     assert duet("show", "no-such-thread").returncode == 2
     # The light commands answer without LangGraph's graph runtime, the Bedrock model or the
-    # executors (reading a checkpoint needs LangGraph's serializer, no more).
+    # executors (reading a checkpoint needs LangGraph's serializer, no more). Of `tools`
+    # (whose names load on first use) only what the contracts use: its errors and sandbox.
     probe = ("import sys; from graph.app.cli import app\n"
              "for args in (['ls'], ['show', 'ls-1'], ['schema']):\n"
              "    try: app(args)\n"
              "    except SystemExit: pass\n"
              "heavy = [m for m in ('langgraph.graph', 'langgraph.pregel', 'langchain_aws',\n"
-             "                     'tools', 'playwright') if m in sys.modules]\n"
+             "                     'playwright') if m in sys.modules]\n"
+             "heavy += [m for m in sys.modules if m.startswith('tools.')\n"
+             "          and m not in ('tools.errors', 'tools.sandbox')]\n"
              "print('HEAVY', heavy)")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             cwd=ROOT, env=os.environ.copy(), timeout=60)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from graph.app.threads import read_trace
+from graph.events import StepStarted
 from tests.fixtures.loopback import host_of
 from tests.fixtures.mcp_servers import stdio_config
 from tests.fixtures.processes import ROOT, command_line, descendants, marked, still_running
@@ -110,8 +111,8 @@ def test_duet_run_sigkilled_mid_browser_step_leaves_nothing(tmp_path, site):
         deadline = time.monotonic() + 60
         everything = {"chromium", "playwright/driver/node", "tests.fixtures.mcp_servers"}
         while True:
-            started = [e.get("step_id") for e in read_trace(home / "traces" / "killed.jsonl")
-                       if e.get("event") == "step_started"]
+            started = [e.step_id for e in read_trace(home / "traces" / "killed.jsonl")
+                       if isinstance(e, StepStarted)]
             running = {command_line(pid) for pid in descendants(proc.pid)}
             kinds = {kind for c in running for kind in everything if kind in c}
             if "slow" in started and kinds == everything:

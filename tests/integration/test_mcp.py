@@ -26,6 +26,7 @@ from graph.app.report.data import report_data
 from graph.app.report.render import render
 from graph.app.runner import run_thread
 from graph.app.threads import read_trace, saved_run
+from graph.events import Event
 from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import tool_input
 from tests.fixtures.mcp_servers import http_server, stdio_config
@@ -109,7 +110,7 @@ async def test_reads_start_while_the_plan_streams_and_an_unannotated_write_asks(
         Step(id="s4", tool="web_delete_customer", args={"customer": 3}),
     ])
     converse.script += [tool_input(plan, fragment=8, pause=0.02)]
-    events: list[dict] = []
+    events: list[Event] = []
     _, final = await run_thread(
         "remind", tools=ToolRegistry(), on_event=events.append,
         context=context(tmp_path, url, model=MODEL, bedrock_endpoint_url=converse.url))
@@ -119,7 +120,7 @@ async def test_reads_start_while_the_plan_streams_and_an_unannotated_write_asks(
     assert set(started) == {"s1", "s2"}  # the writes did not run
     assert max(started.values()) < converse.answered_at[0]  # both while the plan streamed
     assert records(tmp_path / "crm", "effects") == records(web_state, "effects") == []
-    [asked] = [e["steps"] for e in events if e["event"] == "approval_requested"]
+    [asked] = [e.steps for e in events if e.event == "approval_requested"]
     assert {s["step_id"]: s.get("destructive", False) for s in asked} == {"s3": False,
                                                                          "s4": True}
 
@@ -205,16 +206,16 @@ async def test_a_server_that_does_not_start_is_named_and_the_run_goes_on(tmp_pat
     model = ScriptedChatModel(responses=[
         Plan(goal="g", steps=[Step(id="s1", tool="web_list_invoices", args={})]),
         Decision(action="finish", reason="ok", answer="done [s1]")])
-    events: list[dict] = []
+    events: list[Event] = []
     _, final = await run_thread("g", model=model, tools=ToolRegistry(), on_event=events.append,
                                 context=Context(mcp_config=str(path),
                                                 allowed_hosts=[urlsplit(url).netloc]))
     assert final.status == RunStatus.COMPLETED, final.reason
-    [warning] = [e for e in events if e["event"] == "tool_source_unavailable"]
-    assert warning["source"] == "mcp:gone" and "FileNotFoundError" in warning["error"]
+    [warning] = [e for e in events if e.event == "tool_source_unavailable"]
+    assert warning.source == "mcp:gone" and "FileNotFoundError" in warning.error
     # A missing executable is not an outage: left out at once, not waited for.
-    assert "waited" not in warning["error"]
-    assert not [e for e in events if e["event"] == "tool_source_waiting"]
+    assert "waited" not in warning.error
+    assert not [e for e in events if e.event == "tool_source_waiting"]
     assert "MCP server 'gone' is UNAVAILABLE" in str(model.prompts[0][-1].content) + \
         str(model.prompts[0][0].content)
 
@@ -233,7 +234,7 @@ async def test_an_http_server_down_when_the_run_starts_joins_it_when_it_comes_up
             Step(id="s3", tool="web_send_reminder", args={"invoice": 9, "text": "hi"},
                  side_effects=True, depends_on=["s2"])]),
         Decision(action="finish", reason="ok", answer="done [s1] [s3]")])
-    events: list[dict] = []
+    events: list[Event] = []
     run = asyncio.create_task(run_thread(
         "g", model=model, tools=ToolRegistry(), on_event=events.append,
         context=Context(mcp_config=str(path), allowed_hosts=[f"127.0.0.1:{port}"],
@@ -251,12 +252,12 @@ async def test_an_http_server_down_when_the_run_starts_joins_it_when_it_comes_up
         ("s1", "ok"), ("s2", "ok"), ("s3", "ok")]
     assert sorted((e["tool"], e["invoice"]) for e in records(state, "effects")) == [
         ("send_reminder", 7), ("send_reminder", 9)]  # each write once
-    [waiting] = [e for e in events if e["event"] == "tool_source_waiting"]
-    assert waiting["source"] == "mcp:web" and "ConnectError" in waiting["reason"]
-    assert waiting["wait_seconds"] == 10
-    [back] = [e for e in events if e["event"] == "tool_source_back"]
-    assert back["source"] == "mcp:web" and 1.5 < back["waited_seconds"] < 10
-    assert not [e for e in events if e["event"] == "tool_source_unavailable"]
+    [waiting] = [e for e in events if e.event == "tool_source_waiting"]
+    assert waiting.source == "mcp:web" and "ConnectError" in waiting.reason
+    assert waiting.wait_seconds == 10
+    [back] = [e for e in events if e.event == "tool_source_back"]
+    assert back.source == "mcp:web" and 1.5 < back.waited_seconds < 10
+    assert not [e for e in events if e.event == "tool_source_unavailable"]
     # The run report shows the wait.
     data = await report_data(thread)
     [wait] = data["source_waits"]
@@ -300,10 +301,10 @@ def test_an_http_server_down_for_good_ends_the_run_typed_after_the_wait(tmp_path
     assert all(line.endswith("(dependency_wait_seconds=2)") for line in lines), lines
     # Both servers waited at once: the two waits end about 2 s after they began, not 4.
     trace = read_trace(home / "traces" / "down.jsonl")
-    began = min(e["t"] for e in trace if e["event"] == "tool_source_waiting")
-    gone = [e["t"] for e in trace if e["event"] == "tool_source_unavailable"]
+    began = min(e.t for e in trace if e.event == "tool_source_waiting")
+    gone = [e.t for e in trace if e.event == "tool_source_unavailable"]
     assert len(gone) == 2 and all(2 <= t - began < 2 + 3 for t in gone), (began, gone)
-    assert trace[-1]["event"] == "run_finished" and trace[-1]["t"] - began < 2 + 5
+    assert trace[-1].event == "run_finished" and trace[-1].t - began < 2 + 5
 
 
 async def test_a_stdio_server_whose_first_start_exits_is_started_again(tmp_path):
@@ -316,7 +317,7 @@ async def test_a_stdio_server_whose_first_start_exits_is_started_again(tmp_path)
     model = ScriptedChatModel(responses=[
         Plan(goal="g", steps=[Step(id="s1", tool="crm_list_invoices", args={})]),
         Decision(action="finish", reason="ok", answer="two [s1]")])
-    events: list[dict] = []
+    events: list[Event] = []
     _, final = await run_thread("g", model=model, tools=ToolRegistry(), on_event=events.append,
                                 context=Context(mcp_config=str(path),
                                                 dependency_wait_seconds=20))
@@ -325,9 +326,9 @@ async def test_a_stdio_server_whose_first_start_exits_is_started_again(tmp_path)
     [result] = final.results
     assert result.status == "ok" and records(state, "calls") == [{"tool": "list_invoices"}]
     assert (state / "started-once").exists()  # the first start did exit
-    [waiting] = [e for e in events if e["event"] == "tool_source_waiting"]
-    assert waiting["source"] == "mcp:crm" and "Connection closed" in waiting["reason"]
-    assert [e["source"] for e in events if e["event"] == "tool_source_back"] == ["mcp:crm"]
+    [waiting] = [e for e in events if e.event == "tool_source_waiting"]
+    assert waiting.source == "mcp:crm" and "Connection closed" in waiting.reason
+    assert [e.source for e in events if e.event == "tool_source_back"] == ["mcp:crm"]
 
 
 async def test_the_offline_answer_summarizes_an_mcp_tools_list_as_a_list(tmp_path):
@@ -380,7 +381,7 @@ def test_an_idempotent_write_happens_once_across_a_kill_and_a_resume(tmp_path, w
     assert len(marks) == 2  # run again after the crash, as an idempotent tool may be
     assert records(web_state, "effects") == [{"tool": "mark_reminded", "invoice": 7}]
     trace = read_trace(home / "traces" / "idem.jsonl")
-    assert [e["step_id"] for e in trace if e["event"] == "step_started"].count("mark") == 2
+    assert [e.step_id for e in trace if e.event == "step_started"].count("mark") == 2
 
     # The servers' secrets reached no record of the run: not the settings, the trace, the
     # checkpoints or the report (the careless server's echo was cut from its output).

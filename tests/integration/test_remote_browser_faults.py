@@ -17,6 +17,7 @@ import pytest
 from demo_site.server import free_port
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.runner import run_thread
+from graph.events import Event
 from graph.testing import ScriptedChatModel
 from tests.fixtures.processes import serving
 from tools import default_registry
@@ -41,7 +42,7 @@ async def _open(site: str, port: int, **settings):
     model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok"), "ok"])
     context = Context(**{"step_screenshots": False, "allowed_hosts": [urlsplit(site).netloc],
                          "browser_cdp_url": f"http://127.0.0.1:{port}", **settings})
-    events: list[dict] = []
+    events: list[Event] = []
     run = asyncio.ensure_future(run_thread("open the slow page", context=context, model=model,
                                            tools=registry, on_event=events.append))
     return run, events, registry
@@ -53,7 +54,7 @@ async def test_a_remote_browser_restarted_within_the_wait_runs_the_step(site, tm
     with remote_browser(port, tmp_path / "one"):
         run, events, registry = await _open(site, port, dependency_wait_seconds=30)
         try:
-            while not any(e.get("event") == "step_started" for e in events):
+            while not any(e.event == "step_started" for e in events):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.0)
         except BaseException:
@@ -71,9 +72,9 @@ async def test_a_remote_browser_restarted_within_the_wait_runs_the_step(site, tm
     assert result.attempts >= 2 and result.waited
     # Its connection lost (`BrowserCrashed`), or refused as it reconnects
     # (`BrowserUnreachable`), as the kill lands: either way the browser was waited for.
-    assert any(e.get("event") == "step_waiting" and (
-        "BrowserCrashed" in e["reason"] or "BrowserUnreachable" in e["reason"])
-        for e in events), [e for e in events if e.get("event") == "step_waiting"]
+    assert any(e.event == "step_waiting" and (
+        "BrowserCrashed" in e.reason or "BrowserUnreachable" in e.reason)
+        for e in events), [e for e in events if e.event == "step_waiting"]
 
 
 @pytest.mark.timeout(60)
@@ -106,7 +107,7 @@ async def test_a_stalled_remote_browser_ends_the_run_within_the_bound(site, tmp_
         run, events, registry = await _open(site, port, playwright_timeout_seconds=6,
                                             step_screenshots=True)
         try:
-            while not any(e.get("event") == "step_started" for e in events):
+            while not any(e.event == "step_started" for e in events):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.0)
             os.killpg(browser.pid, signal.SIGSTOP)
@@ -140,8 +141,8 @@ async def test_a_remote_browser_stalled_under_a_playwright_wait_is_not_tried_aga
                       browser_cdp_url=f"http://127.0.0.1:{port}")
     registry = default_registry()
     with remote_browser(port, tmp_path / "one") as browser:
-        def stop_after_open(event: dict) -> None:
-            if event.get("event") == "step_finished" and event["step_id"] == "open":
+        def stop_after_open(event: Event) -> None:
+            if event.event == "step_finished" and event.step_id == "open":
                 os.killpg(browser.pid, signal.SIGSTOP)
         try:
             _, final = await asyncio.wait_for(run_thread(

@@ -31,6 +31,7 @@ from graph.runtime.remote import RemoteExecutor
 from graph.testing import ScriptedChatModel
 from tests.fixtures.langgraph_server import langgraph_process, langgraph_server
 from tests.fixtures.loopback import host_of
+from tools.sandbox import SandboxPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = str(files("demo_site").joinpath("plans/overdue_followup.yaml"))
@@ -75,7 +76,7 @@ def test_a_demo_run_executes_every_step_remotely_and_writes_once(crm, executor, 
     final = json.loads(out)
     assert final["status"] == "completed"
     events = read_trace(tmp_path / "traces" / "remote-demo.jsonl")
-    sent = {e["step_id"]: e["executor"] for e in events if e["event"] == "step_sent"}
+    sent = {e.step_id: e.executor for e in events if e.event == "step_sent"}
     assert sent == dict.fromkeys([r["step_id"] for r in final["results"]], executor)
     # The browser steps shared the named session `check` on the executor: the page that
     # open_page opened is the one read_page read.
@@ -109,7 +110,7 @@ def test_the_reasoning_process_killed_mid_run_resumes(crm, executor, tmp_path):
                f"site={site}", "--allow-host", host_of(site), "--approve", "auto",
                "--executor-url", executor, "--thread", "remote-kill", "--json")
     deadline = time.monotonic() + 60
-    while not any(e["event"] == "step_started" and e.get("step_id") == "wait"
+    while not any(e.event == "step_started" and getattr(e, "step_id", None) == "wait"
                   for e in read_trace(trace)):
         assert time.monotonic() < deadline and run.poll() is None, "the run never reached wait"
         time.sleep(0.05)
@@ -135,7 +136,7 @@ def test_an_executor_stopped_mid_step_gives_a_typed_error(crm, tmp_path):
                    host_of(site), "--executor-url", url, "--thread", "stopped", "--json",
                    "--set", "dependency_wait_seconds=2")
         deadline = time.monotonic() + 60
-        while not any(e["event"] == "step_started" for e in read_trace(trace)):
+        while not any(e.event == "step_started" for e in read_trace(trace)):
             assert time.monotonic() < deadline and run.poll() is None
             time.sleep(0.05)
         time.sleep(1.0)  # the step is on the executor now
@@ -153,9 +154,9 @@ def test_an_executor_stopped_mid_step_gives_a_typed_error(crm, tmp_path):
     events = read_trace(trace)
     # A read-only step on a dead executor waits for it (dependency_wait_seconds), sending
     # again with backoff, then fails.
-    [waiting] = [e for e in events if e["event"] == "step_waiting"]
-    assert waiting["reason"].endswith("to come back (ExecutorUnavailable)")
-    assert len([e for e in events if e["event"] == "step_sent"]) >= 2
+    [waiting] = [e for e in events if e.event == "step_waiting"]
+    assert waiting.reason.endswith("to come back (ExecutorUnavailable)")
+    assert len([e for e in events if e.event == "step_sent"]) >= 2
     assert final["results"][0]["waited"].startswith("waited ")
 
 
@@ -258,8 +259,9 @@ def test_doctor_checks_the_executor_url(executor, tmp_path):
 def step_request(tool: str, args: dict, thread: str, hosts: list[str], **extra) -> StepRequest:
     """One attempt of a step, as the planner sends it."""
     return StepRequest(tool=tool, args=args, step_id="s", plan_version=1, thread=thread,
-                       timeout_seconds=60, allowed_hosts=hosts, max_response_bytes=256_000,
-                       browser_max_steps=5, browser_timeout_seconds=60, **extra)
+                       timeout_seconds=60, policy=SandboxPolicy(
+                           allowed_hosts=tuple(hosts), max_response_bytes=256_000,
+                           browser_max_steps=5, browser_timeout_seconds=60), **extra)
 
 
 async def test_the_route_and_the_graph_share_the_deployments_sessions(crm, executor):
@@ -311,8 +313,8 @@ def test_executor_tools_set_from_the_cli_keeps_http_steps_in_the_planner(
     final = json.loads(out)
     assert final["status"] == "completed", err[-2000:]
     assert {r["step_id"]: r["status"] for r in final["results"]} == {"api": "ok", "page": "ok"}
-    sent = [e["step_id"] for e in read_trace(tmp_path / "traces" / "split.jsonl")
-            if e["event"] == "step_sent"]
+    sent = [e.step_id for e in read_trace(tmp_path / "traces" / "split.jsonl")
+            if e.event == "step_sent"]
     assert sent == ["page"], "only the browser step went to the executor"
 
 

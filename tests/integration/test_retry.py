@@ -25,6 +25,7 @@ from graph import Context, RunStatus
 from graph.app.cli import app
 from graph.app.runner import retry_thread, run_thread
 from graph.app.threads import NotRetryable, read_trace
+from graph.events import Event
 from tests.fixtures.loopback import host_of
 from tests.fixtures.processes import serving
 from tools import ToolRegistry
@@ -69,8 +70,8 @@ def plan_file(tmp_path: Path, steps: list[dict]) -> Path:
 
 
 def started(home: Path, thread: str) -> list[str]:
-    return [e["step_id"] for e in read_trace(home / "traces" / f"{thread}.jsonl")
-            if e["event"] == "step_started"]
+    return [e.step_id for e in read_trace(home / "traces" / f"{thread}.jsonl")
+            if e.event == "step_started"]
 
 
 def wait_for(condition, process: subprocess.Popen | None = None, seconds: float = 60) -> None:
@@ -131,15 +132,15 @@ def test_a_run_whose_mcp_server_was_killed_completes_with_duet_retry(tmp_path, i
     # The run's record keeps the failed attempt before the retry's result.
     assert [r["status"] for r in final["results"] if r["step_id"] == "mark7"] == ["error", "ok"]
     [event] = [e for e in read_trace(isolated_env / "traces" / "outage.jsonl")
-               if e["event"] == "run_retried"]
-    assert event["after"] == "failed" and event["again"] == ["mark7", "send9", "mark9"]
-    assert event["kept"] == ["list", "send7"] and event["uncertain"] == []
+               if e.event == "run_retried"]
+    assert event.after == "failed" and event.again == ["mark7", "send9", "mark9"]
+    assert event.kept == ["list", "send7"] and event.uncertain == []
 
     shown = CliRunner().invoke(app, ["show", "outage"], env={"COLUMNS": "200"})
     assert "completed" in shown.stdout and "retried 1 time(s)" in shown.stdout
     report = json.loads(CliRunner().invoke(app, ["report", "outage", "--json"]).stdout)
     assert report["status"] == "completed" and report["retries"] == [
-        {"retry": 1, "after": "failed", "at": event["t"], "again": ["mark7", "send9", "mark9"],
+        {"retry": 1, "after": "failed", "at": event.t, "again": ["mark7", "send9", "mark9"],
          "reason": first["reason"]}]
 
 
@@ -161,11 +162,11 @@ async def test_a_keyless_write_cut_off_by_the_kill_asks_a_human_on_retry(tmp_pat
         _, first = await asyncio.wait_for(run, 60)
     assert first.status == RunStatus.FAILED, first.reason
 
-    events: list[dict] = []
+    events: list[Event] = []
     with crm_server(state, port, tmp_path / "web2.log"):
         _, waiting = await retry_thread("letter", on_event=events.append)
         assert waiting.status == RunStatus.NEEDS_APPROVAL, waiting.reason  # even under auto
-        [asked] = [e["steps"] for e in events if e["event"] == "approval_requested"]
+        [asked] = [e.steps for e in events if e.event == "approval_requested"]
         assert [s["step_id"] for s in asked] == ["letter"]
         assert "may have taken effect" in asked[0]["escalated"]
 

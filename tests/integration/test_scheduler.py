@@ -179,7 +179,7 @@ def test_a_dag_killed_mid_run_resumes_without_repeating_a_finished_step(tmp_path
                  f"site={site}", "--thread", "dag", "--json", "--allow-host", host_of(site))
     deadline = time.monotonic() + 60
     while not {("step_finished", "b"), ("step_finished", "c")} <= {
-            (e["event"], e.get("step_id")) for e in read_trace(trace)}:
+            (e.event, getattr(e, "step_id", None)) for e in read_trace(trace)}:
         assert time.monotonic() < deadline and proc.poll() is None, "b and c never finished"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)  # `slow` is in flight; no checkpoint since the plan
@@ -189,7 +189,7 @@ def test_a_dag_killed_mid_run_resumes_without_repeating_a_finished_step(tmp_path
     final = json.loads(resumed.communicate(timeout=60)[0])
     assert final["status"] == "completed", final["reason"]
     events = read_trace(trace)
-    started = [e["step_id"] for e in events if e["event"] == "step_started"]
+    started = [e.step_id for e in events if e.event == "step_started"]
     assert sorted(started) == ["a", "b", "c", "d", "slow", "slow"]  # only the one in flight
-    assert sorted(e["step_id"] for e in events if e["event"] == "step_replayed") == ["a", "b", "c"]
+    assert sorted(e.step_id for e in events if e.event == "step_replayed") == ["a", "b", "c"]
     assert sorted(r["step_id"] for r in final["results"]) == ["a", "b", "c", "d", "slow"]

@@ -13,8 +13,8 @@ from langchain_core.tools import StructuredTool
 from langchain_core.tracers.langchain import wait_for_all_tracers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from graph.runtime.execution import attempt_tool
-from tools import SandboxPolicy, ToolRegistry
+from graph.runtime.attempts import attempt_tool
+from tools import StepContext, ToolRegistry
 from tools.errors import ToolError
 
 
@@ -63,7 +63,7 @@ ARGUMENTS = [{"text": "hi"}, {"text": "hi", "times": "3", "color": "blue"},
 @pytest.mark.parametrize("args", ARGUMENTS)
 async def test_the_direct_call_passes_what_langchain_passes(args, langchain_path_counted):
     entry = ToolRegistry([echo_tool()]).get("echo")
-    direct = await entry.ainvoke(dict(args))
+    direct = await entry.ainvoke(dict(args), StepContext())
     assert langchain_path_counted == []  # nothing listened: LangChain's path was not taken
     assert direct == await echo_tool().ainvoke(dict(args))
     assert langchain_path_counted == ["echo"]
@@ -73,19 +73,19 @@ async def test_the_direct_call_passes_what_langchain_passes(args, langchain_path
 async def test_bad_arguments_fail_as_they_do_in_langchain(args, langchain_path_counted):
     entry = ToolRegistry([echo_tool()]).get("echo")
     with pytest.raises(ValidationError) as direct:
-        await entry.ainvoke(dict(args))
+        await entry.ainvoke(dict(args), StepContext())
     with pytest.raises(ValidationError) as langchain:
         await echo_tool().ainvoke(dict(args))
     assert direct.value.errors() == langchain.value.errors()
     assert langchain_path_counted == ["echo"]  # only the second call took LangChain's path
     attempt = await attempt_tool(ToolRegistry([echo_tool()]), "echo", dict(args),
-                                 SandboxPolicy(), 5)
+                                 StepContext(), 5)
     assert attempt.status == "error" and attempt.error.type == "ValidationError"
 
 
 async def test_a_tool_error_is_the_same_typed_error():
     attempt = await attempt_tool(ToolRegistry([echo_tool()]), "echo", {"text": "fail"},
-                                 SandboxPolicy(), 5)
+                                 StepContext(), 5)
     assert (attempt.status, attempt.error.type, attempt.error.message) == (
         "error", "EchoFailed", "the echo failed")
 
@@ -118,7 +118,7 @@ async def test_a_listening_callback_handler_sees_the_tool_run(langchain_path_cou
     handler = ToolRuns()
 
     async def call(args: dict[str, Any]) -> Any:
-        return await entry.ainvoke(args)
+        return await entry.ainvoke(args, StepContext())
 
     step = RunnableLambda(call, name="step")
     assert await step.ainvoke({"text": "hi"}, {"callbacks": [handler]}) == {
@@ -129,7 +129,7 @@ async def test_a_listening_callback_handler_sees_the_tool_run(langchain_path_cou
 async def test_with_tracing_on_the_tool_run_reaches_langsmith(langsmith_capture,
                                                               langchain_path_counted):
     attempt = await attempt_tool(ToolRegistry([echo_tool()]), "echo",
-                                 {"text": "traced-echo-call"}, SandboxPolicy(), 5)
+                                 {"text": "traced-echo-call"}, StepContext(), 5)
     assert attempt.status == "ok"
     wait_for_all_tracers()
     text = b"\n".join(langsmith_capture).decode("utf-8", errors="replace")

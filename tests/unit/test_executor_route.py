@@ -20,19 +20,20 @@ from graph.contracts import (
 )
 from graph.executor.app import build_executor_app
 from graph.executor.service import StepService
+from tools.errors import ErrorKind
 from tools.registry import ToolRegistry
-from tools.sandbox import current_policy, current_step_files, run_scope
+from tools.sandbox import SandboxPolicy
+from tools.step import InjectedStep
 
 PNG = b"\x89PNG not really"
 
 
 @tool
-async def look(url: str) -> dict:
+async def look(url: str, step: InjectedStep) -> dict:
     """Report the sandbox the step runs under, and take a picture of the 'page'."""
-    files = current_step_files()
-    if files is not None:
-        files.save_screenshot(PNG)
-    return {"scope": run_scope(), "allowed": current_policy().allows(url)}
+    if step.files is not None:
+        step.files.save_screenshot(PNG)
+    return {"scope": step.scope, "allowed": step.policy.allows(url)}
 
 
 def client(auth: bool = False) -> httpx.AsyncClient:
@@ -44,8 +45,10 @@ def client(auth: bool = False) -> httpx.AsyncClient:
 def request(url: str, **extra) -> str:
     return StepRequest(tool="look", args={"url": url}, step_id="s", plan_version=1,
                        thread="caller-thread", timeout_seconds=5,
-                       allowed_hosts=["a.test", "b.test"], max_response_bytes=10_000,
-                       browser_max_steps=1, browser_timeout_seconds=1, **extra).model_dump_json()
+                       policy=SandboxPolicy(allowed_hosts=("a.test", "b.test"),
+                                            max_response_bytes=10_000, browser_max_steps=1,
+                                            browser_timeout_seconds=1),
+                       **extra).model_dump_json()
 
 
 async def test_a_step_runs_in_the_callers_scope_bounded_by_the_deployment():
@@ -73,7 +76,7 @@ async def test_a_malformed_request_is_refused_with_422():
         unknown = StepAttempt.model_validate_json((await http.post(
             EXECUTOR_STEP_PATH, content=request("x").replace('"look"', '"nope"'))).content)
     assert answer.status_code == 422 and answer.json()["detail"]
-    assert unknown.status == "error" and unknown.error.type == "StepRefused"
+    assert unknown.status == "error" and unknown.error.kind is ErrorKind.UNKNOWN_TOOL
     assert "nope" in unknown.error.message, "a tool the deployment lacks is named"
 
 
