@@ -102,6 +102,7 @@ class Scheduler:
         # `asyncio.wait` over all of them costs work per task at each step's end).
         self._ended = asyncio.Event()
         self._failure: BaseException | None = None
+        self._past_deadline = False
         self.cancel_reason = "cancelled"
         # An unobserved failure (a step the approve node rejected, say) means the reasoning
         # agent must look before anything else starts.
@@ -135,20 +136,32 @@ class Scheduler:
         self._index(self.steps)
         self.escalations = escalations or {}
         self._launch_ready()
-        deadline, stop = self.started_at + self.budgets.deadline_seconds, None
-        while self.running and self._failure is None:
-            self._ended.clear()
-            try:
-                await asyncio.wait_for(self._ended.wait(), max(0.0, deadline - time.time()))
-            except TimeoutError:
-                # The run's wall-clock limit: what still runs is cancelled, not waited for.
-                stop = Stop(RunStatus.BUDGET_EXHAUSTED, deadline_passed(self.budgets))
-                await self.cancel(f"the run's {stop.reason}")
+        # The run's wall-clock limit: one timer for the round (a bound on each wait would
+        # cost a task and a timer per finished step), which wakes the wait below.
+        seconds_left = self.started_at + self.budgets.deadline_seconds - time.time()
+        deadline = asyncio.get_running_loop().call_later(max(0.0, seconds_left),
+                                                         self._deadline_passed)
+        try:
+            while self.running and self._failure is None and not self._past_deadline:
+                self._ended.clear()
+                await self._ended.wait()
+        finally:
+            deadline.cancel()
+        stop = None
+        if self._past_deadline and self.running:
+            # What still runs is cancelled, not waited for.
+            stop = Stop(RunStatus.BUDGET_EXHAUSTED, deadline_passed(self.budgets))
+            await self.cancel(f"the run's {stop.reason}")
         if self._failure is not None:
             # Not a tool failure (those are results) but storage: stop everything.
             await self.cancel("the run stopped on an error")
             raise self._failure
         return Outcome(self.new, self.held + self.approved, stop)
+
+    def _deadline_passed(self) -> None:
+        """The run's deadline passed: `run` stops waiting for its steps."""
+        self._past_deadline = True
+        self._ended.set()
 
     async def cancel(self, reason: str) -> None:
         """Cancel the steps in flight; each is recorded as `cancelled` with `reason`."""
