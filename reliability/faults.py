@@ -188,7 +188,7 @@ def fault_tools(env: Env) -> ToolRegistry:
         # The pool has no public way to reach a session held by another step: this tool
         # stands for a crash from outside, so it goes behind the pool's back on purpose.
         for _ in range(200):
-            found = [s for (_, name, _), s in env.pool._named.items() if name == session]
+            found = [s for (_, name, *_), s in env.pool._named.items() if name == session]
             if found and found[0].page is not None:
                 break
             await asyncio.sleep(0.05)
