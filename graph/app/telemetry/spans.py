@@ -32,6 +32,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 from opentelemetry.util.types import AttributeValue
 
+from graph.contracts import RunStatus
 from graph.events import (
     Event,
     ReasoningCall,
@@ -73,7 +74,9 @@ OTHER_ERROR = "_OTHER"  # its value when no better one is known
 PROVIDERS = {"amazon_bedrock": "aws.bedrock", "bedrock": "aws.bedrock",
              "bedrock_converse": "aws.bedrock"}
 # Run statuses that are not failures: the run ended well, or waits for a human.
-RUN_OK = {"completed", "needs_approval"}
+RUN_OK = {RunStatus.COMPLETED, RunStatus.NEEDS_APPROVAL}
+# How a run in this process began, by the event that says so.
+BEGAN = {"run_started": "start", "resume": "resume", "run_retried": "retry"}
 
 
 class RunSpans:
@@ -99,8 +102,7 @@ class RunSpans:
             case StepFinished():
                 self._step(event)
             case RunStarted() | Resumed() | RunRetried():
-                began = {"run_started": "start", "resume": "resume", "run_retried": "retry"}
-                self._run.set_attribute("duet.run.began", began[event.event])
+                self._run.set_attribute("duet.run.began", BEGAN[event.event])
             case RunFinished():
                 self._status = event.status
 
