@@ -135,8 +135,21 @@ class StepRetried(_Event):
     error: str
 
 
+class Attempt(BaseModel):
+    """One attempt of a step: when it began and ended (epoch seconds), how it ended, and
+    its error's kind (`StepError.type`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    started: float
+    ended: float
+    status: str
+    error: str | None = None
+
+
 class StepFinished(_Event):
-    """A step ended, with its status."""
+    """A step ended, with its status: when it `started` (epoch seconds), its plan version,
+    its error's kind, and each of its attempts (none for a step refused before any)."""
 
     event: Literal["step_finished"] = "step_finished"
     step_id: str
@@ -144,21 +157,30 @@ class StepFinished(_Event):
     status: str
     duration_ms: float
     attempts: int
+    started: float | None = None
+    plan_version: int | None = None
+    error: str | None = None
+    attempt_log: list[Attempt] = []
 
 
 class ReasoningCall(_Event):
-    """One call of the reasoning model: its kind, when, its tokens and cost."""
+    """One call of the reasoning model: its kind, when, its tokens and cost; the model's
+    name and provider as LangChain names them (`ls_model_name`, `ls_provider`), and the
+    error class of a call that failed."""
 
     event: Literal["reasoning"] = "reasoning"
     kind: str
     started: float
     ended: float
+    model: str | None = None
+    provider: str | None = None
     input_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
     ok: bool = True
+    error: str | None = None
 
 
 class StructuredOutputSalvaged(_Event):

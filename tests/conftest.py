@@ -14,6 +14,7 @@ import pytest
 
 from tests.fixtures.converse import ConverseStub, start
 from tests.fixtures.langsmith import langsmith_capture  # noqa: F401 - a fixture for every test
+from tests.fixtures.otlp import otlp_receiver  # noqa: F401 - a fixture for every test
 from tests.fixtures.processes import command_line, descendants, marked, still_running
 
 # Every process the suite starts inherits this (unless a test gives it an environment of its
@@ -90,7 +91,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.delenv("DUET_CHECKPOINTER", raising=False)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "NOVA_ACT_API_KEY",
-                 "LANGSMITH_API_KEY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2"):
+                 "LANGSMITH_API_KEY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2",
+                 "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

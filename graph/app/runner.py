@@ -2,7 +2,8 @@
 call: `run_thread` (start or resume) and `retry_thread` (continue a run that failed).
 
 Each run streams node updates and step events (`graph.events`) to `on_event`, appends them
-to a JSONL trace in `duet_home()/traces/`, and saves the run's settings so `resume`
+to a JSONL trace in `duet_home()/traces/`, exports them as OpenTelemetry spans when an OTLP
+endpoint is set (`graph.app.telemetry`), and saves the run's settings so `resume`
 continues it as it was.
 """
 
@@ -19,6 +20,7 @@ from typing import IO, Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
 
+from graph.app.telemetry import run_spans
 from graph.app.threads import (
     IncompatibleThread,
     NotRetryable,
@@ -103,8 +105,10 @@ async def run_thread(
     Resuming a run that has ended runs nothing: a `resume` event says so, with its status
     (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
-    when the reasoning model cannot be used (no AWS credentials, say), and `PlanFileError`
-    when the plan file (offline planner mode) cannot run (see `check_plan_file`).
+    when the reasoning model cannot be used (no AWS credentials, say), `PlanFileError`
+    when the plan file (offline planner mode) cannot run (see `check_plan_file`), and
+    `TelemetryConfigError` when the OpenTelemetry environment asks for an export that
+    cannot be made (see `graph.app.telemetry`).
     """
     if task is None:
         if thread_id is None:
@@ -172,6 +176,7 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
     checks_plan = task is not None or retry  # a resume goes on with the plan it has
     config = {"configurable": {"thread_id": thread_id}}
+    spans = run_spans(thread_id)  # None without an OTLP endpoint
     trace = _Trace(trace_path(thread_id))
 
     def emit(event: Event | dict[str, Any]) -> None:
@@ -182,6 +187,8 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
         if recorded is None:
             return  # a chunk a user's tool wrote to the stream: not a run event
         trace.write(recorded.dump())
+        if spans is not None:
+            spans.record(recorded)
         on_event(recorded)
 
     registry = tools if tools is not None else default_registry()
@@ -227,6 +234,8 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
         return thread_id, final
     finally:
         trace.close()
+        if spans is not None:
+            await spans.end()
 
 
 def _not_retryable(thread_id: str, values: dict[str, Any]) -> str:

@@ -171,12 +171,18 @@ class ModelReasoner:
     prompt's stable prefixes are marked for the prompt cache (`prompts.load_prompt`).
     `prices` prices each call's tokens. A model endpoint that cannot be reached (refused,
     reset before any answer) is called again with backoff for up to `wait_seconds`
-    (`dependency_wait_seconds`), then the call fails `ModelUnavailable`."""
+    (`dependency_wait_seconds`), then the call fails `ModelUnavailable`. `provider` and
+    `model_name` name the model as LangChain names it to LangSmith (`amazon_bedrock` and
+    the Bedrock model id, for Nova 2 Lite)."""
 
     def __init__(self, model: BaseChatModel, timeout_seconds: float | None = None, *,
                  cache_min_tokens: int | None = None,
                  prices: TokenPrices = NOVA_2_LITE_PRICES, wait_seconds: float = 0.0):
         self.model = model
+        # LangChain's own naming of a model (what LangSmith records), for every integration.
+        names = model._get_ls_params()
+        self.provider: str = names.get("ls_provider") or model._llm_type
+        self.model_name: str | None = names.get("ls_model_name")
         self.timeout_seconds = timeout_seconds
         self.cache_min_tokens = cache_min_tokens
         self.prices = prices

@@ -24,6 +24,7 @@ from graph.checkpoints import run_folder
 from graph.context import Context
 from graph.contracts import StepAttempt, StepError, StepRequest, StepResult
 from graph.events import (
+    Attempt,
     StepFinished,
     StepReplayed,
     StepRetried,
@@ -101,6 +102,7 @@ class StepRunner:
             "step_id": step.id, "tool": step.tool, "plan_version": task["plan_version"],
             "started_at": datetime.now(UTC), "escalated": task.get("escalated")}
         emit(self.writer, StepStarted(step_id=step.id, tool=step.tool))
+        attempt_log: list[Attempt] = []
         # A tool that must wait before it can run (for a browser slot) says so as it starts to.
         waits = StepWaits(on_wait=lambda reason: emit(self.writer, StepWaiting(
             step_id=step.id, tool=step.tool, reason=reason)),
@@ -127,7 +129,7 @@ class StepRunner:
                 idempotency_key=key if side_effects else None, files=files, waits=waits,
                 browser=self.browser, store=self.store,
                 **({"stream_writer": self.writer} if self.writer else {}))
-            return await self._attempts(task, tool, base, context)
+            return await self._attempts(task, tool, base, context, attempt_log)
 
         if callbacks_listening():
             # One named run per step in traces (LangSmith), with what a reader filters on.
@@ -142,14 +144,18 @@ class StepRunner:
         result.waited = waits.describe()
         if self.ledger:
             await self.ledger.done(key, result, side_effects)
-        emit(self.writer, StepFinished(step_id=step.id, tool=step.tool, status=result.status,
-                                       duration_ms=round(result.duration_ms, 1),
-                                       attempts=result.attempts))
+        emit(self.writer, StepFinished(
+            step_id=step.id, tool=step.tool, status=result.status,
+            duration_ms=round(result.duration_ms, 1), attempts=result.attempts,
+            started=round(base["started_at"].timestamp(), 3),
+            plan_version=task["plan_version"], error=result.error.type if result.error else None,
+            attempt_log=attempt_log))
         return result
 
     async def _attempts(self, task: StepTask, tool: RegisteredTool, base: dict[str, Any],
-                        step: StepContext) -> StepResult:
-        """Attempt the step until one succeeds or `classify` says the step ends."""
+                        step: StepContext, attempt_log: list[Attempt]) -> StepResult:
+        """Attempt the step until one succeeds or `classify` says the step ends; each
+        attempt goes to `attempt_log` as it ends."""
         seconds, setting = self.timeouts.of_call(tool.bound_by)
         dependency = tool.depends_on(task["args"])
         keyless_write = bool(task.get("side_effects")) and not tool.safe_to_repeat
@@ -164,14 +170,17 @@ class StepRunner:
         while True:
             attempts += 1
             limit = seconds - spent if shared else seconds
-            began = time.monotonic()
+            began, started = time.monotonic(), time.time()
             attempt = await self._attempt(task, tool, step, limit)
             spent += time.monotonic() - began
-            if attempt.status == "ok":
+            error = (None if attempt.status == "ok"
+                     else _named(attempt, dependency, limit, seconds, setting))
+            attempt_log.append(Attempt(started=round(started, 3), ended=round(time.time(), 3),
+                                       status=attempt.status, error=error.type if error else None))
+            if error is None:
                 outage.over()
                 return StepResult(**base, status="ok", attempts=attempts, output=attempt.output)
             sent = sent or not attempt.not_sent
-            error = _named(attempt, dependency, limit, seconds, setting)
             verdict = classify(attempt.model_copy(update={"error": error}),
                                keyless_write=keyless_write,
                                retries_left=self.max_retries - retries,
