@@ -5,6 +5,9 @@ with the review still pending. And a step's rejection reason reaches the planner
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,7 @@ from graph.rendering import FENCED_BLOCK
 from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import tool_input
 from tests.fixtures.loopback import AwsHandler, host_of, serve
-from tests.integration.test_cli import duet
+from tests.integration.test_cli import DUET, ROOT, duet
 
 MODEL = "us.amazon.nova-2-lite-v1:0"
 CONFIG = {"configurable": {"thread_id": "review"}}
@@ -310,3 +313,35 @@ def test_cli_review_waits_then_refuses_bad_answers_in_one_line_then_runs_the_edi
     report = json.loads(duet("report", "rv1", "--json").stdout)
     assert [(r["action"], r["by"], r["edited_version"]) for r in report["reviews"]] == [
         ("edit", f"the --edit-plan {edited} option", 2)]
+
+
+def test_at_a_terminal_the_plan_is_reviewed_and_a_rejected_step_says_why(tmp_path, target,
+                                                                        isolated_env):
+    """`duet run --review` at a terminal (stdin a pseudo-terminal): a wrong choice and an
+    edit file that is not there are asked again; the edit runs; its write, rejected with a
+    reason, never runs and its result carries the reason."""
+    url, requests = target
+    plan, edited = tmp_path / "plan.json", tmp_path / "edited.json"
+    plan.write_text(note_plan(url, "planned").model_dump_json())
+    edited.write_text(note_plan(url, "edited").model_dump_json())
+    answers = f"maybe\nedit\n{tmp_path / 'absent.json'}\nedit\n{edited}\nn\nnot before Monday\n"
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*DUET, "run", "note", "--plan-file", str(plan), "--review", "--thread", "tty1",
+         "--allow-host", host_of(url)], stdin=terminal, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    os.close(terminal)
+    try:
+        os.write(controller, answers.encode())
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        os.close(controller)
+    assert process.returncode == 1, out + err
+    assert "'maybe' is not one of 'approve', 'edit', 'reject'" in out
+    assert "cannot read it" in err
+    assert "● review plan v1 edited: runs as plan v2 by a human at the terminal" in out
+    assert requests == [("GET", "/items", None)], "the rejected write never ran"
+    final = json.loads(duet("show", "tty1", "--json").stdout)
+    write = next(r for r in final["results"] if r["step_id"] == "write")
+    assert write["status"] == "rejected" and write["rejected_because"] == "not before Monday"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
 
 Approval = Literal["ask", "auto", "deny"]
 Decide = Literal["approve", "reject"]
+ReviewAction = Literal["approve", "edit", "reject"]
 REASON_HELP = ("With --decide reject: why, for the planner (a plan review's rejection "
                "needs one; the planner writes a new plan that comes back for review).")
 EDIT_PLAN_HELP = ("Answer a plan review by running this plan instead (JSON or YAML, checked "
@@ -74,8 +74,7 @@ def _review_at_terminal(request: dict[str, Any]) -> Any:
     from graph.reasoning import PlanFileError, PlanFileReasoner
 
     while True:
-        action = typer.prompt(f"  plan v{request['plan_version']}: approve, edit or reject?",
-                              type=click.Choice(["approve", "edit", "reject"]))
+        action = typer.prompt(f"  plan v{request['plan_version']}", type=ReviewAction)
         if action == "approve":
             return PlanReview(action="approve")
         if action == "reject":
