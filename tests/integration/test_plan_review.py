@@ -345,3 +345,8 @@ def test_at_a_terminal_the_plan_is_reviewed_and_a_rejected_step_says_why(tmp_pat
     final = json.loads(duet("show", "tty1", "--json").stdout)
     write = next(r for r in final["results"] if r["step_id"] == "write")
     assert write["status"] == "rejected" and write["rejected_because"] == "not before Monday"
+    report = json.loads(duet("report", "tty1", "--json").stdout)
+    assert [(r["action"], r["by"]) for r in report["reviews"]] == [
+        ("edit", "a human at the terminal")]
+    assert [(a["step_id"], a["answer"], a["reason"], a["by"]) for a in report["approvals"]] == [
+        ("write", "reject", "not before Monday", "a human at the terminal")]
