@@ -118,7 +118,8 @@ def read_step_answers(value: Any, asked: Collection[str]) -> dict[str, StepAnswe
 def ask(request: dict[str, Any], read: Callable[[Any], T]) -> T:
     """Interrupt the run with `request` until an answer that `read` accepts comes back; a
     refused one puts the same request back, with `error` saying why (`AnswerRefused`)."""
-    from langgraph.types import interrupt  # only the nodes that pause call this
+    # Here, not at the top: `duet show` reads this module's types without loading LangGraph.
+    from langgraph.types import interrupt
 
     refused: str | None = None
     while True:

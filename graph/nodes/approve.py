@@ -13,8 +13,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.answers import APPROVAL, EditStep, RejectStep, StepAnswer, ask
-from graph.answers import read_step_answers as read_answers
+from graph.answers import APPROVAL, EditStep, RejectStep, StepAnswer, ask, read_step_answers
 from graph.context import Context
 from graph.contracts import StepResult
 from graph.nodes.base import NodeDeps, record_results, runtime_context
@@ -51,7 +50,7 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     if asked := [t for t in pending if t["step"].id not in answers]:
         ids = [t["step"].id for t in asked]
         answers |= ask(approval_request(asked, deps.registry),
-                       lambda value: read_answers(value, ids))
+                       lambda value: read_step_answers(value, ids))
 
     queued: list[StepTask] = []
     refused: list[StepResult] = []
