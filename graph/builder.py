@@ -11,7 +11,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from graph.context import Context
-from graph.nodes import act, approve, finalize, observe, plan, retry, summarize
+from graph.nodes import act, approve, finalize, observe, plan, retry, review, summarize
 from graph.nodes.base import NodeDeps
 from graph.reasoning import Reasoner
 from graph.routing import (
@@ -19,6 +19,7 @@ from graph.routing import (
     route_after_observe,
     route_after_plan,
     route_after_retry,
+    route_after_review,
     route_after_summarize,
     route_start,
 )
@@ -56,6 +57,9 @@ def build_graph(
     async def retry_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return await retry.retry(state, runtime, deps)
 
+    async def review_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await review.review(state, runtime, deps)
+
     async def approve_node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return await approve.approve(state, runtime, deps)
 
@@ -76,15 +80,17 @@ def build_graph(
     )
     builder.add_node("plan", plan_node)
     builder.add_node("retry", retry_node)
+    builder.add_node("review", review_node)
     builder.add_node("approve", approve_node)
     builder.add_node("act", act_node)
     builder.add_node("observe", observe_node)
     builder.add_node("summarize", summarize_node)
     builder.add_node("finalize", finalize_node)
     builder.add_conditional_edges(START, route_start, ["retry", "plan"])
-    builder.add_conditional_edges("retry", route_after_retry, ["act", "plan", END])
-    builder.add_conditional_edges("plan", route_after_plan,
-                                  ["plan", "summarize", "approve", "observe", "finalize"])
+    builder.add_conditional_edges("retry", route_after_retry, ["act", "plan", "review", END])
+    builder.add_conditional_edges("plan", route_after_plan, ["plan", "summarize", "review",
+                                                             "approve", "observe", "finalize"])
+    builder.add_conditional_edges("review", route_after_review, ["act", "plan", "finalize"])
     builder.add_conditional_edges("act", route_after_act, ["approve", "observe", "finalize"])
     builder.add_edge("approve", "act")
     builder.add_conditional_edges("observe", route_after_observe,

@@ -99,6 +99,17 @@ class Context:
             )
         },
     )
+    review_plan: bool = field(
+        default=False,
+        metadata={
+            "description": (
+                "Pause once per plan the planner writes, before any of its steps runs (none "
+                "starts while it streams), for a person to approve, edit or reject it (a "
+                "rejection's reason goes to the planner). Steps that change things still "
+                "follow 'approval'."
+            )
+        },
+    )
     max_plan_attempts: int = field(
         default=3,
         metadata={"description": "Model outputs tried per plan before the run fails."},

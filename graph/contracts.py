@@ -150,6 +150,10 @@ class StepResult(BaseModel):
         default=None,
         description="What the step waited for before it could run, and how long (a browser "
                     "slot, when more browser steps were ready than max_browser_sessions).")
+    rejected_because: str | None = Field(
+        default=None,
+        description="Why the person who rejected this step rejected it ({'reject': 'why'}); "
+                    "the planner reads it as theirs, not as tool output.")
     not_sent: bool = Field(
         default=False,
         description="It failed and no attempt reached its tool (refused before sending: a "

@@ -205,6 +205,30 @@ class ApprovalAnswered(_Event):
     by: str
 
 
+class PlanReviewRequested(_Event):
+    """A plan waits for a person's review before any of its steps runs: each step's id,
+    tool, args, whether it `writes`, the `hosts` it reaches and the `secrets` it uses (by
+    name); `error` when the last answer was refused."""
+
+    event: Literal["plan_review_requested"] = "plan_review_requested"
+    plan_version: int
+    goal: str
+    steps: list[dict[str, Any]]
+    error: str | None = None
+
+
+class PlanReviewAnswered(_Event):
+    """A person answered a plan review, `by` whom: `approve`, `edit` (the plan runs as
+    `edited_version`) or `reject` (the planner reads `reason`)."""
+
+    event: Literal["plan_review_answered"] = "plan_review_answered"
+    plan_version: int
+    action: str
+    by: str = ""
+    reason: str = ""
+    edited_version: int | None = None
+
+
 class ToolSourceWaiting(_Event):
     """A tool source (an MCP server) cannot be reached as the run starts: waited for."""
 
@@ -234,7 +258,8 @@ Event = Annotated[
     RunStarted | Resumed | RunRetried | RunFinished | StorageFailed | NodeUpdate
     | StepStarted | StepReplayed | StepWaiting | StepSent | StepRetried | StepFinished
     | ReasoningCall | StructuredOutputSalvaged | ApprovalRequested | ApprovalAnswered
-    | ToolSourceWaiting | ToolSourceBack | ToolSourceUnavailable,
+    | PlanReviewRequested | PlanReviewAnswered | ToolSourceWaiting | ToolSourceBack
+    | ToolSourceUnavailable,
     Field(discriminator="event")]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -31,7 +31,8 @@ def fence(text: str) -> str:
 
 
 def render_result(result: StepResult, max_chars: int = RESULT_OUTPUT_CHARS) -> str:
-    """One result as a prompt sees it: a header line, then the fenced, capped output or error."""
+    """One result as a prompt sees it: a header line (and what the person who rejected it
+    said), then the fenced, capped output or error."""
     header = f"[{result.step_id}] {result.tool} -> {result.status}"
     if result.attempts > 1:
         header += f" after {result.attempts} attempts"
@@ -41,6 +42,10 @@ def render_result(result: StepResult, max_chars: int = RESULT_OUTPUT_CHARS) -> s
         body = json.dumps(result.output, default=str, ensure_ascii=False)
     if len(body) > max_chars:
         body = body[:max_chars] + f"... [{len(body) - max_chars} more characters cut]"
+    if result.rejected_because:
+        # A person's words, not a tool's: outside the fence, so the planner may act on them.
+        said = " ".join(result.rejected_because.split())
+        header += f"\nThe person who rejected it said: {said}"
     return f"{header}\n{fence(body)}"
 
 

@@ -16,7 +16,7 @@ from graph.nodes.summarize import needs_summary
 from graph.runtime.progress import decision_trigger
 from graph.state import State
 
-Move = Literal["plan", "act", "summarize", "approve", "observe", "finalize"]
+Move = Literal["plan", "review", "act", "summarize", "approve", "observe", "finalize"]
 
 
 def route_start(state: State) -> Literal["retry", "plan"]:
@@ -24,12 +24,15 @@ def route_start(state: State) -> Literal["retry", "plan"]:
     return "retry" if state.get("retry") else "plan"
 
 
-def route_after_retry(state: State) -> Literal["act", "plan", "__end__"]:
+def route_after_retry(state: State) -> Literal["act", "plan", "review", "__end__"]:
     """After `retry`: `act` runs the last plan's steps that did not succeed, `plan` a run
-    that ended before it had one; the end when the run was not one to retry (the node
-    left it as it was)."""
+    that ended before it had one; `review` when its plan waits for a person (a run that
+    waited for review, or a retried plan file that changed); the end when the run was not
+    one to retry (the node left it as it was)."""
     if state.get("status"):
         return "__end__"
+    if state.get("awaiting_review"):
+        return "review"
     return "act" if state.get("plan") else "plan"
 
 
@@ -63,11 +66,21 @@ def _next(state: State) -> Move:
 def route_after_plan(state: State, runtime: Runtime[Context] | None = None) -> Move:
     """After `plan` (which starts the plan's steps): `plan` again if steps were rejected
     (`summarize` first if the history outgrew the threshold); `finalize` when the run
-    ended; otherwise as after `act`."""
+    ended; `review` when the plan waits for a person; otherwise as after `act`."""
     decision = state.get("decision")
     if decision is not None and decision.action == "replan" and not state.get("status"):
         return "summarize" if needs_summary(state, runtime_context(runtime)) else "plan"
+    if state.get("awaiting_review") and not state.get("status"):
+        return "review"
     return _after_steps(state)
+
+
+def route_after_review(state: State) -> Literal["act", "plan", "finalize"]:
+    """After `review`: `plan` when the person rejected the plan (the planner reads why),
+    `act` to run the approved or edited plan; `finalize` when the review failed."""
+    if state.get("status"):
+        return "finalize"
+    return "plan" if state.get("review_feedback") else "act"
 
 
 def route_after_act(state: State) -> Literal["approve", "observe", "finalize"]:

@@ -78,6 +78,8 @@ class State(InputState, OutputState, total=False):
     pending_steps: list[StepTask]  # ready steps that change things, held for approval
     first_plan: Plan | None  # made before any tool output was read (`graph.runtime.taint`)
     escalations: dict[str, str]  # steps of the current plan that need a human, and why
+    awaiting_review: bool  # the plan waits for a person's review before any step runs
+    review_feedback: str  # why a person rejected the last plan: the next plan prompt says it
     plan_fingerprints: list[str]
     replans: int
     stalled_replans: int

@@ -19,7 +19,15 @@ from typing import IO, Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.types import Command
+from pydantic_core import to_jsonable_python
 
+from graph.answers import (
+    PLAN_REVIEW,
+    AnswerRefused,
+    Decide,
+    read_plan_review,
+    read_step_answers,
+)
 from graph.app.telemetry import run_spans
 from graph.app.threads import (
     IncompatibleThread,
@@ -42,6 +50,7 @@ from graph.events import (
     ApprovalRequested,
     Event,
     NodeUpdate,
+    PlanReviewRequested,
     Resumed,
     RunFinished,
     RunStarted,
@@ -95,13 +104,17 @@ async def run_thread(
     tools: ToolRegistry | None = None,
     checkpointer_url: str | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
-    decide: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    decide: Decide | None = None,
 ) -> tuple[str, FinalState]:
     """Start a run of `task`, or with `task=None` resume `thread_id` from its last checkpoint.
 
-    When the run pauses for approval, `decide(request)` answers it (see `approve`); without
-    `decide` the run stops there with status `needs_approval`, resumable later. A `by`
-    attribute on `decide` names who answers, in the trace and the run report.
+    When the run pauses for a person, `decide(request)` answers it (`graph.answers.Decide`:
+    a `PlanReview` for a plan review, a `StepAnswer` per step for an approval, None to leave
+    it waiting); without `decide` the run stops there with status `needs_approval`,
+    resumable later. A `by` attribute on `decide` names who answers, in the trace and the
+    run report. An answer that does not fit its request raises `AnswerRefused`, the run
+    still waiting: before anything is sent when its form is wrong, after the graph
+    refused it otherwise (an edited plan with an invalid step).
     Resuming a run that has ended runs nothing: a `resume` event says so, with its status
     (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
@@ -130,7 +143,7 @@ async def retry_thread(
     tools: ToolRegistry | None = None,
     checkpointer_url: str | None = None,
     on_event: Callable[[Event], None] = lambda event: None,
-    decide: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    decide: Decide | None = None,
 ) -> tuple[str, FinalState]:
     """Continue a run that ended `failed` or `budget_exhausted`, once the cause is fixed
     (`duet retry`; see `graph.nodes.retry`): the last plan's steps that succeeded are kept
@@ -152,7 +165,7 @@ async def retry_thread(
 
 async def _run_saved(thread_id: str, *, model: BaseChatModel | str | None,
                      tools: ToolRegistry | None, checkpointer_url: str | None,
-                     on_event: Callable[[Event], None], decide: Callable | None,
+                     on_event: Callable[[Event], None], decide: Decide | None,
                      settings: dict[str, Any] | None = None,
                      retry: bool = False) -> tuple[str, FinalState]:
     """Resume or retry a saved run with its saved settings (and `settings` on top)."""
@@ -168,7 +181,7 @@ async def _run_saved(thread_id: str, *, model: BaseChatModel | str | None,
 async def _run(thread_id: str, task: str | None, saved_task: str, context: Context,
                model: BaseChatModel | str | None, tools: ToolRegistry | None,
                checkpointer_url: str | None, on_event: Callable[[Event], None],
-               decide: Callable | None, *, retry: bool = False,
+               decide: Decide | None, *, retry: bool = False,
                save: bool = False) -> tuple[str, FinalState]:
     """Open the run's tools and storage, drive the graph, close them. A new run's settings
     are saved before its storage opens (so a resume finds them if that fails); with `save`,
@@ -330,7 +343,7 @@ async def _add_run_mcp_servers(registry: ToolRegistry, context: Context,
 
 
 async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str, Any],
-                 context: Context, decide: Callable | None,
+                 context: Context, decide: Decide | None,
                  emit: Callable[[Event], None], ledger: StepLedger,
                  retry: bool = False) -> FinalState:
     """Stream the run to its end or to an approval nobody answers; return its final state."""
@@ -367,7 +380,15 @@ async def _drive(graph: Any, task: str | None, saved_task: str, config: dict[str
                     if isinstance(update, dict) and not node.startswith("__"):
                         emit(_summarize_update(node, update))
             state = await graph.aget_state(config)
+            if isinstance(inputs, Command) and (refused := _refusal(state.interrupts)):
+                # Not asked again: the same `decide` would give the same answer.
+                emit(_requested(state.interrupts[0].value))
+                thread_id = config["configurable"]["thread_id"]
+                raise AnswerRefused(f"{refused}; the run still waits: `duet resume "
+                                    f"{thread_id}` answers it again")
             inputs = _answer(state.interrupts, decide, emit) if state.interrupts else _NO_ANSWER
+    except AnswerRefused:
+        raise
     except Exception as exc:  # noqa: BLE001 - nodes never raise; what escapes is storage
         log.error("the run stopped: %s: %s", type(exc).__name__, exc)
         thread_id = config["configurable"]["thread_id"]
@@ -392,15 +413,43 @@ def _ended(thread_id: str, status: str | None) -> Resumed:
     return Resumed(ended=str(status), retry=retry, note=note)
 
 
-def _answer(waiting: Any, decide: Callable | None, emit: Callable[[Event], None]) -> Any:
-    """A resume command answering pending approvals, or `_NO_ANSWER` to stop and wait."""
+def _requested(request: dict[str, Any]) -> Event:
+    """The event of a pending interrupt: a plan review, or steps waiting for approval."""
+    if request.get("kind") == PLAN_REVIEW:
+        return PlanReviewRequested(plan_version=request["plan_version"], goal=request["goal"],
+                                   steps=request["steps"], error=request.get("error"))
+    return ApprovalRequested(steps=request.get("steps", []))
+
+
+def _refusal(waiting: Any) -> str | None:
+    """Why the graph refused the answer just sent (the request came back with an `error`)."""
+    return next((pending.value["error"] for pending in waiting
+                 if pending.value.get("error")), None)
+
+
+def _answer(waiting: Any, decide: Decide | None, emit: Callable[[Event], None]) -> Any:
+    """A resume command answering every pending interrupt with `decide`, each answer read
+    as its request's kind takes it (`AnswerRefused` if it does not fit), or `_NO_ANSWER` to
+    stop and wait (no `decide`, or it gave no answer)."""
     for pending in waiting:
-        emit(ApprovalRequested(steps=pending.value.get("steps", [])))
+        emit(_requested(pending.value))
     if decide is None:
         return _NO_ANSWER
-    answers = {pending.id: decide(pending.value) for pending in waiting}
-    emit(ApprovalAnswered(answers=list(answers.values()),
-                          by=getattr(decide, "by", "the caller's decide function")))
+    by = getattr(decide, "by", "the caller's decide function")
+    answers: dict[str, Any] = {}
+    for pending in waiting:
+        answer = decide(pending.value)
+        if answer is None:
+            return _NO_ANSWER
+        if pending.value.get("kind") == PLAN_REVIEW:
+            review = read_plan_review(answer)
+            answer = review.model_copy(update={"by": review.by or by})
+        else:
+            ids = [step["step_id"] for step in pending.value.get("steps", [])]
+            read_step_answers(answer, ids)
+        answers[pending.id] = to_jsonable_python(answer, exclude_none=True)
+    if approvals := [answers[p.id] for p in waiting if p.value.get("kind") != PLAN_REVIEW]:
+        emit(ApprovalAnswered(answers=approvals, by=by))
     return Command(resume=answers)
 
 

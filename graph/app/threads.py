@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from graph.answers import PLAN_REVIEW
 from graph.checkpoints import duet_home, open_checkpointer, open_store
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, StepResult, Usage
@@ -72,8 +73,11 @@ def final_state(values: dict[str, Any], waiting: Sequence[Any] = (),
     the step ledger)."""
     status, reason = values.get("status"), values.get("reason", "")
     if not status and waiting:
+        request = waiting[0].value
         steps = [s["step_id"] for w in waiting for s in w.value.get("steps", [])]
-        status, reason = RunStatus.NEEDS_APPROVAL, f"steps {steps} wait for approval"
+        status, reason = RunStatus.NEEDS_APPROVAL, (
+            f"plan v{request['plan_version']} waits for review (steps {steps})"
+            if request.get("kind") == PLAN_REVIEW else f"steps {steps} wait for approval")
     elif not status:
         status, reason = RunStatus.FAILED, "the run has not ended"
     return FinalState(status=status, final_answer=values.get("final_answer"),

@@ -1,2 +1,2 @@
-"""The graph's nodes: plan, approve, act, observe, summarize, finalize,
-and retry (a run continued after it failed)."""
+"""The graph's nodes: plan, review (a person reviews the plan), approve, act, observe,
+summarize, finalize, and retry (a run continued after it failed)."""

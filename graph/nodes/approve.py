@@ -1,8 +1,10 @@
 """`approve`: steps that change things wait for a human (or the context's policy) first.
 
 The scheduler holds each such step once it is ready to start; when nothing else can run,
-one interrupt lists every held step. The answer maps step ids to "approve", "reject", or
-{"edit": {new args}}; edited arguments are checked against the registry again.
+one interrupt lists every held step. The answer maps step ids to a `StepAnswer`
+(`graph.answers`): "approve", "reject", {"reject": "why"} (the planner reads why) or
+{"edit": {new args}} (checked against the registry again). A step left out is rejected;
+an answer of another form, or for a step not asked about, is refused and asked again.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.runtime import Runtime
-from langgraph.types import interrupt
 
+from graph.answers import APPROVAL, EditStep, RejectStep, StepAnswer, ask, read_step_answers
 from graph.context import Context
 from graph.contracts import StepResult
 from graph.nodes.base import NodeDeps, record_results, runtime_context
@@ -31,7 +33,8 @@ def approval_request(tasks: list[StepTask], registry: ToolRegistry) -> dict[str,
                 **({"destructive": True} if destructive else {}),
                 **({"escalated": task["escalated"]} if task.get("escalated") else {})}
 
-    return {"kind": "approval", "answers": ["approve", "reject", {"edit": "{...new args}"}],
+    return {"kind": APPROVAL,
+            "answers": ["approve", "reject", {"reject": "why"}, {"edit": "{...new args}"}],
             "steps": [shown(task) for task in tasks]}
 
 
@@ -40,12 +43,14 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     context = runtime_context(runtime)
     held = state.get("pending_steps") or []
     pending = [t for t in held if not t["approved"]]
-    answers: dict[str, Any] = {}
+    answers: dict[str, StepAnswer] = {}
     for task in pending:
         if (standing := standing_answer(context.approval, task)) is not None:
             answers[task["step"].id] = standing
     if asked := [t for t in pending if t["step"].id not in answers]:
-        answers |= interrupt(approval_request(asked, deps.registry)) or {}
+        ids = [t["step"].id for t in asked]
+        answers |= ask(approval_request(asked, deps.registry),
+                       lambda value: read_step_answers(value, ids))
 
     queued: list[StepTask] = []
     refused: list[StepResult] = []
@@ -54,18 +59,19 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
             queued.append(task)
             continue
         answer = answers.get(task["step"].id, "reject")
-        if isinstance(answer, dict) and "edit" in answer:
+        if isinstance(answer, EditStep):
             try:
-                deps.registry.check(task["step"].tool, answer["edit"])
+                deps.registry.check(task["step"].tool, answer.edit)
             except StepRefused as exc:
                 refused.append(StepResult.rejected(task["step"], task["plan_version"],
                                                    exc.kind, f"edited arguments: {exc}"))
                 continue
-            queued.append({**task, "args": answer["edit"], "approved": True})
+            queued.append({**task, "args": answer.edit, "approved": True})
         elif answer == "approve":
             queued.append({**task, "approved": True})
         else:
-            refused.append(not_approved(task, context.approval))
+            because = answer.reject if isinstance(answer, RejectStep) else None
+            refused.append(not_approved(task, context.approval, because))
     return await record_results(runtime, refused) | {
         "plan_results": {r.step_id: r for r in refused},
         "unseen": [r.step_id for r in refused], "pending_steps": queued}

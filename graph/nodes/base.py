@@ -14,7 +14,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.contracts import RunStatus, StepResult, StepTally, Usage
+from graph.contracts import Plan, RunStatus, StepResult, StepTally, Usage
 from graph.events import emit
 from graph.reasoning import (
     ModelTimeout,
@@ -27,6 +27,7 @@ from graph.reasoning.timed import TimedReasoner
 from graph.runtime.execution import thread_of
 from graph.runtime.ledger import LedgerUnavailable, StepLedger
 from graph.runtime.scheduler import Scheduler
+from graph.runtime.taint import escalations, trusted_text, untrusted_text
 from graph.state import State
 from tools.registry import ToolRegistry
 
@@ -74,6 +75,16 @@ class NodeDeps:
             pending=list(state.get("pending_steps") or []) if current else [],
             started_at=state.get("started_at") or 0.0, usage=state.get("usage") or Usage(),
             context=runtime_context(runtime), registry=self.registry, runtime=runtime)
+
+
+def plan_escalations(state: State, context: Context, plan: Plan,
+                     first_plan: Plan) -> dict[str, str]:
+    """The steps of `plan` that change things with values the planner read in tool output
+    and the user never gave (`graph.runtime.taint`): each needs a human even under
+    `approval: auto`, and why."""
+    recent, summary = state.get("recent", []), state.get("summary", "")
+    return escalations(plan, untrusted_text(recent, summary),
+                       trusted_text(state["task"], context.plan_variables, first_plan))
 
 
 Node = Callable[..., Awaitable[dict[str, Any]]]

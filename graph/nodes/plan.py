@@ -1,9 +1,10 @@
 """`plan`: the reasoning agent writes a plan, checked against the registry.
 
-The plan node asks for a plan (or a new one after `replan`), checks it and the guards, and
-hands it to the step runtime: its steps start while the planner is still writing it
-(`graph.runtime.early.EarlyStart`), and once the plan is whole and valid the scheduler runs
-it until the reasoning agent has something to decide.
+The plan node asks for a plan (or a new one after `replan`, or after a person rejected the
+last one), checks it and the guards, and hands it to the step runtime: its steps start
+while the planner is still writing it (`graph.runtime.early.EarlyStart`), and once the plan
+is whole and valid the scheduler runs it until the reasoning agent has something to decide.
+Under `review_plan` nothing starts: the whole, valid plan waits for a person (`review`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from graph.guards import budget_stop, remember_plan, repeated_plan, replan_stop
 from graph.nodes.base import (
     NodeDeps,
     never_raises,
+    plan_escalations,
     reasoning_failed,
     record_results,
     runtime_context,
@@ -28,14 +30,14 @@ from graph.reasoning import ReasoningError
 from graph.runtime.early import EarlyStart, refuse_invalid_steps
 from graph.runtime.progress import results_of_plan
 from graph.runtime.scheduler import Scheduler
-from graph.runtime.taint import escalations, trusted_text, untrusted_text
 from graph.state import State
 
 
 @never_raises("plan")
 async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[str, Any]:
-    """Ask for a plan (or a new one after `replan`), starting its steps as they arrive;
-    validate it; run it until there is something to decide."""
+    """Ask for a plan (or a new one after `replan` or a rejected review), starting its
+    steps as they arrive; validate it; run it until there is something to decide, or
+    (`review_plan`) leave it, unstarted, for a person's review."""
     context = runtime_context(runtime)
     budgets = context.budgets
     started_at = state.get("started_at") or time.time()
@@ -48,7 +50,7 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
     update: dict[str, Any] = {
         "started_at": started_at, "replans": replans, "stalled_replans": stalled,
         "ok_at_last_plan": tally.ok, "decision": None, "pending_steps": [],
-        "unseen": Overwrite([]),
+        "unseen": Overwrite([]), "review_feedback": "",
     }
     usage = state.get("usage") or Usage()
     stop = budget_stop(tally=tally, usage=usage, started_at=started_at, budgets=budgets)
@@ -66,8 +68,10 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             reply = await deps.reasoner(runtime).plan(
                 task=state["task"], tools=deps.registry.describe(),
                 summary=state.get("summary", ""), results=recent,
-                previous_plan=previous, max_attempts=context.max_plan_attempts,
-                on_steps=early.on_steps,
+                previous_plan=previous, review_feedback=state.get("review_feedback", ""),
+                max_attempts=context.max_plan_attempts,
+                # Under review nothing may start before a person has seen the whole plan.
+                on_steps=None if context.review_plan else early.on_steps,
             )
         except ReasoningError as exc:
             await early.cancel("no valid plan came")
@@ -99,11 +103,10 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool",
                              "plan_results": Overwrite({})}
         first_plan = state.get("first_plan") or new_plan
-        # What the planner read: a value it copies from tool output is in one of these.
-        escalated = escalations(
-            new_plan, untrusted_text(recent, state.get("summary", "")),
-            trusted_text(state["task"], context.plan_variables, first_plan))
+        escalated = plan_escalations(state, context, new_plan, first_plan)
         update |= {"first_plan": first_plan, "escalations": escalated}
+        if context.review_plan:
+            return update | {"awaiting_review": True, "plan_results": Overwrite({})}
         outcome = await early.run(new_plan, escalated)
     # Results of discarded attempts belong to no plan the agent must judge now.
     return update | await record_results(runtime, early.discarded + outcome.results) | {

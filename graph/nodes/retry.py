@@ -90,6 +90,9 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
         "escalations": {**(state.get("escalations") or {}), **uncertain},
     }
     if fresh is not None and plan is not None:
+        # A plan file changed since its plan was reviewed: the new one is reviewed too.
+        update["awaiting_review"] = (runtime_context(runtime).review_plan
+                                     and fresh.fingerprint() != plan.fingerprint())
         update["plan"] = plan = fresh
     if (store := getattr(runtime, "store", None)) is not None:
         # `finalize` wrote the whole list; until the retry ends, the ledger holds them.

@@ -258,14 +258,17 @@ class ModelReasoner:
     async def plan(
         self, *, task: str, tools: str, summary: str, results: list[StepResult],
         previous_plan: Plan | None, max_attempts: int, on_steps: StepStream | None = None,
+        review_feedback: str = "",
     ) -> Reply[Plan]:
-        """Ask for a plan; send validation errors back to the model up to `max_attempts` times."""
+        """Ask for a plan (with why a person rejected the previous one, when they did); send
+        validation errors back to the model up to `max_attempts` times."""
         spent, feedback = Usage(), ""
         for attempt in range(max(1, max_attempts)):
             prompt = self._prompt(
                 "plan", tools=tools, task=task, summary=summary,
                 results=render_results(results), feedback=feedback,
                 previous_plan=render_plan(previous_plan) if previous_plan else "",
+                review=review_feedback,
             )
 
             steps = CompleteItems("steps")

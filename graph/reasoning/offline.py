@@ -70,9 +70,10 @@ class PlanFileReasoner:
     async def plan(
         self, *, task: str, tools: str, summary: str, results: list[StepResult],
         previous_plan: Plan | None, max_attempts: int, on_steps: StepStream | None = None,
+        review_feedback: str = "",
     ) -> Reply[Plan]:
         """Return the file's plan (whole: it is not streamed); a second plan cannot be had
-        offline."""
+        offline, so neither can one after a rejected review."""
         if previous_plan is not None:
             raise ReasoningError("the offline planner runs one plan file and cannot replan")
         try:

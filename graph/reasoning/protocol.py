@@ -52,10 +52,12 @@ class Reasoner(Protocol):
     async def plan(
         self, *, task: str, tools: str, summary: str, results: list[StepResult],
         previous_plan: Plan | None, max_attempts: int, on_steps: StepStream | None = None,
+        review_feedback: str = "",
     ) -> Reply[Plan]:
         """Return a valid plan, or raise `ReasoningError` after `max_attempts` tries.
 
-        A reasoner that streams calls `on_steps` as the plan's steps arrive."""
+        A reasoner that streams calls `on_steps` as the plan's steps arrive.
+        `review_feedback`: why a person rejected `previous_plan` before any of it ran."""
         ...
 
     async def observe(

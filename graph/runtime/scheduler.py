@@ -43,12 +43,14 @@ def standing_answer(approval: str, task: StepTask) -> Literal["approve", "reject
     return {"auto": "approve", "deny": "reject"}.get(approval)  # type: ignore[return-value]
 
 
-def not_approved(task: StepTask, approval: str) -> StepResult:
-    """The result of a step that a human or the approval policy did not approve."""
+def not_approved(task: StepTask, approval: str, because: str | None = None) -> StepResult:
+    """The result of a step that a human or the approval policy did not approve; `because`
+    is what the person who rejected it said, for the planner."""
     result = StepResult.rejected(
         task["step"], task["plan_version"], ErrorKind.NOT_APPROVED,
         f"a human or the approval policy ({approval}) did not approve this step")
     result.escalated = task.get("escalated")
+    result.rejected_because = because
     return result
 
 

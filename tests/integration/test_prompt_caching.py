@@ -151,7 +151,7 @@ def test_the_price_table_is_the_users_from_a_setting_or_a_file(tmp_path):
 
 @pytest.mark.parametrize("name, variables", [
     ("plan", {"tools": "### work(item: int)", "task": "t", "summary": "s", "results": "r",
-              "feedback": "f", "previous_plan": "p"}),
+              "feedback": "f", "previous_plan": "p", "review": "v"}),
     ("observe", {"task": "t", "plan": "goal: g", "summary": "s", "results": "r",
                  "trigger": "x"}),
     ("summarize", {"task": "t", "summary": "", "results": "r"}),

@@ -116,3 +116,54 @@ async def test_a_served_run_that_spent_its_budget_continues_with_the_retry_input
     assert [n["text"] for n in notes] == ["retried"]
     state = await client.threads.get_state(thread)
     assert state["values"]["retries"] == 1
+
+
+async def test_studio_api_reviews_a_plan_before_any_step_runs(server, site, tmp_path):
+    """Under `review_plan` the served run pauses with the whole plan; the SDK answers it
+    with `Command(resume=...)`: a bad answer is refused with the review still pending, a
+    rejection's reason brings a new plan back for review, an approval runs it."""
+    def plan(text: str) -> dict:
+        return {"plan": {"goal": "note", "steps": [
+            {"id": "read", "tool": "http_request", "args": {"url": f"{site}/api/customers/4"}},
+            {"id": "note", "tool": "http_request", "depends_on": ["read"], "args": {
+                "url": f"{site}/api/notes", "method": "POST",
+                "json_body": {"customer_id": 4, "text": text}}}]}}
+
+    path = tmp_path / "script4.json"
+    path.write_text(json.dumps([plan("first"), plan("second"), {"decision": {
+        "action": "finish", "reason": "noted", "answer": "Noted for Umbrella [note]."}}]))
+    client = get_client(url=server)
+    thread = (await client.threads.create())["thread_id"]
+    context = {"model": f"scripted:{path}", "review_plan": True, "approval": "auto",
+               "allowed_hosts": [host_of(site)]}
+
+    async def answer(review: dict | None = None, value: object = None) -> dict:
+        """Send `value` to the pending `review` (none: start the run); the review after."""
+        if review is None:
+            await client.runs.wait(thread, "nova-duet", input={"task": "Note Umbrella"},
+                                   context=context)
+        else:
+            await client.runs.wait(thread, "nova-duet", context=context,
+                                   command={"resume": {review["id"]: value}})
+        state = await client.threads.get_state(thread)
+        assert state["next"] == ["review"]
+        return state["interrupts"][0] if state.get("interrupts") else (
+            state["tasks"][0]["interrupts"][0])
+
+    pending = await answer()
+    review = pending["value"]
+    assert review["kind"] == "plan_review" and review["plan_version"] == 1
+    assert [(s["step_id"], s["writes"]) for s in review["steps"]] == [("read", False),
+                                                                       ("note", True)]
+    pending = await answer(pending, {"action": "reject"})
+    assert "a rejection gives its reason" in pending["value"]["error"]
+    pending = await answer(pending, {"action": "reject", "reason": "Write 'second'.",
+                                     "by": "studio"})
+    assert pending["value"]["plan_version"] == 2 and "error" not in pending["value"]
+    assert httpx.get(f"{site}/api/notes?customer_id=4").json() == [], "nothing ran yet"
+
+    result = await client.runs.wait(thread, "nova-duet", context=context,
+                                    command={"resume": {pending["id"]: {"action": "approve"}}})
+    assert result["status"] == "completed", result
+    notes = httpx.get(f"{site}/api/notes?customer_id=4").json()
+    assert [n["text"] for n in notes] == ["second"]

@@ -11,6 +11,7 @@ from graph.routing import (
     route_after_observe,
     route_after_plan,
     route_after_retry,
+    route_after_review,
     route_after_summarize,
     route_start,
 )
@@ -98,3 +99,16 @@ def test_the_retry_input_starts_at_retry_which_continues_the_plan_or_plans_again
     assert route_after_retry({"plan": None, "status": None}) == "plan"
     # A run that was not one to retry keeps its status: nothing more runs.
     assert route_after_retry({"plan": PLAN, "status": RunStatus.COMPLETED}) == "__end__"
+
+
+def test_a_plan_under_review_goes_to_review_which_runs_it_or_asks_for_a_new_one():
+    waiting = {"plan": PLAN, "plan_version": 1, "awaiting_review": True, "pending_steps": []}
+    assert route_after_plan(waiting, RUNTIME) == "review"
+    assert route_after_plan({**waiting, "status": RunStatus.BUDGET_EXHAUSTED},
+                            RUNTIME) == "finalize"
+    assert route_after_retry({**waiting, "status": None}) == "review", (
+        "a retry input never runs a plan that waits for review")
+    reviewed = {**waiting, "awaiting_review": False}
+    assert route_after_review(reviewed) == "act"
+    assert route_after_review({**reviewed, "review_feedback": "use the other list"}) == "plan"
+    assert route_after_review({**reviewed, "status": RunStatus.FAILED}) == "finalize"

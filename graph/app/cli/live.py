@@ -16,7 +16,7 @@ from graph.checkpoints import default_checkpointer_url
 
 if TYPE_CHECKING:
     from graph.contracts import FinalState
-    from graph.events import Event, NodeUpdate, Resumed
+    from graph.events import Event, NodeUpdate, PlanReviewRequested, Resumed
 
 STATUS_STYLE = {"ok": "green", "error": "red", "rejected": "magenta", "timeout": "yellow",
                 "blocked": "red"}
@@ -57,6 +57,37 @@ def print_event(event: Event) -> None:
             console.print(f"  [yellow]… {event.step_id} waiting for {event.reason}[/]")
         case e.NodeUpdate() if event.says_something():
             console.print(node_line(event))
+        case e.PlanReviewRequested():
+            print_review(event)
+        case e.PlanReviewAnswered():
+            done = {"approve": "approved", "edit": f"edited: runs as plan "
+                    f"v{event.edited_version}", "reject": "rejected"}[event.action]
+            console.print(f"[bold cyan]● review[/] plan v{event.plan_version} {done}"
+                          f"{' by ' + escape(event.by) if event.by else ''}"
+                          f"{': ' + escape(event.reason) if event.reason else ''}",
+                          highlight=False, soft_wrap=True)
+
+
+def print_review(event: PlanReviewRequested) -> None:
+    """A plan waiting for review: its goal, then a line per step with its arguments, and
+    whether it writes, where it goes and which secrets it uses."""
+    console.print(f"[bold yellow]● review[/] plan v{event.plan_version} waits for you before "
+                  f"any step runs: {escape(event.goal)}", highlight=False, soft_wrap=True)
+    if event.error:
+        err.print(f"  [red]your last answer was refused:[/] {escape(event.error)}",
+                  highlight=False, soft_wrap=True)
+    for step in event.steps:
+        marks = [*(["[red]writes[/]"] if step.get("writes") else []),
+                 *([f"hosts: {escape(', '.join(step['hosts']))}"] if step.get("hosts") else []),
+                 *([f"secrets: {escape(', '.join(step['secrets']))}"]
+                   if step.get("secrets") else []),
+                 *([f"[red]why a human: {escape(step['escalated'])}[/]"]
+                   if step.get("escalated") else [])]
+        after = f" after {', '.join(step['depends_on'])}" if step.get("depends_on") else ""
+        console.print(f"  {escape(step['step_id'])} {escape(step['tool'])}{after} "
+                      f"{escape(json.dumps(step['args']))}"
+                      + (f"\n      {' · '.join(marks)}" if marks else ""),
+                      highlight=False, soft_wrap=True)
 
 
 def node_line(event: NodeUpdate) -> str:

@@ -15,9 +15,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from graph.app.cli.base import MCP_HELP, app, config_errors, console, err, fail, mcp_path
+from graph.app.cli.base import (
+    MCP_HELP,
+    UsageError,
+    app,
+    config_errors,
+    console,
+    err,
+    fail,
+    mcp_path,
+)
 from graph.app.cli.live import STATUS_STYLE, print_event, print_final
 from graph.checkpoints import duet_home
 from graph.context import Context, parse_settings
@@ -27,11 +37,19 @@ if TYPE_CHECKING:
 
 Approval = Literal["ask", "auto", "deny"]
 Decide = Literal["approve", "reject"]
+ReviewAction = Literal["approve", "edit", "reject"]
+REASON_HELP = ("With --decide reject: why, for the planner (a plan review's rejection "
+               "needs one; the planner writes a new plan that comes back for review).")
+EDIT_PLAN_HELP = ("Answer a plan review by running this plan instead (JSON or YAML, checked "
+                  "as any plan).")
 
 
-def _ask_human(request: dict[str, Any]) -> dict[str, str]:
-    """Ask on the terminal whether each step that changes things may run."""
-    answers = {}
+def _ask_human(request: dict[str, Any]) -> Any:
+    """Ask on the terminal: approve, edit or reject a plan under review (the live view
+    showed it), or whether each step that changes things may run."""
+    if request.get("kind") == "plan_review":
+        return _review_at_terminal(request)
+    answers: dict[str, Any] = {}
     for step in request["steps"]:
         console.print(f"[yellow]approval needed[/] {step['step_id']}: {step['tool']} "
                       f"{json.dumps(step['args'])}", markup=True, highlight=False)
@@ -41,31 +59,77 @@ def _ask_human(request: dict[str, Any]) -> dict[str, str]:
         if step.get("escalated"):
             console.print(f"  [red]why a human:[/] {step['escalated']}", markup=True,
                           highlight=False)
-        approved = typer.confirm("  run this step?", default=False)
-        answers[step["step_id"]] = "approve" if approved else "reject"
+        if typer.confirm("  run this step?", default=False):
+            answers[step["step_id"]] = "approve"
+            continue
+        why = typer.prompt("  why (optional: the planner reads it)", default="",
+                           show_default=False).strip()
+        answers[step["step_id"]] = {"reject": why} if why else "reject"
     return answers
+
+
+def _review_at_terminal(request: dict[str, Any]) -> Any:
+    """Approve, edit (a plan file) or reject (with a reason) the plan under review."""
+    from graph.answers import PlanReview
+    from graph.reasoning import PlanFileError, PlanFileReasoner
+
+    while True:
+        action = typer.prompt(f"  plan v{request['plan_version']}", type=ReviewAction)
+        if action == "approve":
+            return PlanReview(action="approve")
+        if action == "reject":
+            reason = typer.prompt("  why (the planner reads it)").strip()
+            if reason:
+                return PlanReview(action="reject", reason=reason)
+            continue
+        path = typer.prompt("  the plan to run instead (a JSON or YAML file)")
+        try:
+            return PlanReview(action="edit", plan=PlanFileReasoner(path).load_plan())
+        except PlanFileError as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
 
 
 _ask_human.by = "a human at the terminal"  # type: ignore[attr-defined]
 
 
-def _decider(decide: str | None, as_json: bool) -> Callable[[dict[str, Any]], dict] | None:
-    """How approvals are answered: a fixed answer, the terminal, or not at all (the run waits)."""
-    if decide:
-        def fixed(request: dict[str, Any]) -> dict[str, str]:
-            return {step["step_id"]: decide for step in request["steps"]}
+def _decider(decide: Decide | None, reason: str = "",
+             edit_plan: Path | None = None) -> Callable[[dict[str, Any]], Any] | None:
+    """The fixed answers of `--decide`, `--reason` and `--edit-plan`, or None (then the
+    terminal asks, or the run waits). Raises `UsageError` for options that do not go
+    together, `PlanFileError` for an edited plan that is not a plan."""
+    if reason and decide != "reject":
+        raise UsageError("--reason goes with --decide reject")
+    if not (decide or edit_plan):
+        return None
+    from graph.answers import AnswerRefused, PlanReview
+    from graph.reasoning import PlanFileReasoner
 
-        fixed.by = f"the --decide {decide} option"  # type: ignore[attr-defined]
-        return fixed
-    if not as_json and sys.stdin.isatty():
-        return _ask_human
-    return None
+    review = (PlanReview(action="edit", plan=PlanFileReasoner(edit_plan).load_plan())
+              if edit_plan else PlanReview(action="reject", reason=reason) if reason
+              else PlanReview(action="approve") if decide == "approve" else None)
+    step_answer = {"reject": reason} if reason else decide
+
+    def fixed(request: dict[str, Any]) -> Any:
+        if request.get("kind") != "plan_review":
+            steps = request["steps"]
+            return {step["step_id"]: step_answer for step in steps} if step_answer else None
+        if review is None and decide == "reject":
+            raise AnswerRefused("a plan review is rejected with a reason, for the planner: "
+                                "--decide reject --reason WHY")
+        return review
+
+    flags = [*(["--edit-plan", str(edit_plan)] if edit_plan else []),
+             *(["--decide", decide] if decide else [])]
+    plural = "s" if len(flags) > 2 else ""
+    fixed.by = f"the {' '.join(flags)} option{plural}"  # type: ignore[attr-defined]
+    return fixed
 
 
-def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | None = None,
+def _execute(task: str | None, thread: str | None, as_json: bool,
+             decide: Callable[[dict[str, Any]], Any] | None = None,
              retry: dict[str, Any] | None = None, **kwargs: Any) -> None:
     """Run `task`, resume `thread` (no task), or retry it with `retry`'s settings; print
-    its end."""
+    its end. Pauses are answered by `decide`, else on the terminal when there is one."""
     from graph.app.runner import retry_thread, run_thread
     from graph.app.threads import new_thread_id
     from graph.checkpoints import CheckpointerUnavailable
@@ -83,13 +147,14 @@ def _execute(task: str | None, thread: str | None, as_json: bool, decide: str | 
             print_event(event)
 
     thread = thread or new_thread_id()  # known here, so a cancelled run can be resumed
-    decider = _decider(decide, as_json)
+    if decide is None and not as_json and sys.stdin.isatty():
+        decide = _ask_human
     try:
         with config_errors(as_json, thread_id=None if task is not None else thread):
             thread_id, final = asyncio.run(
-                retry_thread(thread, settings=retry, on_event=on_event, decide=decider,
+                retry_thread(thread, settings=retry, on_event=on_event, decide=decide,
                              **kwargs) if retry is not None
-                else run_thread(task, thread_id=thread, on_event=on_event, decide=decider,
+                else run_thread(task, thread_id=thread, on_event=on_event, decide=decide,
                                 **kwargs))
     except CheckpointerUnavailable as exc:
         # Before any work (its settings are saved): the same command continues it.
@@ -124,6 +189,9 @@ def run(
              "machine only with a port.")] = [],  # noqa: B006
     approve: Annotated[Approval, typer.Option(help="Steps that change things: ask a human, "
                                                    "run them, or reject them.")] = "ask",
+    review: Annotated[bool, typer.Option(
+        "--review", help="Review each plan before any of its steps runs: approve, edit or "
+                         "reject it (review_plan).")] = False,
     executor_url: Annotated[str | None, typer.Option(
         help="Run the steps on these executor deployments (LangGraph servers, comma-"
              "separated; default $DUET_EXECUTOR_URL).")] = None,
@@ -138,7 +206,7 @@ def run(
     with config_errors(as_json):
         settings = parse_settings(setting)
     context = Context(plan_file=str(plan_file) if plan_file else None,
-                      plan_variables=_parse_vars(var), approval=approve,
+                      plan_variables=_parse_vars(var), approval=approve, review_plan=review,
                       allowed_hosts=list(allow_host), mcp_config=mcp_path(mcp))
     if model:
         context.model = model
@@ -150,14 +218,19 @@ def run(
 @app.command()
 def resume(
     thread: Annotated[str, typer.Argument(help="The thread id of a saved run.")],
-    decide: Annotated[Decide | None, typer.Option(help="Answer every pending approval so.")] = None,
+    decide: Annotated[Decide | None, typer.Option(
+        help="Answer every pending approval, and a plan review, so.")] = None,
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "",
+    edit_plan: Annotated[Path | None, typer.Option(help=EDIT_PLAN_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
     """Continue a run from its last checkpoint; completed steps are not redone.
 
     A run that has ended is left as it is, and said so: `duet retry` continues one that
     failed."""
-    _execute(None, thread, as_json, decide)
+    with config_errors(as_json, thread_id=thread):
+        decider = _decider(decide, reason, edit_plan)
+    _execute(None, thread, as_json, decider)
 
 
 @app.command()
@@ -166,6 +239,7 @@ def retry(
                                                "budget_exhausted.")],
     decide: Annotated[Decide | None, typer.Option(help="Answer every approval it asks so.")
                       ] = None,
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "",
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting from now on (repeat it), as for `duet "
                       "run`: --set max_steps=500 raises a spent budget.")] = [],  # noqa: B006
@@ -177,7 +251,8 @@ def retry(
     may have taken effect, whose tool takes no idempotency key, asks you first)."""
     with config_errors(as_json):
         settings = parse_settings(setting)
-    _execute(None, thread, as_json, decide, retry=settings)
+        decider = _decider(decide, reason)
+    _execute(None, thread, as_json, decider, retry=settings)
 
 
 @app.command()

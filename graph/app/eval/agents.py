@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from graph.answers import PLAN_REVIEW, PlanReview
 from graph.app.eval.environment import Instance
 from graph.app.eval.suite import EvalTask
 from graph.context import Context
@@ -108,9 +109,13 @@ def task_context(run: Run, settings: AgentSettings) -> Context:
     return context
 
 
-def decider(task: EvalTask) -> Callable[[dict[str, Any]], dict[str, str]]:
-    """Answers every approval request of `task` with its `decide` setting."""
-    def decide(request: dict[str, Any]) -> dict[str, str]:
+def decider(task: EvalTask) -> Callable[[dict[str, Any]], Any]:
+    """Answers every approval request of `task` with its `decide` setting, and approves
+    every plan a run under `review_plan` asks to have reviewed (the eval's policy: the
+    checkers judge what the plan did)."""
+    def decide(request: dict[str, Any]) -> Any:
+        if request.get("kind") == PLAN_REVIEW:
+            return PlanReview(action="approve")
         return {step["step_id"]: task.decide for step in request["steps"]}
 
     decide.by = f"the eval task's decide setting ({task.decide})"  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 
 Plain JSON (`duet report THREAD --json`): the task and how the run ended, every plan
 version as a dependency graph, every step with its times, arguments, output and screenshot,
-every reasoning call, the approvals, and the critical path. Nothing here is trusted: tool
-output is capped here and escaped where it is rendered (`graph.app.report.render`).
+every reasoning call, the plan reviews and approvals, and the critical path. Nothing here
+is trusted: tool output is capped here and escaped where it is rendered
+(`graph.app.report.render`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from graph.events import (
     ApprovalAnswered,
     Event,
     NodeUpdate,
+    PlanReviewAnswered,
     ReasoningCall,
     Resumed,
     RunFinished,
@@ -71,6 +73,7 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "status": final.status.value, "reason": final.reason,
         "answer": final.final_answer, "citations": _citations(final, steps),
         "approval_policy": settings.get("approval"),
+        "review_plan": bool(settings.get("review_plan")),
         "totals": {"wall_s": round(max(times) - min(times), 3) if times else 0.0,
                    "reasoning_calls": final.usage.reasoning_calls,
                    "input_tokens": final.usage.input_tokens,
@@ -81,6 +84,9 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "started": min(times) if times else None,
         "plans": [{"version": version, **plan} for version, plan in sorted(plans.items())],
         "steps": steps, "reasoning": reasoning, "approvals": _approvals(events, steps),
+        "reviews": [{"at": e.t, "plan_version": e.plan_version, "action": e.action,
+                     "by": e.by, "reason": e.reason, "edited_version": e.edited_version}
+                    for e in events if isinstance(e, PlanReviewAnswered)],
         "retries": [{"retry": e.retry, "after": e.after, "at": e.t, "again": e.again,
                      "reason": e.reason} for e in events if isinstance(e, RunRetried)],
         "source_waits": _source_waits(events),
@@ -183,16 +189,20 @@ def _citations(final: FinalState, steps: list[dict[str, Any]]) -> dict[str, str]
 
 
 def _approvals(events: list[Event], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Who decided what, and when: answers to approval requests, and the policy's refusals."""
+    """Who decided what, when and why: answers to approval requests (a rejection's reason,
+    when given), and the policy's refusals."""
     decided = []
     for event in events:
         if isinstance(event, ApprovalAnswered):
             for answer in event.answers:
                 decided += [{"at": event.t, "by": event.by, "step_id": step_id,
-                             "answer": verdict if isinstance(verdict, str) else "edit"}
+                             "answer": verdict if isinstance(verdict, str) else
+                             "reject" if "reject" in verdict else "edit",
+                             "reason": "" if isinstance(verdict, str) else
+                             verdict.get("reject", "")}
                             for step_id, verdict in answer.items()]
     decided += [{"at": s["ended"], "by": "the approval policy", "step_id": s["step_id"],
-                 "answer": "reject"} for s in steps
+                 "answer": "reject", "reason": ""} for s in steps
                 if s["error"] and ErrorKind.of(s["error"]["type"]) is ErrorKind.NOT_APPROVED
                 and not any(d["step_id"] == s["step_id"] for d in decided)]
     return sorted(decided, key=lambda d: d["at"])
