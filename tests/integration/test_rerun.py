@@ -18,11 +18,12 @@ from langgraph_sdk import get_client
 from demo_site import serve
 from graph.app.cli.runs import DEMO_TASK
 from graph.app.export import NotExportable, export_plan
-from graph.app.runner import run_thread
+from graph.app.runner import retry_thread, run_thread
 from graph.app.threads import read_trace
 from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus
 from graph.events import ReplayHandedOver
+from graph.testing import ScriptedChatModel
 from tests.fixtures.converse import tool_input
 from tests.fixtures.langgraph_server import langgraph_server
 from tests.fixtures.loopback import AwsHandler, host_of
@@ -90,6 +91,7 @@ class _Shop(AwsHandler):
 
     seen: Counter[str] = Counter()
     moved = False
+    v3_open = False
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         path = self.path.partition("?")[0]
@@ -98,7 +100,8 @@ class _Shop(AwsHandler):
             self.reply(200, {"id": 3, "name": "Hooli"})
         elif path == "/v1/orders" and not type(self).moved:
             self.reply(200, [{"id": 71, "customer_id": 3}])
-        elif path == "/v2/orders" and type(self).moved:
+        elif ((path == "/v2/orders" and type(self).moved)
+              or (path == "/v3/orders" and type(self).v3_open)):
             self.reply(200, {"orders": [{"id": 71, "customer_id": 3}]})
         else:
             self.reply(404, {"detail": "no such page: the orders moved to /v2/orders"})
@@ -111,7 +114,7 @@ class _Shop(AwsHandler):
 
 @pytest.fixture
 def shop():
-    _Shop.seen, _Shop.moved = Counter(), False
+    _Shop.seen, _Shop.moved, _Shop.v3_open = Counter(), False, False
     server, url = serve_handler(_Shop)
     yield url
     server.shutdown()
@@ -179,6 +182,32 @@ async def test_a_replay_whose_page_changed_ends_naming_it_or_hands_over_to_the_m
     handed = [e for e in read_trace(isolated_env / "traces" / f"{healed['thread_id']}.jsonl")
               if isinstance(e, ReplayHandedOver)]
     assert [e.steps for e in handed] == [["orders"]]
+
+
+async def test_a_retry_of_a_healed_run_goes_on_with_the_models_plan(shop, tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"goal": "orders of customer 3", "steps": [
+        {"id": "customer", "tool": "http_request", "args": {"url": f"{shop}/customers/3"}},
+        {"id": "orders", "tool": "http_request", "depends_on": ["customer"],
+         "args": {"url": f"{shop}/v1/orders"}}]}))
+    _Shop.moved = True
+    model = ScriptedChatModel(responses=[
+        Decision(action="replan", reason="v1 is gone"),
+        Plan.model_validate({"goal": "g", "steps": [
+            {"id": "v3", "tool": "http_request", "args": {"url": f"{shop}/v3/orders"}}]}),
+        Decision(action="finish", reason="v3 is not open yet", answer="Not yet [v3]."),
+        Decision(action="finish", reason="read", answer="Order 71 [v3]."),
+    ])
+    context = Context(plan_file=str(plan), self_healing=True, allowed_hosts=[host_of(shop)])
+    thread, final = await run_thread("orders of customer 3", context=context, model=model)
+    assert final.status == RunStatus.FAILED and final.reason == "v3 is not open yet"
+
+    _Shop.v3_open = True
+    _, again = await retry_thread(thread, model=model)
+    assert again.status == RunStatus.COMPLETED and again.final_answer == "Order 71 [v3]."
+    # The file's plan was not read again: its steps neither ran again nor came back.
+    assert _Shop.seen == Counter({"/customers/3": 1, "/v1/orders": 1, "/v3/orders": 2})
+    assert not model.responses
 
 
 async def test_export_refuses_a_run_that_has_not_ended_in_one_line(shop, tmp_path):
