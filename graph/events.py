@@ -221,8 +221,7 @@ Event = Annotated[
     RunStarted | Resumed | RunRetried | RunFinished | StorageFailed | NodeUpdate
     | StepStarted | StepReplayed | StepWaiting | StepSent | StepRetried | StepFinished
     | ReasoningCall | StructuredOutputSalvaged | ReplayHandedOver | ApprovalRequested
-    | ApprovalAnswered
-    | ToolSourceWaiting | ToolSourceBack | ToolSourceUnavailable,
+    | ApprovalAnswered | ToolSourceWaiting | ToolSourceBack | ToolSourceUnavailable,
     Field(discriminator="event")]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -245,7 +244,8 @@ def emit(writer: Callable[[Any], None] | None, event: _Event) -> None:
 def emit_in_run(event: _Event) -> None:
     """Send `event` on the custom stream of the graph run this code runs in; outside one
     (a reasoner called on its own), nothing is sent."""
-    from langgraph.config import get_stream_writer  # runs load LangGraph; `duet show` not
+    # Imported here: `duet show` and `duet ls` read events without loading LangGraph.
+    from langgraph.config import get_stream_writer
 
     try:
         writer = get_stream_writer()

@@ -25,8 +25,9 @@ from graph.reasoning.protocol import ConfigurationError, ReasoningError, Reply, 
 if TYPE_CHECKING:
     from graph.context import Context
 
-# A variable's default in a plan file's header comment (its leading `#` lines).
-_DEFAULT = re.compile(r"#\s*default\s+([A-Za-z_]\w*)\s*=\s*(.*)")
+# A variable's default in a plan file's header comment (its leading `#` lines), as
+# `default_line` writes it: `# default NAME = "VALUE"`.
+_DEFAULT = re.compile(r"# default ([A-Za-z_]\w*)\s*=\s*(.*)")
 _JINJA_OPENER = re.compile(r"\{[{%#]")
 
 

@@ -80,6 +80,9 @@ def test_a_header_default_that_is_not_a_json_string_is_one_line_naming_it(tmp_pa
         PlanFileReasoner(path).load_plan()
     assert str(caught.value) == (f"plan file {str(path)!r}: default site: the value must be "
                                  "a JSON string in double quotes, not 'http://x'")
+    # A comment line that only looks like one (a task quoted in the header) is no default.
+    path.write_text("# a task:\n#   default site = x\ngoal: g\nsteps: []\n")
+    assert PlanFileReasoner(path).load_plan().goal == "g"
     # A default below the header is no default: the variable must be given.
     path.write_text("goal: g\n# default n = \"1\"\nsteps: [{id: a, tool: t, args: {n: "
                     "'{{ n }}'}}]\n")
