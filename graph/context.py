@@ -90,6 +90,20 @@ class Context:
         default_factory=dict,
         metadata={"description": "Values for `{{ name }}` placeholders in the plan file."},
     )
+    plan_text: str | None = field(
+        default=None,
+        metadata={"description": "Offline planner mode with the plan file's text (YAML or "
+                                 "JSON, e.g. from `duet export`) instead of its path: what a "
+                                 "client of a LangGraph server sends, the server not seeing "
+                                 "the client's files. Not with plan_file."},
+    )
+    self_healing: bool = field(
+        default=False,
+        metadata={"description": "With plan_file or plan_text: when a replayed step fails "
+                                 "(the world changed), the model (`model`) takes over with "
+                                 "the results so far and replans; the steps that succeeded "
+                                 "are kept. false: the run ends failed, naming the step."},
+    )
     approval: Literal["ask", "auto", "deny"] = field(
         default="ask",
         metadata={

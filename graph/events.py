@@ -190,6 +190,15 @@ class StructuredOutputSalvaged(_Event):
     schema_name: str = Field(alias="schema")
 
 
+class ReplayHandedOver(_Event):
+    """A self-healing replay met a failed step (`steps`; `reason` names each and its error):
+    the model takes over from there."""
+
+    event: Literal["replay_handed_over"] = "replay_handed_over"
+    steps: list[str]
+    reason: str
+
+
 class ApprovalRequested(_Event):
     """Steps wait for a human's approval (each step's id, tool, args, description...)."""
 
@@ -257,9 +266,9 @@ class ToolSourceUnavailable(_Event):
 Event = Annotated[
     RunStarted | Resumed | RunRetried | RunFinished | StorageFailed | NodeUpdate
     | StepStarted | StepReplayed | StepWaiting | StepSent | StepRetried | StepFinished
-    | ReasoningCall | StructuredOutputSalvaged | ApprovalRequested | ApprovalAnswered
-    | PlanReviewRequested | PlanReviewAnswered | ToolSourceWaiting | ToolSourceBack
-    | ToolSourceUnavailable,
+    | ReasoningCall | StructuredOutputSalvaged | ReplayHandedOver | ApprovalRequested
+    | ApprovalAnswered | PlanReviewRequested | PlanReviewAnswered | ToolSourceWaiting
+    | ToolSourceBack | ToolSourceUnavailable,
     Field(discriminator="event")]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -277,3 +286,16 @@ def emit(writer: Callable[[Any], None] | None, event: _Event) -> None:
     """Send `event` on a run's custom stream (`writer`: the runtime's stream writer)."""
     if writer is not None:
         writer(event.dump())
+
+
+def emit_in_run(event: _Event) -> None:
+    """Send `event` on the custom stream of the graph run this code runs in; outside one
+    (a reasoner called on its own), nothing is sent."""
+    # Imported here: `duet show` and `duet ls` read events without loading LangGraph.
+    from langgraph.config import get_stream_writer
+
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:
+        return
+    emit(writer, event)

@@ -297,15 +297,15 @@ class _Trace:
 
 def check_plan_file(context: Context, registry: ToolRegistry) -> None:
     """Raise `PlanFileError` (one line: the file, the step, the problem) when the run's plan
-    file cannot run: not YAML or JSON, not a plan (bad fields, a cycle, an unknown
-    dependency), or a step the registry refuses (an unknown tool, bad arguments, a bad
-    reference). Nothing is sent before this passes."""
-    if not context.plan_file:
+    file (or `plan_text`) cannot run: not YAML or JSON, not a plan (bad fields, a cycle, an
+    unknown dependency), or a step the registry refuses (an unknown tool, bad arguments, a
+    bad reference). Nothing is sent before this passes."""
+    replay = PlanFileReasoner.of(context)
+    if replay is None:
         return
-    plan = PlanFileReasoner(context.plan_file, context.plan_variables).load_plan()
-    for step in plan.steps:
+    for step in replay.load_plan().steps:
         if (refusal := step_refusal(step, registry)) is not None:
-            raise PlanFileError(Path(context.plan_file), str(refusal), step.id)
+            raise PlanFileError(replay.source, str(refusal), step.id)
 
 
 async def add_mcp_servers(registry: ToolRegistry, context: Context, *,

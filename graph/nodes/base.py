@@ -53,10 +53,11 @@ class NodeDeps:
     registry: ToolRegistry
     model: BaseChatModel | str | Reasoner | None = None
 
-    def reasoner(self, runtime: Runtime[Context] | None) -> Reasoner:
-        """The reasoner for this run (see `resolve_reasoner`); each call it makes is
-        reported on the run's stream (a `reasoning` event, for the run report)."""
-        inner = resolve_reasoner(runtime_context(runtime), self.model)
+    def reasoner(self, runtime: Runtime[Context] | None, plan: Plan | None) -> Reasoner:
+        """The reasoner for this run, whose plan is now `plan` (see `resolve_reasoner`);
+        each call it makes is reported on the run's stream (a `reasoning` event, for the
+        run report)."""
+        inner = resolve_reasoner(runtime_context(runtime), self.model, plan)
         writer = getattr(runtime, "stream_writer", None)
         return TimedReasoner(inner, lambda event: emit(writer, event))
 

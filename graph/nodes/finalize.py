@@ -51,7 +51,7 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
             raise ReasoningError("the token budget is spent, so the model was not asked")
         if failure := state.get("model_failure"):
             raise ReasoningError(failure)
-        reply = await deps.reasoner(runtime).answer(**arguments)
+        reply = await deps.reasoner(runtime, state.get("plan")).answer(**arguments)
         answer, spent = reply.value, reply.usage
     except Exception as exc:  # noqa: BLE001 - the run must still end with an answer
         # The template reports every step; the note says why no model wrote it.

@@ -50,7 +50,7 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
         return update | {"status": end_status(plan, done), "reason": "nothing left to run"}
 
     try:
-        reply = await deps.reasoner(runtime).observe(
+        reply = await deps.reasoner(runtime, plan).observe(
             task=state["task"], plan=plan, summary=state.get("summary", ""),
             results=state.get("recent", []), trigger=trigger,
         )

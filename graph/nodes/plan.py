@@ -65,7 +65,7 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
 
     async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry) as early:
         try:
-            reply = await deps.reasoner(runtime).plan(
+            reply = await deps.reasoner(runtime, previous).plan(
                 task=state["task"], tools=deps.registry.describe(),
                 summary=state.get("summary", ""), results=recent,
                 previous_plan=previous, review_feedback=state.get("review_feedback", ""),

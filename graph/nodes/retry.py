@@ -11,7 +11,7 @@ before any attempt reached its tool (`StepResult.not_sent`: its server refused) 
 
 A run of a plan file (offline planner mode) reads its file again: once the file is fixed,
 the retry runs its plan, keeping only the results of the steps the file still holds
-unchanged that succeeded.
+unchanged that succeeded; a self-healing replay whose model replanned keeps the model's plan.
 
 Budgets: steps, tool calls, tokens and replans count over the whole run, retries included,
 so a run that spent one continues only once it is raised (`duet retry --set max_steps=...`);
@@ -77,7 +77,10 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
         return {"retry": False}
     retries = state.get("retries", 0) + 1
     done = state.get("plan_results", {})
-    plan, fresh = state.get("plan"), _plan_file(runtime_context(runtime))
+    plan, context = state.get("plan"), runtime_context(runtime)
+    # A self-healing replay that replanned goes on with the model's plan, not the file's.
+    healed = context.self_healing and state.get("replans", 0) > 0
+    fresh = None if healed else _plan_file(context)
     kept = {step_id: r for step_id, r in done.items() if r.status == "ok"
             and (fresh is None or plan is None or _unchanged(step_id, plan, fresh))}
     failed = [r for r in done.values() if r.status != "ok"]
@@ -109,9 +112,8 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
 
 def _plan_file(context: Context) -> Plan | None:
     """The plan of the run's plan file as it is now (offline planner mode), or None."""
-    if not context.plan_file:
-        return None
-    return PlanFileReasoner(context.plan_file, context.plan_variables).load_plan()
+    replay = PlanFileReasoner.of(context)
+    return replay.load_plan() if replay is not None else None
 
 
 def _unchanged(step_id: str, old: Plan, new: Plan) -> bool:

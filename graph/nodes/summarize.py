@@ -43,7 +43,7 @@ async def summarize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> 
     cut = max(0, len(recent) - context.keep_recent_results)
     folded, kept = recent[:cut], recent[cut:]
     try:
-        reply = await deps.reasoner(runtime).summarize(
+        reply = await deps.reasoner(runtime, state.get("plan")).summarize(
             task=state["task"], summary=state.get("summary", ""), results=folded
         )
     except ReasoningError as exc:

@@ -2,8 +2,10 @@
 
 `ModelReasoner` asks a LangChain chat model (Nova 2 Lite over Bedrock by default).
 `PlanFileReasoner` is the offline planner mode: it runs a plan from a file and writes a
-templated answer. Nothing switches between them silently: the run context or the caller
-chooses, and with no AWS credentials the model mode fails with what to set.
+templated answer. `SelfHealingReplay` replays a plan file and hands over to the model at
+its first failed step (`self_healing`). Nothing switches between them silently: the run
+context or the caller chooses, and with no AWS credentials the model mode fails with what
+to set.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 
 from graph.context import Context
+from graph.contracts import Plan
 from graph.reasoning.bedrock import (
     cache_point_minimum,
     chat_model_from_spec,
     require_aws_credentials,
 )
 from graph.reasoning.chat import ModelReasoner
+from graph.reasoning.healing import SelfHealingReplay
 from graph.reasoning.offline import PlanFileError, PlanFileReasoner, templated_answer
 from graph.reasoning.protocol import (
     ConfigurationError,
@@ -29,17 +33,22 @@ from graph.reasoning.protocol import (
 )
 
 
-def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | None) -> Reasoner:
-    """Pick the reasoner of a run: offline plan file, the graph's model, or the context's model."""
-    if context.plan_file:
-        return PlanFileReasoner(context.plan_file, context.plan_variables)
+def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | None,
+                     current_plan: Plan | None = None) -> Reasoner:
+    """Pick the reasoner of a run: the offline plan file (or `plan_text`), the graph's
+    model, or the context's model; with a plan file and `self_healing`, the replay that
+    hands over to that model (`current_plan`, the run's plan now, says whether it has)."""
+    replay = PlanFileReasoner.of(context)
+    if replay is not None and not context.self_healing:
+        return replay
     if model is None:
         model = context.model
     if isinstance(model, str):
         model = chat_model_from_spec(model, context)
-    if isinstance(model, BaseChatModel):
-        return _model_reasoner(model, context)
-    return model
+    reasoner = _model_reasoner(model, context) if isinstance(model, BaseChatModel) else model
+    if replay is None:
+        return reasoner
+    return SelfHealingReplay(replay, reasoner, current_plan)
 
 
 def _model_reasoner(model: BaseChatModel, context: Context) -> ModelReasoner:
@@ -58,7 +67,7 @@ __all__ = [
     "ConfigurationError", "ModelReasoner", "ModelTimeout", "ModelUnavailable", "PlanFileError",
     "PlanFileReasoner",
     "Reasoner",
-    "ReasoningError", "Reply", "StepStream", "cache_point_minimum", "chat_model_from_spec",
-    "require_aws_credentials",
+    "ReasoningError", "Reply", "SelfHealingReplay", "StepStream", "cache_point_minimum",
+    "chat_model_from_spec", "require_aws_credentials",
     "resolve_reasoner", "templated_answer",
 ]

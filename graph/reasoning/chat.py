@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import add_ai_message_chunks
-from langgraph.config import get_stream_writer
 from pydantic import BaseModel, ValidationError
 
 from graph.contracts import (
@@ -27,7 +26,7 @@ from graph.contracts import (
     Usage,
     tool_schema,
 )
-from graph.events import StructuredOutputSalvaged, emit
+from graph.events import StructuredOutputSalvaged, emit_in_run
 from graph.reasoning.bedrock import endpoint_unreachable
 from graph.reasoning.protocol import (
     ModelTimeout,
@@ -157,10 +156,7 @@ def _salvaged(schema: type[M], message: BaseMessage | None) -> M:
                          "JSON objects)")
     value = schema.model_validate(objects[0])
     log.info("salvaged a %s from a reply in text", schema.__name__)
-    try:
-        emit(get_stream_writer(), StructuredOutputSalvaged(schema=schema.__name__))
-    except RuntimeError:  # called outside a graph run: the log line is the record
-        pass
+    emit_in_run(StructuredOutputSalvaged(schema=schema.__name__))  # else the log line is all
     return value
 
 

@@ -51,6 +51,9 @@ def print_event(event: Event) -> None:
                           f"to run: {', '.join(event.again) or 'a new plan'}"
                           + (f" [yellow](asks first: {', '.join(event.uncertain)})[/]"
                              if event.uncertain else ""))
+        case e.ReplayHandedOver():
+            console.print(f"[yellow]↪ the model takes over:[/] {escape(event.reason)}",
+                          highlight=False, soft_wrap=True)
         case e.StepRetried():
             console.print(f"  [yellow]↻ {event.step_id} retry after {event.error}[/]")
         case e.StepWaiting():

@@ -182,7 +182,9 @@ def run(
     task: Annotated[str, typer.Argument(help="What you want done.")],
     plan_file: Annotated[Path | None, typer.Option(help="Offline planner: run this plan.")] = None,
     var: Annotated[list[str], typer.Option(help="NAME=VALUE for the plan file.")] = [],  # noqa: B006
-    model: Annotated[str | None, typer.Option(help="Bedrock model id or provider:model.")] = None,
+    model: Annotated[str | None, typer.Option(help="Bedrock model id or provider:model; with "
+                                                   "--plan-file, it takes over when a "
+                                                   "replayed step fails.")] = None,
     thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
     allow_host: Annotated[list[str], typer.Option(
         help="A host[:port] the executors may reach (repeat it); none by default, and this "
@@ -207,7 +209,8 @@ def run(
         settings = parse_settings(setting)
     context = Context(plan_file=str(plan_file) if plan_file else None,
                       plan_variables=_parse_vars(var), approval=approve, review_plan=review,
-                      allowed_hosts=list(allow_host), mcp_config=mcp_path(mcp))
+                      allowed_hosts=list(allow_host), mcp_config=mcp_path(mcp),
+                      self_healing=bool(plan_file and model))
     if model:
         context.model = model
     if executor_url:
