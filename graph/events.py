@@ -136,7 +136,8 @@ class StepRetried(_Event):
 
 
 class StepFinished(_Event):
-    """A step ended, with its status."""
+    """A step ended, with its status; a Nova Act step with its agent time and that time's
+    cost (None: no price)."""
 
     event: Literal["step_finished"] = "step_finished"
     step_id: str
@@ -144,6 +145,8 @@ class StepFinished(_Event):
     status: str
     duration_ms: float
     attempts: int
+    nova_act_seconds: float | None = None
+    nova_act_cost_usd: float | None = None
 
 
 class ReasoningCall(_Event):

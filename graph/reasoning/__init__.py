@@ -11,15 +11,18 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 
 from graph.context import Context
+from graph.guards import CostBudget
 from graph.reasoning.bedrock import (
     cache_point_minimum,
     chat_model_from_spec,
+    output_bound,
     require_aws_credentials,
 )
 from graph.reasoning.chat import ModelReasoner
 from graph.reasoning.offline import PlanFileError, PlanFileReasoner, templated_answer
 from graph.reasoning.protocol import (
     ConfigurationError,
+    CostLimitReached,
     ModelTimeout,
     ModelUnavailable,
     Reasoner,
@@ -29,8 +32,12 @@ from graph.reasoning.protocol import (
 )
 
 
-def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | None) -> Reasoner:
-    """Pick the reasoner of a run: offline plan file, the graph's model, or the context's model."""
+def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | None,
+                     cost: CostBudget | None = None) -> Reasoner:
+    """Pick the reasoner of a run: offline plan file, the graph's model, or the context's
+    model. A chat model's calls are checked against `cost` before each is made (a reasoner
+    of your own is asked as it is). Raises `ConfigurationError` when the model cannot be
+    used as configured (no AWS credentials, `token_prices` not a price table)."""
     if context.plan_file:
         return PlanFileReasoner(context.plan_file, context.plan_variables)
     if model is None:
@@ -38,24 +45,27 @@ def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | N
     if isinstance(model, str):
         model = chat_model_from_spec(model, context)
     if isinstance(model, BaseChatModel):
-        return _model_reasoner(model, context)
+        return _model_reasoner(model, context, cost)
     return model
 
 
-def _model_reasoner(model: BaseChatModel, context: Context) -> ModelReasoner:
+def _model_reasoner(model: BaseChatModel, context: Context,
+                    cost: CostBudget | None) -> ModelReasoner:
     """A chat model's reasoner, with cache points (`prompt_caching`, where the model takes
-    them) and the run's token prices."""
+    them), the run's token prices and the bound of one call's output."""
     try:
         prices = context.prices()
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     minimum = cache_point_minimum(model) if context.prompt_caching else None
     return ModelReasoner(model, context.model_timeout_seconds, cache_min_tokens=minimum,
-                         prices=prices, wait_seconds=context.dependency_wait_seconds)
+                         prices=prices, wait_seconds=context.dependency_wait_seconds,
+                         output_bound=output_bound(model, context), cost=cost)
 
 
 __all__ = [
-    "ConfigurationError", "ModelReasoner", "ModelTimeout", "ModelUnavailable", "PlanFileError",
+    "ConfigurationError", "CostLimitReached", "ModelReasoner", "ModelTimeout",
+    "ModelUnavailable", "PlanFileError",
     "PlanFileReasoner",
     "Reasoner",
     "ReasoningError", "Reply", "StepStream", "cache_point_minimum", "chat_model_from_spec",
