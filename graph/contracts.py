@@ -384,6 +384,19 @@ class Usage(BaseModel):
         """The reasoning model's tokens and Nova Act's time, in USD (unpriced time: none)."""
         return round(self.estimated_cost_usd + self.nova_act_cost_usd, 6)
 
+    def describe_cost(self) -> str:
+        """`estimated cost $0.01234`, with its parts when Nova Act time is in it, and what
+        of that time had no price."""
+        text = f"estimated cost ${self.total_cost_usd:.5f}"
+        if not self.nova_act_seconds:
+            return text
+        text += (f" (model ${self.estimated_cost_usd:.5f}, Nova Act "
+                 f"{self.nova_act_seconds:.1f} s ${self.nova_act_cost_usd:.5f})")
+        if self.nova_act_unpriced_seconds:
+            text += (f"; {self.nova_act_unpriced_seconds:.1f} s of Nova Act time unpriced: "
+                     "set nova_act_prices")
+        return text
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             reasoning_calls=self.reasoning_calls + other.reasoning_calls,
