@@ -88,8 +88,9 @@ class NodeUpdate(_Event):
     rejected: list[dict[str, Any]] | None = None  # step_id and error of each refused step
 
     def says_something(self) -> bool:
-        """False for an update with nothing to show (act's results are step events)."""
-        return bool(self.model_fields_set - {"t", "thread_id", "event", "node"})
+        """False for an update with nothing to show (act's results are step events, the
+        Nova Act time they add to `usage` too)."""
+        return bool(self.model_fields_set - {"t", "thread_id", "event", "node", "usage"})
 
 
 class StepStarted(_Event):

@@ -11,6 +11,7 @@ from langchain_core.messages import HumanMessage
 
 from graph.context import Context, parse_settings
 from graph.contracts import NOVA_ACT_PRICES, NovaActPrices, Plan, StepResult, StepTally, Usage
+from graph.events import NodeUpdate
 from graph.guards import CostBudget, budget_stop
 from graph.reasoning import CostLimitReached, ModelReasoner, resolve_reasoner
 from graph.reasoning.bedrock import NOVA_2_LITE_MAX_OUTPUT_TOKENS, output_bound
@@ -158,3 +159,10 @@ def test_the_output_bound_is_the_models_own_else_the_setting_else_nova_2_lites()
     reasoner = resolve_reasoner(Context(max_output_tokens=300), scripted,
                                 CostBudget(max_cost_usd=1.0, spent_usd=0.0))
     assert isinstance(reasoner, ModelReasoner) and reasoner.output_bound == 300
+
+
+def test_an_act_update_that_only_adds_nova_act_time_shows_no_line():
+    # Its steps' events already said it; the live view prints no bare "● act" line.
+    assert not NodeUpdate(node="act", usage=Usage(nova_act_seconds=2.0).model_dump()
+                          ).says_something()
+    assert NodeUpdate(node="act", status="budget_exhausted").says_something()
