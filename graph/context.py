@@ -17,7 +17,7 @@ from tools.errors import ConfigError
 from tools.sandbox import SandboxPolicy
 
 if TYPE_CHECKING:
-    from graph.contracts import TokenPrices
+    from graph.contracts import NovaActPrices, TokenPrices
     from tools.step import RemoteBrowser
 
 DEFAULT_MODEL = "us.amazon.nova-2-lite-v1:0"
@@ -72,6 +72,24 @@ class Context:
                 "the path of a JSON file holding one. None: Nova 2 Lite list prices."
             )
         },
+    )
+    nova_act_prices: str | None = field(
+        default=None,
+        metadata={
+            "description": (
+                "Nova Act's price, USD per agent-hour: a JSON object with agent_hour (and "
+                "optionally source, as_of), or the path of a JSON file holding one. None: "
+                "no price is known (Nova Act time is reported unpriced, and max_cost_usd "
+                "refuses Nova Act steps)."
+            )
+        },
+    )
+    max_output_tokens: int | None = field(
+        default=None,
+        metadata={"description": "Most tokens one reasoning call may write (Bedrock's "
+                                 "maxTokens: a longer reply is cut, and asked again as "
+                                 "invalid); max_cost_usd reserves that many for each call. "
+                                 "None: the model's own limit (Nova 2 Lite: 65,535)."},
     )
     model_timeout_seconds: float = field(
         default=_TIMEOUTS.model_timeout_seconds,
@@ -145,6 +163,14 @@ class Context:
     token_budget: int = field(
         default=_BUDGETS.token_budget,
         metadata={"description": "Reasoning-model tokens (input + output) per run."},
+    )
+    max_cost_usd: float | None = field(
+        default=_BUDGETS.max_cost_usd,
+        metadata={"description": "USD per run: reasoning tokens (token_prices) and Nova Act "
+                                 "time (nova_act_prices). A reasoning call or a Nova Act step "
+                                 "that could pass it is not made: the run ends "
+                                 "budget_exhausted (`duet retry --set max_cost_usd=...` "
+                                 "continues it). None: no cost limit."},
     )
     max_stalled_replans: int = field(
         default=_BUDGETS.max_stalled_replans,
@@ -287,7 +313,13 @@ class Context:
         """The token prices of this run's cost estimates (`token_prices`, or Nova 2 Lite's).
 
         Raises `ValueError` saying what is wrong with a given table."""
-        return _price_table(self.token_prices or "")
+        return _price_table("token_prices", self.token_prices or "")
+
+    def nova_act_price(self) -> NovaActPrices:
+        """Nova Act's price for this run's costs (`nova_act_prices`; by default none).
+
+        Raises `ValueError` saying what is wrong with a given table."""
+        return _price_table("nova_act_prices", self.nova_act_prices or "")
 
     @property
     def budgets(self) -> Budgets:
@@ -321,22 +353,25 @@ class Context:
 
 
 @lru_cache(maxsize=8)
-def _price_table(setting: str) -> TokenPrices:
-    """`token_prices` read once per value: a JSON object, or the path of a file holding one."""
-    from graph.contracts import NOVA_2_LITE_PRICES, TokenPrices
+def _price_table(name: Literal["token_prices", "nova_act_prices"], setting: str) -> Any:
+    """The price setting `name` read once per value: a JSON object, or the path of a file
+    holding one; its default table when unset."""
+    from graph.contracts import NOVA_2_LITE_PRICES, NOVA_ACT_PRICES, NovaActPrices, TokenPrices
 
+    default, kind = ((NOVA_2_LITE_PRICES, TokenPrices) if name == "token_prices"
+                     else (NOVA_ACT_PRICES, NovaActPrices))
     if not setting:
-        return NOVA_2_LITE_PRICES
+        return default
     text = setting.strip()
     if not text.startswith("{"):
         try:
             text = Path(text).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ValueError(f"token_prices: cannot read {setting!r}: {exc}") from None
+            raise ValueError(f"{name}: cannot read {setting!r}: {exc}") from None
     try:
-        return TokenPrices.model_validate_json(text)
+        return kind.model_validate_json(text)
     except ValueError as exc:
-        raise ValueError(f"token_prices is not a price table: {exc}") from None
+        raise ValueError(f"{name} is not a price table: {exc}") from None
 
 
 class SettingError(ConfigError, ValueError):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from tools.errors import ErrorKind
 from tools.sandbox import SandboxPolicy
@@ -159,6 +159,18 @@ class StepResult(BaseModel):
         description="It failed and no attempt reached its tool (refused before sending: a "
                     "server down, no browser slot): a retry may run it again even when it "
                     "changes things and takes no idempotency key.")
+    nova_act_seconds: float = Field(
+        default=0.0, description="The wall time its Nova Act calls (act, act_get) took, "
+                                 "every attempt's: what Nova Act bills by the agent-hour.")
+    nova_act_cost_usd: float | None = Field(
+        default=None, description="That time at the run's Nova Act price (`nova_act_prices`) "
+                                  "when the step ended; None without Nova Act time or "
+                                  "without a price.")
+
+    @property
+    def usage(self) -> Usage:
+        """What the step adds to the run's usage: its Nova Act time and cost."""
+        return Usage.of_nova_act(self.nova_act_seconds, self.nova_act_cost_usd)
 
     @classmethod
     def rejected(cls, step: Step, plan_version: int, kind: ErrorKind,
@@ -212,6 +224,8 @@ class StepAttempt(BaseModel):
                                    "remote browser step, a base64 PNG.")
     executor: str | None = Field(default=None, description="The executor deployment that "
                                  "ran it (remote attempts).")
+    nova_act_seconds: float = Field(default=0.0, description="The wall time its Nova Act "
+                                    "calls took (remote attempts: the step adds it to its own).")
 
 
 class Decision(BaseModel):
@@ -283,12 +297,43 @@ NOVA_2_LITE_PRICES = TokenPrices(
 )
 
 
+class NovaActPrices(BaseModel):
+    """Nova Act's price in USD per agent-hour (the time its agent works on a task), and
+    where it comes from. `agent_hour` None: no price is known, so Nova Act time is reported
+    unpriced, and a run with `max_cost_usd` refuses to start a Nova Act step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent_hour: float | None = Field(default=None, ge=0)
+    source: str = ""
+    as_of: str = ""
+
+    def cost_usd(self, seconds: float) -> float | None:
+        """The price of `seconds` of agent time, or None without a price."""
+        if self.agent_hour is None:
+            return None
+        return round(seconds / 3600 * self.agent_hour, 6)
+
+
+# No number was found to put here: a user sets theirs with the `nova_act_prices` setting.
+NOVA_ACT_PRICES = NovaActPrices(
+    agent_hour=None,
+    source="no public per-agent-hour price found: the project's search of the AWS docs (the "
+           "Nova Act user guide, API reference and service pages) and of public pages "
+           "returned none; read https://aws.amazon.com/nova/pricing/ and set nova_act_prices",
+    as_of="2026-12-07 (searched offline)",
+)
+
+
 class Usage(BaseModel):
-    """Reasoning-model usage of one run (or of one call).
+    """What one run (or one call, or one step) used: reasoning-model tokens and Nova Act time.
 
     `input_tokens` counts every input token; `cache_read_tokens` and `cache_write_tokens` are
-    the parts of them read from and written to Bedrock's prompt cache. The cost is priced
-    when a call is recorded, at the prices in force then, and adds up with the tokens."""
+    the parts of them read from and written to Bedrock's prompt cache. `estimated_cost_usd`
+    is the tokens' cost, priced when a call is recorded at the prices in force then;
+    `nova_act_cost_usd` that of the Nova Act time priced when each step ended, and
+    `nova_act_unpriced_seconds` the part of that time that had no price. Every field adds
+    up; `total_cost_usd` is both costs."""
 
     reasoning_calls: int = 0
     input_tokens: int = 0
@@ -296,6 +341,9 @@ class Usage(BaseModel):
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     estimated_cost_usd: float = 0.0
+    nova_act_seconds: float = 0.0
+    nova_act_cost_usd: float = 0.0
+    nova_act_unpriced_seconds: float = 0.0
 
     @classmethod
     def of_call(cls, *, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
@@ -318,10 +366,40 @@ class Usage(BaseModel):
                            cache_write_tokens=details.get("cache_creation", 0) or 0,
                            prices=prices)
 
+    @classmethod
+    def of_nova_act(cls, seconds: float, cost_usd: float | None) -> Usage:
+        """Nova Act time of one step, and its cost (None: it had no price)."""
+        return cls(nova_act_seconds=seconds, nova_act_cost_usd=cost_usd or 0.0,
+                   nova_act_unpriced_seconds=seconds if cost_usd is None else 0.0)
+
+    @classmethod
+    def of_steps(cls, results: list[StepResult]) -> Usage:
+        """The Nova Act time and cost of `results`."""
+        return sum((r.usage for r in results if r.nova_act_seconds), cls())
+
     @property
     def total_tokens(self) -> int:
         """Input plus output tokens."""
         return self.input_tokens + self.output_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_cost_usd(self) -> float:
+        """The reasoning model's tokens and Nova Act's time, in USD (unpriced time: none)."""
+        return round(self.estimated_cost_usd + self.nova_act_cost_usd, 6)
+
+    def describe_cost(self) -> str:
+        """`estimated cost $0.01234`, with its parts when Nova Act time is in it, and what
+        of that time had no price."""
+        text = f"estimated cost ${self.total_cost_usd:.5f}"
+        if not self.nova_act_seconds:
+            return text
+        text += (f" (model ${self.estimated_cost_usd:.5f}, Nova Act "
+                 f"{self.nova_act_seconds:.1f} s ${self.nova_act_cost_usd:.5f})")
+        if self.nova_act_unpriced_seconds:
+            text += (f"; {self.nova_act_unpriced_seconds:.1f} s of Nova Act time unpriced: "
+                     "set nova_act_prices")
+        return text
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -331,6 +409,10 @@ class Usage(BaseModel):
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             estimated_cost_usd=round(self.estimated_cost_usd + other.estimated_cost_usd, 6),
+            nova_act_seconds=round(self.nova_act_seconds + other.nova_act_seconds, 3),
+            nova_act_cost_usd=round(self.nova_act_cost_usd + other.nova_act_cost_usd, 6),
+            nova_act_unpriced_seconds=round(
+                self.nova_act_unpriced_seconds + other.nova_act_unpriced_seconds, 3),
         )
 
 

@@ -88,8 +88,9 @@ class NodeUpdate(_Event):
     rejected: list[dict[str, Any]] | None = None  # step_id and error of each refused step
 
     def says_something(self) -> bool:
-        """False for an update with nothing to show (act's results are step events)."""
-        return bool(self.model_fields_set - {"t", "thread_id", "event", "node"})
+        """False for an update with nothing to show (act's results are step events, the
+        Nova Act time they add to `usage` too)."""
+        return bool(self.model_fields_set - {"t", "thread_id", "event", "node", "usage"})
 
 
 class StepStarted(_Event):
@@ -149,7 +150,8 @@ class Attempt(BaseModel):
 
 class StepFinished(_Event):
     """A step ended, with its status: when it `started` (epoch seconds), its plan version,
-    its error's kind, and each of its attempts (none for a step refused before any)."""
+    its error's kind, and each of its attempts (none for a step refused before any); a Nova
+    Act step with its agent time and that time's cost (None: no price)."""
 
     event: Literal["step_finished"] = "step_finished"
     step_id: str
@@ -161,6 +163,8 @@ class StepFinished(_Event):
     plan_version: int | None = None
     error: str | None = None
     attempt_log: list[Attempt] = []
+    nova_act_seconds: float | None = None
+    nova_act_cost_usd: float | None = None
 
 
 class ReasoningCall(_Event):

@@ -39,9 +39,52 @@ def budget_stop(
         return Stop(spent, f"tool-call budget spent ({calls}/{budgets.max_tool_calls})")
     if usage.total_tokens >= budgets.token_budget:
         return Stop(spent, f"token budget spent ({usage.total_tokens}/{budgets.token_budget})")
+    if budgets.max_cost_usd is not None and usage.total_cost_usd >= budgets.max_cost_usd:
+        return Stop(spent, f"cost budget spent (${usage.total_cost_usd:.4f} of "
+                           f"max_cost_usd ${budgets.max_cost_usd:g})")
     if now - started_at >= budgets.deadline_seconds:
         return Stop(spent, deadline_passed(budgets))
     return None
+
+
+class CostBudget:
+    """What one node may still spend of the run's `max_cost_usd`.
+
+    A call (a reasoning call, a Nova Act step) reserves its estimate before it starts
+    (`reserve`): it starts only if what the run had spent, what ended since, the estimates
+    of the calls still in flight and its own fit the budget. When it ends, `settle`
+    replaces its estimate with what it cost. Without `max_cost_usd` every call fits.
+    The event loop is the only thread that uses it."""
+
+    def __init__(self, max_cost_usd: float | None, spent_usd: float):
+        self.max_cost_usd = max_cost_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = 0.0
+
+    def reserve(self, estimate_usd: float | None, call: str) -> Stop | None:
+        """Reserve `estimate_usd` for `call` ("the plan call", "step s2 (browser_act)"), or
+        the `Stop` that ends the run before it: `budget_exhausted` when it could pass the
+        budget, `failed` when it has no price (`estimate_usd` None) to check it by."""
+        if self.max_cost_usd is None:
+            return None
+        if estimate_usd is None:
+            return Stop(RunStatus.FAILED, f"{call} cannot be priced, and max_cost_usd needs a "
+                                          "price: set nova_act_prices (USD per agent-hour)")
+        committed = self.spent_usd + self.reserved_usd
+        if committed + estimate_usd > self.max_cost_usd:
+            in_flight = f", ${self.reserved_usd:.4f} more in flight" if self.reserved_usd else ""
+            return Stop(RunStatus.BUDGET_EXHAUSTED, (
+                f"cost budget: {call} could cost up to ${estimate_usd:.4f}, past max_cost_usd "
+                f"${self.max_cost_usd:g} (${self.spent_usd:.4f} spent{in_flight})"))
+        self.reserved_usd += estimate_usd
+        return None
+
+    def settle(self, estimate_usd: float, cost_usd: float) -> None:
+        """A call that reserved `estimate_usd` ended, having cost `cost_usd`."""
+        if self.max_cost_usd is None:
+            return
+        self.reserved_usd = max(0.0, self.reserved_usd - estimate_usd)
+        self.spent_usd += cost_usd
 
 
 def deadline_passed(budgets: Budgets) -> str:

@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Budgets:
     """What a run may spend; one more step, call or token past any of them ends it
-    `budget_exhausted` (`graph.guards`). Steps, tool calls, tokens and replans count over
-    the whole run, retries included; the deadline starts again with each retry."""
+    `budget_exhausted` (`graph.guards`), and so does a reasoning call or a Nova Act step
+    that could pass `max_cost_usd` (None: no cost limit). Steps, tool calls, tokens, cost
+    and replans count over the whole run, retries included; the deadline starts again with
+    each retry."""
 
     max_steps: int = 200
     max_tool_calls: int = 400
     token_budget: int = 200_000
+    max_cost_usd: float | None = None
     deadline_seconds: float = 600.0
     max_replans: int = 3
     max_stalled_replans: int = 2

@@ -38,7 +38,7 @@ def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
     from tools.browser import BrowserPool, PlaywrightExecutor, browser_dependency
     from tools.http import HTTP_DEPENDENCY, http_changes_things, http_request_tool
     from tools.http import clients as http_clients
-    from tools.nova_act import NovaActExecutor, nova_act_unavailable
+    from tools.nova_act import NovaActExecutor, nova_act_dependency, nova_act_unavailable
     from tools.registry import ToolRegistry
 
     registry = ToolRegistry()
@@ -55,9 +55,9 @@ def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
                 dependency=browser_dependency(tool.name, "playwright_timeout_seconds"))
     act, extract = NovaActExecutor(pool).tools()
     builtin(act, side_effects=True, unavailable_reason=nova_act_unavailable,
-            dependency=browser_dependency(act.name))
+            dependency=nova_act_dependency(act.name))
     builtin(extract, read_only=True, unavailable_reason=nova_act_unavailable,
-            dependency=browser_dependency(extract.name))
+            dependency=nova_act_dependency(extract.name))
     return registry
 
 

@@ -14,6 +14,7 @@ planner as unavailable, with what to set.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -24,8 +25,9 @@ import jsonschema
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.browser import SESSION_HELP, BrowserPool, BrowserSession
+from tools.browser import SESSION_HELP, BrowserPool, BrowserSession, browser_dependency
 from tools.errors import BlockedError, ErrorKind, ToolError, ToolUnavailableError
+from tools.registry import Dependency
 from tools.sandbox import SandboxPolicy
 from tools.step import InjectedStep, StepContext, StepFiles
 
@@ -71,8 +73,17 @@ class ExtractArgs(ActArgs):
         alias="schema", description="JSON Schema the extracted data must match.")
 
 
+def nova_act_dependency(tool: str) -> Dependency:
+    """What a Nova Act tool's calls wait on (its browser), and that Nova Act bills them by
+    the agent-hour: the time of each `act` / `act_get` call goes to the step's
+    `agent_time`, and one call's is bounded by the SDK's own limit, `browser_timeout_seconds`."""
+    return dataclasses.replace(browser_dependency(tool),
+                               agent_time_bound_by="browser_timeout_seconds")
+
+
 class NovaActExecutor:
-    """Nova Act in pooled browser sessions; one SDK instance (and one thread) per session."""
+    """Nova Act in pooled browser sessions; one SDK instance (and one thread) per session.
+    The wall time of each Nova Act call is recorded in the step's `agent_time`."""
 
     def __init__(self, pool: BrowserPool, model_id: str = NOVA_ACT_MODEL):
         self.pool = pool
@@ -82,8 +93,9 @@ class NovaActExecutor:
                   session: str | None = None) -> dict[str, Any]:
         """Carry out `instruction` in the browser; returns what the agent reported."""
         def run(nova: Any, policy: SandboxPolicy) -> dict[str, Any]:
-            result = nova.act(instruction, max_steps=policy.browser_max_steps,
-                              timeout=policy.browser_timeout_seconds)
+            with step.agent_time.measure():
+                result = nova.act(instruction, max_steps=policy.browser_max_steps,
+                                  timeout=policy.browser_timeout_seconds)
             return {"response": getattr(result, "response", None),
                     "steps": result.metadata.num_steps_executed}
 
@@ -93,9 +105,10 @@ class NovaActExecutor:
                       step: StepContext, session: str | None = None) -> dict[str, Any]:
         """Read data from the page; the result must validate against `json_schema`."""
         def run(nova: Any, policy: SandboxPolicy) -> dict[str, Any]:
-            result = nova.act_get(instruction, schema=json_schema,
-                                  max_steps=policy.browser_max_steps,
-                                  timeout=policy.browser_timeout_seconds)
+            with step.agent_time.measure():
+                result = nova.act_get(instruction, schema=json_schema,
+                                      max_steps=policy.browser_max_steps,
+                                      timeout=policy.browser_timeout_seconds)
             try:
                 jsonschema.validate(result.parsed_response, json_schema)
             except jsonschema.ValidationError as exc:

@@ -42,11 +42,14 @@ class Dependency:
     """What a tool's calls wait on: `name` says it in errors and waits (a function of the
     call's arguments, or text), `bound_by` is the setting that bounds one call, and
     `in_process` says its session lives in this process (an MCP server's), so its steps
-    never go to an executor deployment."""
+    never go to an executor deployment. `agent_time_bound_by` marks a tool billed by Nova
+    Act's agent-hour: it records that time (`StepContext.agent_time`), and the setting
+    named bounds one call's (a run's cost budget reserves it before the step starts)."""
 
     name: str | Callable[[dict[str, Any]], str]
     bound_by: BoundBy = "step_timeout_seconds"
     in_process: bool = False
+    agent_time_bound_by: Literal["browser_timeout_seconds"] | None = None
 
     def named(self, args: dict[str, Any]) -> str:
         """What a call with `args` waits on."""

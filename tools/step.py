@@ -9,6 +9,9 @@ tool. `current_idempotency_key()` stays for tools written before this existed.
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -89,6 +92,45 @@ class StepWaits:
         return f"waited {self.seconds:.1f} s for {'; '.join(self.reasons)}"
 
 
+class AgentTime:
+    """The time a step's tool spent in a service billed by the hour of agent time (Nova
+    Act's `act` and `act_get`), over every attempt of the step: `measure` times one call
+    (in whatever thread makes it), `add` counts one measured elsewhere (an executor
+    deployment's). `seconds` includes the calls still running, up to now: a call that
+    outlives its step's time limit is counted up to the step's end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ended = 0.0
+        self._running: dict[int, float] = {}  # start times of the calls in progress
+        self._calls = itertools.count()
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        """Count the enclosed call's wall time."""
+        began = time.monotonic()
+        with self._lock:
+            call = next(self._calls)
+            self._running[call] = began
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._ended += time.monotonic() - self._running.pop(call)
+
+    def add(self, seconds: float) -> None:
+        """Count `seconds` measured elsewhere."""
+        with self._lock:
+            self._ended += seconds
+
+    @property
+    def seconds(self) -> float:
+        """The time counted so far, the calls still running included."""
+        now = time.monotonic()
+        with self._lock:
+            return self._ended + sum(now - began for began in self._running.values())
+
+
 @dataclass(frozen=True)
 class RemoteBrowser:
     """A browser reached over CDP instead of a local Chromium (`browser_cdp_url`), with the
@@ -114,7 +156,8 @@ class StepContext:
     `browser`: a remote browser to use instead of a local Chromium. `auth`: the run's
     secrets by name, login recipes and HTTP auth (`tools.auth`). `stream_writer` and
     `store`: the run's custom stream and its LangGraph store, for users' own tools (a step
-    sent to an executor deployment has neither)."""
+    sent to an executor deployment has neither). `agent_time`: where a tool billed by
+    agent time (Nova Act) records it."""
 
     policy: SandboxPolicy = DENY_ALL
     scope: str = "default"
@@ -125,6 +168,7 @@ class StepContext:
     auth: Auth = NO_AUTH
     stream_writer: Callable[[Any], None] = _write_nowhere
     store: Any = None  # a `langgraph.store.base.BaseStore`, when the run has one
+    agent_time: AgentTime = field(default_factory=AgentTime)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any,

@@ -60,7 +60,12 @@ from graph.events import (
     ToolSourceWaiting,
     parse_event,
 )
-from graph.reasoning import PlanFileError, PlanFileReasoner, resolve_reasoner
+from graph.reasoning import (
+    ConfigurationError,
+    PlanFileError,
+    PlanFileReasoner,
+    resolve_reasoner,
+)
 from graph.redaction import also_redact, redact
 from graph.runtime.early import step_refusal
 from graph.runtime.ledger import StepLedger
@@ -187,6 +192,10 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
     are saved before its storage opens (so a resume finds them if that fails); with `save`,
     a retry's changed settings once the thread is known to continue."""
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
+    try:
+        context.nova_act_price()  # read by the steps: a bad table stops the run here
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
     checks_plan = task is not None or retry  # a resume goes on with the plan it has
     config = {"configurable": {"thread_id": thread_id}}
     spans = run_spans(thread_id)  # None without an OTLP endpoint

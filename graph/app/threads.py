@@ -150,7 +150,7 @@ async def recent_runs(limit: int = 20, checkpointer_url: str | None = None
                                                                      - path.stat().st_mtime),
                          "steps": step_count(values),
                          "reasoning_calls": usage.reasoning_calls,
-                         "cost_usd": usage.estimated_cost_usd})
+                         "cost_usd": usage.total_cost_usd})
     return rows
 
 

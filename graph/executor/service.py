@@ -107,6 +107,7 @@ class StepService:
                 await asyncio.to_thread(shutil.rmtree, files.run_folder, True)
         if files is not None and (image := files.held.get("screenshot")):
             attempt.screenshot = base64.b64encode(image).decode()
+        attempt.nova_act_seconds = round(step.agent_time.seconds, 3)
         return attempt
 
     async def end_thread(self, thread: str) -> None:

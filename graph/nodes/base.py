@@ -16,7 +16,9 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.contracts import Plan, RunStatus, StepResult, StepTally, Usage
 from graph.events import emit
+from graph.guards import CostBudget
 from graph.reasoning import (
+    CostLimitReached,
     ModelTimeout,
     ModelUnavailable,
     Reasoner,
@@ -39,11 +41,21 @@ def reasoning_failed(exc: ReasoningError) -> dict[str, Any]:
     that could not be reached or did not answer in time is not asked again for the final
     answer (`model_failure`): that call would wait its whole bound too, so the run would end
     only after twice the bound it states."""
+    if isinstance(exc, CostLimitReached):
+        # Not a failure: the call was not made, and a raised budget continues the run.
+        return {"status": RunStatus.BUDGET_EXHAUSTED, "reason": str(exc), "usage": exc.usage}
     update: dict[str, Any] = {"status": RunStatus.FAILED, "reason": str(exc),
                               "usage": exc.usage}
     if isinstance(exc, ModelTimeout | ModelUnavailable):
         update["model_failure"] = str(exc)
     return update
+
+
+def cost_budget(runtime: Runtime[Context] | None, state: State) -> CostBudget:
+    """What a node may spend of the run's `max_cost_usd`: its reasoning calls and the steps
+    it starts share it."""
+    spent = (state.get("usage") or Usage()).total_cost_usd
+    return CostBudget(runtime_context(runtime).max_cost_usd, spent)
 
 
 @dataclass(frozen=True)
@@ -53,19 +65,21 @@ class NodeDeps:
     registry: ToolRegistry
     model: BaseChatModel | str | Reasoner | None = None
 
-    def reasoner(self, runtime: Runtime[Context] | None, plan: Plan | None) -> Reasoner:
-        """The reasoner for this run, whose plan is now `plan` (see `resolve_reasoner`);
-        each call it makes is reported on the run's stream (a `reasoning` event, for the
-        run report)."""
-        inner = resolve_reasoner(runtime_context(runtime), self.model, plan)
+    def reasoner(self, runtime: Runtime[Context] | None, plan: Plan | None,
+                 cost: CostBudget) -> Reasoner:
+        """The reasoner for this run, whose plan is now `plan` (see `resolve_reasoner`),
+        each call checked against `cost` before it is made; each call it makes is reported
+        on the run's stream (a `reasoning` event, for the run report)."""
+        inner = resolve_reasoner(runtime_context(runtime), self.model, plan, cost)
         writer = getattr(runtime, "stream_writer", None)
         return TimedReasoner(inner, lambda event: emit(writer, event))
 
     def scheduler(self, runtime: Runtime[Context] | None, state: State, *,
-                  plan_version: int, extra: Sequence[StepResult] = ()) -> Scheduler:
-        """A scheduler for `plan_version` of this run. A new version starts with no results;
-        `extra` are results not in the state yet (early-started steps of a discarded
-        answer), which count against the budgets."""
+                  plan_version: int, cost: CostBudget,
+                  extra: Sequence[StepResult] = ()) -> Scheduler:
+        """A scheduler for `plan_version` of this run, its Nova Act steps checked against
+        `cost`. A new version starts with no results; `extra` are results not in the state
+        yet (early-started steps of a discarded answer), which count against the budgets."""
         current = plan_version == state.get("plan_version")
         done = state.get("plan_results", {}) if current else {}
         unseen = state.get("unseen", []) if current else []
@@ -75,7 +89,8 @@ class NodeDeps:
             unseen_failure=any(done[i].status != "ok" for i in unseen if i in done),
             pending=list(state.get("pending_steps") or []) if current else [],
             started_at=state.get("started_at") or 0.0, usage=state.get("usage") or Usage(),
-            context=runtime_context(runtime), registry=self.registry, runtime=runtime)
+            cost=cost, context=runtime_context(runtime), registry=self.registry,
+            runtime=runtime)
 
 
 def plan_escalations(state: State, context: Context, plan: Plan,
@@ -124,12 +139,17 @@ def runtime_context(runtime: Runtime[Context] | None) -> Context:
     return context if isinstance(context, Context) else Context()
 
 
-async def record_results(runtime: Runtime[Context] | None,
-                         results: list[StepResult]) -> dict[str, Any]:
+async def record_results(runtime: Runtime[Context] | None, results: list[StepResult],
+                         spent: Usage | None = None) -> dict[str, Any]:
     """Record new results: steps that did not run go to the step ledger now (steps that ran
     wrote theirs as they ended); without a store every result goes to the state's
-    `results`. Returns the state update: the prompt window and the counts."""
+    `results`. Returns the state update: the prompt window, the counts, and the usage:
+    `spent` (the node's reasoning calls') plus the steps' Nova Act time, when either is
+    given."""
     update: dict[str, Any] = {"recent": results, "tally": StepTally.of(results)}
+    steps = Usage.of_steps(results)
+    if spent is not None or steps.nova_act_seconds:
+        update["usage"] = (spent or Usage()) + steps
     store = getattr(runtime, "store", None)
     if store is None:
         return update | {"results": results}

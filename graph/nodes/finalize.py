@@ -17,7 +17,7 @@ from langgraph.types import Overwrite
 from graph.context import Context
 from graph.contracts import RunStatus, Usage
 from graph.guards import tokens_spent
-from graph.nodes.base import NodeDeps, runtime_context
+from graph.nodes.base import NodeDeps, cost_budget, runtime_context
 from graph.reasoning import ReasoningError, templated_answer
 from graph.runtime.execution import thread_of
 from graph.runtime.ledger import StepLedger
@@ -51,7 +51,8 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
             raise ReasoningError("the token budget is spent, so the model was not asked")
         if failure := state.get("model_failure"):
             raise ReasoningError(failure)
-        reply = await deps.reasoner(runtime, state.get("plan")).answer(**arguments)
+        reply = await deps.reasoner(runtime, state.get("plan"),
+                                    cost_budget(runtime, state)).answer(**arguments)
         answer, spent = reply.value, reply.usage
     except Exception as exc:  # noqa: BLE001 - the run must still end with an answer
         # The template reports every step; the note says why no model wrote it.

@@ -12,7 +12,13 @@ from langgraph.types import Overwrite
 from graph.context import Context
 from graph.contracts import Decision, Plan, RunStatus, StepResult, StepTally, Usage
 from graph.guards import budget_stop, tokens_spent
-from graph.nodes.base import NodeDeps, never_raises, reasoning_failed, runtime_context
+from graph.nodes.base import (
+    NodeDeps,
+    cost_budget,
+    never_raises,
+    reasoning_failed,
+    runtime_context,
+)
 from graph.reasoning import ReasoningError
 from graph.runtime.progress import decision_trigger, plan_finished, plan_succeeded
 from graph.state import State
@@ -50,7 +56,7 @@ async def observe(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
         return update | {"status": end_status(plan, done), "reason": "nothing left to run"}
 
     try:
-        reply = await deps.reasoner(runtime, plan).observe(
+        reply = await deps.reasoner(runtime, plan, cost_budget(runtime, state)).observe(
             task=state["task"], plan=plan, summary=state.get("summary", ""),
             results=state.get("recent", []), trigger=trigger,
         )

@@ -20,6 +20,7 @@ from graph.contracts import Decision, RunStatus, StepResult, StepTally, Usage
 from graph.guards import budget_stop, remember_plan, repeated_plan, replan_stop
 from graph.nodes.base import (
     NodeDeps,
+    cost_budget,
     never_raises,
     plan_escalations,
     reasoning_failed,
@@ -59,13 +60,16 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
     if stop:
         return update | stop.as_update()
 
+    # The plan call and the steps that start while it streams spend from one budget.
+    cost = cost_budget(runtime, state)
+
     def make(version: int, discarded: list[StepResult]) -> Scheduler:
         return deps.scheduler(runtime, {**state, "started_at": started_at},
-                              plan_version=version, extra=discarded)
+                              plan_version=version, cost=cost, extra=discarded)
 
     async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry) as early:
         try:
-            reply = await deps.reasoner(runtime, previous).plan(
+            reply = await deps.reasoner(runtime, previous, cost).plan(
                 task=state["task"], tools=deps.registry.describe(),
                 summary=state.get("summary", ""), results=recent,
                 previous_plan=previous, review_feedback=state.get("review_feedback", ""),
@@ -75,8 +79,8 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             )
         except ReasoningError as exc:
             await early.cancel("no valid plan came")
-            return update | reasoning_failed(exc) | await record_results(runtime,
-                                                                         early.results())
+            return update | reasoning_failed(exc) | await record_results(
+                runtime, early.results(), exc.usage)
 
         new_plan, version = reply.value, early.version
         fingerprint = new_plan.fingerprint()
@@ -87,7 +91,8 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             tally=tally, usage=usage + reply.usage, started_at=started_at, budgets=budgets)
         if stop:
             await early.cancel(f"the run stopped: {stop.reason}")
-            return update | stop.as_update() | await record_results(runtime, early.results())
+            return update | stop.as_update() | await record_results(
+                runtime, early.results(), reply.usage)
 
         refused = refuse_invalid_steps(new_plan, deps.registry, version)
         if refused:
@@ -95,7 +100,7 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             await early.cancel("the plan has invalid steps")
             ids = [r.step_id for r in refused]
             started = early.results()
-            return update | await record_results(runtime, started + refused) | {
+            return update | await record_results(runtime, started + refused, reply.usage) | {
                 "plan_results": Overwrite(results_of_plan(started + refused, version)),
                 "decision": Decision(action="replan", reason=f"steps {ids} were rejected"),
             }
@@ -109,7 +114,8 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             return update | {"awaiting_review": True, "plan_results": Overwrite({})}
         outcome = await early.run(new_plan, escalated)
     # Results of discarded attempts belong to no plan the agent must judge now.
-    return update | await record_results(runtime, early.discarded + outcome.results) | {
+    return update | await record_results(runtime, early.discarded + outcome.results,
+                                         reply.usage) | {
         "plan_results": Overwrite(results_of_plan(outcome.results, version)),
         "unseen": Overwrite([r.step_id for r in outcome.results]),
         "pending_steps": outcome.held, **(outcome.stop.as_update() if outcome.stop else {})}

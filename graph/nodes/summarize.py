@@ -8,7 +8,13 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from graph.context import Context
-from graph.nodes.base import NodeDeps, never_raises, reasoning_failed, runtime_context
+from graph.nodes.base import (
+    NodeDeps,
+    cost_budget,
+    never_raises,
+    reasoning_failed,
+    runtime_context,
+)
 from graph.reasoning import ReasoningError
 from graph.rendering import estimate_tokens, render_plan, render_results
 from graph.state import State
@@ -43,7 +49,8 @@ async def summarize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> 
     cut = max(0, len(recent) - context.keep_recent_results)
     folded, kept = recent[:cut], recent[cut:]
     try:
-        reply = await deps.reasoner(runtime, state.get("plan")).summarize(
+        reply = await deps.reasoner(runtime, state.get("plan"),
+                                    cost_budget(runtime, state)).summarize(
             task=state["task"], summary=state.get("summary", ""), results=folded
         )
     except ReasoningError as exc:

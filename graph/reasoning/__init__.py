@@ -14,9 +14,11 @@ from langchain_core.language_models import BaseChatModel
 
 from graph.context import Context
 from graph.contracts import Plan
+from graph.guards import CostBudget
 from graph.reasoning.bedrock import (
     cache_point_minimum,
     chat_model_from_spec,
+    output_bound,
     require_aws_credentials,
 )
 from graph.reasoning.chat import ModelReasoner
@@ -24,6 +26,7 @@ from graph.reasoning.healing import SelfHealingReplay
 from graph.reasoning.offline import PlanFileError, PlanFileReasoner, templated_answer
 from graph.reasoning.protocol import (
     ConfigurationError,
+    CostLimitReached,
     ModelTimeout,
     ModelUnavailable,
     Reasoner,
@@ -34,10 +37,14 @@ from graph.reasoning.protocol import (
 
 
 def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | None,
-                     current_plan: Plan | None = None) -> Reasoner:
+                     current_plan: Plan | None = None,
+                     cost: CostBudget | None = None) -> Reasoner:
     """Pick the reasoner of a run: the offline plan file (or `plan_text`), the graph's
     model, or the context's model; with a plan file and `self_healing`, the replay that
-    hands over to that model (`current_plan`, the run's plan now, says whether it has)."""
+    hands over to that model (`current_plan`, the run's plan now, says whether it has). A
+    chat model's calls are checked against `cost` before each is made (a reasoner of your
+    own is asked as it is). Raises `ConfigurationError` when the model cannot be used as
+    configured (no AWS credentials, `token_prices` not a price table)."""
     replay = PlanFileReasoner.of(context)
     if replay is not None and not context.self_healing:
         return replay
@@ -45,26 +52,30 @@ def resolve_reasoner(context: Context, model: BaseChatModel | str | Reasoner | N
         model = context.model
     if isinstance(model, str):
         model = chat_model_from_spec(model, context)
-    reasoner = _model_reasoner(model, context) if isinstance(model, BaseChatModel) else model
+    reasoner = (_model_reasoner(model, context, cost) if isinstance(model, BaseChatModel)
+                else model)
     if replay is None:
         return reasoner
     return SelfHealingReplay(replay, reasoner, current_plan)
 
 
-def _model_reasoner(model: BaseChatModel, context: Context) -> ModelReasoner:
+def _model_reasoner(model: BaseChatModel, context: Context,
+                    cost: CostBudget | None) -> ModelReasoner:
     """A chat model's reasoner, with cache points (`prompt_caching`, where the model takes
-    them) and the run's token prices."""
+    them), the run's token prices and the bound of one call's output."""
     try:
         prices = context.prices()
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     minimum = cache_point_minimum(model) if context.prompt_caching else None
     return ModelReasoner(model, context.model_timeout_seconds, cache_min_tokens=minimum,
-                         prices=prices, wait_seconds=context.dependency_wait_seconds)
+                         prices=prices, wait_seconds=context.dependency_wait_seconds,
+                         output_bound=output_bound(model, context), cost=cost)
 
 
 __all__ = [
-    "ConfigurationError", "ModelReasoner", "ModelTimeout", "ModelUnavailable", "PlanFileError",
+    "ConfigurationError", "CostLimitReached", "ModelReasoner", "ModelTimeout",
+    "ModelUnavailable", "PlanFileError",
     "PlanFileReasoner",
     "Reasoner",
     "ReasoningError", "Reply", "SelfHealingReplay", "StepStream", "cache_point_minimum",

@@ -59,11 +59,24 @@ def cache_point_minimum(model: BaseChatModel) -> int | None:
     return NOVA_CACHE_MIN_TOKENS if "amazon.nova" in model_id else None
 
 
+# The most tokens one Nova 2 Lite call may write (its Bedrock maxTokens limit).
+NOVA_2_LITE_MAX_OUTPUT_TOKENS = 65_535
+
+
+def output_bound(model: BaseChatModel, context: Context) -> int:
+    """The most tokens one call of `model` may write, as a cost budget reserves them: the
+    model's own `max_tokens` (a Bedrock model is made with `max_output_tokens`), else
+    `max_output_tokens`, else Nova 2 Lite's limit."""
+    own = getattr(model, "max_tokens", None)
+    return (own if isinstance(own, int) and own > 0 else None) or (
+        context.max_output_tokens or NOVA_2_LITE_MAX_OUTPUT_TOKENS)
+
+
 @lru_cache(maxsize=16)
 def _bedrock_model(
     model_id: str, region: str, endpoint_url: str | None,
     reasoning_effort: ReasoningEffort | None,
-    call_seconds: float = 180,
+    call_seconds: float = 180, max_tokens: int | None = None,
 ) -> BaseChatModel:
     from botocore.config import Config
     from langchain_aws import ChatBedrockConverse
@@ -79,6 +92,7 @@ def _bedrock_model(
     return ChatBedrockConverse(
         model=model_id, region_name=region, base_url=endpoint_url,
         reasoning_effort=reasoning_effort, temperature=0, config=retries,
+        max_tokens=max_tokens,
     )
 
 
@@ -104,5 +118,5 @@ def chat_model_from_spec(spec: str, context: Context) -> BaseChatModel:
     require_aws_credentials(model_id)
     return _bedrock_model(
         model_id, context.region, context.bedrock_endpoint_url, context.reasoning_effort,
-        context.model_timeout_seconds,
+        context.model_timeout_seconds, context.max_output_tokens,
     )

@@ -27,8 +27,10 @@ from graph.contracts import (
     tool_schema,
 )
 from graph.events import StructuredOutputSalvaged, emit_in_run
-from graph.reasoning.bedrock import endpoint_unreachable
+from graph.guards import CostBudget
+from graph.reasoning.bedrock import NOVA_2_LITE_MAX_OUTPUT_TOKENS, endpoint_unreachable
 from graph.reasoning.protocol import (
+    CostLimitReached,
     ModelTimeout,
     ModelUnavailable,
     ReasoningError,
@@ -169,11 +171,18 @@ class ModelReasoner:
     reset before any answer) is called again with backoff for up to `wait_seconds`
     (`dependency_wait_seconds`), then the call fails `ModelUnavailable`. `provider` and
     `model_name` name the model as LangChain names it to LangSmith (`amazon_bedrock` and
-    the Bedrock model id, for Nova 2 Lite)."""
+    the Bedrock model id, for Nova 2 Lite).
+
+    With a `cost` budget, each call is checked before it is made, without a model call: its
+    prompt's input tokens (`estimate_tokens` of its text and tool definition) at the input
+    price, plus `output_bound` output tokens at the output price, must fit what is left;
+    otherwise it raises `CostLimitReached` and no request is sent."""
 
     def __init__(self, model: BaseChatModel, timeout_seconds: float | None = None, *,
                  cache_min_tokens: int | None = None,
-                 prices: TokenPrices = NOVA_2_LITE_PRICES, wait_seconds: float = 0.0):
+                 prices: TokenPrices = NOVA_2_LITE_PRICES, wait_seconds: float = 0.0,
+                 output_bound: int = NOVA_2_LITE_MAX_OUTPUT_TOKENS,
+                 cost: CostBudget | None = None):
         self.model = model
         # LangChain's own naming of a model (what LangSmith records), for every integration.
         names = model._get_ls_params()
@@ -183,6 +192,28 @@ class ModelReasoner:
         self.cache_min_tokens = cache_min_tokens
         self.prices = prices
         self.wait_seconds = wait_seconds
+        self.output_bound = output_bound
+        self.cost = cost
+
+    def _reserve(self, prompt: list[BaseMessage], call: str,
+                 spec: dict[str, Any] | None = None) -> float:
+        """Reserve the estimate of `call` in the cost budget (see the class); raises
+        `CostLimitReached` when it could pass it."""
+        if self.cost is None:
+            return 0.0
+        text = "".join(_text_of(message) for message in prompt)
+        if spec is not None:
+            text += json.dumps(spec)  # the tool definition is input too
+        estimate = self.prices.cost_usd(input_tokens=estimate_tokens(text),
+                                        output_tokens=self.output_bound)
+        if stop := self.cost.reserve(estimate, f"the {call} call"):
+            raise CostLimitReached(stop.reason)
+        return estimate
+
+    def _settle(self, estimate: float, usage: Usage) -> None:
+        """The call that reserved `estimate` ended, having used `usage`."""
+        if self.cost is not None:
+            self.cost.settle(estimate, usage.estimated_cost_usd)
 
     async def _reaching(self, call: Any) -> R:
         """`await call()`, again while the endpoint is down, within `wait_seconds`. `call`
@@ -238,11 +269,17 @@ class ModelReasoner:
                 raise
             return chunks
 
-        chunks: list[BaseMessage] = await self._reaching(stream)
+        estimate = self._reserve(prompt, schema.__name__.lower(), spec)
+        try:
+            chunks: list[BaseMessage] = await self._reaching(stream)
+        except BaseException:
+            self._settle(estimate, Usage())  # what a failed call used is not known
+            raise
         # Merged once: adding chunks one by one re-parses the whole JSON text each time.
         message = (add_ai_message_chunks(*chunks) if len(chunks) > 1  # type: ignore[arg-type]
                    else chunks[0] if chunks else None)
         usage = _usage_of(message, prompt, self.prices)
+        self._settle(estimate, usage)
         try:
             arguments = _tool_arguments(message) if message is not None else None
             if arguments is None:
@@ -279,6 +316,8 @@ class ModelReasoner:
 
             try:
                 reply = await self._structured(Plan, prompt, partial)
+            except CostLimitReached as exc:
+                raise CostLimitReached(str(exc), spent) from None
             except (ModelTimeout, ModelUnavailable):
                 raise  # not the answer's fault: asking again would wait again
             except ReasoningError as exc:
@@ -299,10 +338,13 @@ class ModelReasoner:
         )
         try:
             return await self._structured(Decision, prompt)
-        except (ModelTimeout, ModelUnavailable):
+        except (ModelTimeout, ModelUnavailable, CostLimitReached):
             raise
         except ReasoningError as first:
-            reply = await self._structured(Decision, prompt)
+            try:
+                reply = await self._structured(Decision, prompt)
+            except CostLimitReached as exc:
+                raise CostLimitReached(str(exc), first.usage) from None
             return Reply(reply.value, first.usage + reply.usage)
 
     async def _text(self, name: str, **variables: object) -> Reply[str]:
@@ -317,8 +359,15 @@ class ModelReasoner:
                 _raise_unreached(exc, answered=False)
                 raise
 
-        message: BaseMessage = await self._reaching(ask)
-        return Reply(_text_of(message), _usage_of(message, prompt, self.prices))
+        estimate = self._reserve(prompt, name)
+        try:
+            message: BaseMessage = await self._reaching(ask)
+        except BaseException:
+            self._settle(estimate, Usage())
+            raise
+        usage = _usage_of(message, prompt, self.prices)
+        self._settle(estimate, usage)
+        return Reply(_text_of(message), usage)
 
     async def summarize(self, *, task: str, summary: str, results: list[StepResult]) -> Reply[str]:
         """Merge results into the running summary."""

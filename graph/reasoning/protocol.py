@@ -38,6 +38,11 @@ class ModelUnavailable(ReasoningError):
     `dependency_wait_seconds` (not retried as bad output)."""
 
 
+class CostLimitReached(ReasoningError):
+    """A reasoning call was not made: its estimate could pass the run's `max_cost_usd`
+    (`graph.guards.CostBudget`). The run ends `budget_exhausted`."""
+
+
 @dataclass(frozen=True)
 class Reply(Generic[T]):
     """A reasoning result and what it cost."""

@@ -49,7 +49,7 @@ from graph.state import StepTask
 from tools.backoff import OutageWait
 from tools.errors import ErrorKind
 from tools.registry import BoundBy, RegisteredTool, StepRefused, ToolRegistry, callbacks_listening
-from tools.step import StepContext, StepFiles, StepWaits
+from tools.step import AgentTime, StepContext, StepFiles, StepWaits
 
 
 def thread_of(runtime: Runtime[Context] | None) -> str:
@@ -75,6 +75,7 @@ class StepRunner:
         self.store = getattr(runtime, "store", None)
         self.writer = getattr(runtime, "stream_writer", None)
         self.ledger = StepLedger(self.store, self.thread_id) if self.store is not None else None
+        self.nova_act_price = context.nova_act_price()
 
     def runs_remotely(self, entry: RegisteredTool) -> bool:
         """Whether a step of `entry` goes to the executor deployments (`executor_url`,
@@ -107,6 +108,7 @@ class StepRunner:
         waits = StepWaits(on_wait=lambda reason: emit(self.writer, StepWaiting(
             step_id=step.id, tool=step.tool, reason=reason)),
             session_continues=bool(task.get("session_continues")))
+        agent_time = AgentTime()
 
         async def run_step(task: StepTask) -> StepResult:
             if task.get("problem"):
@@ -127,7 +129,7 @@ class StepRunner:
             context = StepContext(
                 policy=self.policy, scope=self.thread_id,
                 idempotency_key=key if side_effects else None, files=files, waits=waits,
-                browser=self.browser, store=self.store,
+                browser=self.browser, store=self.store, agent_time=agent_time,
                 **({"stream_writer": self.writer} if self.writer else {}))
             return await self._attempts(task, tool, base, context, attempt_log)
 
@@ -142,6 +144,10 @@ class StepRunner:
             result = await run_step(task)
         result.duration_ms = (time.perf_counter() - clock) * 1000
         result.waited = waits.describe()
+        if seconds := round(agent_time.seconds, 3):
+            # Priced as it ends, at the price in force then (as a reasoning call is).
+            result.nova_act_seconds = seconds
+            result.nova_act_cost_usd = self.nova_act_price.cost_usd(seconds)
         if self.ledger:
             await self.ledger.done(key, result, side_effects)
         emit(self.writer, StepFinished(
@@ -149,7 +155,8 @@ class StepRunner:
             duration_ms=round(result.duration_ms, 1), attempts=result.attempts,
             started=round(base["started_at"].timestamp(), 3),
             plan_version=task["plan_version"], error=result.error.type if result.error else None,
-            attempt_log=attempt_log))
+            attempt_log=attempt_log, nova_act_seconds=result.nova_act_seconds or None,
+            nova_act_cost_usd=result.nova_act_cost_usd))
         return result
 
     async def _attempts(self, task: StepTask, tool: RegisteredTool, base: dict[str, Any],
@@ -229,6 +236,7 @@ class StepRunner:
             idempotency_key=step.idempotency_key, timeout_seconds=timeout,
             policy=step.policy, screenshot=step.files is not None, trace=_trace_headers())
         attempt = await remote_executor(self.executor_url).attempt(request)
+        step.agent_time.add(attempt.nova_act_seconds)
         if attempt.screenshot and step.files is not None:
             image = base64.b64decode(attempt.screenshot)
             await asyncio.to_thread(step.files.save_screenshot, image)

@@ -12,7 +12,10 @@ nothing else can run so that the `approve` node can ask a human. When a step fai
 needs judgment, no further step starts; the steps in flight finish, then the reasoning
 agent decides. When the run's deadline passes, the steps in flight are cancelled (each is
 recorded as `cancelled`; a write among them may have taken effect, and a retry asks
-first), and the run ends `budget_exhausted`.
+first), and the run ends `budget_exhausted`. Under a cost budget (`max_cost_usd`), a step
+billed by Nova Act's agent-hour starts only once its whole time bound, priced, fits what is
+left (`graph.guards.CostBudget`); otherwise nothing more starts and the run ends
+`budget_exhausted` once the steps in flight have finished.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import Plan, RunStatus, Step, StepError, StepResult, StepTally, Usage
-from graph.guards import Stop, budget_stop, deadline_passed
+from graph.guards import CostBudget, Stop, budget_stop, deadline_passed
 from graph.runtime.execution import StepRunner
 from graph.runtime.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
@@ -59,7 +62,8 @@ class Outcome:
     """What a scheduling round produced: results in the order the steps finished, and the
     steps held back: waiting for a human's approval, or approved but not started (a
     failure or a budget stopped the round first); `stop` when the run's deadline passed
-    while steps ran (they were cancelled: the run ends so)."""
+    while steps ran (they were cancelled: the run ends so), or when a step could not start
+    within the cost budget."""
 
     results: list[StepResult]
     held: list[StepTask]
@@ -77,13 +81,16 @@ class Scheduler:
 
     def __init__(self, *, plan_version: int, done: dict[str, StepResult], tally: StepTally,
                  unseen_failure: bool, pending: list[StepTask], started_at: float,
-                 usage: Usage, context: Context, registry: ToolRegistry,
+                 usage: Usage, cost: CostBudget, context: Context, registry: ToolRegistry,
                  runtime: Runtime[Context] | None):
         self.version = plan_version
         self.context, self.registry = context, registry
         self.budgets = context.budgets
         self.steps_runner = StepRunner(context, registry, runtime)
         self.started_at, self.usage = started_at, usage
+        self.cost = cost
+        self.cost_stop: Stop | None = None
+        self._reserved: dict[str, float] = {}  # Nova Act steps running: their estimates
         self.escalations: dict[str, str] = {}
         self.tally = tally
         self.done = dict(done)
@@ -158,7 +165,7 @@ class Scheduler:
             # Not a tool failure (those are results) but storage: stop everything.
             await self.cancel("the run stopped on an error")
             raise self._failure
-        return Outcome(self.new, self.held + self.approved, stop)
+        return Outcome(self.new, self.held + self.approved, stop or self.cost_stop)
 
     def _deadline_passed(self) -> None:
         """The run's deadline passed: `run` stops waiting for its steps."""
@@ -178,6 +185,28 @@ class Scheduler:
         return budget_stop(tally=self.tally + self.new_tally, usage=self.usage,
                            started_at=self.started_at, budgets=self.budgets,
                            in_flight=len(self.running)) is not None
+
+    def _reserve_cost(self, task: StepTask) -> Stop | None:
+        """Reserve the cost budget a step may spend, or the `Stop` that keeps it from
+        starting. Only a tool billed by Nova Act's agent-hour spends any: its estimate is
+        its whole time bound, one call's (`browser_timeout_seconds`, the SDK's own limit)
+        for each attempt the step may make, at the agent-hour price: retries happen within
+        the step, with no check between them."""
+        step = task["step"]
+        try:
+            dependency = self.registry.get(step.tool).dependency
+        except StepRefused:
+            return None  # it will not run (a plan of an earlier registry)
+        if dependency is None or dependency.agent_time_bound_by is None:
+            return None
+        seconds = getattr(self.context, dependency.agent_time_bound_by) * (
+            1 + self.context.max_retries)
+        estimate = self.steps_runner.nova_act_price.cost_usd(seconds)
+        stop = self.cost.reserve(
+            estimate, f"step {step.id} ({step.tool}, up to {seconds:g} s of Nova Act)")
+        if stop is None:
+            self._reserved[step.id] = estimate or 0.0
+        return stop
 
     def _task_of(self, step: Step) -> StepTask:
         """The step with its references resolved; a step that changes things starts
@@ -230,6 +259,8 @@ class Scheduler:
         for index, task in enumerate(ready):
             if not self.stopping and self._over_budget():
                 self.stopping = True  # observe reports which budget ran out
+            if not self.stopping and (stop := self._reserve_cost(task)):
+                self.stopping, self.cost_stop = True, stop
             if self.stopping:
                 # Approved steps that change things and did not start stay approved.
                 self.approved += [t for t in ready[index:] if t.get("side_effects")]
@@ -277,6 +308,8 @@ class Scheduler:
         finally:
             self.running.pop(step.id, None)
             self._ended.set()
+        if (estimate := self._reserved.pop(step.id, None)) is not None:
+            self.cost.settle(estimate, result.nova_act_cost_usd or 0.0)
         self._record(step, result)
         self._launch_ready()
 

@@ -31,8 +31,12 @@ def print_event(event: Event) -> None:
             console.print(f"  [dim]→ {event.step_id}[/] {event.tool}")
         case e.StepFinished():
             style = STATUS_STYLE.get(event.status, "white")
+            nova_act = (f", Nova Act {event.nova_act_seconds:.1f} s "
+                        + (f"${event.nova_act_cost_usd:.5f}" if event.nova_act_cost_usd
+                           is not None else "unpriced")) if event.nova_act_seconds else ""
             console.print(f"  [{style}]✓ {event.step_id} {event.status}[/] "
-                          f"[dim]{event.duration_ms:.0f} ms, {event.attempts} attempt(s)[/]")
+                          f"[dim]{event.duration_ms:.0f} ms, {event.attempts} attempt(s)"
+                          f"{nova_act}[/]")
         case e.ToolSourceUnavailable():
             err.print(f"[yellow]! {event.source} unavailable; the run goes on without it:[/] "
                       f"{event.error}", markup=True, highlight=False, soft_wrap=True)
@@ -132,7 +136,8 @@ def print_final(thread_id: str, final: FinalState, as_json: bool,
         console.print(final.final_answer or "(no answer)", markup=False)
         console.print(
             f"\n[dim]thread {thread_id} · {final.usage.reasoning_calls} reasoning calls, "
-            f"{final.usage.total_tokens} tokens\ncheckpoint: {default_checkpointer_url()}\n"
+            f"{final.usage.total_tokens} tokens, {final.usage.describe_cost()}\n"
+            f"checkpoint: {default_checkpointer_url()}\n"
             f"trace: {trace_path(thread_id)}\nresume: duet resume {thread_id} · "
             f"inspect: duet show {thread_id}"
             + (f"\nretry (once the cause is fixed): duet retry {thread_id} [--set ...]"

@@ -282,17 +282,22 @@ def show(
     if values.get("retries"):
         status = f"{status} · retried {values['retries']} time(s)"
     console.print(f"[bold]{values.get('task')}[/]\nstatus: {status} {final.reason}")
-    table = Table("plan", "step", "tool", "status", "attempts", "ms", "error")
+    nova_act = any(r.nova_act_seconds for r in final.results)
+    table = Table("plan", "step", "tool", "status", "attempts", "ms",
+                  *(["Nova Act s"] if nova_act else []), "error")
     for r in final.results:
         table.add_row(str(r.plan_version), r.step_id, r.tool,
                       f"[{STATUS_STYLE.get(r.status, 'white')}]{r.status}[/]", str(r.attempts),
-                      f"{r.duration_ms:.0f}", r.error.message[:80] if r.error else "")
+                      f"{r.duration_ms:.0f}",
+                      *([f"{r.nova_act_seconds:.1f}" if r.nova_act_seconds else ""]
+                        if nova_act else []),
+                      r.error.message[:80] if r.error else "")
     console.print(table)
     usage = final.usage
     console.print(f"reasoning calls {usage.reasoning_calls}, input tokens {usage.input_tokens} "
                   f"(cache read {usage.cache_read_tokens}, cache written "
                   f"{usage.cache_write_tokens}), output tokens {usage.output_tokens}, "
-                  f"estimated cost ${usage.estimated_cost_usd:.5f}")
+                  f"{usage.describe_cost()}")
     if final.final_answer:
         console.rule("answer")
         console.print(final.final_answer, markup=False)

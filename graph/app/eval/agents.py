@@ -28,6 +28,7 @@ from graph.app.eval.suite import EvalTask
 from graph.context import Context
 from graph.contracts import Usage
 from tools.registry import ToolRegistry
+from tools.step import AgentTime
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -164,12 +165,14 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
     registry = settings.run_tools(run.instance)
     thread_id = new_thread_id()  # the scope of its named browser sessions
     calls: list[str] = []
+    agent_time = AgentTime()  # its Nova Act calls', counted into its cost as ours are
     status, reason = "completed", ""
     messages: list[Any] = []
     try:
         if context.mcp_config:
             await _add_mcp_servers(registry, context, transcript.parent / thread_id)
-        tools = [_guarded(entry, registry, context, decider(task), calls, thread_id)
+        tools = [_guarded(entry, registry, context, decider(task), calls, thread_id,
+                          agent_time)
                  for entry in registry
                  if entry.why_unavailable() is None]
         system, user = load_prompt("react", task=text)
@@ -195,8 +198,9 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
         await settings.shared_tools().end_scope(thread_id)
         await registry.aclose()  # the run's own tools and MCP sessions, not the shared ones
     replies = [m for m in messages if isinstance(m, AIMessage)]
+    seconds = round(agent_time.seconds, 3)
     usage = sum((Usage.of_metadata(m.usage_metadata or {}, context.prices()) for m in replies),
-                Usage())
+                Usage.of_nova_act(seconds, context.nova_act_price().cost_usd(seconds)))
     last = replies[-1] if replies else None
     if status == "completed" and (last is None or last.tool_calls):
         status, reason = "failed", "the agent stopped without a final answer"
@@ -220,9 +224,10 @@ async def _add_mcp_servers(registry: ToolRegistry, context: Context, folder: Pat
 
 def _guarded(entry: Any, registry: Any, context: Context,
              decide: Callable[[dict[str, Any]], dict[str, str]], calls: list[str],
-             thread_id: str) -> Any:
+             thread_id: str, agent_time: AgentTime) -> Any:
     """`entry`'s tool for the ReAct loop: the same name, description and arguments, run
-    by `attempt_tool` under the run's sandbox policy, after the approval policy."""
+    by `attempt_tool` under the run's sandbox policy, after the approval policy; its Nova
+    Act time goes to `agent_time`."""
     from langchain_core.tools import StructuredTool
 
     from graph.runtime.attempts import attempt_tool
@@ -237,7 +242,8 @@ def _guarded(entry: Any, registry: Any, context: Context,
             if verdict:
                 return f"refused: {verdict}"
         calls.append(entry.name)
-        step = StepContext(policy=policy, scope=thread_id, browser=context.remote_browser())
+        step = StepContext(policy=policy, scope=thread_id, browser=context.remote_browser(),
+                           agent_time=agent_time)
         attempt = await attempt_tool(registry, entry.name, args, step,
                                      context.step_timeout_seconds)
         if attempt.status != "ok":

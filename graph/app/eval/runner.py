@@ -44,7 +44,7 @@ class Row:
     calls: int
     tokens_in: int
     tokens_out: int
-    cost_usd: float
+    cost_usd: float  # the model's tokens and Nova Act's time (`Usage.total_cost_usd`)
     wall_s: float
     report: str | None
     thread: str | None = None
@@ -66,7 +66,7 @@ def outputs_of(outcome: Outcome, changes: dict[str, Any]) -> dict[str, Any]:
     """A run's outputs as the checkers (and a LangSmith experiment) read them."""
     return {"status": outcome.status, "reason": outcome.reason, "answer": outcome.answer,
             "steps": outcome.steps, "tools": outcome.tools, "changes": changes,
-            "calls": outcome.usage.reasoning_calls, "cost_usd": outcome.usage.estimated_cost_usd}
+            "calls": outcome.usage.reasoning_calls, "cost_usd": outcome.usage.total_cost_usd}
 
 
 async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row, dict[str, Any]]:
@@ -100,7 +100,7 @@ async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row,
               passed=all(c["score"] for c in checks.values()), checks=checks,
               status=outcome.status, steps=outcome.steps, calls=usage.reasoning_calls,
               tokens_in=usage.input_tokens, tokens_out=usage.output_tokens,
-              cost_usd=usage.estimated_cost_usd, wall_s=round(wall, 3), report=outcome.report,
+              cost_usd=usage.total_cost_usd, wall_s=round(wall, 3), report=outcome.report,
               thread=outcome.thread, answer=outcome.answer,
               tokens_cached=usage.cache_read_tokens)
     return row, outputs
