@@ -84,7 +84,9 @@ class ToolError(Exception):
                  unreachable: bool = False):
         super().__init__(message)
         self.retryable = retryable
-        self.type_name = str(type_name or self.kind)
+        # A class of nova-duet's is named by its kind; a user's subclass, by its own name.
+        own_kind = "kind" in type(self).__dict__
+        self.type_name = str(type_name or (self.kind if own_kind else type(self).__name__))
         self.not_sent = not_sent
         self.unreachable = unreachable
 

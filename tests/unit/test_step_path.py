@@ -169,3 +169,14 @@ def test_no_consumer_of_events_or_errors_compares_strings():
                     and node.func.value.attr in ("type", "type_name")):
                 found.append((path.name, node.lineno, "error type prefix"))
     assert found == []
+
+
+def test_a_users_own_tool_error_keeps_its_class_name_and_ours_are_named_by_kind():
+    from tools.errors import BlockedError, ToolError
+
+    class RateLimited(ToolError):
+        pass
+
+    assert RateLimited("slow down").type_name == "RateLimited"
+    assert BlockedError("no").type_name == ErrorKind.BLOCKED
+    assert ToolError("x", type_name=ErrorKind.ELEMENT_NOT_FOUND).type_name == "ElementNotFound"
