@@ -53,6 +53,7 @@ from graph.reasoning import PlanFileError, PlanFileReasoner, resolve_reasoner
 from graph.redaction import also_redact, redact
 from graph.runtime.early import step_refusal
 from graph.runtime.ledger import StepLedger
+from graph.runtime.secrets import SecretRules, run_auth
 from graph.state import RETRYABLE
 from tools import default_registry
 from tools.registry import ToolRegistry
@@ -103,8 +104,10 @@ async def run_thread(
     Resuming a run that has ended runs nothing: a `resume` event says so, with its status
     (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
-    when the reasoning model cannot be used (no AWS credentials, say), and `PlanFileError`
-    when the plan file (offline planner mode) cannot run (see `check_plan_file`).
+    when the reasoning model cannot be used (no AWS credentials, say), `AuthConfigError`
+    when the auth config is wrong (see `graph.runtime.secrets.run_auth`), and
+    `PlanFileError` when the plan file (offline planner mode) cannot run (see
+    `check_plan_file`).
     """
     if task is None:
         if thread_id is None:
@@ -170,6 +173,7 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
     are saved before its storage opens (so a resume finds them if that fails); with `save`,
     a retry's changed settings once the thread is known to continue."""
     resolve_reasoner(context, model)  # fail fast on configuration, before any work
+    run_auth(context)
     checks_plan = task is not None or retry  # a resume goes on with the plan it has
     config = {"configurable": {"thread_id": thread_id}}
     trace = _Trace(trace_path(thread_id))
@@ -277,12 +281,14 @@ def check_plan_file(context: Context, registry: ToolRegistry) -> None:
     """Raise `PlanFileError` (one line: the file, the step, the problem) when the run's plan
     file cannot run: not YAML or JSON, not a plan (bad fields, a cycle, an unknown
     dependency), or a step the registry refuses (an unknown tool, bad arguments, a bad
-    reference). Nothing is sent before this passes."""
+    reference, a secret the run does not have or in an argument that may hold none).
+    Nothing is sent before this passes."""
     if not context.plan_file:
         return
     plan = PlanFileReasoner(context.plan_file, context.plan_variables).load_plan()
+    secrets = SecretRules.of(run_auth(context))
     for step in plan.steps:
-        if (refusal := step_refusal(step, registry)) is not None:
+        if (refusal := step_refusal(step, registry, secrets)) is not None:
             raise PlanFileError(Path(context.plan_file), str(refusal), step.id)
 
 

@@ -28,6 +28,7 @@ from graph.reasoning import ReasoningError
 from graph.runtime.early import EarlyStart, refuse_invalid_steps
 from graph.runtime.progress import results_of_plan
 from graph.runtime.scheduler import Scheduler
+from graph.runtime.secrets import SecretRules, planner_tools, run_auth
 from graph.runtime.taint import escalations, trusted_text, untrusted_text
 from graph.state import State
 
@@ -61,10 +62,16 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
         return deps.scheduler(runtime, {**state, "started_at": started_at},
                               plan_version=version, extra=discarded)
 
-    async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry) as early:
+    auth = run_auth(context)
+    # What the planner read: a value it copies from tool output is in one of these.
+    untrusted = untrusted_text(recent, state.get("summary", ""))
+    secrets = SecretRules.of(auth, untrusted, trusted_text(
+        state["task"], context.plan_variables, state.get("first_plan")))
+    async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry,
+                          secrets) as early:
         try:
             reply = await deps.reasoner(runtime).plan(
-                task=state["task"], tools=deps.registry.describe(),
+                task=state["task"], tools=planner_tools(deps.registry, auth),
                 summary=state.get("summary", ""), results=recent,
                 previous_plan=previous, max_attempts=context.max_plan_attempts,
                 on_steps=early.on_steps,
@@ -85,7 +92,7 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             await early.cancel(f"the run stopped: {stop.reason}")
             return update | stop.as_update() | await record_results(runtime, early.results())
 
-        refused = refuse_invalid_steps(new_plan, deps.registry, version)
+        refused = refuse_invalid_steps(new_plan, deps.registry, version, secrets)
         if refused:
             # Nothing more of a plan with an invalid step runs: the planner fixes it first.
             await early.cancel("the plan has invalid steps")
@@ -99,10 +106,8 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             return update | {"status": RunStatus.COMPLETED, "reason": "the plan needs no tool",
                              "plan_results": Overwrite({})}
         first_plan = state.get("first_plan") or new_plan
-        # What the planner read: a value it copies from tool output is in one of these.
-        escalated = escalations(
-            new_plan, untrusted_text(recent, state.get("summary", "")),
-            trusted_text(state["task"], context.plan_variables, first_plan))
+        escalated = escalations(new_plan, untrusted, trusted_text(
+            state["task"], context.plan_variables, first_plan))
         update |= {"first_plan": first_plan, "escalations": escalated}
         outcome = await early.run(new_plan, escalated)
     # Results of discarded attempts belong to no plan the agent must judge now.

@@ -44,6 +44,7 @@ from graph.runtime.attempts import (
     effect_uncertain,
 )
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
+from graph.runtime.secrets import run_auth
 from graph.state import StepTask
 from tools.backoff import OutageWait
 from tools.errors import ErrorKind
@@ -58,7 +59,8 @@ def thread_of(runtime: Runtime[Context] | None) -> str:
 
 
 class StepRunner:
-    """Runs the steps of one run: what they share is read once from the run's context."""
+    """Runs the steps of one run: what they share is read once from the run's context (its
+    `Auth` too: `AuthConfigError` for a bad auth config)."""
 
     def __init__(self, context: Context, registry: ToolRegistry,
                  runtime: Runtime[Context] | None):
@@ -69,6 +71,7 @@ class StepRunner:
         self.max_retries = context.max_retries
         self.screenshots = context.step_screenshots
         self.browser = context.remote_browser()
+        self.auth = run_auth(context)  # a step on an executor deployment uses the deployment's
         self.executor_url = context.executor_url
         self.executor_tools = context.executor_tools
         self.store = getattr(runtime, "store", None)
@@ -125,7 +128,7 @@ class StepRunner:
             context = StepContext(
                 policy=self.policy, scope=self.thread_id,
                 idempotency_key=key if side_effects else None, files=files, waits=waits,
-                browser=self.browser, store=self.store,
+                browser=self.browser, auth=self.auth, store=self.store,
                 **({"stream_writer": self.writer} if self.writer else {}))
             return await self._attempts(task, tool, base, context)
 

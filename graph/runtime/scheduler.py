@@ -31,6 +31,7 @@ from graph.guards import Stop, budget_stop, deadline_passed
 from graph.runtime.execution import StepRunner
 from graph.runtime.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
+from tools.auth import secret_names
 from tools.errors import ErrorKind
 from tools.registry import StepRefused, ToolRegistry
 
@@ -172,6 +173,13 @@ class Scheduler:
         except ReferenceProblem as exc:
             args, problem = step.args, str(exc)
         refused: StepRefused | None = None
+        if problem is None and args != step.args and secret_names(args):
+            # A step that uses a secret takes no reference (`SecretRules`): this one came
+            # with the data.
+            refused = StepRefused(ErrorKind.SECRET_STEERED, "a ${secret.…} reference came "
+                                  "from another step's output: tool output must not choose "
+                                  "a secret")
+            problem = str(refused)
         try:
             changes = step.side_effects or self.registry.get(step.tool).changes_things(args)
         except StepRefused as exc:  # a plan of an earlier registry (a retried run)
