@@ -43,38 +43,44 @@ def also_redact(values: Any) -> None:
     env_secrets.forget()  # the next redaction sorts them in among the environment's
 
 
-class _ShortForms:
-    """Forms of secrets handed out by name shorter than `_MIN_SECRET_CHARS`, cut only where
-    no letter or digit touches them: a TOTP code is cut from `code=123456`, not from an
-    order number that happens to hold its digits."""
+class _ShortNumbers:
+    """Forms of secrets handed out by name that are numbers under `_MIN_SECRET_CHARS` digits
+    (a TOTP code, a PIN), cut only where no other digit touches them (the hex digits of a
+    URL-encoded character before one aside): a code is cut from `code=123456` and
+    `%22123456%22`, not from an order number that happens to hold its digits."""
 
     def __init__(self) -> None:
-        self.forms: set[str] = set()
+        self.numbers: set[str] = set()
         self.pattern: re.Pattern[str] | None = None
 
-    def add(self, forms: set[str]) -> None:
-        """Cut `forms` too, from now on."""
-        if forms <= self.forms:
+    def add(self, numbers: set[str]) -> None:
+        """Cut `numbers` too, from now on."""
+        if numbers <= self.numbers:
             return
-        self.forms |= forms
-        alternatives = "|".join(map(re.escape, sorted(self.forms, key=len, reverse=True)))
-        self.pattern = re.compile(f"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
+        self.numbers |= numbers
+        alternatives = "|".join(sorted(self.numbers, key=len, reverse=True))
+        self.pattern = re.compile(f"(?:(?<![0-9])|(?<=%[0-9A-Fa-f]{{2}}))"
+                                  f"(?:{alternatives})(?![0-9])")
 
     def cut(self, text: str) -> str:
-        """`text` with each of the forms replaced by `[REDACTED]`."""
+        """`text` with each of the numbers replaced by `[REDACTED]`."""
         return self.pattern.sub(REDACTED, text) if self.pattern else text
 
 
-_short_forms = _ShortForms()
+_short_numbers = _ShortNumbers()
 
 
 def redact_secret_forms(forms: Iterable[str]) -> None:
     """Cut these forms of a secret handed out by name from now on in this process (the
     `on_reveal` of a run's secrets, `tools.auth`), down to `_MIN_FORM_CHARS` characters:
-    unlike an environment variable, each is known to be a secret however short it is."""
+    unlike an environment variable's value, each is known to be a secret however short. A
+    short number is cut where no other digit touches it (`_ShortNumbers`); anything else
+    wherever it shows."""
     given = {form for form in forms if len(form) >= _MIN_FORM_CHARS}
-    also_redact(given)
-    _short_forms.add({form for form in given if len(form) < _MIN_SECRET_CHARS})
+    numbers = {form for form in given if form.isdigit() and len(form) < _MIN_SECRET_CHARS}
+    _known_secrets.update(given - numbers)
+    env_secrets.forget()  # the next redaction sorts them in among the environment's
+    _short_numbers.add(numbers)
 
 
 def _env_secrets() -> set[str]:
@@ -133,7 +139,7 @@ def redact_text(text: str) -> str:
     for value in env_secrets():
         if value in text:
             text = text.replace(value, REDACTED)
-    text = _short_forms.cut(text)
+    text = _short_numbers.cut(text)
     for shape in _SHAPES:
         text = shape.sub(REDACTED, text)
     return _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)

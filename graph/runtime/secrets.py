@@ -68,12 +68,19 @@ def _allowlisted(entry: str, policy: SandboxPolicy) -> bool:
 
 def planner_tools(registry: ToolRegistry, auth: Auth) -> str:
     """The tool listing the planner reads: the registry's (`describe`), then the run's
-    secrets, each by name, kind, hosts and description, never a value, with how to use one.
-    Stable text: it is part of the prompt's cached prefix."""
+    secrets (`secrets_listing`). Stable text: it is part of the prompt's cached prefix."""
     listing = registry.describe()
+    secrets = secrets_listing(registry, auth)
+    return f"{listing}\n{secrets}" if secrets else listing
+
+
+def secrets_listing(registry: ToolRegistry, auth: Auth) -> str:
+    """What the planner is told of the run's secrets (empty when it has none): each one's
+    name, kind, hosts and description, never a value; how to refer to one, and in which
+    tools' arguments."""
     secrets = auth.catalog()
     if not secrets:
-        return listing
+        return ""
     # Tools that send where their arguments say (http_request: its URL) check there; the
     # others send to their target (`mcp:<server>`, `tool:<name>`), which the hosts name.
     every: dict[str, list[str]] = {}
@@ -101,7 +108,7 @@ def planner_tools(registry: ToolRegistry, auth: Auth) -> str:
         if secret.get("description"):
             line += f"; {secret['description']}"
         lines.append(line)
-    return f"{listing}\n" + "\n".join(lines)
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
