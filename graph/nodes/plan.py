@@ -19,6 +19,7 @@ from graph.contracts import Decision, RunStatus, StepResult, StepTally, Usage
 from graph.guards import budget_stop, remember_plan, repeated_plan, replan_stop
 from graph.nodes.base import (
     NodeDeps,
+    load_auth,
     never_raises,
     reasoning_failed,
     record_results,
@@ -28,7 +29,7 @@ from graph.reasoning import ReasoningError
 from graph.runtime.early import EarlyStart, refuse_invalid_steps
 from graph.runtime.progress import results_of_plan
 from graph.runtime.scheduler import Scheduler
-from graph.runtime.secrets import SecretRules, planner_tools, run_auth
+from graph.runtime.secrets import SecretRules, planner_tools
 from graph.runtime.taint import escalations, trusted_text, untrusted_text
 from graph.state import State
 
@@ -58,11 +59,12 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
     if stop:
         return update | stop.as_update()
 
+    auth = await load_auth(context)
+
     def make(version: int, discarded: list[StepResult]) -> Scheduler:
         return deps.scheduler(runtime, {**state, "started_at": started_at},
-                              plan_version=version, extra=discarded)
+                              plan_version=version, auth=auth, extra=discarded)
 
-    auth = run_auth(context)
     # What the planner read: a value it copies from tool output is in one of these.
     untrusted = untrusted_text(recent, state.get("summary", ""))
     secrets = SecretRules.of(auth, untrusted, trusted_text(

@@ -44,8 +44,8 @@ from graph.runtime.attempts import (
     effect_uncertain,
 )
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
-from graph.runtime.secrets import run_auth
 from graph.state import StepTask
+from tools.auth import Auth
 from tools.backoff import OutageWait
 from tools.errors import ErrorKind
 from tools.registry import BoundBy, RegisteredTool, StepRefused, ToolRegistry, callbacks_listening
@@ -59,11 +59,12 @@ def thread_of(runtime: Runtime[Context] | None) -> str:
 
 
 class StepRunner:
-    """Runs the steps of one run: what they share is read once from the run's context (its
-    `Auth` too: `AuthConfigError` for a bad auth config)."""
+    """Runs the steps of one run: what they share is read once from the run's context, and
+    each step gets the run's `auth` (`graph.runtime.secrets.run_auth`; a step sent to an
+    executor deployment is given the deployment's)."""
 
     def __init__(self, context: Context, registry: ToolRegistry,
-                 runtime: Runtime[Context] | None):
+                 runtime: Runtime[Context] | None, auth: Auth):
         self.registry = registry
         self.thread_id = thread_of(runtime)
         self.policy = context.sandbox_policy()
@@ -71,7 +72,7 @@ class StepRunner:
         self.max_retries = context.max_retries
         self.screenshots = context.step_screenshots
         self.browser = context.remote_browser()
-        self.auth = run_auth(context)  # a step on an executor deployment uses the deployment's
+        self.auth = auth
         self.executor_url = context.executor_url
         self.executor_tools = context.executor_tools
         self.store = getattr(runtime, "store", None)

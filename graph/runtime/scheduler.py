@@ -31,7 +31,7 @@ from graph.guards import Stop, budget_stop, deadline_passed
 from graph.runtime.execution import StepRunner
 from graph.runtime.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
-from tools.auth import secret_names
+from tools.auth import Auth, secret_names
 from tools.errors import ErrorKind
 from tools.registry import StepRefused, ToolRegistry
 
@@ -77,11 +77,11 @@ class Scheduler:
     def __init__(self, *, plan_version: int, done: dict[str, StepResult], tally: StepTally,
                  unseen_failure: bool, pending: list[StepTask], started_at: float,
                  usage: Usage, context: Context, registry: ToolRegistry,
-                 runtime: Runtime[Context] | None):
+                 runtime: Runtime[Context] | None, auth: Auth):
         self.version = plan_version
         self.context, self.registry = context, registry
         self.budgets = context.budgets
-        self.steps_runner = StepRunner(context, registry, runtime)
+        self.steps_runner = StepRunner(context, registry, runtime, auth)
         self.started_at, self.usage = started_at, usage
         self.escalations: dict[str, str] = {}
         self.tally = tally
