@@ -276,6 +276,15 @@ class Context:
                                  "the run, named <server>_<tool>. Only the path is saved with a "
                                  "run, never the file's env or headers."},
     )
+    auth_config: str | None = field(
+        default_factory=lambda: os.environ.get("DUET_AUTH_CONFIG") or None,
+        metadata={"description": "The auth config (a YAML or JSON file's path, or JSON text; "
+                                 "default $DUET_AUTH_CONFIG): the secrets plans may use by "
+                                 "name as ${secret.NAME}, where each value is read (env, a "
+                                 "0600 file, AWS Secrets Manager) and the hosts it may go "
+                                 "to, and the HTTP auth of each API host. It never holds a "
+                                 "value. See docs/auth.md."},
+    )
     executor_tools: list[str] = field(
         default_factory=lambda: ["*"],
         metadata={"description": "With executor_url: the tools whose steps run on the "

@@ -1,8 +1,9 @@
 """Secrets never leave a run: credentials are cut from tool output, errors, traces and logs.
 
 Two nets: the exact values of this process's secret environment variables (whatever their
-format), and the shapes of well-known credentials that a page or an API response may show
-(AWS key ids and secret-key assignments, bearer tokens, private keys, common API-key forms).
+format) and of the secrets handed out by name (`tools.auth`: every form of each), and the
+shapes of well-known credentials that a page or an API response may show (AWS key ids and
+secret-key assignments, bearer tokens, private keys, common API-key forms).
 A full scanner such as detect-secrets flags high-entropy strings too, which would also cut
 ids and hashes that plans refer to; these few exact rules are enough for what we handle.
 """
@@ -13,11 +14,13 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|HEADERS", re.IGNORECASE)
 _MIN_SECRET_CHARS = 8
+_MIN_FORM_CHARS = 4  # a form of a secret handed out by name: a TOTP code has 6, a PIN 4
 _known_secrets: set[str] = set()  # values given by `also_redact`
 _SHAPES = [
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
@@ -38,6 +41,46 @@ def also_redact(values: Any) -> None:
     environment (the `env` and `headers` of an MCP server's config, say)."""
     _known_secrets.update(v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_CHARS)
     env_secrets.forget()  # the next redaction sorts them in among the environment's
+
+
+class _ShortNumbers:
+    """Forms of secrets handed out by name that are numbers under `_MIN_SECRET_CHARS` digits
+    (a TOTP code, a PIN), cut only where no other digit touches them (the hex digits of a
+    URL-encoded character before one aside): a code is cut from `code=123456` and
+    `%22123456%22`, not from an order number that happens to hold its digits."""
+
+    def __init__(self) -> None:
+        self.numbers: set[str] = set()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, numbers: set[str]) -> None:
+        """Cut `numbers` too, from now on."""
+        if numbers <= self.numbers:
+            return
+        self.numbers |= numbers
+        alternatives = "|".join(sorted(self.numbers, key=len, reverse=True))
+        self.pattern = re.compile(f"(?:(?<![0-9])|(?<=%[0-9A-Fa-f]{{2}}))"
+                                  f"(?:{alternatives})(?![0-9])")
+
+    def cut(self, text: str) -> str:
+        """`text` with each of the numbers replaced by `[REDACTED]`."""
+        return self.pattern.sub(REDACTED, text) if self.pattern else text
+
+
+_short_numbers = _ShortNumbers()
+
+
+def redact_secret_forms(forms: Iterable[str]) -> None:
+    """Cut these forms of a secret handed out by name from now on in this process (the
+    `on_reveal` of a run's secrets, `tools.auth`), down to `_MIN_FORM_CHARS` characters:
+    unlike an environment variable's value, each is known to be a secret however short. A
+    short number is cut where no other digit touches it (`_ShortNumbers`); anything else
+    wherever it shows."""
+    given = {form for form in forms if len(form) >= _MIN_FORM_CHARS}
+    numbers = {form for form in given if form.isdigit() and len(form) < _MIN_SECRET_CHARS}
+    _known_secrets.update(given - numbers)
+    env_secrets.forget()  # the next redaction sorts them in among the environment's
+    _short_numbers.add(numbers)
 
 
 def _env_secrets() -> set[str]:
@@ -96,6 +139,7 @@ def redact_text(text: str) -> str:
     for value in env_secrets():
         if value in text:
             text = text.replace(value, REDACTED)
+    text = _short_numbers.cut(text)
     for shape in _SHAPES:
         text = shape.sub(REDACTED, text)
     return _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)

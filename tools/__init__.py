@@ -36,7 +36,7 @@ def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
     sessions unused that long close too.
     """
     from tools.browser import BrowserPool, PlaywrightExecutor, browser_dependency
-    from tools.http import HTTP_DEPENDENCY, http_changes_things, http_request_tool
+    from tools.http import HTTP_DEPENDENCY, SECRET_ARGS, http_changes_things, http_request_tool
     from tools.http import clients as http_clients
     from tools.nova_act import NovaActExecutor, nova_act_dependency, nova_act_unavailable
     from tools.registry import ToolRegistry
@@ -44,7 +44,7 @@ def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
     registry = ToolRegistry()
     builtin = functools.partial(registry.register, source="builtin")
     builtin(http_request_tool, side_effects=http_changes_things, takes_idempotency_key=True,
-            dependency=HTTP_DEPENDENCY)
+            dependency=HTTP_DEPENDENCY, secret_args=SECRET_ARGS)
     registry.on_close(http_clients.aclose)
     pool = BrowserPool(idle_seconds)
     registry.on_close(pool.aclose)
@@ -52,10 +52,11 @@ def default_registry(idle_seconds: float | None = None) -> ToolRegistry:
     goto, click, fill, read = PlaywrightExecutor(pool).tools()
     for tool, changes in ((goto, False), (click, True), (fill, True), (read, False)):
         builtin(tool, side_effects=changes,
-                dependency=browser_dependency(tool.name, "playwright_timeout_seconds"))
+                dependency=browser_dependency(tool.name, "playwright_timeout_seconds"),
+                secret_args=("value",) if tool is fill else ())
     act, extract = NovaActExecutor(pool).tools()
     builtin(act, side_effects=True, unavailable_reason=nova_act_unavailable,
-            dependency=nova_act_dependency(act.name))
+            dependency=nova_act_dependency(act.name), secret_args=("secret",))
     builtin(extract, read_only=True, unavailable_reason=nova_act_unavailable,
             dependency=nova_act_dependency(extract.name))
     return registry

@@ -20,6 +20,11 @@ class ErrorKind(StrEnum):
     TOOL_UNAVAILABLE = "ToolUnavailable"
     NOT_APPROVED = "NotApproved"
     BLOCKED = "BlockedError"  # the sandbox refused a host
+    # Secrets by name (`tools.auth`).
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # not on its hosts, or not in that argument
+    UNKNOWN_SECRET = "UnknownSecret"
+    SECRET_UNAVAILABLE = "SecretUnavailable"
+    SECRET_STEERED = "SecretSteered"  # tool output would choose a secret or where it goes
     # Ended without a result.
     REFERENCE_ERROR = "ReferenceError"  # a `${step.output...}` reference did not resolve
     STEP_TIMEOUT = "StepTimeout"

@@ -1,10 +1,12 @@
-"""`http_request`: JSON or HTML over HTTP, to allowlisted hosts only."""
+"""`http_request`: JSON or HTML over HTTP, to allowlisted hosts only, with the run's secrets
+put in where the plan names them and its HTTP auth applied per host (`tools.auth`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import ssl
+from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -13,6 +15,7 @@ import httpx
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.auth import Auth, secret_names
 from tools.errors import ErrorKind, ToolError
 from tools.registry import Dependency
 from tools.sandbox import DENY_ALL, SandboxPolicy
@@ -20,6 +23,9 @@ from tools.step import InjectedStep, StepContext
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 _POLICY = "duet_policy"  # the request extension that carries the calling step's sandbox
+_SECRETS = "duet_secrets"  # and the one that carries what the call does with secrets
+# The arguments a plan may write `${secret.NAME}` in (the URL never: it lands in logs).
+SECRET_ARGS = ("headers", "json_body")
 
 
 class HttpRequestArgs(BaseModel):
@@ -32,7 +38,9 @@ class HttpRequestArgs(BaseModel):
     json_body: dict[str, Any] | list[Any] | None = Field(
         default=None, description="JSON request body, for POST/PUT/PATCH."
     )
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description='Request headers; a secret by name only, as '
+        '"Bearer ${secret.NAME}".')
     step: InjectedStep
 
 
@@ -50,12 +58,41 @@ def http_target(args: dict[str, Any]) -> str:
 HTTP_DEPENDENCY = Dependency(http_target, "http_timeout_seconds")
 
 
-async def _check_host(request: httpx.Request) -> None:
+@dataclass
+class _CallSecrets:
+    """What one call does with secrets: those its headers and body carry (`carried`, put in
+    by the tool), and the run's HTTP auth, applied per host. `applied` is the header the
+    HTTP auth set on the last request sent."""
+
+    auth: Auth
+    carried: set[str]
+    applied: str | None = None
+
+    async def before(self, request: httpx.Request) -> None:
+        """Before each request of the call, redirects included: every secret the call
+        carries must allow the request's host (`SecretNotAllowed`: nothing is sent there);
+        the HTTP auth of the last host comes off and that of this one goes on, so a
+        redirect to another host carries none of it."""
+        url = str(request.url)
+        self.auth.check(self.carried, url)
+        if self.applied:
+            request.headers.pop(self.applied, None)
+            self.applied = None
+        for name, value in (await self.auth.http_headers(url)).items():
+            request.headers[name] = value
+            self.applied = name
+
+
+async def _before_send(request: httpx.Request) -> None:
     # Runs before every request, redirects included (they keep the request's extensions),
-    # so no socket opens to a host outside the allowlist. The policy is the calling step's
-    # own, so steps under different policies can share one client.
+    # so no socket opens to a host outside the allowlist, and no secret goes to a host it
+    # does not allow. Policy and secrets are the calling step's own, so steps under
+    # different policies can share one client.
     policy: SandboxPolicy = request.extensions.get(_POLICY, DENY_ALL)
     policy.check(str(request.url))
+    secrets: _CallSecrets | None = request.extensions.get(_SECRETS)
+    if secrets is not None:
+        await secrets.before(request)
 
 
 class _NoCookies(CookieJar):
@@ -108,7 +145,7 @@ class HttpClients:
                 # open, finding a connection costs a check of each (measured: 10x the CPU).
                 limits=httpx.Limits(max_connections=self.max_connections,
                                     max_keepalive_connections=20),
-                event_hooks={"request": [_check_host]})
+                event_hooks={"request": [_before_send]})
             pool = self._pools[loop] = (client, asyncio.Semaphore(self.max_connections))
             self.created += 1
         return pool
@@ -130,19 +167,29 @@ async def http_request(
     json_body: dict[str, Any] | list[Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Send one HTTP request and return its status, content type and body (JSON or text)."""
+    """Send one HTTP request and return its status, content type and body (JSON or text).
+
+    `${secret.NAME}` in `headers` and `json_body` is replaced by the secret's value, each
+    checked against the URL's host first; the run's HTTP auth of a host is applied to the
+    requests sent there. The body that comes back from such a call is redacted
+    (`step.auth.redact`), so an echoed secret reaches no record."""
     policy = step.policy
     policy.check(url)
     limit = policy.max_response_bytes
-    headers = dict(headers or {})
+    carried = secret_names(headers) | secret_names(json_body)
+    # Only a call that may send a secret pays for the checks and the redaction.
+    secrets = _CallSecrets(step.auth, carried) if carried or step.auth.http else None
+    headers = dict(await step.auth.fill_in(headers, url) if headers else {})
+    json_body = await step.auth.fill_in(json_body, url)
     if step.idempotency_key and method.upper() != "GET":
         # The server sees the same key on every attempt of this step, so a repeat after a
         # crash or a retry is recognised instead of applied twice.
         headers.setdefault("Idempotency-Key", step.idempotency_key)
     client, admitted = clients.get()
     try:
+        extensions = {_POLICY: policy, _SECRETS: secrets}
         async with admitted, client.stream(method, url, json=json_body, headers=headers,
-                                           extensions={_POLICY: policy}) as response:
+                                           extensions=extensions) as response:
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body.extend(chunk)
@@ -165,6 +212,8 @@ async def http_request(
                         retryable=True) from None
     truncated = len(body) > limit
     text = bytes(body[:limit]).decode(response.encoding or "utf-8", errors="replace")
+    if secrets is not None:
+        text = step.auth.redact(text)
     content_type = response.headers.get("content-type", "")
     result: dict[str, Any] = {
         "status_code": response.status_code,

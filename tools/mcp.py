@@ -64,7 +64,7 @@ from mcp.types import CONNECTION_CLOSED
 from tools.backoff import OutageWait
 from tools.errors import BlockedError, ConfigError, ErrorKind, ToolError, ToolUnavailableError
 from tools.lifetime import tethered
-from tools.registry import Dependency, ToolRegistry
+from tools.registry import ALL_ARGS, Dependency, ToolRegistry
 from tools.sandbox import SandboxPolicy
 
 log = logging.getLogger("duet")
@@ -473,6 +473,7 @@ async def add_mcp_servers(registry: ToolRegistry, config_path: str | Path,
                     idempotent=hints.get("idempotentHint") is True,
                     destructive=hints.get("destructiveHint") is True,
                     unavailable_reason=session.why_unavailable, source=f"mcp:{name}",
+                    secret_args=ALL_ARGS,  # for a secret whose hosts name `mcp:<server>`
                     # Its session lives in this process: its steps never go remote.
                     dependency=Dependency(f"MCP server {name!r}", "mcp_timeout_seconds",
                                           in_process=True))

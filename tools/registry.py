@@ -9,17 +9,20 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from jsonschema import Draft202012Validator
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.tracers.context import _tracing_v2_is_enabled
+from langsmith.run_helpers import tracing_context
 from pydantic import BaseModel, ValidationError
 
+from tools.auth.references import secret_names
 from tools.errors import ErrorKind, ToolError
 from tools.step import StepContext, idempotency_key_set
 
@@ -31,6 +34,9 @@ class StepRefused(Exception):
         super().__init__(message)
         self.kind = kind
 
+
+# `secret_args` of a tool any argument of which may hold a secret (an MCP tool's).
+ALL_ARGS: Final = "*"
 
 # The settings that can bound one call of a tool (`graph.context.Timeouts`, by name).
 BoundBy = Literal["step_timeout_seconds", "http_timeout_seconds", "mcp_timeout_seconds",
@@ -83,6 +89,12 @@ class RegisteredTool:
     `dependency` says what its calls wait on and which setting bounds one call (without
     one: the tool itself, under `step_timeout_seconds`). A tool whose arguments include an
     `InjectedStep` (`tools.step`) is handed its step's `StepContext` there.
+
+    `secret_args` names the arguments a plan may write `${secret.NAME}` in (`ALL_ARGS`:
+    every one, as an MCP tool's); a reference anywhere else is refused. A tool that takes
+    its `InjectedStep` puts the values in itself (`step.auth`), checking each against where
+    it sends it; for any other tool `ainvoke` puts them in, for the target `secret_target`,
+    and runs that call untraced.
     """
 
     tool: BaseTool
@@ -94,11 +106,22 @@ class RegisteredTool:
     destructive: bool = False
     source: str = "registered"
     dependency: Dependency | None = None
+    secret_args: frozenset[str] | Literal["*"] = frozenset()
 
     @property
     def name(self) -> str:
         """The name plans use."""
         return self.tool.name
+
+    def may_hold_secret(self, arg: str) -> bool:
+        """Whether argument `arg` may hold a `${secret.NAME}` reference."""
+        return self.secret_args == ALL_ARGS or arg in self.secret_args
+
+    @property
+    def secret_target(self) -> str:
+        """Where a secret goes when the registry puts it in, as a secret's `hosts` name it:
+        `mcp:<server>` for an MCP server's tool, `tool:<name>` for any other."""
+        return self.source if self.source.startswith("mcp:") else f"tool:{self.name}"
 
     @property
     def bound_by(self) -> BoundBy:
@@ -156,13 +179,35 @@ class RegisteredTool:
         the coroutine's type hints and the schema's annotations and set up a callback run
         on every call: a third of the graph's CPU per step in a fan-out of loopback GETs.
         When something listens, the tool takes LangChain's own path, so traces are the same.
+
+        A tool without an `InjectedStep` whose arguments name secrets gets their values
+        here, read for this call only, each checked against `secret_target`
+        (`SecretNotAllowed`, `UnknownSecret`, `SecretUnavailable`); such a call is not
+        traced, since LangChain traces a tool's inputs.
         """
-        payload = {**args, self.step_arg: step} if self.step_arg else args
+        if self.step_arg is not None:
+            return await self._call({**args, self.step_arg: step}, step)
+        if not secret_names(args):
+            return await self._call(args, step)
+        with untraced():
+            return await self._call(await self._filled_in(args, step), step)
+
+    async def _call(self, payload: dict[str, Any], step: StepContext) -> Any:
         with idempotency_key_set(step.idempotency_key):
             direct = self._direct_call
             if direct is None or callbacks_listening():
                 return await self.tool.ainvoke(payload)
             return await direct(payload)
+
+    async def _filled_in(self, args: dict[str, Any], step: StepContext) -> dict[str, Any]:
+        """`args` with the secrets' values put in; `StepRefused` for a reference in an
+        argument that may hold none (the plan check refuses it first)."""
+        for name, value in args.items():
+            if secret_names(value) and not self.may_hold_secret(name):
+                raise StepRefused(ErrorKind.SECRET_NOT_ALLOWED,
+                                  f"argument {name!r} of {self.name!r} may not hold a secret")
+        return {name: await step.auth.fill_in(value, self.secret_target)
+                for name, value in args.items()}
 
     @functools.cached_property
     def _direct_call(self) -> Callable[[dict[str, Any]], Awaitable[Any]] | None:
@@ -291,12 +336,14 @@ class ToolRegistry:
         destructive: bool = False,
         source: str = "registered",
         dependency: Dependency | None = None,
+        secret_args: Collection[str] | Literal["*"] = (),
     ) -> RegisteredTool:
         """Add a tool; a second tool with the same name is an error.
 
         A tool registered without a declaration changes things (deny by default):
         `read_only=True` says it only reads, and `side_effects` (a flag, or a function of
-        the call's arguments) says when it changes things.
+        the call's arguments) says when it changes things. No argument may hold a secret
+        unless `secret_args` names it (`ALL_ARGS`: every one).
         """
         if read_only and side_effects not in (None, False):
             raise ValueError(f"{tool.name!r}: read_only=True contradicts side_effects")
@@ -305,7 +352,8 @@ class ToolRegistry:
             tool
             if isinstance(tool, RegisteredTool)
             else RegisteredTool(tool, changes, unavailable_reason, takes_idempotency_key,
-                                output_schema, idempotent, destructive, source, dependency)
+                                output_schema, idempotent, destructive, source, dependency,
+                                ALL_ARGS if secret_args == ALL_ARGS else frozenset(secret_args))
         )
         if entry.name in self._tools:
             raise ValueError(f"a tool named {entry.name!r} is already registered")
@@ -381,15 +429,18 @@ class ToolRegistry:
         """Every tool a plan may use, as `duet tools --json` prints it: `name`,
         `changes_things` (true unless the tool only reads; for a tool whose side effects
         depend on the call's arguments, true, with `changes_things_when` saying when),
-        `takes_idempotency_key`, `signature` (as the planner sees it), `source`, and
-        `idempotent`, `destructive` and `unavailable` (why it cannot run, or null)."""
+        `takes_idempotency_key`, `signature` (as the planner sees it), `source`,
+        `idempotent`, `destructive`, `unavailable` (why it cannot run, or null) and
+        `secret_args` (the arguments that may hold a secret, or "*" for every one)."""
         return [{"name": entry.name, "changes_things": bool(entry.side_effects),
                  "changes_things_when": _first_line(entry.side_effects.__doc__)
                  if callable(entry.side_effects) else None,
                  "takes_idempotency_key": entry.takes_idempotency_key,
                  "signature": entry.signature(), "source": entry.source,
                  "idempotent": entry.idempotent, "destructive": entry.destructive,
-                 "unavailable": entry.why_unavailable()} for entry in self]
+                 "unavailable": entry.why_unavailable(),
+                 "secret_args": entry.secret_args if entry.secret_args == ALL_ARGS
+                 else sorted(entry.secret_args)} for entry in self]
 
     def describe(self) -> str:
         """The tool listing the planner sees, one compact signature a tool: every argument's
@@ -416,6 +467,19 @@ def _model_json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     """A pydantic model's JSON Schema, made once a process: every run's registry builds
     its tools anew, and making the schemas took most of a run's fixed cost."""
     return schema.model_json_schema()
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """What runs in the block reaches no LangChain callback and no LangSmith trace (a call
+    whose inputs hold a secret's value)."""
+    config = var_child_runnable_config.get()
+    token = var_child_runnable_config.set({**config, "callbacks": None} if config else None)
+    try:
+        with tracing_context(enabled=False):
+            yield
+    finally:
+        var_child_runnable_config.reset(token)
 
 
 def callbacks_listening() -> bool:

@@ -120,6 +120,24 @@ def _json_object(response: httpx.Response) -> dict:
     return body if isinstance(body, dict) else {}
 
 
+def check_secrets(context: Context) -> Check:
+    """The run's auth config (`$DUET_AUTH_CONFIG`) reads, and each of its secrets resolves
+    now (as `duet secrets` says; never a value)."""
+    from tools.auth import AuthConfig, AuthConfigError
+
+    if not context.auth_config:
+        return Check("secrets", True, "no auth config (set DUET_AUTH_CONFIG, or pass --auth, "
+                     "for plans that use secrets by name)", required=False)
+    try:
+        statuses = AuthConfig.load(context.auth_config).store().status()
+    except AuthConfigError as exc:
+        return Check("secrets", False, str(exc))
+    problems = [status.describe() for status in statuses if not status.available]
+    detail = "; ".join(problems) or (f"{len(statuses)} secret(s) resolve: "
+                                     f"{', '.join(status.name for status in statuses)}")
+    return Check("secrets", not problems, detail)
+
+
 def check_checkpoints() -> Check:
     """Where runs are saved."""
     return Check("checkpoints", True, default_checkpointer_url())
@@ -129,4 +147,5 @@ def run_checks() -> list[Check]:
     """Every check, required ones first."""
     context = Context()
     return [check_browser(), check_demo_site(), check_checkpoints(), check_allowlist(context),
-            check_executor(context), check_bedrock(context), check_nova_act()]
+            check_executor(context), check_secrets(context), check_bedrock(context),
+            check_nova_act()]

@@ -69,8 +69,10 @@ from graph.reasoning import (
 from graph.redaction import also_redact, redact
 from graph.runtime.early import step_refusal
 from graph.runtime.ledger import StepLedger
+from graph.runtime.secrets import SecretRules, run_auth
 from graph.state import RETRYABLE
 from tools import default_registry
+from tools.errors import ErrorKind
 from tools.registry import ToolRegistry
 
 __all__ = ["add_mcp_servers", "check_plan_file", "retry_thread", "run_thread"]
@@ -123,7 +125,8 @@ async def run_thread(
     Resuming a run that has ended runs nothing: a `resume` event says so, with its status
     (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
-    when the reasoning model cannot be used (no AWS credentials, say), `PlanFileError`
+    when the reasoning model cannot be used (no AWS credentials, say), `AuthConfigError`
+    when the auth config is wrong (see `graph.runtime.secrets.run_auth`), `PlanFileError`
     when the plan file (offline planner mode) cannot run (see `check_plan_file`), and
     `TelemetryConfigError` when the OpenTelemetry environment asks for an export that
     cannot be made (see `graph.app.telemetry`).
@@ -196,6 +199,7 @@ async def _run(thread_id: str, task: str | None, saved_task: str, context: Conte
         context.nova_act_price()  # read by the steps: a bad table stops the run here
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+    run_auth(context)
     checks_plan = task is not None or retry  # a resume goes on with the plan it has
     config = {"configurable": {"thread_id": thread_id}}
     spans = run_spans(thread_id)  # None without an OTLP endpoint
@@ -308,12 +312,17 @@ def check_plan_file(context: Context, registry: ToolRegistry) -> None:
     """Raise `PlanFileError` (one line: the file, the step, the problem) when the run's plan
     file (or `plan_text`) cannot run: not YAML or JSON, not a plan (bad fields, a cycle, an
     unknown dependency), or a step the registry refuses (an unknown tool, bad arguments, a
-    bad reference). Nothing is sent before this passes."""
+    bad reference, a secret the run does not have or in an argument that may hold none).
+    A tool of a tool source that did not start (an MCP server) is not refused here: its
+    step fails in the run, saying why. Nothing is sent before this passes."""
     replay = PlanFileReasoner.of(context)
     if replay is None:
         return
+    secrets = SecretRules.of(run_auth(context))
+    missing = registry.missing()
     for step in replay.load_plan().steps:
-        if (refusal := step_refusal(step, registry)) is not None:
+        refusal = step_refusal(step, registry, secrets)
+        if refusal is not None and not (missing and refusal.kind is ErrorKind.UNKNOWN_TOOL):
             raise PlanFileError(replay.source, str(refusal), step.id)
 
 

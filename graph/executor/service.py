@@ -7,7 +7,8 @@ The deployment enforces its own sandbox. Its allowlist (`DUET_EXECUTOR_ALLOWED_H
 comma-separated; empty allows nothing) bounds every request: a caller can narrow it, never
 widen it. It runs its own registry, so it executes only the tools it has; named browser
 sessions live per caller thread and close when the caller's run ends or after
-`DUET_EXECUTOR_IDLE_SECONDS` without use.
+`DUET_EXECUTOR_IDLE_SECONDS` without use. It resolves the secrets a step names with its own
+auth config (`DUET_AUTH_CONFIG`): a caller sends `${secret.NAME}`, never a value.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import langsmith
 
 from graph.contracts import StepAttempt, StepRequest
 from graph.runtime.attempts import attempt_tool
+from graph.runtime.secrets import auth_of, load_config
 from tools import default_registry
+from tools.auth import NO_AUTH, Auth
 from tools.registry import ToolRegistry
 from tools.sandbox import SandboxPolicy
 from tools.step import StepContext, StepFiles
@@ -78,11 +81,14 @@ class _ReplyFiles(StepFiles):
 
 
 class StepService:
-    """Attempts of steps over `registry`, bounded by the deployment's `allowed_hosts`."""
+    """Attempts of steps over `registry`, bounded by the deployment's `allowed_hosts`, with
+    the secrets of its own `auth`."""
 
-    def __init__(self, registry: ToolRegistry, allowed_hosts: tuple[str, ...]):
+    def __init__(self, registry: ToolRegistry, allowed_hosts: tuple[str, ...],
+                 auth: Auth = NO_AUTH):
         self.registry = registry
         self.allowed_hosts = allowed_hosts
+        self.auth = auth
         self._scratch = Path(tempfile.gettempdir())  # looked up once: it touches the disk
 
     async def attempt(self, request: StepRequest) -> StepAttempt:
@@ -94,7 +100,7 @@ class StepService:
                  if request.screenshot else None)
         step = StepContext(policy=bounded(request.policy, self.allowed_hosts),
                            scope=request.thread, idempotency_key=request.idempotency_key,
-                           files=files)
+                           files=files, auth=self.auth)
         try:
             with _traced(request) as run:
                 attempt = await attempt_tool(self.registry, request.tool, request.args, step,
@@ -126,8 +132,10 @@ class StepService:
 @functools.cache
 def default_service() -> StepService:
     """The deployment's service over the built-in executors, bounded by the environment
-    (`DUET_EXECUTOR_ALLOWED_HOSTS`, `DUET_EXECUTOR_IDLE_SECONDS`): one per process, so the
-    graph and the step route share its browsers and named sessions."""
+    (`DUET_EXECUTOR_ALLOWED_HOSTS`, `DUET_EXECUTOR_IDLE_SECONDS`), with the secrets of
+    `DUET_AUTH_CONFIG` (`AuthConfigError` when it is wrong): one per process, so the graph
+    and the step route share its browsers and named sessions."""
+    auth = auth_of(load_config(os.environ.get("DUET_AUTH_CONFIG") or None))
     registry = default_registry(
         idle_seconds=float(os.environ.get("DUET_EXECUTOR_IDLE_SECONDS", "600")))
-    return StepService(registry, deployment_hosts())
+    return StepService(registry, deployment_hosts(), auth)

@@ -12,7 +12,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.nodes.base import NodeDeps, cost_budget, record_results
+from graph.nodes.base import NodeDeps, cost_budget, load_auth, record_results, runtime_context
 from graph.state import State
 
 
@@ -24,8 +24,9 @@ async def act(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[s
     """
     plan = state["plan"]
     assert plan is not None, "act runs a plan"
+    auth = await load_auth(runtime_context(runtime))
     async with deps.scheduler(runtime, state, plan_version=state["plan_version"],
-                              cost=cost_budget(runtime, state)) as scheduler:
+                              cost=cost_budget(runtime, state), auth=auth) as scheduler:
         outcome = await scheduler.run(plan, state.get("escalations"))
     return await record_results(runtime, outcome.results) | {
         "plan_results": {r.step_id: r for r in outcome.results},

@@ -3,6 +3,7 @@ where new results go."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,8 +30,10 @@ from graph.reasoning.timed import TimedReasoner
 from graph.runtime.execution import thread_of
 from graph.runtime.ledger import LedgerUnavailable, StepLedger
 from graph.runtime.scheduler import Scheduler
+from graph.runtime.secrets import run_auth
 from graph.runtime.taint import escalations, trusted_text, untrusted_text
 from graph.state import State
+from tools.auth import Auth
 from tools.registry import ToolRegistry
 
 log = logging.getLogger("duet")
@@ -75,11 +78,12 @@ class NodeDeps:
         return TimedReasoner(inner, lambda event: emit(writer, event))
 
     def scheduler(self, runtime: Runtime[Context] | None, state: State, *,
-                  plan_version: int, cost: CostBudget,
+                  plan_version: int, cost: CostBudget, auth: Auth,
                   extra: Sequence[StepResult] = ()) -> Scheduler:
         """A scheduler for `plan_version` of this run, its Nova Act steps checked against
-        `cost`. A new version starts with no results; `extra` are results not in the state
-        yet (early-started steps of a discarded answer), which count against the budgets."""
+        `cost`, its steps given the run's `auth` (`load_auth`). A new version starts with no
+        results; `extra` are results not in the state yet (early-started steps of a
+        discarded answer), which count against the budgets."""
         current = plan_version == state.get("plan_version")
         done = state.get("plan_results", {}) if current else {}
         unseen = state.get("unseen", []) if current else []
@@ -90,7 +94,7 @@ class NodeDeps:
             pending=list(state.get("pending_steps") or []) if current else [],
             started_at=state.get("started_at") or 0.0, usage=state.get("usage") or Usage(),
             cost=cost, context=runtime_context(runtime), registry=self.registry,
-            runtime=runtime)
+            runtime=runtime, auth=auth)
 
 
 def plan_escalations(state: State, context: Context, plan: Plan,
@@ -101,6 +105,13 @@ def plan_escalations(state: State, context: Context, plan: Plan,
     recent, summary = state.get("recent", []), state.get("summary", "")
     return escalations(plan, untrusted_text(recent, summary),
                        trusted_text(state["task"], context.plan_variables, first_plan))
+
+
+async def load_auth(context: Context) -> Auth:
+    """The run's `Auth` (`graph.runtime.secrets.run_auth`), made once per node for the
+    planner's listing, the plan check and every step; its config file is read (the first
+    time in a process) off the event loop, which other runs share."""
+    return await asyncio.to_thread(run_auth, context)
 
 
 Node = Callable[..., Awaitable[dict[str, Any]]]

@@ -21,6 +21,7 @@ from graph.guards import budget_stop, remember_plan, repeated_plan, replan_stop
 from graph.nodes.base import (
     NodeDeps,
     cost_budget,
+    load_auth,
     never_raises,
     plan_escalations,
     reasoning_failed,
@@ -31,6 +32,8 @@ from graph.reasoning import ReasoningError
 from graph.runtime.early import EarlyStart, refuse_invalid_steps
 from graph.runtime.progress import results_of_plan
 from graph.runtime.scheduler import Scheduler
+from graph.runtime.secrets import SecretRules, planner_tools
+from graph.runtime.taint import trusted_text, untrusted_text
 from graph.state import State
 
 
@@ -62,15 +65,21 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
 
     # The plan call and the steps that start while it streams spend from one budget.
     cost = cost_budget(runtime, state)
+    auth = await load_auth(context)
 
     def make(version: int, discarded: list[StepResult]) -> Scheduler:
         return deps.scheduler(runtime, {**state, "started_at": started_at},
-                              plan_version=version, cost=cost, extra=discarded)
+                              plan_version=version, cost=cost, auth=auth, extra=discarded)
 
-    async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry) as early:
+    # What the planner read: a value it copies from tool output is in one of these.
+    untrusted = untrusted_text(recent, state.get("summary", ""))
+    secrets = SecretRules.of(auth, untrusted, trusted_text(
+        state["task"], context.plan_variables, state.get("first_plan")))
+    async with EarlyStart(make, state.get("plan_version", 0) + 1, deps.registry,
+                          secrets) as early:
         try:
             reply = await deps.reasoner(runtime, previous, cost).plan(
-                task=state["task"], tools=deps.registry.describe(),
+                task=state["task"], tools=planner_tools(deps.registry, auth),
                 summary=state.get("summary", ""), results=recent,
                 previous_plan=previous, review_feedback=state.get("review_feedback", ""),
                 max_attempts=context.max_plan_attempts,
@@ -94,7 +103,7 @@ async def plan(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict[
             return update | stop.as_update() | await record_results(
                 runtime, early.results(), reply.usage)
 
-        refused = refuse_invalid_steps(new_plan, deps.registry, version)
+        refused = refuse_invalid_steps(new_plan, deps.registry, version, secrets)
         if refused:
             # Nothing more of a plan with an invalid step runs: the planner fixes it first.
             await early.cancel("the plan has invalid steps")

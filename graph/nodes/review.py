@@ -21,9 +21,16 @@ from graph.context import Context
 from graph.contracts import Plan, Step
 from graph.events import PlanReviewAnswered, emit
 from graph.guards import remember_plan
-from graph.nodes.base import NodeDeps, never_raises, plan_escalations, runtime_context
+from graph.nodes.base import (
+    NodeDeps,
+    load_auth,
+    never_raises,
+    plan_escalations,
+    runtime_context,
+)
 from graph.runtime.early import refuse_invalid_steps
 from graph.runtime.progress import references_in
+from graph.runtime.secrets import NO_SECRETS, SecretRules
 from graph.state import State
 from tools.auth import secret_names
 from tools.registry import ToolRegistry
@@ -72,12 +79,14 @@ def review_request(plan: Plan, version: int, registry: ToolRegistry,
                         {"action": "reject", "reason": "why"}]}
 
 
-def checked_review(value: Any, registry: ToolRegistry, version: int) -> PlanReview:
-    """`value` as a `PlanReview` whose edited plan, if any, the registry accepts;
-    `AnswerRefused` saying what is wrong."""
+def checked_review(value: Any, registry: ToolRegistry, version: int,
+                   secrets: SecretRules = NO_SECRETS) -> PlanReview:
+    """`value` as a `PlanReview` whose edited plan, if any, the registry accepts (and the
+    run's `secrets`: a person's edit is as trusted as the task); `AnswerRefused` saying
+    what is wrong."""
     review = read_plan_review(value)
     if review.plan is not None and (refused := refuse_invalid_steps(review.plan, registry,
-                                                                    version)):
+                                                                    version, secrets)):
         problems = "; ".join(f"{r.step_id}: {r.error.message}" for r in refused if r.error)
         raise AnswerRefused(f"the edited plan has invalid steps: {problems}")
     return review
@@ -89,7 +98,9 @@ async def review(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dic
     plan, version = state["plan"], state["plan_version"]
     assert plan is not None, "review follows a plan"
     request = review_request(plan, version, deps.registry, state.get("escalations") or {})
-    answer = ask(request, lambda value: checked_review(value, deps.registry, version + 1))
+    secrets = SecretRules.of(await load_auth(runtime_context(runtime)))
+    answer = ask(request, lambda value: checked_review(value, deps.registry, version + 1,
+                                                       secrets))
     edited = answer.plan
     emit(getattr(runtime, "stream_writer", None), PlanReviewAnswered(
         plan_version=version, action=answer.action, by=answer.by, reason=answer.reason,

@@ -5,7 +5,7 @@ closing brace arrived), that passes the registry's checks and names only earlier
 dependencies starts at once; steps that change things wait for the whole plan and for
 approval. A plan that turns out invalid cancels what it started, and the results say so.
 Every step is checked against the registry first (`step_refusal`): an unknown tool, bad
-arguments or a bad reference never run.
+arguments, a bad reference or a secret used where it may not be never run.
 """
 
 from __future__ import annotations
@@ -18,27 +18,31 @@ from pydantic import ValidationError
 from graph.contracts import Plan, Step, StepResult
 from graph.runtime.progress import check_references, references_in
 from graph.runtime.scheduler import Outcome, Scheduler
+from graph.runtime.secrets import NO_SECRETS, SecretRules
 from tools.errors import ErrorKind
 from tools.registry import StepRefused, ToolRegistry
 
 
-def step_refusal(step: Step, registry: ToolRegistry) -> StepRefused | None:
-    """Why the step must not run (unknown tool, bad arguments or references), or None."""
+def step_refusal(step: Step, registry: ToolRegistry,
+                 secrets: SecretRules = NO_SECRETS) -> StepRefused | None:
+    """Why the step must not run (unknown tool, bad arguments or references, a use of a
+    secret that `secrets` refuses), or None."""
     try:
         deferred = frozenset(key for key, value in step.args.items() if references_in(value))
-        registry.check(step.tool, step.args, deferred)
+        tool = registry.check(step.tool, step.args, deferred)
         problem = check_references(step)
         if problem:
             raise StepRefused(ErrorKind.INVALID_REFERENCE, problem)
     except StepRefused as exc:
         return exc
-    return None
+    return secrets.refusal(step, tool)
 
 
-def refuse_invalid_steps(plan: Plan, registry: ToolRegistry, version: int) -> list[StepResult]:
-    """A `rejected` result for each step naming an unknown tool, bad arguments or references."""
+def refuse_invalid_steps(plan: Plan, registry: ToolRegistry, version: int,
+                         secrets: SecretRules = NO_SECRETS) -> list[StepResult]:
+    """A `rejected` result for each step `step_refusal` refuses."""
     return [StepResult.rejected(step, version, refusal.kind, str(refusal))
-            for step in plan.steps if (refusal := step_refusal(step, registry))]
+            for step in plan.steps if (refusal := step_refusal(step, registry, secrets))]
 
 
 class EarlyStart:
@@ -51,8 +55,8 @@ class EarlyStart:
     """
 
     def __init__(self, make: Callable[[int, list[StepResult]], Scheduler], version: int,
-                 registry: ToolRegistry):
-        self.make, self.registry = make, registry
+                 registry: ToolRegistry, secrets: SecretRules = NO_SECRETS):
+        self.make, self.registry, self.secrets = make, registry, secrets
         self.version = version
         self.discarded: list[StepResult] = []
         self.scheduler = make(version, [])
@@ -94,7 +98,8 @@ class EarlyStart:
             step = Step.model_validate(raw)
         except ValidationError:
             step = None
-        if step is None or step.id in self.offered or step_refusal(step, self.registry):
+        if step is None or step.id in self.offered or step_refusal(step, self.registry,
+                                                                   self.secrets):
             # The plan cannot be valid: stop what it started rather than let it run on.
             self.closed = True
             await self.scheduler.cancel("the plan being written has an invalid step")

@@ -46,6 +46,7 @@ from graph.runtime.attempts import (
 )
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
+from tools.auth import Auth
 from tools.backoff import OutageWait
 from tools.errors import ErrorKind
 from tools.registry import BoundBy, RegisteredTool, StepRefused, ToolRegistry, callbacks_listening
@@ -59,10 +60,12 @@ def thread_of(runtime: Runtime[Context] | None) -> str:
 
 
 class StepRunner:
-    """Runs the steps of one run: what they share is read once from the run's context."""
+    """Runs the steps of one run: what they share is read once from the run's context, and
+    each step gets the run's `auth` (`graph.runtime.secrets.run_auth`; a step sent to an
+    executor deployment is given the deployment's)."""
 
     def __init__(self, context: Context, registry: ToolRegistry,
-                 runtime: Runtime[Context] | None):
+                 runtime: Runtime[Context] | None, auth: Auth):
         self.registry = registry
         self.thread_id = thread_of(runtime)
         self.policy = context.sandbox_policy()
@@ -70,6 +73,7 @@ class StepRunner:
         self.max_retries = context.max_retries
         self.screenshots = context.step_screenshots
         self.browser = context.remote_browser()
+        self.auth = auth
         self.executor_url = context.executor_url
         self.executor_tools = context.executor_tools
         self.store = getattr(runtime, "store", None)
@@ -129,7 +133,8 @@ class StepRunner:
             context = StepContext(
                 policy=self.policy, scope=self.thread_id,
                 idempotency_key=key if side_effects else None, files=files, waits=waits,
-                browser=self.browser, store=self.store, agent_time=agent_time,
+                browser=self.browser, auth=self.auth, store=self.store,
+                agent_time=agent_time,
                 **({"stream_writer": self.writer} if self.writer else {}))
             return await self._attempts(task, tool, base, context, attempt_log)
 

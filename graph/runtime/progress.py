@@ -8,7 +8,8 @@ from typing import Any
 
 from graph.contracts import Plan, Step, StepResult
 
-REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+# `${s1.output...}`; never `${secret.NAME}`, which names a secret (`tools.auth`), not a step.
+REFERENCE = re.compile(r"\$\{(?!secret\.)([A-Za-z0-9_.-]+)\}")
 
 
 class ReferenceProblem(Exception):

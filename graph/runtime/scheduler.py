@@ -34,6 +34,7 @@ from graph.guards import CostBudget, Stop, budget_stop, deadline_passed
 from graph.runtime.execution import StepRunner
 from graph.runtime.progress import ReferenceProblem, ready_steps, resolve_args
 from graph.state import StepTask
+from tools.auth import Auth, secret_names
 from tools.errors import ErrorKind
 from tools.registry import StepRefused, ToolRegistry
 
@@ -82,11 +83,11 @@ class Scheduler:
     def __init__(self, *, plan_version: int, done: dict[str, StepResult], tally: StepTally,
                  unseen_failure: bool, pending: list[StepTask], started_at: float,
                  usage: Usage, cost: CostBudget, context: Context, registry: ToolRegistry,
-                 runtime: Runtime[Context] | None):
+                 runtime: Runtime[Context] | None, auth: Auth):
         self.version = plan_version
         self.context, self.registry = context, registry
         self.budgets = context.budgets
-        self.steps_runner = StepRunner(context, registry, runtime)
+        self.steps_runner = StepRunner(context, registry, runtime, auth)
         self.started_at, self.usage = started_at, usage
         self.cost = cost
         self.cost_stop: Stop | None = None
@@ -216,6 +217,13 @@ class Scheduler:
         except ReferenceProblem as exc:
             args, problem = step.args, str(exc)
         refused: StepRefused | None = None
+        if problem is None and args != step.args and secret_names(args):
+            # A step that uses a secret takes no reference (`SecretRules`): this one came
+            # with the data.
+            refused = StepRefused(ErrorKind.SECRET_STEERED, "a ${secret.…} reference came "
+                                  "from another step's output: tool output must not choose "
+                                  "a secret")
+            problem = str(refused)
         try:
             changes = step.side_effects or self.registry.get(step.tool).changes_things(args)
         except StepRefused as exc:  # a plan of an earlier registry (a retried run)

@@ -5,7 +5,9 @@ actions; values it passes on through `${step.output...}` references are data flo
 actions chosen before the data was seen. A later plan (a replan) is written after reading
 tool output, so a page can steer it. A step of such a plan that changes things, and whose
 literal arguments carry a value found in that output but not in what the user gave (the
-task, the plan variables, the first plan), needs a human even under `approval: auto`.
+task, the plan variables, the first plan), needs a human even under `approval: auto`. A
+step that uses a secret is held to more (`graph.runtime.secrets`): it is refused, and each
+of its literal values counts whole too (a selector such as `#search`).
 
 Values looked for: URLs and their origins, hosts, e-mail addresses, account numbers and
 account-like identifiers (six characters or more, letters mixed with digits, hyphens or
@@ -23,6 +25,7 @@ from typing import Any
 
 from graph.contracts import Plan, Step, StepResult
 from graph.runtime.progress import REFERENCE
+from tools.auth.references import REFERENCE as SECRET_REFERENCE
 
 _URL = re.compile(r"(https?://[^\s\"'<>/)\]}]+)[^\s\"'<>)\]}]*", re.I)
 _SHAPES = [
@@ -80,14 +83,18 @@ def trusted_text(task: str, variables: dict[str, str], first_plan: Plan | None) 
     return _normal("\n".join(parts))
 
 
-def carried_values(step: Step, untrusted: str, trusted: str) -> list[str]:
+def carried_values(step: Step, untrusted: str, trusted: str, *,
+                   whole: bool = False) -> list[str]:
     """Values in the step's literal arguments found in `untrusted` and not in `trusted`
-    (references are left out: they pass data explicitly)."""
+    (references are left out: they pass data explicitly, or name a secret). With `whole`,
+    each literal string counts as a value too, unless it is one plain word (`GET`)."""
     found: list[str] = []
     for text in _strings(step.args):
-        for value in _candidates(REFERENCE.sub(" ", text)):
+        literal = SECRET_REFERENCE.sub(" ", REFERENCE.sub(" ", text))
+        wholes = [literal.strip()] if whole and not literal.strip().isalpha() else []
+        for value in [*wholes, *_candidates(literal)]:
             normal = _normal(value)
-            if normal in untrusted and normal not in trusted and value not in found:
+            if normal and normal in untrusted and normal not in trusted and value not in found:
                 found.append(value)
     return found
 

@@ -167,3 +167,28 @@ async def test_studio_api_reviews_a_plan_before_any_step_runs(server, site, tmp_
     assert result["status"] == "completed", result
     notes = httpx.get(f"{site}/api/notes?customer_id=4").json()
     assert [n["text"] for n in notes] == ["second"]
+
+
+async def test_a_served_run_reads_its_auth_config_and_sends_a_secret_by_name(server, tmp_path):
+    """Studio's path: the auth config is read off the server's event loop (which refuses a
+    blocking read), and the secret goes in at the last moment, cut from what comes back."""
+    from tests.fixtures.echo import echo_server
+
+    token = "served-token-5b9e/+x?"
+    (tmp_path / "api").write_text(token)
+    (tmp_path / "api").chmod(0o600)
+    with echo_server() as echo:
+        config = tmp_path / "auth.json"
+        config.write_text(json.dumps({"secrets": {"api": {
+            "source": f"file:{tmp_path / 'api'}", "kind": "token", "hosts": [echo.host]}}}))
+        path = tmp_path / "script4.json"
+        path.write_text(json.dumps([
+            {"plan": {"goal": "me", "steps": [{"id": "me", "tool": "http_request", "args": {
+                "url": f"{echo.url}/me", "headers": {"X-Api-Key": "${secret.api}"}}}]}},
+            {"decision": {"action": "finish", "reason": "read"}}, {"text": "You [me]."}]))
+        out = await RemoteGraph("nova-duet", url=server).ainvoke(
+            {"task": "Who am I?"}, context={"model": f"scripted:{path}", "auth_config": str(config),
+                                            "allowed_hosts": [echo.host]})
+    assert out["status"] == "completed", out["reason"]
+    assert echo.requests[0]["headers"]["X-Api-Key"] == token
+    assert token not in json.dumps(out) and "[REDACTED]" in json.dumps(out["results"])

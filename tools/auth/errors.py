@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tools.errors import BlockedError, ConfigError, ToolError, ToolUnavailableError
+from tools.errors import BlockedError, ConfigError, ErrorKind, ToolError, ToolUnavailableError
 
 
 class AuthConfigError(ConfigError, ValueError):
@@ -15,6 +15,8 @@ class AuthConfigError(ConfigError, ValueError):
 class UnknownSecret(ToolError):
     """A plan names a secret the config does not define."""
 
+    kind = ErrorKind.UNKNOWN_SECRET
+
     def __init__(self, name: str, known: Iterable[str]):
         names = ", ".join(sorted(known)) or "none"
         super().__init__(f"unknown secret {name!r} (known: {names})")
@@ -24,13 +26,17 @@ class UnknownSecret(ToolError):
 class SecretUnavailable(ToolUnavailableError):
     """A defined secret cannot be read now; `reason` says what to set or fix."""
 
+    kind = ErrorKind.SECRET_UNAVAILABLE
+
     def __init__(self, name: str, reason: str):
         super().__init__(f"secret {name!r} is unavailable: {reason}")
         self.name, self.reason = name, reason
 
 
 class SecretNotAllowed(BlockedError):
-    """A secret was to be sent to a host it does not allow."""
+    """A secret was to be sent to a host (or a tool) it does not allow."""
+
+    kind = ErrorKind.SECRET_NOT_ALLOWED
 
     def __init__(self, name: str, host: str, hosts: tuple[str, ...]):
         super().__init__(f"secret {name!r} may not be sent to {host}: it allows only "

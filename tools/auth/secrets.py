@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
@@ -21,6 +22,9 @@ from tools.sandbox import SandboxPolicy, is_loopback
 
 Kind = Literal["password", "token", "totp"]
 OnReveal = Callable[[Iterable[str]], None]
+# Where a secret may go without a network host: every tool of an MCP server (`mcp:<server>`)
+# or one own tool (`tool:<name>`), named so in its hosts; the allowlist does not apply to them.
+TOOL_TARGET = re.compile(r"(?:mcp|tool):[\w.-]+")
 
 
 def ignore_forms(forms: Iterable[str]) -> None:
@@ -29,7 +33,8 @@ def ignore_forms(forms: Iterable[str]) -> None:
 
 class SecretSpec(BaseModel):
     """A secret by name: where its value is read, what it is, and the only hosts it may be
-    sent to (`host` or `host:port`, matched as the sandbox's `allowed_hosts`). Holds no value."""
+    sent to (`host` or `host:port`, matched as the sandbox's `allowed_hosts`, or a tool
+    target: `mcp:<server>`, `tool:<name>`). Holds no value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -66,13 +71,16 @@ class SecretSpec(BaseModel):
 def _check_host_entry(entry: str) -> None:
     """`ValueError` for an entry the allowlist's rule would match no URL with: a typo, a URL,
     a wildcard, or a host of this machine without its port."""
+    if TOOL_TARGET.fullmatch(entry):
+        return
     if "*" in entry:
         raise ValueError(f"{entry!r}: wildcards are not supported, name each host")
     if hosts_allow((entry,), f"https://{entry}/"):
         return
     if is_loopback(entry):
         raise ValueError(f"{entry!r}: this machine's hosts need their port ({entry}:PORT)")
-    raise ValueError(f"{entry!r} is not a host or host:port (an IPv6 address in brackets)")
+    raise ValueError(f"{entry!r} is not a host or host:port (an IPv6 address in brackets), "
+                     "mcp:SERVER or tool:NAME")
 
 
 def hosts_allow(hosts: tuple[str, ...], url: str) -> bool:
@@ -81,6 +89,21 @@ def hosts_allow(hosts: tuple[str, ...], url: str) -> bool:
         return SandboxPolicy(allowed_hosts=hosts).allows(url)
     except ValueError:
         return False
+
+
+def target_allowed(hosts: tuple[str, ...], target: str) -> bool:
+    """Whether a secret of `hosts` may go to `target`: a URL on one of them (the sandbox's
+    rule), or a tool target (`mcp:<server>`, `tool:<name>`) they name."""
+    if TOOL_TARGET.fullmatch(target):
+        return target in hosts
+    return hosts_allow(hosts, target)
+
+
+def check_target(name: str, hosts: tuple[str, ...], target: str) -> None:
+    """`SecretNotAllowed`, naming the host only, unless secret `name` of `hosts` may go to
+    `target` (a URL as planned, before its references are substituted, or a tool target)."""
+    if not target_allowed(hosts, target):
+        raise SecretNotAllowed(name, _host_of(target), hosts)
 
 
 def encoded_forms(text: str) -> list[str]:
@@ -129,14 +152,14 @@ class SecretValue:
         return self._forms(self._current())
 
     def allows(self, url: str) -> bool:
-        """True when `url` is http(s) to one of the secret's hosts."""
-        return hosts_allow(self.hosts, url)
+        """True when `url` is http(s) to one of the secret's hosts, or a tool target
+        (`mcp:<server>`, `tool:<name>`) they name."""
+        return target_allowed(self.hosts, url)
 
     def check(self, url: str) -> None:
         """`SecretNotAllowed`, naming the host only, unless the secret may go to `url` (the
-        URL as planned, before its references are substituted)."""
-        if not self.allows(url):
-            raise SecretNotAllowed(self.name, _host_of(url), self.hosts)
+        URL as planned, before its references are substituted, or a tool target)."""
+        check_target(self.name, self.hosts, url)
 
     def _current(self) -> str:
         if self.kind == "totp":
@@ -165,8 +188,10 @@ class SecretValue:
 
 
 def _host_of(url: str) -> str:
-    """The host (and port) of `url`; never its user, password, path or query, where a
-    value may already be."""
+    """The host (and port) of `url`, or a tool target as it is; never a URL's user,
+    password, path or query, where a value may already be."""
+    if TOOL_TARGET.fullmatch(url):
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -240,6 +265,11 @@ class SecretStore:
         spec = self.spec(name)
         stored = await asyncio.to_thread(self._read, spec)
         return SecretValue(spec.name, spec.kind, spec.hosts, stored, self._announce)
+
+    def announce(self, text: str) -> None:
+        """Give `on_reveal` every form of `text`, a value made of secrets (HTTP Basic's
+        `user:password`), before it is sent."""
+        self._announce(encoded_forms(text))
 
     def _problem(self, spec: SecretSpec) -> str | None:
         try:

@@ -69,5 +69,17 @@ def mcp_path(path: Path | None) -> str | None:
     return str(path.resolve())
 
 
+AUTH_HELP = ("An auth config (YAML or JSON): the secrets plans may use by name, where each "
+             "is read and the hosts it may go to, and the HTTP auth of each API host; it "
+             "holds no value (default $DUET_AUTH_CONFIG).")
+
+
+def auth_path(path: Path) -> str:
+    """The auth config's absolute path (saved with the run, so a resume finds it)."""
+    if not path.is_file():
+        raise typer.BadParameter(f"no auth config file at {str(path)!r}", param_hint="--auth")
+    return str(path.resolve())
+
+
 class UsageError(ConfigError):
     """Options that do not go together, or name nothing."""

@@ -10,23 +10,27 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from graph.app.cli.base import MCP_HELP, app, config_errors, console, mcp_path
+from graph.app.cli.base import AUTH_HELP, MCP_HELP, app, auth_path, config_errors, console, mcp_path
 from graph.context import Context
 
 
 @app.command("tools")
 def list_tools(
     mcp: Annotated[Path | None, typer.Option(help=MCP_HELP)] = None,
+    auth: Annotated[Path | None, typer.Option(help=AUTH_HELP + " Its secrets are listed as "
+                                                               "the planner sees them.")] = None,
     allow_host: Annotated[list[str], typer.Option(
-        help="A host[:port] an HTTP MCP server may be reached on (repeat it).")] = [],  # noqa: B006
+        help="A host[:port] an HTTP MCP server may be reached on, or a secret may go to "
+             "(repeat it).")] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List every tool a plan may use: its class, idempotency key, signature and source."""
     with config_errors(as_json):
         # A listing says what answers now: a server that cannot be reached is listed as
         # such at once, not waited for as a run waits (it has no work to lose).
-        catalog, missing = asyncio.run(_tool_catalog(
+        catalog, missing, secrets = asyncio.run(_tool_catalog(
             Context(allowed_hosts=list(allow_host), mcp_config=mcp_path(mcp),
+                    auth_config=auth_path(auth) if auth else None,
                     dependency_wait_seconds=0)))
     if as_json:
         typer.echo(json.dumps(catalog, indent=1))
@@ -56,18 +60,24 @@ def list_tools(
     for source, reason in missing.items():
         console.print(f"{source} (none of its tools): unavailable: {reason}", markup=False,
                       highlight=False)
+    if secrets:
+        console.rule("secrets, as the planner sees them (`duet secrets` checks each)")
+        console.print(secrets, markup=False, highlight=False)
 
 
-async def _tool_catalog(context: Context) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The tools a run with `context` may use, and the tool sources that did not load."""
+async def _tool_catalog(context: Context) -> tuple[list[dict[str, Any]], dict[str, str], str]:
+    """The tools a run with `context` may use, the tool sources that did not load, and what
+    the planner is told of its secrets."""
     from graph.app.runner import add_mcp_servers
+    from graph.runtime.secrets import run_auth, secrets_listing
     from tools import default_registry
 
+    auth = run_auth(context)
     registry = default_registry()
     try:
         if context.mcp_config:
             await add_mcp_servers(registry, context)
-        return registry.catalog(), registry.missing()
+        return registry.catalog(), registry.missing(), secrets_listing(registry, auth)
     finally:
         await registry.aclose()
 

@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from graph.app.cli.base import MCP_HELP, UsageError, app, config_errors, err, mcp_path
+from graph.app.cli.base import (
+    AUTH_HELP,
+    MCP_HELP,
+    UsageError,
+    app,
+    auth_path,
+    config_errors,
+    err,
+    mcp_path,
+)
 from graph.checkpoints import duet_home
 from graph.context import parse_settings
 
@@ -47,6 +56,7 @@ def eval_suite(
                       "`duet run`: --set reasoning_effort=low.")] = [],  # noqa: B006
     mcp: Annotated[Path | None, typer.Option(help=MCP_HELP + " (both agents, with the "
                                                   "environment's own servers)")] = None,
+    auth: Annotated[Path | None, typer.Option(help=AUTH_HELP + " (nova-duet's runs)")] = None,
     strict: Annotated[bool, typer.Option(help="An answer fact the task or preamble already "
                                               "states is an error, not a warning.")] = False,
     broken: Annotated[bool, typer.Option(help="Run every broken variant of each task's "
@@ -78,6 +88,8 @@ def eval_suite(
         context = parse_settings(setting)
         if mcp:
             context["mcp_config"] = mcp_path(mcp)
+        if auth:
+            context["auth_config"] = auth_path(auth)
         chosen = loaded.select(tasks)
         if not chosen:
             raise UsageError(f"no task of {loaded.name!r} matches {tasks!r}")

@@ -19,9 +19,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from graph.app.cli.base import (
+    AUTH_HELP,
     MCP_HELP,
     UsageError,
     app,
+    auth_path,
     config_errors,
     console,
     err,
@@ -198,6 +200,7 @@ def run(
         help="Run the steps on these executor deployments (LangGraph servers, comma-"
              "separated; default $DUET_EXECUTOR_URL).")] = None,
     mcp: Annotated[Path | None, typer.Option(help=MCP_HELP)] = None,
+    auth: Annotated[Path | None, typer.Option(help=AUTH_HELP)] = None,
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting (repeat it), parsed by its type: "
                       "--set max_steps=500 --set deadline_seconds=1800. `duet resume` keeps "
@@ -215,6 +218,8 @@ def run(
         context.model = model
     if executor_url:
         context.executor_url = executor_url
+    if auth:
+        context.auth_config = auth_path(auth)
     _execute(task, thread, as_json, context=dataclasses.replace(context, **settings))
 
 
@@ -246,6 +251,7 @@ def retry(
     setting: Annotated[list[str], typer.Option(
         "--set", help="NAME=VALUE for any run setting from now on (repeat it), as for `duet "
                       "run`: --set max_steps=500 raises a spent budget.")] = [],  # noqa: B006
+    auth: Annotated[Path | None, typer.Option(help=AUTH_HELP + " From now on.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
     """Continue a run that ended failed or budget_exhausted, once the cause is fixed.
@@ -255,6 +261,8 @@ def retry(
     with config_errors(as_json):
         settings = parse_settings(setting)
         decider = _decider(decide, reason)
+    if auth:
+        settings["auth_config"] = auth_path(auth)
     _execute(None, thread, as_json, decider, retry=settings)
 
 
