@@ -1,0 +1,169 @@
+"""Logins the executor does, secrets typed in the browser, and kept profiles: the demo CRM
+behind its login (password, then a TOTP code), Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from demo_site.auth import AuthStore, DemoCredentials, make_credentials
+from demo_site.server import serve
+from graph.redaction import also_redact
+from tools import BrowserPool, PlaywrightExecutor, SandboxPolicy, StepContext, ToolError
+from tools.auth import Auth, AuthConfig, SecretNotAllowed
+from tools.auth.errors import LoginFailed
+from tools.auth.profiles import Profiles
+from tools.step import StepFiles
+
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Crm:
+    """The CRM served with its login on, at 127.0.0.1:PORT (and `localhost:PORT`, the same
+    server under another host name), with its user and its login tables."""
+
+    url: str
+    credentials: DemoCredentials
+    auth: AuthStore
+
+    @property
+    def host(self) -> str:
+        return self.url.removeprefix("http://")
+
+    @property
+    def other_host(self) -> str:
+        return self.host.replace("127.0.0.1", "localhost")
+
+    def attempts(self) -> list[tuple[str, str]]:
+        """The login log: (stage, outcome) of each login POST."""
+        return [(a["stage"], a["outcome"]) for a in self.auth.login_attempts()]
+
+
+@pytest.fixture
+def crm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    db = tmp_path / "crm.sqlite"
+    credentials = make_credentials(db)
+    # The secrets reach the executor by name only, from the environment.
+    monkeypatch.setenv("CRM_PASSWORD", credentials.password)
+    monkeypatch.setenv("CRM_TOTP_SEED", credentials.totp_seed)
+    with serve(db, auth=True) as url:
+        yield Crm(url, credentials, AuthStore(db))
+
+
+def auth_config(crm: Crm, *, profiles: tuple[str, ...] = ()) -> dict:
+    """The run's auth config: the password and the TOTP seed, each for the CRM's
+    127.0.0.1 host only, and how to log in there."""
+    return {
+        "secrets": {
+            "crm_password": {"source": "env:CRM_PASSWORD", "kind": "password",
+                             "hosts": [crm.host]},
+            "crm_otp": {"source": "env:CRM_TOTP_SEED", "kind": "totp", "hosts": [crm.host]}},
+        "logins": {"crm": {
+            "hosts": [crm.host], "login_url": f"{crm.url}/login", "page": {"url": "/login*"},
+            "fields": {"#username": crm.credentials.username,
+                       "#password": "${secret.crm_password}"},
+            "submit": "button[type=submit]",
+            "totp": {"field": "#code", "secret": "crm_otp", "submit": "button[type=submit]",
+                     "page": {"url": "/login/mfa*"}},
+            "check": {"not_url": "/login*"}}},
+        "profiles": list(profiles)}
+
+
+def make_auth(config: dict, home: Path) -> Auth:
+    return Auth.of(AuthConfig.load(json.dumps(config)), on_reveal=also_redact,
+                   profiles_dir=home / "profiles")
+
+
+def step_of(crm: Crm, auth: Auth, scope: str = "run-1", **fields) -> StepContext:
+    return StepContext(policy=SandboxPolicy(allowed_hosts=(crm.host, crm.other_host)),
+                       scope=scope, auth=auth, **fields)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[PlaywrightExecutor]:
+    pool = BrowserPool()
+    yield PlaywrightExecutor(pool)
+    await pool.aclose()
+
+
+async def test_a_first_visit_logs_in_with_the_recipe_and_the_step_carries_on(
+        browser, crm, isolated_env):
+    step = step_of(crm, make_auth(auth_config(crm), isolated_env))
+    opened = await browser.goto(f"{crm.url}/customers/3", step, session="crm")
+    assert opened["url"] == f"{crm.url}/customers/3" and opened["title"] == "Initech"
+    assert crm.attempts() == [("password", "ok"), ("mfa", "ok")]
+    heading = await browser.read(step, selector="h1", session="crm")
+    assert heading["text"] == "Initech"
+    await browser.goto(f"{crm.url}/invoices", step, session="crm")
+    assert len(crm.attempts()) == 2  # signed in: no login request since
+
+
+async def test_a_second_run_with_the_kept_profile_sends_no_login_request(crm, isolated_env):
+    auth = make_auth(auth_config(crm, profiles=("crm",)), isolated_env)
+    first = BrowserPool()
+    try:
+        await PlaywrightExecutor(first).goto(f"{crm.url}/customers/3", step_of(crm, auth),
+                                             session="crm")
+    finally:
+        await first.aclose()
+    assert crm.attempts() == [("password", "ok"), ("mfa", "ok")]
+    kept = isolated_env / "profiles" / "crm.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert crm.credentials.password not in kept.read_text()
+    assert Profiles(isolated_env / "profiles").summary("crm").domains == ("127.0.0.1",)
+
+    # Another run, in another pool (as another process or executor sharing the folder).
+    second = BrowserPool()
+    try:
+        opened = await PlaywrightExecutor(second).goto(
+            f"{crm.url}/customers/4", step_of(crm, auth, scope="run-2"), session="crm")
+    finally:
+        await second.aclose()
+    assert opened["url"] == f"{crm.url}/customers/4" and opened["title"] == "Umbrella"
+    assert len(crm.attempts()) == 2  # no login request: the profile's session lives
+
+    # A session that is not kept starts empty: it logs in.
+    third = BrowserPool()
+    try:
+        await PlaywrightExecutor(third).goto(f"{crm.url}/customers/4",
+                                             step_of(crm, auth, scope="run-3"), session="other")
+    finally:
+        await third.aclose()
+    assert len(crm.attempts()) == 4
+
+
+async def test_a_session_that_expires_mid_run_is_logged_in_again_once(browser, crm,
+                                                                      isolated_env):
+    step = step_of(crm, make_auth(auth_config(crm), isolated_env))
+    await browser.goto(f"{crm.url}/customers/3", step, session="crm")
+    crm.auth.expire_sessions()
+    opened = await browser.goto(f"{crm.url}/customers/4", step, session="crm")
+    assert opened["url"] == f"{crm.url}/customers/4" and opened["title"] == "Umbrella"
+    # A link followed into the expired session: logged in, then where the link led.
+    crm.auth.expire_sessions()
+    clicked = await browser.click(step, selector="a[href='/invoices']", session="crm")
+    assert clicked["url"] == f"{crm.url}/invoices"
+    assert crm.attempts() == [("password", "ok"), ("mfa", "ok")] * 3
+
+
+async def test_a_wrong_password_is_login_failed_naming_the_check_and_never_retried(
+        browser, crm, isolated_env, monkeypatch):
+    monkeypatch.setenv("CRM_PASSWORD", "not-the-password")
+    step = step_of(crm, make_auth(auth_config(crm), isolated_env))
+    with pytest.raises(LoginFailed) as failed:
+        await browser.goto(f"{crm.url}/customers/3", step, session="crm")
+    assert failed.value.type_name == "LoginFailed" and not failed.value.retryable
+    assert "its check {not_url: '/login*'} does not hold" in str(failed.value)
+    assert "not-the-password" not in str(failed.value)
+    # Later steps of the run do not try again: one attempt in all.
+    with pytest.raises(LoginFailed, match="earlier in this run"):
+        await browser.goto(f"{crm.url}/customers/4", step, session="crm")
+    assert crm.attempts() == [("password", "bad_password")]
