@@ -4,10 +4,8 @@ behind its login (password, then a TOTP code), Debian's Chromium through Playwri
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from PIL import Image
 from demo_site.auth import AuthStore, DemoCredentials, make_credentials
 from demo_site.server import serve
 from graph.redaction import also_redact
-from tools import BrowserPool, PlaywrightExecutor, SandboxPolicy, StepContext, ToolError
+from tools import BrowserPool, PlaywrightExecutor, SandboxPolicy, StepContext
 from tools.auth import Auth, AuthConfig, SecretNotAllowed
 from tools.auth.errors import LoginFailed
 from tools.auth.profiles import Profiles
@@ -167,3 +165,59 @@ async def test_a_wrong_password_is_login_failed_naming_the_check_and_never_retri
     with pytest.raises(LoginFailed, match="earlier in this run"):
         await browser.goto(f"{crm.url}/customers/4", step, session="crm")
     assert crm.attempts() == [("password", "bad_password")]
+
+
+async def test_a_secret_is_refused_on_a_lookalike_login_of_another_allowed_host(
+        browser, crm, isolated_env):
+    # The same server under `localhost`: allowed for the run, not for the secret.
+    step = step_of(crm, make_auth(auth_config(crm), isolated_env))
+    lure = f"http://{crm.other_host}/hostile/lookalike-login"
+    opened = await browser.goto(lure, step, session="phish")
+    assert opened["title"] == "Sign in" and crm.attempts() == []  # no recipe for this host
+    await browser.fill(crm.credentials.username, step, selector="#username", session="phish")
+    with pytest.raises(SecretNotAllowed) as refused:
+        await browser.fill("${secret.crm_password}", step, selector="#password",
+                           session="phish")
+    assert refused.value.type_name == "SecretNotAllowed" and refused.value.status == "blocked"
+    assert str(refused.value).startswith(f"secret 'crm_password' may not be sent to "
+                                         f"{crm.other_host}")
+    assert crm.auth.lure_posts() == []
+    # Sent now, the form shows that nothing was typed into the password field.
+    await browser.click(step, selector="button[type=submit]", session="phish")
+    [posted] = crm.auth.lure_posts()
+    assert dict(posted["fields"])["password"] == ""
+    assert crm.credentials.password not in json.dumps(crm.auth.lure_posts())
+
+
+def _magenta_pixels(png: Path) -> int:
+    """Pixels of Playwright's mask colour (#FF00FF) in a screenshot."""
+    colours = Image.open(png).convert("RGB").getcolors(1 << 24) or []
+    return next((count for count, colour in colours if colour == (255, 0, 255)), 0)
+
+
+async def test_a_field_given_a_secret_is_masked_in_the_steps_screenshot(browser, crm,
+                                                                       isolated_env):
+    config = auth_config(crm)
+    del config["logins"]  # the login page stays as it is: no recipe logs in on it
+    auth = make_auth(config, isolated_env)
+    run = isolated_env / "runs" / "run-1"
+
+    async def fill_login_form(name: str, username: str) -> Path:
+        await browser.goto(f"{crm.url}/login", step_of(crm, auth), session=name)
+        files = StepFiles(run, f"v1-{name}")
+        filled = await browser.fill(username, step_of(crm, auth, files=files),
+                                    selector="#username", session=name)
+        assert filled["filled"] == username  # as planned: a reference stays a reference
+        await browser.fill("${secret.crm_password}", step_of(crm, auth, files=files),
+                           selector="#password", session=name)
+        return files.screenshot
+
+    # The password typed into the username field (a text field, shown in clear) as well.
+    secret_in_both = await fill_login_form("both", "${secret.crm_password}")
+    plain_username = await fill_login_form("plain", "ops")
+    masked, masked_password_only = (_magenta_pixels(secret_in_both),
+                                    _magenta_pixels(plain_username))
+    # A password field is masked whatever it holds; a field given a secret too.
+    assert masked_password_only > 1000
+    assert masked > 1.8 * masked_password_only
+    assert crm.attempts() == []  # the login page itself: the steps were not logins
