@@ -69,6 +69,12 @@ def run_folder(thread_id: str) -> Path:
     return _home() / "runs" / thread_id
 
 
+def profiles_folder() -> Path:
+    """Where kept browser profiles live (`tools.auth.profiles`), shared by every run and
+    executor of this `DUET_HOME`. Not created here: the first save creates it (mode 0700)."""
+    return _home() / "profiles"
+
+
 def default_checkpointer_url() -> str:
     """`$DUET_CHECKPOINTER` if set, else the SQLite file in `duet_home()`."""
     return os.environ.get("DUET_CHECKPOINTER") or str(duet_home() / "checkpoints.sqlite")

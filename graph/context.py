@@ -225,6 +225,13 @@ class Context:
                                  "the run, named <server>_<tool>. Only the path is saved with a "
                                  "run, never the file's env or headers."},
     )
+    auth_config: str | None = field(
+        default=None,
+        metadata={"description": "The auth config: secrets by name, the executor's login "
+                                 "recipes, HTTP auth and the browser sessions kept as profiles "
+                                 "(docs/auth.md); a YAML or JSON file's path, or JSON text. "
+                                 "It holds no secret's value."},
+    )
     executor_tools: list[str] = field(
         default_factory=lambda: ["*"],
         metadata={"description": "With executor_url: the tools whose steps run on the "

@@ -20,7 +20,7 @@ from typing import Any
 from langchain_core.runnables import RunnableLambda
 from langgraph.runtime import Runtime
 
-from graph.checkpoints import run_folder
+from graph.checkpoints import profiles_folder, run_folder
 from graph.context import Context
 from graph.contracts import StepAttempt, StepError, StepRequest, StepResult
 from graph.events import (
@@ -32,6 +32,7 @@ from graph.events import (
     StepWaiting,
     emit,
 )
+from graph.redaction import also_redact
 from graph.runtime.attempts import (
     Retry,
     Stop,
@@ -45,6 +46,7 @@ from graph.runtime.attempts import (
 )
 from graph.runtime.ledger import StepLedger, step_key, uncertain_result
 from graph.state import StepTask
+from tools.auth import NO_AUTH, Auth, AuthConfig
 from tools.backoff import OutageWait
 from tools.errors import ErrorKind
 from tools.registry import BoundBy, RegisteredTool, StepRefused, ToolRegistry, callbacks_listening
@@ -69,6 +71,10 @@ class StepRunner:
         self.max_retries = context.max_retries
         self.screenshots = context.step_screenshots
         self.browser = context.remote_browser()
+        # Values are read at each use, never kept; each one revealed is cut from then on.
+        self.auth = (Auth.of(AuthConfig.load(context.auth_config), on_reveal=also_redact,
+                             profiles_dir=profiles_folder())
+                     if context.auth_config else NO_AUTH)
         self.executor_url = context.executor_url
         self.executor_tools = context.executor_tools
         self.store = getattr(runtime, "store", None)
@@ -125,7 +131,7 @@ class StepRunner:
             context = StepContext(
                 policy=self.policy, scope=self.thread_id,
                 idempotency_key=key if side_effects else None, files=files, waits=waits,
-                browser=self.browser, store=self.store,
+                browser=self.browser, auth=self.auth, store=self.store,
                 **({"stream_writer": self.writer} if self.writer else {}))
             return await self._attempts(task, tool, base, context)
 
