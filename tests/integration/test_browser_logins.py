@@ -3,18 +3,27 @@ behind its login (password, then a TOTP code), Debian's Chromium through Playwri
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from langchain_core.tools import tool
 from PIL import Image
 
 from demo_site.auth import AuthStore, DemoCredentials, make_credentials
 from demo_site.server import serve
+from graph import Context, Decision, Plan, RunStatus, Step
+from graph.app.runner import run_thread
+from graph.events import Event, StepStarted
 from graph.redaction import also_redact
-from tools import BrowserPool, PlaywrightExecutor, SandboxPolicy, StepContext
+from graph.testing import ScriptedChatModel
+from tests.fixtures.processes import chromium_browsers
+from tools import BrowserPool, PlaywrightExecutor, SandboxPolicy, StepContext, default_registry
 from tools.auth import Auth, AuthConfig, SecretNotAllowed
 from tools.auth.errors import LoginFailed
 from tools.auth.profiles import Profiles
@@ -221,3 +230,50 @@ async def test_a_field_given_a_secret_is_masked_in_the_steps_screenshot(browser,
     assert masked_password_only > 1000
     assert masked > 1.8 * masked_password_only
     assert crm.attempts() == []  # the login page itself: the steps were not logins
+
+
+@pytest.mark.timeout(180)
+async def test_a_named_session_survives_chromium_killed_during_its_read(crm, isolated_env):
+    """Logged in through the recipe, the session's Chromium is stopped, then SIGKILLed while
+    the session's read waits on it: the read is retried in the session rebuilt from the
+    state it kept (no new login) on the page it was on, and the run completes."""
+    frozen: list[int] = []
+
+    @tool
+    def freeze_the_browser() -> str:
+        """Stop this process's Chromium (the next browser step hangs on it)."""
+        frozen.extend(chromium_browsers(os.getpid()))
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        return f"stopped {len(frozen)}"
+
+    registry = default_registry()
+    registry.register(freeze_the_browser, read_only=True)
+    plan = Plan(goal="read a customer", steps=[
+        Step(id="open", tool="browser_goto",
+             args={"url": f"{crm.url}/customers/3", "session": "crm"}),
+        Step(id="freeze", tool="freeze_the_browser", depends_on=["open"]),
+        Step(id="read", tool="browser_read", depends_on=["freeze"],
+             args={"selector": "h1", "session": "crm"})])
+    model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="ok"), "ok"])
+    context = Context(step_screenshots=False, approval="auto", allowed_hosts=[crm.host],
+                      auth_config=json.dumps(auth_config(crm)), dependency_wait_seconds=60)
+    events: list[Event] = []
+    run = asyncio.ensure_future(run_thread("read customer 3", context=context, model=model,
+                                           tools=registry, on_event=events.append))
+    try:
+        while not any(isinstance(e, StepStarted) and e.step_id == "read" for e in events):
+            assert not run.done(), run.result()[1].reason
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # the read is waiting on the stopped browser
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGKILL)
+        _, final = await asyncio.wait_for(run, 150)
+    finally:
+        await registry.aclose()
+    read = next(r for r in final.results if r.step_id == "read")
+    assert final.status == RunStatus.COMPLETED, read.error
+    assert read.output["text"] == "Initech" and read.attempts >= 2
+    assert read.output["url"] == f"{crm.url}/customers/3"
+    assert crm.attempts() == [("password", "ok"), ("mfa", "ok")]  # its cookies came back
