@@ -8,90 +8,25 @@ import json
 import os
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from langchain_core.tools import tool
 from PIL import Image
 
-from demo_site.auth import AuthStore, DemoCredentials, make_credentials
-from demo_site.server import serve
 from graph import Context, Decision, Plan, RunStatus, Step
 from graph.app.runner import run_thread
 from graph.events import Event, StepStarted
-from graph.redaction import also_redact
 from graph.testing import ScriptedChatModel
+from tests.fixtures.logins import auth_config, crm_behind_login, make_auth, step_of  # noqa: F401 - `crm`
 from tests.fixtures.processes import chromium_browsers
-from tools import BrowserPool, PlaywrightExecutor, SandboxPolicy, StepContext, default_registry
-from tools.auth import Auth, AuthConfig, SecretNotAllowed
+from tools import BrowserPool, PlaywrightExecutor, default_registry
+from tools.auth import SecretNotAllowed
 from tools.auth.errors import LoginFailed
 from tools.auth.profiles import Profiles
 from tools.step import StepFiles
 
 pytestmark = pytest.mark.browser
-
-
-@dataclass
-class Crm:
-    """The CRM served with its login on, at 127.0.0.1:PORT (and `localhost:PORT`, the same
-    server under another host name), with its user and its login tables."""
-
-    url: str
-    credentials: DemoCredentials
-    auth: AuthStore
-
-    @property
-    def host(self) -> str:
-        return self.url.removeprefix("http://")
-
-    @property
-    def other_host(self) -> str:
-        return self.host.replace("127.0.0.1", "localhost")
-
-    def attempts(self) -> list[tuple[str, str]]:
-        """The login log: (stage, outcome) of each login POST."""
-        return [(a["stage"], a["outcome"]) for a in self.auth.login_attempts()]
-
-
-@pytest.fixture
-def crm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    db = tmp_path / "crm.sqlite"
-    credentials = make_credentials(db)
-    # The secrets reach the executor by name only, from the environment.
-    monkeypatch.setenv("CRM_PASSWORD", credentials.password)
-    monkeypatch.setenv("CRM_TOTP_SEED", credentials.totp_seed)
-    with serve(db, auth=True) as url:
-        yield Crm(url, credentials, AuthStore(db))
-
-
-def auth_config(crm: Crm, *, profiles: tuple[str, ...] = ()) -> dict:
-    """The run's auth config: the password and the TOTP seed, each for the CRM's
-    127.0.0.1 host only, and how to log in there."""
-    return {
-        "secrets": {
-            "crm_password": {"source": "env:CRM_PASSWORD", "kind": "password",
-                             "hosts": [crm.host]},
-            "crm_otp": {"source": "env:CRM_TOTP_SEED", "kind": "totp", "hosts": [crm.host]}},
-        "logins": {"crm": {
-            "hosts": [crm.host], "login_url": f"{crm.url}/login", "page": {"url": "/login*"},
-            "fields": {"#username": crm.credentials.username,
-                       "#password": "${secret.crm_password}"},
-            "submit": "button[type=submit]",
-            "totp": {"field": "#code", "secret": "crm_otp", "submit": "button[type=submit]",
-                     "page": {"url": "/login/mfa*"}},
-            "check": {"not_url": "/login*"}}},
-        "profiles": list(profiles)}
-
-
-def make_auth(config: dict, home: Path) -> Auth:
-    return Auth.of(AuthConfig.load(json.dumps(config)), on_reveal=also_redact,
-                   profiles_dir=home / "profiles")
-
-
-def step_of(crm: Crm, auth: Auth, scope: str = "run-1", **fields) -> StepContext:
-    return StepContext(policy=SandboxPolicy(allowed_hosts=(crm.host, crm.other_host)),
-                       scope=scope, auth=auth, **fields)
 
 
 @pytest.fixture
