@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 
+from tests.fixtures.logins import COOKIE_VALUE, STATE, STORAGE_VALUE
 from tests.integration.test_cli import duet
 from tools.auth.profiles import Profiles
-
-COOKIE_VALUE = "s3ss10n-v4lue-never-shown"
-STORAGE_VALUE = "jwt-never-shown"
-# A storage state as Playwright's `storage_state()` gives it.
-STATE = {
-    "cookies": [{"name": "crm_session", "value": COOKIE_VALUE, "domain": "127.0.0.1",
-                 "path": "/", "expires": time.time() + 1800, "httpOnly": True,
-                 "secure": False, "sameSite": "Lax"},
-                {"name": "pref", "value": "dark", "domain": ".crm.example.com", "path": "/",
-                 "expires": -1, "httpOnly": False, "secure": True, "sameSite": "Lax"}],
-    "origins": [{"origin": "https://crm.example.com",
-                 "localStorage": [{"name": "token", "value": STORAGE_VALUE}]}]}
 
 
 def test_profiles_lists_shows_and_deletes_without_a_value(isolated_env):
@@ -51,15 +38,3 @@ def test_profiles_lists_shows_and_deletes_without_a_value(isolated_env):
         f"error: no profile 'crm' in {isolated_env / 'profiles'} (profiles: none)"]
     assert duet("profiles", "delete", "../crm").returncode == 2
 
-
-def test_a_profile_is_private_and_written_whole(isolated_env):
-    profiles = Profiles(isolated_env / "profiles")
-    profiles.save("crm", STATE)
-    profiles.save("crm", {**STATE, "origins": []})
-    assert os.stat(profiles.folder).st_mode & 0o777 == 0o700
-    assert os.stat(profiles.path("crm")).st_mode & 0o777 == 0o600
-    assert profiles.load("crm") == {**STATE, "origins": []}
-    # Only the profile and its lock: no temporary file left behind.
-    assert sorted(p.name for p in profiles.folder.iterdir()) == [".crm.lock", "crm.json"]
-    profiles.path("crm").write_text("{not json")
-    assert profiles.load("crm") is None  # said in a warning; the session starts empty

@@ -37,7 +37,7 @@ FORMAT = 1  # the version of the file's layout
 LOCK_SECONDS = 10.0
 
 
-class ProfileError(ConfigError):
+class ProfileError(ConfigError, ValueError):
     """A profile named wrongly, or not there: one line saying which and what exists."""
 
 
