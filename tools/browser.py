@@ -613,8 +613,8 @@ class BrowserPool:
 async def _screenshot(page: Any, files: StepFiles | None) -> None:
     """Save the page as the step ends, when the step keeps files (for the run report), with
     every field that holds a secret masked (`tools.pages.MASKED`); a page that cannot be
-    captured does not fail the step. The file is written off the event
-    loop (a LangGraph server refuses blocking calls on it)."""
+    captured does not fail the step. The file is written off the event loop (a LangGraph
+    server refuses blocking calls on it)."""
     if files is None:
         return
     try:
