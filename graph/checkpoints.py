@@ -70,7 +70,8 @@ def run_folder(thread_id: str) -> Path:
 
 
 def profiles_folder() -> Path:
-    """Where kept browser profiles live (`tools.auth.Auth.profiles_dir`); not created here."""
+    """Where kept browser profiles live (`tools.auth.profiles`), shared by every run and
+    executor of this `DUET_HOME`. Not created here: the first save creates it (mode 0700)."""
     return _home() / "profiles"
 
 

@@ -282,8 +282,9 @@ class Context:
                                  "default $DUET_AUTH_CONFIG): the secrets plans may use by "
                                  "name as ${secret.NAME}, where each value is read (env, a "
                                  "0600 file, AWS Secrets Manager) and the hosts it may go "
-                                 "to, and the HTTP auth of each API host. It never holds a "
-                                 "value. See docs/auth.md."},
+                                 "to, the executor's login recipes, the HTTP auth of each "
+                                 "API host and the browser sessions kept as profiles. It "
+                                 "never holds a value. See docs/auth.md."},
     )
     executor_tools: list[str] = field(
         default_factory=lambda: ["*"],

@@ -10,6 +10,12 @@ Steps name a `session` to share one (a logged-in page, a form filled in two step
 without a name each step gets a fresh session, so independent steps run in parallel. A
 step holds one of its run's `max_browser_sessions` slots only while it runs: a named session
 between its steps holds none, so no plan shape can wait for a slot that no step will free.
+
+A named session outlives its browser: after each of its steps the pool keeps its storage
+state (cookies, local storage) and its page, and a session whose browser died is rebuilt
+from them before its next step. A session the run's auth config keeps as a profile
+(`tools.auth.profiles`) starts from the profile and saves into it. A step whose page is a
+site's login page logs in first (`tools.browser_login`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,8 +35,12 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools import lifetime
+from tools.auth.profiles import Profiles
+from tools.auth.run import Auth
+from tools.browser_login import Logins
 from tools.chromium import Chromium
 from tools.errors import BlockedError, ErrorKind, ToolError
+from tools.pages import ELEMENT_TIMEOUT_MS, NAVIGATION_TIMEOUT_MS, find, masks, type_into
 from tools.proxy import AllowlistProxy
 from tools.registry import BoundBy, Dependency
 from tools.sandbox import DENY_ALL, SandboxPolicy
@@ -37,8 +48,6 @@ from tools.step import InjectedStep, RemoteBrowser, StepContext, StepFiles, Step
 
 log = logging.getLogger("duet.browser")
 
-ELEMENT_TIMEOUT_MS = 5_000
-NAVIGATION_TIMEOUT_MS = 20_000
 # Closing a context or a browser, and the screenshot a step ends with, wait no longer than
 # this: a browser that stalled (stopped, hung) answers neither, and a step stopped by its
 # time limit must still end.
@@ -93,6 +102,14 @@ class BrowserSession:
             return False
         return self.context is None or self.page is None or not self.page.is_closed()
 
+    def current_page(self) -> Any:
+        """The page a step of this session sees (None before any): a context's own page, or
+        the first page of a browser of its own (the one Nova Act drives too)."""
+        if self.page is not None or self.browser is None or not self.browser.contexts:
+            return self.page
+        pages = self.browser.contexts[0].pages
+        return pages[0] if pages else None
+
     def blocked(self) -> list[str]:
         """URLs the proxy refused so far (a remote browser enforces its own policy)."""
         return self.proxy.blocked if self.proxy else []
@@ -113,6 +130,15 @@ class BrowserSession:
             await asyncio.to_thread(self.chromium.close)
         if self.proxy:
             self.proxy.close()
+
+
+@dataclass
+class SessionMemory:
+    """What a named session left after its last step, to rebuild it if its browser dies:
+    its storage state (Playwright's: cookies and local storage) and its page's URL."""
+
+    state: dict[str, Any] | None = None
+    url: str | None = None
 
 
 class _Slots:
@@ -215,6 +241,8 @@ class BrowserPool:
         self.idle_seconds = idle_seconds  # named sessions unused this long are closed
         self._slots: dict[tuple[str, int], _Slots] = {}
         self._named: dict[SessionKey, BrowserSession] = {}
+        self._memory: dict[SessionKey, SessionMemory] = {}
+        self.logins = Logins()
         self._used: dict[SessionKey, float] = {}
         # One step at a time in a named session (a lock per session name of a run).
         self._locks: dict[SessionKey, asyncio.Lock] = {}
@@ -286,38 +314,97 @@ class BrowserPool:
         proxy.close()
 
     async def _open(self, policy: SandboxPolicy, remote: RemoteBrowser | None,
-                    kind: SessionKind) -> BrowserSession:
+                    kind: SessionKind, state: dict[str, Any] | None = None) -> BrowserSession:
         """A new session under `policy`: a context of the shared Chromium behind its own
         allowlist proxy, a Chromium process of its own behind one, or the `remote`
-        browser."""
+        browser; with `state` (a storage state), holding its cookies and local storage."""
         if remote is not None:
-            return BrowserSession(remote.cdp_url, dict(remote.headers))
+            session = BrowserSession(remote.cdp_url, dict(remote.headers))
+            if state:
+                await self._restore(session, state)
+            return session
         proxy = await AllowlistProxy(policy).astart()
+        own: BrowserSession | None = None  # a browser of its own, once started
         try:
             if kind == "process":
                 chromium = await asyncio.to_thread(_start_chromium, proxy.url)
-                return BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
+                own = BrowserSession(chromium.cdp_url, chromium=chromium, proxy=proxy)
+                if state:
+                    await self._restore(own, state)
+                return own
             browser = await self._shared_browser()
             # Playwright adds `<-loopback>` to the bypass list: loopback goes via the proxy.
             context = await self.stall_checked(browser.new_context(
-                proxy={"server": proxy.url}, viewport={"width": 1280, "height": 900}))
+                proxy={"server": proxy.url}, viewport={"width": 1280, "height": 900},
+                **({"storage_state": state} if state else {})))
             return BrowserSession(context=context, proxy=proxy)
         except BaseException:  # a step's bound cancelling the open, too
+            if own is not None:
+                await own.aclose()
             proxy.close()
             raise
 
-    async def _named_session(self, key: SessionKey, kind: SessionKind) -> BrowserSession:
-        """The named session `key`, opened on first use and kept until its run ends."""
+    async def _restore(self, session: BrowserSession, state: dict[str, Any]) -> None:
+        """Put a storage state into the first context of a session's browser of its own
+        (a context session gets it as it is made): its cookies now, its local storage by
+        a script that sets each key a page of that origin lacks as the page loads (as Nova
+        Act's own session providers do: CDP cannot write another origin's storage)."""
+        if session.browser is None:
+            session.browser = await self._connect(session)
+        context = session.browser.contexts[0]
+        if state.get("cookies"):
+            await context.add_cookies(state["cookies"])
+        if state.get("origins"):
+            await context.add_init_script(_LOCAL_STORAGE_JS % json.dumps(state["origins"]))
+
+    async def _state_of(self, session: BrowserSession) -> SessionMemory:
+        """The session's storage state and page now (a browser of its own is connected to
+        first, as `playwright_page` does)."""
+        if session.context is not None:
+            context = session.context
+        else:
+            if session.browser is None:
+                session.browser = await self._connect(session, PROBE_SECONDS)
+            context = session.browser.contexts[0]
+        page = session.current_page()
+        url = page.url if page is not None and page.url != "about:blank" else None
+        return SessionMemory(await context.storage_state(), url)
+
+    async def _remember(self, key: SessionKey, session: BrowserSession, auth: Auth) -> None:
+        """Keep what session `key` holds after a step, to rebuild it if its browser dies,
+        and save it as its profile when the run keeps one (and it changed). A browser that
+        went away has nothing to give; a failure here never fails the step."""
+        if session.stalled or self.browser_gone(session):
+            return
+        try:
+            now = await asyncio.wait_for(self._state_of(session), CLOSE_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the step's result matters more
+            log.warning("could not keep the state of browser session %r: %s", key[1],
+                        _first_line(exc))
+            return
+        before = self._memory.get(key)
+        self._memory[key] = now
+        if auth.keeps(key[1]) and (before is None or before.state != now.state):
+            assert auth.profiles_dir is not None and now.state is not None
+            try:
+                await asyncio.to_thread(Profiles(auth.profiles_dir).save, key[1], now.state)
+            except Exception as exc:  # noqa: BLE001 - kept in memory still; said once
+                log.warning("could not save the browser profile %r: %s", key[1],
+                            _first_line(exc))
+
+    async def _named_session(self, key: SessionKey, kind: SessionKind,
+                             auth: Auth) -> BrowserSession:
+        """The named session `key`, opened on first use (from its profile, when the run
+        keeps one) and kept until its run ends; rebuilt when its browser died."""
         await self._close_idle()
         self._used[key] = time.monotonic()
         session = self._named.get(key)
         if session is not None and not session.alive():
-            # A crashed browser is replaced, so a retried step gets a working one.
-            log.warning("browser session %r died; starting a new one", key[1])
+            log.warning("browser session %r died; rebuilding it", key[1])
             await self._named.pop(key).aclose()
             session = None
         if session is None:
-            session = self._named[key] = await self._open(key[2], key[3], kind)
+            session = self._named[key] = await self._rebuilt(key, kind, auth)
         elif kind == "process" and session.kind == "context":
             raise ToolError(
                 f"browser session {key[1]!r} was opened by a Playwright step (browser_goto, "
@@ -325,10 +412,31 @@ class BrowserPool:
                 "steps another session name", type_name=ErrorKind.SESSION_KIND_MISMATCH)
         return session
 
+    async def _rebuilt(self, key: SessionKey, kind: SessionKind, auth: Auth) -> BrowserSession:
+        """Session `key` opened anew: with what it held after its last step (its browser
+        died), else its profile when the run keeps one, else empty; its last page opened
+        again (where the step's login, if the site asks for one, happens)."""
+        memory = self._memory.get(key) or SessionMemory()
+        state = memory.state
+        if state is None and auth.keeps(key[1]):
+            assert auth.profiles_dir is not None
+            state = await asyncio.to_thread(Profiles(auth.profiles_dir).load, key[1])
+        session = await self._open(key[2], key[3], kind, state)
+        if memory.url is not None:
+            try:
+                page = await self.stall_checked(self.playwright_page(session), session)
+                await page.goto(memory.url, timeout=NAVIGATION_TIMEOUT_MS)
+            except Exception as exc:  # noqa: BLE001 - the step says what it cannot find
+                log.warning("browser session %r: could not open its last page again: %s",
+                            key[1], _first_line(exc))
+        return session
+
     async def close_scope(self, scope: str) -> None:
         """Close the named sessions of run `scope` (it ended)."""
+        self.logins.forget(scope)
         for key in [key for key in self._locks if key[0] == scope]:
             self._used.pop(key, None)
+            self._memory.pop(key, None)
             self._locks.pop(key)
             if (session := self._named.pop(key, None)) is not None:
                 await session.aclose()
@@ -345,6 +453,7 @@ class BrowserPool:
             if self._locks[key].locked():
                 continue  # in use right now (or about to be): not idle after all
             self._used.pop(key)
+            self._memory.pop(key, None)
             self._locks.pop(key)
             if (session := self._named.pop(key, None)) is not None:
                 await session.aclose()
@@ -371,8 +480,14 @@ class BrowserPool:
         # The session's lock first, then a slot: a step waiting for its session's earlier
         # step holds no slot, and a slot is held only by a step that can run.
         async with self._locks.setdefault(key, asyncio.Lock()), slots.held(step.waits, key):
+            session = await self._named_session(key, kind, step.auth)
             try:
-                yield await self._named_session(key, kind)
+                yield session
+            except Exception:
+                await self._remember(key, session, step.auth)  # a failed step may have logged in
+                raise
+            else:
+                await self._remember(key, session, step.auth)
             finally:
                 if key in self._used:
                     self._used[key] = time.monotonic()  # idle from the end of its last step
@@ -486,6 +601,7 @@ class BrowserPool:
     async def aclose(self) -> None:
         """Close every session, the shared Chromium and Playwright."""
         named, self._named, self._used, self._locks = list(self._named.values()), {}, {}, {}
+        self._memory = {}
         for session in named:
             await session.aclose()
         await self._stop_shared()
@@ -495,13 +611,14 @@ class BrowserPool:
 
 
 async def _screenshot(page: Any, files: StepFiles | None) -> None:
-    """Save the page as the step ends, when the step keeps files (for the run report); a
-    page that cannot be captured does not fail the step. The file is written off the event
-    loop (a LangGraph server refuses blocking calls on it)."""
+    """Save the page as the step ends, when the step keeps files (for the run report), with
+    every field that holds a secret masked (`tools.pages.MASKED`); a page that cannot be
+    captured does not fail the step. The file is written off the event loop (a LangGraph
+    server refuses blocking calls on it)."""
     if files is None:
         return
     try:
-        image = await page.screenshot(timeout=CLOSE_SECONDS * 1000)
+        image = await page.screenshot(timeout=CLOSE_SECONDS * 1000, mask=masks(page))
         await asyncio.to_thread(files.save_screenshot, image)
     except Exception as exc:  # noqa: BLE001 - the step's result matters, its picture less
         log.warning("could not save a screenshot of step %s: %s", files.name, _first_line(exc))
@@ -568,7 +685,8 @@ class GotoArgs(BaseModel):
 class FillArgs(Target):
     """Arguments of `browser_fill`."""
 
-    value: str = Field(description="Text to type into the element.")
+    value: str = Field(description="Text to type into the element; `${secret.NAME}` types "
+                                   "that secret (on its hosts only).")
 
 
 class ReadArgs(Target):
@@ -584,10 +702,25 @@ class PlaywrightExecutor:
     def __init__(self, pool: BrowserPool):
         self.pool = pool
 
-    async def _with_page(self, step: StepContext, session_name: str | None,
-                         action: Any) -> dict[str, Any]:
+    async def _with_page(self, step: StepContext, session_name: str | None, action: Any,
+                         navigates: Literal["no", "again", "on"] = "no") -> dict[str, Any]:
+        """Run `action` on the session's page, logged in first when the page is a site's
+        login page. `navigates` says what to do when the action lands on one: "again" log
+        in and run it again (a goto), "on" log in and stay where the site leads (a click
+        that followed a link), "no" nothing (it does not navigate)."""
         policy = step.policy
         opened: BrowserSession | None = None
+
+        async def logged_in(page: Any) -> dict[str, Any]:
+            if navigates != "again":  # a goto leaves the page it finds
+                await self.pool.logins.log_in_if_asked(page, step)
+            result = await action(page)
+            if navigates != "no" and await self.pool.logins.log_in_if_asked(page, step):
+                if navigates == "again":
+                    return await action(page)
+                result["title"] = await page.title()
+            return result
+
         try:
             async with self.pool.session(step, session_name) as session:
                 opened = session
@@ -595,7 +728,7 @@ class PlaywrightExecutor:
                 blocked_before = len(session.blocked())
                 try:
                     # Checked before the screenshot, which would wait on a stalled browser.
-                    result = await self.pool.stall_checked(action(page), session)
+                    result = await self.pool.stall_checked(logged_in(page), session)
                 finally:
                     # A browser that went away has nothing to show; a stalled one, no answer.
                     if not (session.stalled or self.pool.browser_gone(session)):
@@ -634,26 +767,27 @@ class PlaywrightExecutor:
             return {"status": response.status if response else None,
                     "title": await page.title()}
 
-        return await self._with_page(step, session, action)
+        return await self._with_page(step, session, action, navigates="again")
 
     async def click(self, step: StepContext, selector: str | None = None,
                     role: str | None = None, name: str | None = None,
                     session: str | None = None) -> dict[str, Any]:
         """Click an element of the session's current page."""
         async def action(page: Any) -> dict[str, Any]:
-            await (await _find(page, selector, role, name)).click(timeout=ELEMENT_TIMEOUT_MS)
+            await (await find(page, selector, role, name)).click(timeout=ELEMENT_TIMEOUT_MS)
             await page.wait_for_load_state()
             return {"title": await page.title()}
 
-        return await self._with_page(step, session, action)
+        return await self._with_page(step, session, action, navigates="on")
 
     async def fill(self, value: str, step: StepContext, selector: str | None = None,
                    role: str | None = None, name: str | None = None,
                    session: str | None = None) -> dict[str, Any]:
-        """Type `value` into an element of the session's current page."""
+        """Type `value` into an element of the session's current page; a `${secret.NAME}` in
+        it is the secret's value, put in only now and only on the secret's hosts (the
+        result shows the reference, never the value)."""
         async def action(page: Any) -> dict[str, Any]:
-            await (await _find(page, selector, role, name)).fill(value,
-                                                                 timeout=ELEMENT_TIMEOUT_MS)
+            await type_into(await find(page, selector, role, name), value, step.auth, page)
             return {"filled": value}
 
         return await self._with_page(step, session, action)
@@ -663,7 +797,7 @@ class PlaywrightExecutor:
                    session: str | None = None) -> dict[str, Any]:
         """Read an element's text, or a table's rows (header cells as keys)."""
         async def action(page: Any) -> dict[str, Any]:
-            locator = await _find(page, selector, role, name)
+            locator = await find(page, selector, role, name)
             if kind == "table":
                 return {"rows": await locator.evaluate(_TABLE_ROWS_JS)}
             return {"text": (await locator.inner_text()).strip()}
@@ -688,30 +822,22 @@ class PlaywrightExecutor:
         ]
 
 
+# A kept profile's local storage, set as each page of its origins loads (keys the page has
+# already are left alone); `%s` is the storage state's `origins`.
+_LOCAL_STORAGE_JS = """(() => {
+  const origin = (%s).find(o => o.origin === window.location.origin);
+  for (const item of (origin ? origin.localStorage : [])) {
+    if (window.localStorage.getItem(item.name) === null) {
+      window.localStorage.setItem(item.name, item.value);
+    }
+  }
+})();"""
+
 _TABLE_ROWS_JS = """table => {
   const headers = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim());
   return [...table.querySelectorAll('tbody tr')].map(tr => Object.fromEntries(
     [...tr.querySelectorAll('td')].map((td, i) => [headers[i] || String(i), td.innerText.trim()])));
 }"""
-
-
-async def _find(page: Any, selector: str | None, role: str | None, name: str | None) -> Any:
-    """The first element matching the target; `ElementNotFound` if none appears in time."""
-    if selector:
-        locator, target = page.locator(selector).first, f"selector {selector!r}"
-    elif role:
-        locator, target = page.get_by_role(role, name=name).first, f"role {role!r} {name!r}"
-    else:
-        raise ToolError("give a CSS `selector`, or an ARIA `role` (with `name`)",
-                        type_name=ErrorKind.BAD_TARGET)
-    try:
-        await locator.wait_for(state="attached", timeout=ELEMENT_TIMEOUT_MS)
-    except Exception as exc:
-        if type(exc).__name__ != "TimeoutError":
-            raise
-        raise ToolError(f"no element matches {target} on {page.url}",
-                        type_name=ErrorKind.ELEMENT_NOT_FOUND) from None
-    return locator
 
 
 def _as_tool_error(exc: Exception) -> ToolError:

@@ -6,6 +6,14 @@ connects to, so it cannot share the pool's Chromium; see docs/browser.md). The S
 `state_guardrail` enforces the same allowlist, file access is closed (`SecurityOptions`),
 and every SDK error becomes a typed `ToolError`.
 
+Secrets never reach Nova Act's model (the SDK's README, "Entering sensitive information"):
+`browser_act` takes `secret: "${secret.NAME}"`, and once its instruction has focused a
+field the executor types the value there with Playwright's keyboard (`submit` then presses
+Enter), on the session's own thread, only on one of the secret's hosts. The SDK sends each
+observation's input values to the model with the page, so no act starts while a field
+still holds a secret. A step whose page is a site's login page logs in first with the
+site's recipe (`tools.browser_login`), over the pool's own connection to the same page.
+
 Auth: `NOVA_ACT_API_KEY`, or AWS credentials plus `NOVA_ACT_WORKFLOW` (the name of a Nova
 Act workflow definition, for the IAM backend). Without either, both tools are listed to the
 planner as unavailable, with what to set.
@@ -25,8 +33,11 @@ import jsonschema
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.auth.references import REFERENCE
+from tools.auth.secrets import SecretValue
 from tools.browser import SESSION_HELP, BrowserPool, BrowserSession, browser_dependency
 from tools.errors import BlockedError, ErrorKind, ToolError, ToolUnavailableError
+from tools.pages import MASKED, SECRET_MARK
 from tools.registry import Dependency
 from tools.sandbox import SandboxPolicy
 from tools.step import InjectedStep, StepContext, StepFiles
@@ -55,8 +66,8 @@ def nova_act_unavailable() -> str | None:
     return MISSING_AUTH
 
 
-class ActArgs(BaseModel):
-    """Arguments of `browser_act`."""
+class StartArgs(BaseModel):
+    """What every Nova Act step is given."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -66,7 +77,19 @@ class ActArgs(BaseModel):
     step: InjectedStep
 
 
-class ExtractArgs(ActArgs):
+class ActArgs(StartArgs):
+    """Arguments of `browser_act`."""
+
+    secret: str | None = Field(
+        default=None, pattern=r"^\$\{secret\.[A-Za-z_][A-Za-z0-9_-]*\}$",
+        description="`${secret.NAME}`: typed into the field the instruction left focused, "
+                    "after it; Nova Act never sees it. Say in the instruction which field to "
+                    "click, never the value.")
+    submit: bool = Field(default=False,
+                         description="Press Enter after typing `secret` (sends its form).")
+
+
+class ExtractArgs(StartArgs):
     """Arguments of `browser_extract`."""
 
     json_schema: dict[str, Any] = Field(
@@ -90,14 +113,24 @@ class NovaActExecutor:
         self.model_id = model_id
 
     async def act(self, instruction: str, start_url: str, step: StepContext,
-                  session: str | None = None) -> dict[str, Any]:
-        """Carry out `instruction` in the browser; returns what the agent reported."""
+                  session: str | None = None, secret: str | None = None,
+                  submit: bool = False) -> dict[str, Any]:
+        """Carry out `instruction` in the browser; returns what the agent reported. With
+        `secret`, then type that secret's value into the field the instruction focused
+        (`SecretNotAllowed` off the secret's hosts, nothing typed), and with `submit` press
+        Enter; the result names the secret, never its value."""
+        value = await _secret_of(secret, step) if secret is not None else None
+
         def run(nova: Any, policy: SandboxPolicy) -> dict[str, Any]:
             with step.agent_time.measure():
                 result = nova.act(instruction, max_steps=policy.browser_max_steps,
                                   timeout=policy.browser_timeout_seconds)
-            return {"response": getattr(result, "response", None),
-                    "steps": result.metadata.num_steps_executed}
+            out = {"response": getattr(result, "response", None),
+                   "steps": result.metadata.num_steps_executed}
+            if value is not None:
+                _type_secret(nova.page, value, submit)
+                out |= {"typed": secret, "submitted": submit}
+            return out
 
         return await self._in_session(step, session, start_url, run)
 
@@ -125,29 +158,38 @@ class NovaActExecutor:
             raise ToolUnavailableError(reason)
         step.policy.check(start_url)
         async with self.pool.session(step, name, kind="process") as session:
-            return await self.pool.stall_checked(asyncio.get_running_loop().run_in_executor(
-                _worker_of(session), self._drive, session, step.policy, start_url, run,
-                step.files), session)
+            return await self.pool.stall_checked(
+                self._steps(session, step, start_url, run), session)
 
-    def _drive(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
-               run: Callable[[Any, SandboxPolicy], dict[str, Any]],
-               files: StepFiles | None) -> dict[str, Any]:
-        """In the session's own thread: start (or reuse) the SDK, run, map errors, and save
-        the page as the step ends (when the step keeps files)."""
-        from nova_act.types.errors import NovaActError
+    async def _steps(self, session: BrowserSession, step: StepContext, start_url: str,
+                     run: Callable[[Any, SandboxPolicy], dict[str, Any]]) -> dict[str, Any]:
+        """Open `start_url` with the SDK, log in there if the site asks (back to
+        `start_url` after), then `run`; the SDK's calls on the session's own thread."""
+        loop, worker = asyncio.get_running_loop(), _worker_of(session)
+        nova = await loop.run_in_executor(worker, self._open, session, step.policy, start_url,
+                                          step.files)
+        if step.auth.logins:
+            page = await self.pool.playwright_page(session)  # the page the SDK drives
+            if await self.pool.logins.log_in_if_asked(page, step) and page.url != start_url:
+                await loop.run_in_executor(worker, _sdk, nova.go_to_url, start_url)
+        return await loop.run_in_executor(worker, _run, nova, step.policy, run, step.files)
 
+    def _open(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
+              files: StepFiles | None) -> Any:
+        """In the session's own thread: start the SDK at `start_url`, or take the running
+        one there; refuse to go on while a field of the page holds a secret."""
         nova = session.extras.get("nova")
-        try:
-            if nova is None:
-                nova = self._start(session, policy, start_url, files)
-            elif nova.page.url != start_url:
-                nova.go_to_url(start_url)
-            return run(nova, policy)
-        except NovaActError as exc:
-            raise as_tool_error(exc) from None
-        finally:
-            if nova is not None and files is not None:
-                _screenshot(nova, files)
+        if nova is None:  # on the browser's first page, as it is: not at `start_url` yet
+            nova = _sdk(self._start, session, policy, start_url, files)
+        if nova.page.url != start_url:
+            _sdk(nova.go_to_url, start_url)
+        if nova.page.evaluate(_HOLDS_SECRET_JS):
+            raise BlockedError(
+                "a field of this page still holds a secret typed into it, which Nova Act "
+                "would send to its model with the page: submit it in the step that types it "
+                "(submit: true), or go on with browser_click",
+                type_name=ErrorKind.SECRET_NOT_ALLOWED)
+        return nova
 
     def _start(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
                files: StepFiles | None) -> Any:
@@ -174,6 +216,9 @@ class NovaActExecutor:
         nova = NovaAct(
             starting_page=start_url, cdp_endpoint_url=session.cdp_url,
             cdp_headers=session.cdp_headers or None, tty=False,
+            # The browser's first page, which the pool's Playwright steps and logins see too
+            # (without this the SDK opens a page of its own, at `starting_page`).
+            cdp_use_existing_page=True,
             # A plain-http page has no certificate to check (the SDK would probe port 443).
             ignore_https_errors=start_url.startswith("http://"),
             state_guardrail=guardrail,
@@ -200,10 +245,68 @@ class NovaActExecutor:
         ]
 
 
-def _screenshot(nova: Any, files: StepFiles) -> None:
-    """Save the page at the end of a step; a page that cannot be captured does not fail it."""
+async def _secret_of(reference: str, step: StepContext) -> SecretValue:
+    """The secret `reference` (`${secret.NAME}`) names, read now (checked for a host only
+    where it is typed)."""
+    match = REFERENCE.fullmatch(reference)
+    if match is None:
+        raise ToolError("`secret` is one reference, `${secret.NAME}`",
+                        type_name=ErrorKind.INVALID_ARGUMENTS)
+    return await step.auth.secrets.resolve(match[1])
+
+
+def _run(nova: Any, policy: SandboxPolicy, run: Callable[[Any, SandboxPolicy], dict[str, Any]],
+         files: StepFiles | None) -> dict[str, Any]:
+    """In the session's own thread: `run`, then save the page as the step ends (when the
+    step keeps files), whether it worked or not."""
     try:
-        files.save_screenshot(nova.page.screenshot())
+        return _sdk(run, nova, policy)
+    finally:
+        if files is not None:
+            _screenshot(nova, files)
+
+
+def _sdk(call: Callable[..., Any], *args: Any) -> Any:
+    """`call(*args)` on the session's thread, an SDK error raised as a typed `ToolError`."""
+    from nova_act.types.errors import NovaActError
+
+    try:
+        return call(*args)
+    except NovaActError as exc:
+        raise as_tool_error(exc) from None
+
+
+# Marks the focused field as holding a secret (so screenshots mask it); false when no field
+# has the focus (the instruction did not leave one focused: nothing may be typed).
+_MARK_FOCUSED_JS = f"""() => {{
+  const field = document.activeElement;
+  if (!field || !(field.matches('input, textarea') || field.isContentEditable)) return false;
+  field.setAttribute('{SECRET_MARK}', '');
+  return true;
+}}"""
+_HOLDS_SECRET_JS = f"""() => [...document.querySelectorAll('[{SECRET_MARK}]')]
+  .some(field => field.value || field.textContent)"""
+
+
+def _type_secret(page: Any, value: SecretValue, submit: bool) -> None:
+    """Type a secret into the focused field with Playwright's keyboard (never through the
+    SDK's model), checked against the page's URL now; Enter after it with `submit`."""
+    value.check(page.url)  # SecretNotAllowed: nothing typed
+    if not page.evaluate(_MARK_FOCUSED_JS):
+        raise ToolError(f"the instruction left no field focused: secret {value.name!r} was "
+                        "not typed (say which field to click in the instruction)",
+                        type_name=ErrorKind.BAD_TARGET)
+    page.keyboard.type(value.reveal())
+    if submit:
+        page.keyboard.press("Enter")
+        page.wait_for_load_state()
+
+
+def _screenshot(nova: Any, files: StepFiles) -> None:
+    """Save the page at the end of a step, fields that hold a secret masked; a page that
+    cannot be captured does not fail it."""
+    try:
+        files.save_screenshot(nova.page.screenshot(mask=[nova.page.locator(MASKED)]))
     except Exception:  # noqa: BLE001 - the step's result matters, its picture less
         log.warning("could not save a screenshot of step %s", files.name)
 

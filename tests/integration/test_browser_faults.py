@@ -18,7 +18,7 @@ from graph.app.runner import run_thread
 from graph.events import Event
 from graph.runtime.attempts import attempt_tool
 from graph.testing import ScriptedChatModel
-from tests.fixtures.processes import command_line, descendants
+from tests.fixtures.processes import chromium_browsers
 from tools import BrowserPool, StepContext, default_registry
 from tools.browser import PROBE_SECONDS
 
@@ -27,15 +27,7 @@ pytestmark = pytest.mark.browser
 
 def _shared_chromium() -> list[int]:
     """This process's Chromium browser processes (not their zygotes and renderers)."""
-    found = []
-    for pid in descendants(os.getpid()):
-        try:
-            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-        except OSError:
-            continue
-        if exe == "chromium" and "--type=" not in command_line(pid):
-            found.append(pid)
-    return found
+    return chromium_browsers(os.getpid())
 
 
 async def _let_go(stopped: list[int], registry) -> None:

@@ -139,7 +139,8 @@ async def test_two_browser_steps_run_in_parallel_sessions(site, nova_act_service
 
 def test_without_credentials_the_planner_is_told_nova_act_is_unavailable():
     registry = default_registry()
-    assert ("### browser_act(instruction: str, start_url: str, session?: str) (may change "
-            "things) (UNAVAILABLE: Nova Act needs credentials") in registry.describe()
+    assert ("### browser_act(instruction: str, start_url: str, session?: str, secret?: str, "
+            "submit?: bool) (may change things) (UNAVAILABLE: Nova Act needs credentials"
+            ) in registry.describe()
     with pytest.raises(StepRefused, match="NOVA_ACT_API_KEY"):
         registry.check("browser_act", {"instruction": "x", "start_url": "http://127.0.0.1/"})

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from tools.auth.errors import AuthConfigError
 from tools.auth.logins import HttpAuth, LoginRecipe
+from tools.auth.profiles import check_name
 from tools.auth.references import secret_names
 from tools.auth.secrets import OnReveal, SecretSpec, SecretStore, ignore_forms
 from tools.auth.sources import parse_document
@@ -42,6 +43,12 @@ class AuthConfig(BaseModel):
                                      else entry for key, entry in data[section].items()}
                            for section, field in keyed.items()
                            if isinstance(data.get(section), dict)}}
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, names: list[str]) -> list[str]:
+        """A kept session's name is its profile's file name."""
+        return [check_name(name) for name in names]
 
     @model_validator(mode="after")
     def _names_and_references(self) -> AuthConfig:

@@ -38,7 +38,21 @@ class SecretNotAllowed(BlockedError):
 
     kind = ErrorKind.SECRET_NOT_ALLOWED
 
+    kind = ErrorKind.SECRET_NOT_ALLOWED
+
     def __init__(self, name: str, host: str, hosts: tuple[str, ...]):
         super().__init__(f"secret {name!r} may not be sent to {host}: it allows only "
                          f"{list(hosts)}")
         self.name, self.host = name, host
+
+
+class LoginFailed(ToolError):
+    """The executor followed a site's login recipe and its check did not hold (or its form
+    was not there). Never retried, in the step or later in the run: accounts lock."""
+
+    kind = ErrorKind.LOGIN_FAILED
+
+    def __init__(self, login: str, reason: str):
+        super().__init__(f"login {login!r} failed: {reason}; not tried again in this run "
+                         "(accounts lock): fix the login or its secrets, then `duet retry`")
+        self.login, self.reason = login, reason

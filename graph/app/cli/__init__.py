@@ -10,7 +10,7 @@ command the same way everywhere (`base.config_errors`: one line, exit 2).
 from graph.app.cli import runs  # noqa: F401
 
 # isort: split
-from graph.app.cli import catalog, evals, exports, secrets  # noqa: F401
+from graph.app.cli import catalog, evals, exports, profiles, secrets  # noqa: F401
 from graph.app.cli.base import app
 
 __all__ = ["app"]

@@ -1,0 +1,62 @@
+"""What a browser step does on a page (Playwright's async API): find an element, type text
+into it (a secret's value at the last moment), and say what every screenshot masks.
+
+Used by the Playwright executor (`tools.browser`) and by the logins the executor does
+(`tools.browser_login`); Nova Act's screenshots mask the same elements (`MASKED`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tools.auth.references import secret_names
+from tools.auth.run import Auth
+from tools.errors import ErrorKind, ToolError
+
+ELEMENT_TIMEOUT_MS = 5_000
+NAVIGATION_TIMEOUT_MS = 20_000
+
+# An element a secret was typed into carries this attribute, so that every later screenshot
+# of its page masks it, whatever kind of field it is (a TOTP code goes into a text field).
+SECRET_MARK = "data-duet-secret"
+# What every screenshot masks (Playwright's `mask`, a magenta box): fields that hold a
+# secret, and password fields always.
+MASKED = f"[{SECRET_MARK}], input[type=password]"
+MARK_JS = f"element => element.setAttribute('{SECRET_MARK}', '')"
+
+
+async def find(page: Any, selector: str | None, role: str | None, name: str | None) -> Any:
+    """The first element matching the target; `ElementNotFound` if none appears in time."""
+    if selector:
+        locator, target = page.locator(selector).first, f"selector {selector!r}"
+    elif role:
+        locator, target = page.get_by_role(role, name=name).first, f"role {role!r} {name!r}"
+    else:
+        raise ToolError("give a CSS `selector`, or an ARIA `role` (with `name`)",
+                        type_name=ErrorKind.BAD_TARGET)
+    try:
+        await locator.wait_for(state="attached", timeout=ELEMENT_TIMEOUT_MS)
+    except Exception as exc:
+        if type(exc).__name__ != "TimeoutError":
+            raise
+        raise ToolError(f"no element matches {target} on {page.url}",
+                        type_name=ErrorKind.ELEMENT_NOT_FOUND) from None
+    return locator
+
+
+async def type_into(locator: Any, text: str, auth: Auth, page: Any) -> None:
+    """Fill the element with `text`. Each `${secret.NAME}` in it is replaced by the secret's
+    value only now, for the page's current URL: `SecretNotAllowed` (nothing typed) when
+    the page is not on one of the secret's hosts. An element given a secret is marked, so
+    screenshots mask it."""
+    if not secret_names(text):
+        await locator.fill(text, timeout=ELEMENT_TIMEOUT_MS)
+        return
+    value = await auth.fill_in(text, page.url)
+    await locator.evaluate(MARK_JS)  # marked first: no picture ever shows it unmasked
+    await locator.fill(value, timeout=ELEMENT_TIMEOUT_MS)
+
+
+def masks(page: Any) -> list[Any]:
+    """The locators a screenshot of `page` masks (`MASKED`)."""
+    return [page.locator(MASKED)]
