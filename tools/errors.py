@@ -44,9 +44,8 @@ class ErrorKind(StrEnum):
     BAD_TARGET = "BadTarget"
     SESSION_KIND_MISMATCH = "SessionKindMismatch"
     SCHEMA_MISMATCH = "SchemaMismatch"  # Nova Act's extracted data
-    # Logins and secrets.
+    # Logins.
     LOGIN_FAILED = "LoginFailed"  # a login recipe's check did not hold: never retried
-    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # a secret was to go to a host it does not allow
     MCP_TOOL_ERROR = "MCPToolError"
     MCP_ERROR = "MCPError"
     MCP_SERVER_UNAVAILABLE = "MCPServerUnavailable"

@@ -38,8 +38,6 @@ class SecretNotAllowed(BlockedError):
 
     kind = ErrorKind.SECRET_NOT_ALLOWED
 
-    kind = ErrorKind.SECRET_NOT_ALLOWED
-
     def __init__(self, name: str, host: str, hosts: tuple[str, ...]):
         super().__init__(f"secret {name!r} may not be sent to {host}: it allows only "
                          f"{list(hosts)}")
