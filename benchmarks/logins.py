@@ -151,8 +151,8 @@ async def _bare(browser: Any, site: str, credentials: DemoCredentials) -> tuple[
 async def browser_logins(repeats: int, folder: Path) -> dict[str, Any]:
     """Figure 13 (see the module's docstring): `repeats` tasks of each arm, after one
     untimed task of each; per arm the median and p90 wall time, the ratio of medians to
-    bare Playwright's, and the login requests of every task (checked: 2 for a fresh login,
-    0 for the warm profile). Raises `RuntimeError` when a task reads the wrong value or
+    bare Playwright's, and every task's wall time and login requests (checked: 2 for a
+    fresh login, 0 for the warm profile). Raises `RuntimeError` when a task reads the wrong value or
     sends other login requests than its arm should."""
     from playwright.async_api import async_playwright
 
@@ -203,7 +203,7 @@ async def browser_logins(repeats: int, folder: Path) -> dict[str, Any]:
     rows = [{"arm": arm, "label": LABELS[arm], "median_s": statistics.median(walls[arm]),
              "p90_s": percentile(walls[arm], 0.9),
              "over_bare": statistics.median(walls[arm]) / bare,
-             "login_requests": logins[arm]} for arm in ARMS]
+             "login_requests": logins[arm], "walls_s": walls[arm]} for arm in ARMS]
     return {"repeats": repeats, "read": EXPECTED, "rows": rows}
 
 
