@@ -85,7 +85,9 @@ def test_the_login_figure_alone_runs_its_three_arms_and_saves_its_table(tmp_path
     assert {arm: r["login_requests"] for arm, r in rows.items()} == {
         "fresh": [2, 2], "warm": [0, 0], "bare": [2, 2]}
     assert rows["bare"]["over_bare"] == 1.0
-    assert all(0 < r["median_s"] <= r["p90_s"] for r in rows.values())
+    assert all(0 < r["median_s"] <= r["p90_s"] and len(r["walls_s"]) == 2
+               for r in rows.values())
+    assert len(figure["load_average"]) == 2
     table = (tmp_path / "smoke-browser_logins.md").read_text()
     assert "| nova-duet, warm profile |" in table
     goals = table.split("Goals:", 1)[1].strip().splitlines()
