@@ -152,8 +152,8 @@ async def browser_logins(repeats: int, folder: Path) -> dict[str, Any]:
     """Figure 13 (see the module's docstring): `repeats` tasks of each arm, after one
     untimed task of each; per arm the median and p90 wall time, the ratio of medians to
     bare Playwright's, and every task's wall time and login requests (checked: 2 for a
-    fresh login, 0 for the warm profile). Raises `RuntimeError` when a task reads the wrong value or
-    sends other login requests than its arm should."""
+    fresh login, 0 for the warm profile). Raises `RuntimeError` when a task reads the wrong
+    value or sends other login requests than its arm should."""
     from playwright.async_api import async_playwright
 
     folder.mkdir(parents=True, exist_ok=True)
