@@ -33,14 +33,16 @@ from tools.chromium import QUIET_FLAGS, chromium_path
 
 
 @contextmanager
-def demo_crm(folder: Path) -> Iterator[str]:
-    """The demo CRM in a process of its own (`python -m demo_site.server`); yields its URL."""
+def demo_crm(db: Path, *, auth: bool = False) -> Iterator[str]:
+    """The demo CRM over `db` in a process of its own (`python -m demo_site.server`), with
+    its login on when `auth` (`demo_site.auth.make_credentials(db)` first); yields its URL."""
     from demo_site.server import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with serving([sys.executable, "-m", "demo_site.server", "--db", str(folder / "crm.sqlite"),
-                  "--port", str(port)], f"{url}/customers", ready_status=200):
+    with serving([sys.executable, "-m", "demo_site.server", "--db", str(db),
+                  "--port", str(port), *(["--auth"] if auth else [])], f"{url}/health",
+                 ready_status=200):
         yield url
 
 
@@ -113,7 +115,13 @@ async def _bare(browser: Any, site: str, k: int, slots: int | None = None) -> di
     return {"wall_s": time.perf_counter() - start, "completions": sorted(completions)}
 
 
-def _percentile(values: list[float], share: float) -> float:
+async def launch_bare(playwright: Any) -> Any:
+    """Bare Playwright's browser: the pool's Chromium binary, with its quiet flags."""
+    flags = [*QUIET_FLAGS, *(["--no-sandbox"] if os.geteuid() == 0 else [])]
+    return await playwright.chromium.launch(executable_path=chromium_path(), args=flags)
+
+
+def percentile(values: list[float], share: float) -> float:
     """The `share` quantile of `values` (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
@@ -121,8 +129,8 @@ def _percentile(values: list[float], share: float) -> float:
 
 def _completion_figures(completions: list[float], wall: float) -> dict[str, float]:
     """p50 and p95 of per-task completion times, the wall of all tasks, and p50 / wall."""
-    p50 = _percentile(completions, 0.5)
-    return {"p50_s": p50, "p95_s": _percentile(completions, 0.95), "wall_s": wall,
+    p50 = percentile(completions, 0.5)
+    return {"p50_s": p50, "p95_s": percentile(completions, 0.95), "wall_s": wall,
             "p50_over_wall": p50 / wall}
 
 
@@ -134,12 +142,10 @@ async def browser_sessions(ks: list[int], queue_ks: list[int], repeats: int,
     from playwright.async_api import async_playwright
 
     limit = Context().max_browser_sessions
-    with demo_crm(folder) as site:
+    with demo_crm(folder / "crm.sqlite") as site:
         registry = default_registry()  # one pool, so one shared Chromium, for every run
         async with async_playwright() as pw:
-            flags = [*QUIET_FLAGS, *(["--no-sandbox"] if os.geteuid() == 0 else [])]
-            bare_browser = await pw.chromium.launch(executable_path=chromium_path(),
-                                                    args=flags)
+            bare_browser = await launch_bare(pw)
             try:
                 await _ours(registry, site, 1, 1, False)  # starts the shared Chromium
                 await _bare(bare_browser, site, 1)

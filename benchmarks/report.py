@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks import caching
+from benchmarks import caching, logins
 
 GOALS = {
     "parallel": "wall time within 1.10x of the critical path plus the reasoning calls",
@@ -142,6 +142,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"median of {fixed['repeats']}): nova-duet {fixed['ours_ms']:.1f} ms, ReAct "
             f"{fixed['react_ms']:.1f} ms."]
     out += _browser_markdown(results["browser_sessions"])
+    if "browser_logins" in results:
+        out += logins.markdown(results["browser_logins"])
     if "prompt_caching" in results:
         out += caching.markdown(results["prompt_caching"])
     out += ["", "Goals:"] + [f"- {line}" for line in verdicts(results)]
@@ -174,7 +176,7 @@ def _browser_markdown(b: dict[str, Any]) -> list[str]:
 def verdicts(results: dict[str, Any]) -> list[str]:
     """Each goal, met or missed, with the figure that decides it."""
     def line(met: bool, goal: str, figure: str) -> str:
-        return f"{'met' if met else 'MISSED'}: {GOALS[goal]} ({figure})"
+        return _verdict(met, GOALS[goal], figure)
 
     worst = max(r["wall_over_critical_path"] for r in results["parallel_speedup"])
     uneven = max(r["ours_over_critical_path"] for r in results["uneven_dags"])
@@ -213,10 +215,14 @@ def verdicts(results: dict[str, Any]) -> list[str]:
         lines.append(line(order["ours_p50_over_wall"] <= 0.6, "browser_order",
                           f"{order['ours_p50_over_wall']:.2f}; bare Playwright "
                           f"{order['bare_p50_over_wall']:.2f}"))
-    if "prompt_caching" in results:
-        lines += [f"{'met' if met else 'MISSED'}: {goal} ({figure})"
-                  for met, goal, figure in caching.verdicts(results["prompt_caching"])]
+    for name, module in (("prompt_caching", caching), ("browser_logins", logins)):
+        if name in results:
+            lines += [_verdict(*verdict) for verdict in module.verdicts(results[name])]
     return lines + _long_run_verdicts(results, line)
+
+
+def _verdict(met: bool, goal: str, figure: str) -> str:
+    return f"{'met' if met else 'MISSED'}: {goal} ({figure})"
 
 
 def _long_run_verdicts(results: dict[str, Any], line: Any) -> list[str]:
@@ -372,3 +378,31 @@ def write(results: dict[str, Any], folder: Path) -> Path:
     path.write_text(json.dumps(results, indent=1))
     (folder / f"{results['size']}.md").write_text(markdown(results) + "\n")
     return path
+
+
+# Figures with a table and goals of their own, which a run of just them (`--only ... --save`)
+# writes beside their data.
+ALONE = {"browser_logins": logins}
+
+
+def write_only(results: dict[str, Any], folder: Path) -> list[Path]:
+    """Write each figure of a run of only some (`run_only`'s results, with `machine`) to
+    `<size>-<figure>.json` in `folder`, with the size and the machine; a figure of `ALONE`
+    also to `<size>-<figure>.md`, its table and goals. Returns the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    m, paths = results["machine"], []
+    for name, data in results.items():
+        if name in ("size", "machine"):
+            continue
+        path = folder / f"{results['size']}-{name}.json"
+        path.write_text(json.dumps({"size": results["size"], "machine": m, name: data},
+                                   indent=1))
+        paths.append(path)
+        if name in ALONE:
+            module = ALONE[name]
+            lines = [f"Measured on {m['cores']} cores of {m['cpu']}, Python {m['python']} "
+                     f"(size `{results['size']}`, this figure alone).", *module.markdown(data),
+                     "", "Goals:", *(f"- {_verdict(*v)}" for v in module.verdicts(data))]
+            paths.append(folder / f"{results['size']}-{name}.md")
+            paths[-1].write_text("\n".join(lines) + "\n")
+    return paths

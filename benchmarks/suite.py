@@ -22,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 
 from benchmarks import caching, real_http, sim
 from benchmarks.browser import browser_sessions
+from benchmarks.logins import browser_logins
 from graph import Context, Plan, build_graph
 from graph.checkpoints import open_checkpointer, open_store
 from tests.fixtures.langgraph_server import langgraph_server
@@ -418,29 +419,30 @@ SIZES = {
              "long_runs": [50, 200, 800], "bare_steps": 200, "repeats": 5, "threads": 50,
              "remote_k": 16, "remote_chain": 50, "http_ks": [100, 500], "http_fan_out_ms": 50,
              "browser_ks": [4, 8, 16], "browser_queue_ks": [16, 64], "browser_repeats": 3,
-             "fixed_cost_repeats": 20,
+             "fixed_cost_repeats": 20, "login_repeats": 20,
              "caching_steps": [10, 20], "caching_tools": [10, 40]},
     "smoke": {"ks": [1, 4], "scale": 0.02, "cost_sizes": [5], "uneven_ks": [8],
               "first_tool_steps": 20, "context_steps": 40, "long_runs": [10, 40],
               "bare_steps": 20, "repeats": 1, "threads": 5, "remote_k": 4, "remote_chain": 5,
               "http_ks": [20], "http_fan_out_ms": 20, "browser_ks": [2], "browser_queue_ks": [6],
-              "browser_repeats": 1, "fixed_cost_repeats": 3, "caching_steps": [5],
-              "caching_tools": [40]},
+              "browser_repeats": 1, "fixed_cost_repeats": 3, "login_repeats": 2,
+              "caching_steps": [5], "caching_tools": [40]},
 }
 
 
 def _served_figures(p: dict[str, Any], base: str,
                     folder: Path) -> dict[str, Callable[[], Awaitable[Any]]]:
-    """Figures 10 and 11 and the fixed cost per run, by name: they need only the delay
-    server at `base` (and the demo CRM, which figure 11 starts in `folder`)."""
+    """Figures 10, 11 and 13 and the fixed cost per run, by name: they need only the delay
+    server at `base` (and the demo CRM, which figures 11 and 13 start in `folder`)."""
     return {
         "real_http": lambda: real_http.real_http(p["http_ks"], p["http_fan_out_ms"], base),
         "fixed_cost": lambda: real_http.fixed_cost(base, p["fixed_cost_repeats"]),
         "browser_sessions": lambda: browser_sessions(
-            p["browser_ks"], p["browser_queue_ks"], p["browser_repeats"], folder)}
+            p["browser_ks"], p["browser_queue_ks"], p["browser_repeats"], folder),
+        "browser_logins": lambda: browser_logins(p["login_repeats"], folder / "logins")}
 
 
-ONLY = ("real_http", "fixed_cost", "browser_sessions")
+ONLY = ("real_http", "fixed_cost", "browser_sessions", "browser_logins")
 
 
 def run_only(names: list[str], size: str) -> dict[str, Any]:

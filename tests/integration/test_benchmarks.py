@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,11 +64,42 @@ def test_benchmark_smoke_produces_every_figure(tmp_path):
     # Figure 12: both contenders, caching off, cold and warm; the warm run read the cache.
     cached = {(r["agent"], r["caching"]): r for r in results["prompt_caching"]["rows"]}
     assert len(cached) == 6 and cached[("nova-duet", "on, warm")]["cache_read_tokens"] > 0
+    # Figure 13: the three arms of the logged-in task, the warm profile without a login.
+    logins = {r["arm"]: r["login_requests"] for r in results["browser_logins"]["rows"]}
+    assert logins == {"fresh": [2, 2], "warm": [0, 0], "bare": [2, 2]}
+
+
+@pytest.mark.browser
+def test_the_login_figure_alone_runs_its_three_arms_and_saves_its_table(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "browser_logins",
+                          "--smoke", "--save", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    saved = json.loads((tmp_path / "smoke-browser_logins.json").read_text())
+    figure = saved["browser_logins"]
+    assert saved["size"] == "smoke" and saved["machine"]["cores"]
+    rows = {r["arm"]: r for r in figure["rows"]}
+    # Every task read the status behind the login (the figure raises otherwise); the CRM's
+    # login log: the password and the code for each fresh login, nothing for the warm one.
+    assert figure["read"] == "open" and figure["repeats"] == 2
+    assert {arm: r["login_requests"] for arm, r in rows.items()} == {
+        "fresh": [2, 2], "warm": [0, 0], "bare": [2, 2]}
+    assert rows["bare"]["over_bare"] == 1.0
+    assert all(0 < r["median_s"] <= r["p90_s"] and len(r["walls_s"]) == 2
+               for r in rows.values())
+    assert len(figure["load_average"]) == 2
+    table = (tmp_path / "smoke-browser_logins.md").read_text()
+    assert "| nova-duet, warm profile |" in table
+    goals = table.split("Goals:", 1)[1].strip().splitlines()
+    assert len(goals) == 2 and all(g.startswith(("- met: ", "- MISSED: ")) for g in goals)
 
 
 def test_the_docs_show_the_committed_full_run_and_the_readme_its_verdicts():
     table = (ROOT / "benchmarks/results/full.md").read_text().strip()
-    assert table in (ROOT / "docs/benchmarks.md").read_text()
+    docs = (ROOT / "docs/benchmarks.md").read_text()
+    assert table in docs
+    # A figure run alone since (`--only ... --save`), until a full run has it.
+    assert (ROOT / "benchmarks/results/full-browser_logins.md").read_text().strip() in docs
     verdicts = table.split("Goals:", 1)[1].strip().splitlines()
     readme = (ROOT / "README.md").read_text()
     assert verdicts and all(line in readme for line in verdicts)
