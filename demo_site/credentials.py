@@ -44,8 +44,9 @@ class DemoLogin:
     secrets_file: Path
     username: str
 
-    def auth_config(self, site: str) -> dict[str, Any]:
-        """The auth config of a run against the CRM at `site` (`http://host:port`)."""
+    def auth_config(self, site: str, *, keep_session: bool = True) -> dict[str, Any]:
+        """The auth config of a run against the CRM at `site` (`http://host:port`);
+        `keep_session`: the browser session `crm` is kept as a profile."""
         host = urlsplit(site).netloc
         kinds = {"crm_password": "password", "crm_otp": "totp", "crm_api": "token"}
         said = {"crm_password": "the demo CRM user's password",
@@ -63,7 +64,7 @@ class DemoLogin:
                          "submit": "button[type=submit]", "page": {"url": "/login/mfa*"}},
                 "check": {"not_url": "/login*"}}},
             "http_auth": {host: {"bearer": "crm_api"}},
-            "profiles": [SESSION]}
+            "profiles": [SESSION] if keep_session else []}
 
 
 def read_credentials(path: Path) -> DemoCredentials:

@@ -36,17 +36,24 @@ def _pattern(form: str) -> re.Pattern[bytes]:
     return re.compile(escaped)
 
 
-def find_leaks(forms: Mapping[str, Iterable[str]], folders: Iterable[Path] = (),
+def _files(place: Path) -> list[Path]:
+    """`place` itself when it is a file, else every file under it (symlinks left out)."""
+    if place.is_file():
+        return [place]
+    return sorted(p for p in place.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def find_leaks(forms: Mapping[str, Iterable[str]], places: Iterable[Path] = (),
                texts: Mapping[str, str] | None = None) -> list[Leak]:
-    """Each secret of `forms` (name -> every form of its value) found in a file under
-    `folders` (read as bytes, so SQLite files and images count; symlinks left out) or in
-    one of `texts` (label -> text), once per secret and place. Empty: nothing leaked."""
+    """Each secret of `forms` (name -> every form of its value) found in one of `places`
+    (a file, or every file under a folder; read as bytes, so SQLite files and images count;
+    a place that does not exist holds nothing) or in one of `texts` (label -> text), once
+    per secret and place. Empty: nothing leaked."""
     patterns = {name: [_pattern(form) for form in set(found) if form]
                 for name, found in forms.items()}
-    places: list[tuple[str, bytes]] = [
-        (str(path), path.read_bytes()) for folder in folders if Path(folder).exists()
-        for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.is_symlink()]
-    places += [(label, text.encode()) for label, text in (texts or {}).items()]
-    return [Leak(name, where) for where, data in places
+    found_in: list[tuple[str, bytes]] = [(str(path), path.read_bytes())
+                                         for place in places for path in _files(Path(place))]
+    found_in += [(label, text.encode()) for label, text in (texts or {}).items()]
+    return [Leak(name, where) for where, data in found_in
             for name, compiled in patterns.items()
             if any(pattern.search(data) for pattern in compiled)]
