@@ -85,6 +85,15 @@ class AuthStore(SqliteFile):
                         credentials.totp_seed))
             db.execute("INSERT INTO api_tokens VALUES (?)", (_digest(credentials.api_token),))
 
+    def forget_user(self) -> None:
+        """Remove the user, the API token and every session, their bytes overwritten
+        (SQLite's `secure_delete`): the TOTP seed, which the site must keep as is, leaves
+        no copy in the file. The login log and the lure posts stay."""
+        with self.connect() as db:
+            db.execute("PRAGMA secure_delete = ON")
+            for table in ("users", "api_tokens", "sessions"):
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+
     def password_ok(self, username: str, password: str) -> bool:
         """True when `username` and `password` are the user's."""
         users = self.rows("SELECT * FROM users")

@@ -40,11 +40,17 @@ from tools.auth.run import Auth
 from tools.browser_login import Logins
 from tools.chromium import Chromium
 from tools.errors import BlockedError, ErrorKind, ToolError
-from tools.pages import ELEMENT_TIMEOUT_MS, NAVIGATION_TIMEOUT_MS, find, masks, type_into
+from tools.pages import (
+    ELEMENT_TIMEOUT_MS,
+    NAVIGATION_TIMEOUT_MS,
+    find,
+    save_screenshot,
+    type_into,
+)
 from tools.proxy import AllowlistProxy
 from tools.registry import BoundBy, Dependency
 from tools.sandbox import DENY_ALL, SandboxPolicy
-from tools.step import InjectedStep, RemoteBrowser, StepContext, StepFiles, StepWaits
+from tools.step import InjectedStep, RemoteBrowser, StepContext, StepWaits
 
 log = logging.getLogger("duet.browser")
 
@@ -610,20 +616,6 @@ class BrowserPool:
             await _quietly((await start).stop())
 
 
-async def _screenshot(page: Any, files: StepFiles | None) -> None:
-    """Save the page as the step ends, when the step keeps files (for the run report), with
-    every field that holds a secret masked (`tools.pages.MASKED`); a page that cannot be
-    captured does not fail the step. The file is written off the event loop (a LangGraph
-    server refuses blocking calls on it)."""
-    if files is None:
-        return
-    try:
-        image = await page.screenshot(timeout=CLOSE_SECONDS * 1000, mask=masks(page))
-        await asyncio.to_thread(files.save_screenshot, image)
-    except Exception as exc:  # noqa: BLE001 - the step's result matters, its picture less
-        log.warning("could not save a screenshot of step %s: %s", files.name, _first_line(exc))
-
-
 def _start_chromium(proxy_url: str) -> Chromium:
     """A started Chromium behind `proxy_url` (blocking: its profile folder and launch run
     off the event loop, which a LangGraph server guards against blocking calls)."""
@@ -731,8 +723,10 @@ class PlaywrightExecutor:
                     result = await self.pool.stall_checked(logged_in(page), session)
                 finally:
                     # A browser that went away has nothing to show; a stalled one, no answer.
-                    if not (session.stalled or self.pool.browser_gone(session)):
-                        await _screenshot(page, step.files)
+                    if (step.files is not None
+                            and not (session.stalled or self.pool.browser_gone(session))):
+                        await save_screenshot(page, step.files.save_screenshot,
+                                              timeout_ms=CLOSE_SECONDS * 1000)
                 blocked = session.blocked()[blocked_before:]
                 if not policy.allows(page.url) and page.url != "about:blank":
                     raise BlockedError(f"the page went to {page.url}, outside the allowlist")

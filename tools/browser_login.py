@@ -2,7 +2,8 @@
 page, the site's `LoginRecipe` (`tools.auth.logins`) is followed on that page, then the
 step carries on.
 
-A login types its fields (secrets at the last moment, for the page's host only), submits,
+A login types its fields (secrets at the last moment, for the page's host only), keeps a
+picture of the filled-in form (`StepFiles.login_screenshot`, secrets masked), submits,
 types a TOTP code when the code page shows, and checks that it worked. A login whose check
 does not hold is `LoginFailed`, naming the check, and is not tried again in that run (nor
 retried by the step runtime): accounts lock after a few wrong passwords. Every wait is one
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from tools.auth.errors import LoginFailed
 from tools.auth.logins import LoginRecipe, PageMatch
-from tools.pages import ELEMENT_TIMEOUT_MS, NAVIGATION_TIMEOUT_MS, type_into
+from tools.pages import ELEMENT_TIMEOUT_MS, NAVIGATION_TIMEOUT_MS, save_screenshot, type_into
 from tools.step import StepContext
 
 
@@ -59,6 +60,8 @@ async def _follow(page: Any, recipe: LoginRecipe, step: StepContext) -> None:
         await page.goto(recipe.login_url, timeout=NAVIGATION_TIMEOUT_MS)
     for selector, text in recipe.fields.items():
         await type_into(await _field(page, recipe, selector), text, step.auth, page)
+    if step.files is not None:  # the run's record of the login: its secrets masked
+        await save_screenshot(page, step.files.save_login_screenshot)
     await _submit(page, recipe, recipe.submit)
     if recipe.totp is not None and not await _shows(page, recipe.check):
         totp = recipe.totp

@@ -7,6 +7,9 @@ Used by the Playwright executor (`tools.browser`) and by the logins the executor
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from tools.auth.references import secret_names
@@ -23,6 +26,8 @@ SECRET_MARK = "data-duet-secret"
 # secret, and password fields always.
 MASKED = f"[{SECRET_MARK}], input[type=password]"
 MARK_JS = f"element => element.setAttribute('{SECRET_MARK}', '')"
+
+log = logging.getLogger("duet.browser")
 
 
 async def find(page: Any, selector: str | None, role: str | None, name: str | None) -> Any:
@@ -60,3 +65,17 @@ async def type_into(locator: Any, text: str, auth: Auth, page: Any) -> None:
 def masks(page: Any) -> list[Any]:
     """The locators a screenshot of `page` masks (`MASKED`)."""
     return [page.locator(MASKED)]
+
+
+async def save_screenshot(page: Any, save: Callable[[bytes], None], *,
+                          timeout_ms: float = ELEMENT_TIMEOUT_MS) -> None:
+    """Take a PNG of `page` with every field that holds a secret masked (`MASKED`) and hand
+    it to `save` (a `StepFiles` method) off the event loop, which a LangGraph server guards
+    against blocking calls. A page that cannot be captured is a warning: what the step did
+    matters, its picture less."""
+    try:
+        image = await page.screenshot(timeout=timeout_ms, mask=masks(page))
+        await asyncio.to_thread(save, image)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("could not save a screenshot of %s: %s", page.url,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -31,7 +31,8 @@ from tools.sandbox import DENY_ALL, SandboxPolicy
 @dataclass(frozen=True)
 class StepFiles:
     """Where a step keeps its files (in its run's folder): a browser executor saves a
-    screenshot of the page at the end of the step, Nova Act its run logs."""
+    screenshot of the page at the end of the step (and of a login form it filled in), Nova
+    Act its run logs."""
 
     run_folder: Path
     name: str  # the step's plan version and id, `v1-s2`
@@ -45,6 +46,17 @@ class StepFiles:
         """Write the page's PNG, making the run's folder (blocking: off the event loop)."""
         self.screenshot.parent.mkdir(parents=True, exist_ok=True)
         self.screenshot.write_bytes(image)
+
+    @property
+    def login_screenshot(self) -> Path:
+        """The PNG of a login page the step met, its form filled in just before it was sent
+        (every field that holds a secret masked)."""
+        return self.run_folder / "steps" / f"{self.name}-login.png"
+
+    def save_login_screenshot(self, image: bytes) -> None:
+        """Write the login page's PNG (blocking: off the event loop)."""
+        self.login_screenshot.parent.mkdir(parents=True, exist_ok=True)
+        self.login_screenshot.write_bytes(image)
 
     @property
     def nova_act_logs(self) -> Path:

@@ -73,6 +73,9 @@ class _ReplyFiles(StepFiles):
         """Keep the page's PNG for the reply."""
         self.held["screenshot"] = image
 
+    def save_login_screenshot(self, image: bytes) -> None:
+        """Dropped: the reply carries the step's own screenshot only."""
+
     @property
     def nova_act_logs(self) -> Path:
         """Nova Act's log folder (in the step's folder, removed when the step ends)."""

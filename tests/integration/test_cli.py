@@ -55,7 +55,8 @@ def test_demo_completes_against_the_local_site(isolated_env):
     assert final["status"] == "completed"
     results = {r["step_id"]: r for r in final["results"]}
     assert set(results) == {"s1", "note1", "note2", "note3", "mark1", "mark2", "mark3",
-                            "verify", "open_page", "read_page"}
+                            "verify", "open_page", "read_page", "open_customer", "type_note",
+                            "add_note"}
     assert results["verify"]["output"]["json"] == []
     # The browser step read the page a person would see: three reminded invoices.
     rows = results["read_page"]["output"]["rows"]

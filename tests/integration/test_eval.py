@@ -477,7 +477,8 @@ async def test_with_a_langsmith_key_the_suite_is_a_dataset_and_each_eval_an_expe
     assert experiment["reference_dataset_id"] == dataset["id"]
     assert experiment["name"].startswith("crm-nova-duet")
     scores = sorted((f["key"], f["score"]) for f in langsmith_api.feedback)
-    assert scores == sorted([(key, True) for key in ("state", "answer", "limits", "tools")] * 2)
+    assert scores == sorted([(key, True) for key in ("state", "answer", "limits", "tools",
+                                                     "refused")] * 2)
     # The same tasks are the same dataset: it is not made again.
     ensure_dataset(Client(), SUITE, tasks)
     assert langsmith_api.posts.count("/datasets") == 1

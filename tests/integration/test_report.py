@@ -105,7 +105,7 @@ async def test_the_demo_ends_with_its_report_and_the_page_shows_the_run(browser,
     unknown = subprocess.run([sys.executable, "-m", "graph.app.cli", "report", "no-such-thread"],
                              capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
     assert unknown.returncode == 2 and "no saved run" in unknown.stderr
-    assert len(data["steps"]) == 10 and data["plans"][0]["steps"][1]["depends_on"] == ["s1"]
+    assert len(data["steps"]) == 13 and data["plans"][0]["steps"][1]["depends_on"] == ["s1"]
     browser_steps = [s for s in data["steps"] if s["tool"].startswith("browser_")]
     assert browser_steps and all(s["screenshot"] for s in browser_steps)
     # The critical path runs through the chain s1 -> note -> mark -> the last step.
@@ -114,7 +114,7 @@ async def test_the_demo_ends_with_its_report_and_the_page_shows_the_run(browser,
     seen = await open_report(chromium.cdp_url, report, "report-demo.png")
     check_page(seen, data)
     assert len(seen["images"]) == len(browser_steps)
-    assert seen["nodes"].count("ok") == 10
+    assert seen["nodes"].count("ok") == 13
 
 
 async def test_a_replanned_run_with_hostile_outputs_renders_inert(browser, site, isolated_env):

@@ -74,7 +74,7 @@ def test_the_demo_exports_run_step_and_attempt_spans(otlp_receiver, isolated_env
     steps = otlp_receiver.children(run)
     results = {r["step_id"]: r for r in final["results"]}
     assert {s.attributes["duet.step.id"] for s in steps} == set(results)
-    assert len(steps) == len(results) == 10
+    assert len(steps) == len(results) == 13
     for step in steps:
         result = results[step.attributes["duet.step.id"]]
         assert step.name == f"execute_tool {result['tool']}"
@@ -91,10 +91,11 @@ def test_the_demo_exports_run_step_and_attempt_spans(otlp_receiver, isolated_env
                                       "duet.attempt.number": 1, "duet.attempt.status": "ok"}
         assert _within(attempt, step)
     assert {s.name for s in steps} == {"execute_tool http_request", "execute_tool browser_goto",
-                                       "execute_tool browser_read"}
+                                       "execute_tool browser_read", "execute_tool browser_fill",
+                                       "execute_tool browser_click"}
     # The offline planner calls no model: no model-call span.
     assert not [s for s in otlp_receiver.spans if s.name.startswith("chat")]
-    assert len(otlp_receiver.spans) == 1 + 10 + 10
+    assert len(otlp_receiver.spans) == 1 + 13 + 13
 
     # The header reached the receiver; no span holds it, nor any tool argument or output.
     assert {h.get("x-collector-key") for h in otlp_receiver.headers} == {

@@ -151,6 +151,19 @@ class SecretValue:
         its seed, as stored and as used, and of its current code)."""
         return self._forms(self._current())
 
+    def leak_forms(self, since: float, until: float) -> list[str]:
+        """Every string that shows this secret in a record made from `since` to `until`
+        (epoch seconds): `forms()`, and for a TOTP every code it gave in that time (one step
+        either side, as a site accepts them). What `tools.auth.leaks` searches for."""
+        texts = {self._stored}
+        if self.kind == "totp":
+            totp = pyotp.TOTP(_totp_seed(self._stored))
+            step = totp.interval
+            texts |= {_totp_seed(self._stored),
+                      *(totp.at(moment) for moment in range(int(since) - step,
+                                                            int(until) + 2 * step, step))}
+        return _longest_first({form for text in texts for form in encoded_forms(text)})
+
     def allows(self, url: str) -> bool:
         """True when `url` is http(s) to one of the secret's hosts, or a tool target
         (`mcp:<server>`, `tool:<name>`) they name."""

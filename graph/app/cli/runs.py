@@ -9,6 +9,7 @@ import shutil
 import sys
 import webbrowser
 from collections.abc import Callable
+from contextlib import ExitStack
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -370,22 +371,36 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the demo site (0: any free port).")] = 0,
     approve: Annotated[Approval, typer.Option(help="Steps that change things: the demo runs "
                                                    "them ('auto'); 'ask' shows each.")] = "auto",
+    credentials: Annotated[Path | None, typer.Option(
+        help="Log in with the credentials in this file (a 0600 JSON or YAML mapping of "
+             "username, password, totp_seed, api_token, outside any git repository) instead "
+             "of fresh ones.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final state as JSON.")] = False,
 ) -> None:
-    """Start the demo CRM on 127.0.0.1 (fresh data) and run the follow-up task against it."""
+    """Start the demo CRM on 127.0.0.1 (fresh data, behind its login) and run the follow-up
+    task against it: the executor logs in with secrets given to the run by name only."""
     from demo_site import serve
+    from demo_site.auth import AuthStore
+    from demo_site.credentials import demo_login
 
     site_dir = duet_home() / "demo"
     shutil.rmtree(site_dir, ignore_errors=True)
     site_dir.mkdir(parents=True)
-    with serve(site_dir / "crm.sqlite", port) as url:
+    db = site_dir / "crm.sqlite"
+    with ExitStack() as stack:
+        with config_errors(as_json):
+            login = stack.enter_context(demo_login(db, credentials))
+        url = stack.enter_context(serve(db, port, auth=True))
         if not as_json:
-            console.print(f"[bold]demo site[/] {url} (data: {site_dir / 'crm.sqlite'})")
+            console.print(f"[bold]demo site[/] {url} (data: {db}); its user's secrets, by name "
+                          f"only, in {login.secrets_file} (mode 0600, removed at the end)",
+                          highlight=False)
         plan_file = files("demo_site").joinpath("plans/overdue_followup.yaml")
         # The demo's executors may reach its own site, and nothing else.
         context = Context(plan_file=None if model else str(plan_file),
                           plan_variables={"site": url}, approval=approve,
-                          allowed_hosts=[urlsplit(url).netloc])
+                          allowed_hosts=[urlsplit(url).netloc],
+                          auth_config=json.dumps(login.auth_config(url)))
         if model:
             context.model = model
             task = f"{DEMO_TASK} The CRM's JSON API is at {url}/api."
@@ -394,4 +409,11 @@ def demo(
             if not as_json:
                 console.print("[dim]offline planner mode: the plan comes from "
                               f"{plan_file}; pass --model to plan with Nova 2 Lite[/]")
-        _execute(task, None, as_json, context=context)
+        try:
+            _execute(task, None, as_json, context=context)
+        finally:
+            if not as_json:  # the login's requests, as the CRM logged them (no value)
+                stages = ", ".join(f"{a['stage']} {a['outcome']}"
+                                   for a in AuthStore(db).login_attempts())
+                console.print(f"[bold]logged in[/] by the executor, through the login recipe: "
+                              f"{stages or 'no login request'}", highlight=False)

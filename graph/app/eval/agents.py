@@ -27,6 +27,7 @@ from graph.app.eval.environment import Instance
 from graph.app.eval.suite import EvalTask
 from graph.context import Context
 from graph.contracts import Usage
+from tools.auth import Auth
 from tools.registry import ToolRegistry
 from tools.step import AgentTime
 
@@ -48,6 +49,7 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     report: str | None = None
     thread: str | None = None
+    errors: list[str] = field(default_factory=list)  # the error type of each failed call
 
 
 @dataclass
@@ -97,10 +99,12 @@ class Run:
 
 def task_context(run: Run, settings: AgentSettings) -> Context:
     """The run context of a task on its instance: the instance's hosts reachable and nothing
-    else, its variables in the reference plan."""
+    else, its variables in the reference plan, its auth config (if it has one)."""
     task = run.task
     context = Context(**{**task.context, **settings.context})  # the caller's settings win
     context.allowed_hosts = list(run.instance.allowed_hosts)
+    if auth_config := getattr(run.instance, "auth_config", None):
+        context.auth_config = auth_config
     context.approval = task.approval
     context.mcp_config = run.mcp_config
     if settings.model is None:
@@ -143,7 +147,8 @@ async def run_nova_duet(run: Run, text: str, settings: AgentSettings,
     report = await write_report(thread_id, checkpointer_url)
     return Outcome(status=final.status.value, answer=final.final_answer or "",
                    reason=final.reason, steps=len(ran), tools=[r.tool for r in ran],
-                   usage=final.usage, report=str(report), thread=thread_id)
+                   usage=final.usage, report=str(report), thread=thread_id,
+                   errors=[r.error.type for r in final.results if r.error])
 
 
 async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Path) -> Outcome:
@@ -157,6 +162,7 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
 
     from graph.app.threads import new_thread_id
     from graph.reasoning import chat_model_from_spec
+    from graph.runtime.secrets import run_auth
     from prompts import load_prompt
 
     task = run.task
@@ -165,14 +171,16 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
     registry = settings.run_tools(run.instance)
     thread_id = new_thread_id()  # the scope of its named browser sessions
     calls: list[str] = []
+    errors: list[str] = []
     agent_time = AgentTime()  # its Nova Act calls', counted into its cost as ours are
     status, reason = "completed", ""
     messages: list[Any] = []
     try:
         if context.mcp_config:
             await _add_mcp_servers(registry, context, transcript.parent / thread_id)
-        tools = [_guarded(entry, registry, context, decider(task), calls, thread_id,
-                          agent_time)
+        auth = run_auth(context)
+        tools = [_guarded(entry, registry, context, decider(task), calls, errors, thread_id,
+                          agent_time, auth)
                  for entry in registry
                  if entry.why_unavailable() is None]
         system, user = load_prompt("react", task=text)
@@ -209,7 +217,7 @@ async def run_react(run: Run, text: str, settings: AgentSettings, transcript: Pa
                           encoding="utf-8")
     return Outcome(status=status, answer=last.text if last is not None else "", reason=reason,
                    steps=len(calls), tools=calls, usage=usage, report=str(transcript),
-                   thread=thread_id)
+                   thread=thread_id, errors=errors)
 
 
 async def _add_mcp_servers(registry: ToolRegistry, context: Context, folder: Path) -> None:
@@ -224,10 +232,11 @@ async def _add_mcp_servers(registry: ToolRegistry, context: Context, folder: Pat
 
 def _guarded(entry: Any, registry: Any, context: Context,
              decide: Callable[[dict[str, Any]], dict[str, str]], calls: list[str],
-             thread_id: str, agent_time: AgentTime) -> Any:
+             errors: list[str], thread_id: str, agent_time: AgentTime, auth: Auth) -> Any:
     """`entry`'s tool for the ReAct loop: the same name, description and arguments, run
-    by `attempt_tool` under the run's sandbox policy, after the approval policy; its Nova
-    Act time goes to `agent_time`."""
+    by `attempt_tool` under the run's sandbox policy and with its secrets (`auth`), after
+    the approval policy; its Nova Act time goes to `agent_time`, each failed call's error
+    type to `errors`."""
     from langchain_core.tools import StructuredTool
 
     from graph.runtime.attempts import attempt_tool
@@ -243,11 +252,12 @@ def _guarded(entry: Any, registry: Any, context: Context,
                 return f"refused: {verdict}"
         calls.append(entry.name)
         step = StepContext(policy=policy, scope=thread_id, browser=context.remote_browser(),
-                           agent_time=agent_time)
+                           agent_time=agent_time, auth=auth)
         attempt = await attempt_tool(registry, entry.name, args, step,
                                      context.step_timeout_seconds)
         if attempt.status != "ok":
             error = attempt.error
+            errors.extend([error.type] if error else [])
             return f"{attempt.status}: {error.type}: {error.message}" if error else attempt.status
         return json.dumps(attempt.output, ensure_ascii=False, default=str)
 

@@ -7,7 +7,9 @@ and the names of the variables its instances give (`variables`). `start(fixtures
 gives a running instance with the task's fixtures on top of its own seed; the instance
 gives the variables plans and the preamble use (`{site}`, `{{ site }}`), the hosts a run
 may reach, its tools (a registry factory, an MCP config, or both), its state as tables of
-rows, the writes it received, and `stop`.
+rows, the writes it received, and `stop`. An instance may also have `auth_config` (a path
+or JSON text, `docs/auth.md`): the run gets its secrets by name, and every file the run
+left is searched for them (`graph.app.eval.secrets`).
 
 The runner knows nothing more of a system than this: the demo CRM
 (`demo_site.environment:make`) and the ticket tracker (`demo_site.tickets.environment:make`)

@@ -6,8 +6,9 @@ does not know LangSmith.)
 
 A run's instance is started from the task's fixtures (`Environment.start`) and stopped
 after the run; the state checker compares its snapshot after the run with the one before,
-and counts the writes it received (`graph.app.eval.environment`). Nothing here knows which
-system that is.
+and counts the writes it received (`graph.app.eval.environment`). An instance with an auth
+config (`auth_config`) gives the run its secrets by name, and every file the run left is
+then searched for them (`graph.app.eval.secrets`). Nothing here knows which system that is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from typing import Any
 
 from graph.app.eval.agents import AgentSettings, Outcome, Run, run_nova_duet, run_react
 from graph.app.eval.checkers import run_checkers, state_changes
+from graph.app.eval.secrets import check_secrets, resolve_secrets
 from graph.app.eval.suite import EvalTask, Suite
+from graph.app.threads import trace_path
+from graph.checkpoints import run_folder
 
 
 @dataclass
@@ -65,7 +69,8 @@ class Job:
 def outputs_of(outcome: Outcome, changes: dict[str, Any]) -> dict[str, Any]:
     """A run's outputs as the checkers (and a LangSmith experiment) read them."""
     return {"status": outcome.status, "reason": outcome.reason, "answer": outcome.answer,
-            "steps": outcome.steps, "tools": outcome.tools, "changes": changes,
+            "steps": outcome.steps, "tools": outcome.tools, "errors": outcome.errors,
+            "changes": changes,
             "calls": outcome.usage.reasoning_calls, "cost_usd": outcome.usage.total_cost_usd}
 
 
@@ -76,14 +81,15 @@ async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row,
     name = f"{job.task.id}-{job.agent}-{job.trial}"
     folder = settings.out_dir / "sites" / name
     folder.mkdir(parents=True, exist_ok=True)
-    clock = time.perf_counter()
+    clock, since = time.perf_counter(), time.time()
     instance = await environment.start(job.task.fixtures, folder)
+    transcript = settings.out_dir / "transcripts" / f"{name}.json"
     try:
+        secrets = await resolve_secrets(getattr(instance, "auth_config", None))
         before = await instance.snapshot()
         run = Run(job.task, instance, mcp_config(instance.mcp_servers, settings, folder))
         text = job.task.text(suite.preamble, instance.variables)
         if job.agent == "react":
-            transcript = settings.out_dir / "transcripts" / f"{name}.json"
             outcome = await run_react(run, text, settings, transcript)
         else:
             outcome = await run_nova_duet(run, text, settings, checkpointer_url(folder))
@@ -95,6 +101,12 @@ async def run_job(job: Job, suite: Suite, settings: AgentSettings) -> tuple[Row,
     outputs = outputs_of(outcome, changes)
     checks = {r["key"]: {"score": bool(r["score"]), "comment": r["comment"]}
               for r in run_checkers(outputs, job.task.checkers.model_dump(mode="json"))}
+    if secrets:  # every file the run left, and what it said
+        thread = outcome.thread or ""
+        checks["secrets"] = check_secrets(
+            secrets, since, time.time(),
+            [folder, transcript, *([run_folder(thread), trace_path(thread)] if thread else [])],
+            {"the run's outputs": json.dumps(outputs, default=str)})
     usage = outcome.usage
     row = Row(task=job.task.id, category=job.task.category, agent=job.agent, trial=job.trial,
               passed=all(c["score"] for c in checks.values()), checks=checks,

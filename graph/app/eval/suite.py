@@ -83,12 +83,14 @@ class LimitsCheck(Strict):
 class Checkers(Strict):
     """The checks of one task. `state` maps a table to its expected changes (a table not
     named must not change); `tools` lists tools the run must have called (a trajectory
-    superset, in any order)."""
+    superset, in any order); `refused`, error types one of which a call of the run must
+    have been refused with (`SecretNotAllowed`)."""
 
     state: dict[str, TableChanges] = Field(default_factory=dict)
     answer: AnswerCheck = Field(default_factory=AnswerCheck)
     limits: LimitsCheck = Field(default_factory=LimitsCheck)
     tools: list[str] = Field(default_factory=list)
+    refused: list[str] = Field(default_factory=list)
 
 
 class EvalTask(Strict):
