@@ -46,7 +46,6 @@ class ErrorKind(StrEnum):
     SCHEMA_MISMATCH = "SchemaMismatch"  # Nova Act's extracted data
     # Logins and secrets.
     LOGIN_FAILED = "LoginFailed"  # a login recipe's check did not hold: never retried
-    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # a secret was to go to a host it does not allow
     MCP_TOOL_ERROR = "MCPToolError"
     MCP_ERROR = "MCPError"
     MCP_SERVER_UNAVAILABLE = "MCPServerUnavailable"
