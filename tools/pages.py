@@ -8,6 +8,7 @@ Used by the Playwright executor (`tools.browser`) and by the logins the executor
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from tools.auth.references import secret_names
 from tools.auth.run import Auth
@@ -60,3 +61,10 @@ async def type_into(locator: Any, text: str, auth: Auth, page: Any) -> None:
 def masks(page: Any) -> list[Any]:
     """The locators a screenshot of `page` masks (`MASKED`)."""
     return [page.locator(MASKED)]
+
+
+def where(url: str) -> str:
+    """A page's host and path, as messages say it (its query may hold what the site echoes
+    back)."""
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}" or url

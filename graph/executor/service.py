@@ -69,9 +69,11 @@ class _ReplyFiles(StepFiles):
 
     held: dict[str, Any] = field(default_factory=dict)
 
-    def save_screenshot(self, image: bytes) -> None:
-        """Keep the page's PNG for the reply."""
-        self.held["screenshot"] = image
+    def save_screenshot(self, image: bytes, path: Path | None = None) -> None:
+        """Keep the page's PNG for the reply (a hand-off's, `path`, is not sent back:
+        hand-offs are for steps run in the caller's process)."""
+        if path is None:
+            self.held["screenshot"] = image
 
     @property
     def nova_act_logs(self) -> Path:
