@@ -124,9 +124,10 @@ async def run_thread(
     stops there with status `needs_approval` (`needs_person` for a hand-off), resumable
     later. A hand-off's value never leaves memory: it is sent to the graph as a
     `PersonAnswer`, which every record holds masked (`tools.people`). A `by` attribute
-    on `decide` names who answers, in the trace and the run report. An answer that does not fit its request raises `AnswerRefused`, the run
-    still waiting: before anything is sent when its form is wrong, after the graph
-    refused it otherwise (an edited plan with an invalid step).
+    on `decide` names who answers, in the trace and the run report. An answer that does
+    not fit its request raises `AnswerRefused`, the run still waiting: before anything is
+    sent when its form is wrong, after the graph refused it otherwise (an edited plan with
+    an invalid step).
     Resuming a run that has ended runs nothing: a `resume` event says so, with its status
     (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work

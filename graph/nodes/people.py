@@ -4,7 +4,7 @@ The `approve` node asks them beside its approvals. The request shows what is ask
 page's URL, its masked screenshot and the DevTools link for a takeover; the answer is a
 `PersonAnswer` (`graph.answers.read_hand_off_answer`). `value` and `done` put the step back
 to run, with the answer (`StepTask.person`: a value is dumped masked, so only the step
-that runs next in this process reads it); `refuse` fails the step `PersonNeeded`.
+that runs next in this process reads it); `refuse` rejects the step, `PersonNeeded`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from graph.answers import HANDOFF, ask, read_hand_off_answer
-from graph.contracts import StepError, StepResult
+from graph.contracts import StepResult
 from graph.events import HandOffAnswered, emit
 from graph.state import StepTask
 from tools.errors import ErrorKind
@@ -44,9 +44,8 @@ def ask_person(task: StepTask, writer: Any) -> StepTask | StepResult:
     emit(writer, HandOffAnswered(step_id=step.id, action=answer.action, by=answer.by))
     if answer.action == "refuse":
         why = f": {answer.reason}" if answer.reason else ""
-        return StepResult(step_id=step.id, tool=step.tool, status="error",
-                          plan_version=task["plan_version"], error=StepError(
-                              type=ErrorKind.PERSON_NEEDED,
-                              message=f"a person was needed ({task['hand_off'].kind}: "
-                                      f"{task['hand_off'].asked}) and refused{why}"))
+        # Rejected, as a step a person did not approve: it goes no further.
+        return StepResult.rejected(step, task["plan_version"], ErrorKind.PERSON_NEEDED,
+                                   f"a person was needed ({task['hand_off'].kind}: "
+                                   f"{task['hand_off'].asked}) and refused{why}")
     return {**task, "approved": True, "person": answer}

@@ -9,6 +9,7 @@ import json
 import re
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -220,3 +221,39 @@ async def test_an_unanswered_hand_off_waits_for_a_person_and_a_later_resume_fini
     assert final.status == RunStatus.COMPLETED, final.reason
     assert [request["need"] for request in asked] == ["mfa", "mfa"]
     assert next(r for r in final.results if r.step_id == "read").output["text"] == "Initech"
+
+
+@pytest.mark.timeout(120)
+async def test_a_declared_check_with_no_person_is_refused_by_the_eval_policy_typed(
+        captcha_site, isolated_env):
+    from graph.app.eval.agents import decider
+
+    eval_policy = decider(SimpleNamespace(decide="approve"))
+    asked: list[dict[str, Any]] = []
+
+    def no_person(request: dict[str, Any]) -> Any:
+        asked.append(request)
+        return eval_policy(request)
+
+    plan = Plan(goal="check a page", steps=[
+        Step(id="open", tool="browser_goto", args={
+            "url": f"{captcha_site}/elsewhere", "session": "s",
+            "ask_person": "check that the heading is right"})])
+    model = ScriptedChatModel(responses=[plan, Decision(action="finish", reason="done"),
+                                         "could not check"])
+    registry = default_registry()
+    try:
+        _, final = await run_thread("check a page", model=model, tools=registry,
+                                    decide=no_person, context=Context(
+                                        approval="auto",
+                                        allowed_hosts=[captcha_site.removeprefix("http://")]))
+    finally:
+        await registry.aclose()
+    [request] = asked
+    assert request["need"] == "check" and request["asked"] == "check that the heading is right"
+    assert request["url"] == f"{captcha_site}/elsewhere"
+    assert final.status == RunStatus.FAILED, final.reason
+    [opened] = final.results
+    assert opened.status == "rejected" and opened.error.type == "PersonNeeded"
+    assert opened.error.message == ("a person was needed (check: check that the heading is "
+                                    "right) and refused: an eval has no person to hand it to")
