@@ -626,6 +626,23 @@ class BrowserPool:
             await cdp.detach()
         return devtools_links(cdp_url, info["targetInfo"]["targetId"])
 
+    async def handed(self, needed: PersonNeeded, page: Any, session: BrowserSession,
+                     step: StepContext, session_name: str | None) -> ToolError:
+        """`needed` completed with `session`'s `page`: its URL, a masked screenshot, the
+        DevTools link. A fresh session ends with its step, so nobody could be handed its
+        page: the step fails `PersonNeeded` instead, saying to name one."""
+        if session_name is None:
+            return ToolError(f"{needed}: give the step a `session` so a person can be "
+                             "handed its page", type_name=ErrorKind.PERSON_NEEDED)
+        shot = None
+        if step.hand_off_files is not None:
+            shot = step.hand_off_files.hand_off_screenshot
+            await _screenshot(page, step.hand_off_files, shot)
+        devtools, cdp_url = await self.devtools_of(session, page)
+        return PersonNeeded(needed.hand_off.model_copy(update={
+            "url": page.url, "session": session_name, "devtools": devtools,
+            "cdp_url": cdp_url, "screenshot": str(shot) if shot and shot.exists() else None}))
+
     async def aclose(self) -> None:
         """Close every session, the shared Chromium and Playwright."""
         named, self._named, self._used, self._locks = list(self._named.values()), {}, {}, {}
@@ -784,8 +801,8 @@ class PlaywrightExecutor:
                     # Checked before the screenshot, which would wait on a stalled browser.
                     result = await self.pool.stall_checked(logged_in(page), session)
                 except PersonNeeded as needed:
-                    raise await self._handed(needed, page, session, step,
-                                             session_name) from None
+                    raise await self.pool.handed(needed, page, session, step,
+                                                 session_name) from None
                 finally:
                     # A browser that went away has nothing to show; a stalled one, no answer.
                     if not (session.stalled or self.pool.browser_gone(session)):
@@ -843,23 +860,6 @@ class PlaywrightExecutor:
             await field.press("Enter", timeout=ELEMENT_TIMEOUT_MS)
         await page.wait_for_load_state()
         return False
-
-    async def _handed(self, needed: PersonNeeded, page: Any, session: BrowserSession,
-                      step: StepContext, session_name: str | None) -> ToolError:
-        """`needed` completed with the page: its URL, a masked screenshot, the DevTools
-        link. A fresh session ends with its step, so nobody could be handed its page: the
-        step fails `PersonNeeded` instead, saying to name one."""
-        if session_name is None:
-            return ToolError(f"{needed}: give the step a `session` so a person can be "
-                             "handed its page", type_name=ErrorKind.PERSON_NEEDED)
-        shot = None
-        if step.hand_off_files is not None:
-            shot = step.hand_off_files.hand_off_screenshot
-            await _screenshot(page, step.hand_off_files, shot)
-        devtools, cdp_url = await self.pool.devtools_of(session, page)
-        return PersonNeeded(needed.hand_off.model_copy(update={
-            "url": page.url, "session": session_name, "devtools": devtools,
-            "cdp_url": cdp_url, "screenshot": str(shot) if shot and shot.exists() else None}))
 
     async def goto(self, url: str, step: StepContext, session: str | None = None,
                    ask_person: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ end to end through `run_thread` with Debian's Chromium."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import threading
@@ -257,3 +258,44 @@ async def test_a_declared_check_with_no_person_is_refused_by_the_eval_policy_typ
     assert opened.status == "rejected" and opened.error.type == "PersonNeeded"
     assert opened.error.message == ("a person was needed (check: check that the heading is "
                                     "right) and refused: an eval has no person to hand it to")
+
+
+@pytest.mark.timeout(180)
+async def test_nova_acts_ui_takeover_hands_the_page_over_and_the_act_goes_on_from_it(
+        site, nova_act_service, isolated_env):
+    from tests.fixtures.nova_act_service import call, observe_then
+    from tools import BrowserPool, NovaActExecutor, SandboxPolicy, StepContext
+    from tools.people import PersonAnswer, PersonNeeded
+
+    asked = "solve the CAPTCHA, then hand the page back"
+    # The model asks for a human (a tool call of its own, with its message).
+    takeover = {"callId": "human-1", "name": "human_UiTakeover", "input": {"message": asked}}
+    nova_act_service.scripts.append(lambda step, seen: observe_then(takeover))
+    nova_act_service.scripts.append(lambda step, seen: observe_then(takeover) if step == 0
+                                    else [call("return", "done")])
+    pool = BrowserPool()
+    nova = NovaActExecutor(pool)
+    step = StepContext(policy=SandboxPolicy(allowed_hosts=(site.removeprefix("http://"),),
+                                            browser_max_steps=5, browser_timeout_seconds=60),
+                       scope="run-1")
+    try:
+        with pytest.raises(PersonNeeded) as needed:
+            await nova.act("file the form", f"{site}/customers", step, session="act")
+        hand_off = needed.value.hand_off
+        assert hand_off.kind == "nova_act_takeover" and hand_off.asked == asked
+        assert hand_off.url == f"{site}/customers" and hand_off.devtools
+
+        # The person takes the page over (over CDP, as the DevTools link does) and leaves
+        # it on another page; the act goes on from there.
+        from playwright.async_api import async_playwright
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.connect_over_cdp(hand_off.cdp_url)
+            await browser.contexts[0].pages[0].goto(f"{site}/customers/2")
+        answered = dataclasses.replace(step, hand_off=hand_off,
+                                       person=PersonAnswer(action="done"))
+        out = await nova.act("file the form", f"{site}/customers", answered, session="act")
+    finally:
+        await pool.aclose()
+    assert out["steps"] == 2  # the takeover, said complete this time, then the return
+    assert nova_act_service.observations[-1]["activeURL"] == f"{site}/customers/2"
