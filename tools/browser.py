@@ -771,8 +771,9 @@ class PlaywrightExecutor:
         login page. `navigates` says what to do when the action lands on one: "again" log
         in and run it again (a goto), "on" log in and stay where the site leads (a click
         that followed a link), "no" nothing (it does not navigate). A page that needs a
-        person (`_person_needed`) hands the page to one: `PersonNeeded`, whose answer the
-        step's next run finds in `step.person` (`_answered`)."""
+        person (a CAPTCHA, the step's `ask_person`, a sign-in code no recipe covers) is
+        handed to one: `PersonNeeded`, whose answer the step's next run finds in
+        `step.person` (`_answered`)."""
         policy = step.policy
         opened: BrowserSession | None = None
 
@@ -780,15 +781,16 @@ class PlaywrightExecutor:
             finished = await self._answered(page, step) and navigates != "no"
             if navigates != "again":  # a goto leaves the page it finds
                 await self.pool.logins.log_in_if_asked(page, step)
-                self._ask_first(ask_person, step, acted=False)
+                self._ask_person(ask_person, step, acted=False)
             # A goto or a click the person finished for the step is not done again.
             result = {"title": await page.title()} if finished else await action(page)
             if navigates != "no" and await self.pool.logins.log_in_if_asked(page, step):
                 if navigates == "again":
-                    return await action(page)
-                result["title"] = await page.title()
+                    result = await action(page)
+                else:
+                    result["title"] = await page.title()
             if navigates == "again":
-                self._ask_first(ask_person, step, acted=True)
+                self._ask_person(ask_person, step, acted=True)
             await _captcha_check(page, step)
             return result
 
@@ -832,7 +834,7 @@ class PlaywrightExecutor:
             raise _as_tool_error(exc) from exc
 
     @staticmethod
-    def _ask_first(ask_person: str | None, step: StepContext, acted: bool) -> None:
+    def _ask_person(ask_person: str | None, step: StepContext, acted: bool) -> None:
         """The step's own `ask_person`, asked once (its next run has the answer)."""
         if ask_person and step.person is None:
             raise PersonNeeded(HandOff(kind="check", asked=ask_person, acted=acted))
