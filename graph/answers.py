@@ -3,7 +3,9 @@
 A run pauses with one LangGraph interrupt whose value says its `kind`: `plan_review` (the
 whole plan before any step runs, under `review_plan`; answered with a `PlanReview`) or
 `approval` (steps that change things, held under `approval: ask`; answered with a
-`StepAnswer` per step id). `ask` interrupts until an answer reads: one that does not fit
+`StepAnswer` per step id) or `handoff` (a step handed its page to a person,
+`tools.people`; answered with a `PersonAnswer`: a value to type, `done`, or `refuse`).
+`ask` interrupts until an answer reads: one that does not fit
 is refused and the same request is asked again with `error` saying why, so the run still
 waits; nothing is dropped and nothing crashes.
 """
@@ -16,12 +18,15 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from graph.contracts import Plan
+from graph.redaction import redact_secret_forms
 from tools.errors import ConfigError
+from tools.people import PersonAnswer
 
 T = TypeVar("T")
 
 PLAN_REVIEW = "plan_review"
 APPROVAL = "approval"
+HANDOFF = "handoff"
 
 
 class AnswerRefused(ConfigError):
@@ -74,8 +79,9 @@ class EditStep(BaseModel):
 StepAnswer = Literal["approve", "reject"] | RejectStep | EditStep
 # How a caller answers for a person (`graph.app.runner.run_thread`'s `decide`): given an
 # interrupt's request, a `PlanReview` for a plan review, a `StepAnswer` by step id for an
-# approval (dicts of the same shapes do), or None to leave the run waiting.
-Decide = Callable[[dict[str, Any]], PlanReview | dict[str, Any] | None]
+# approval, a `PersonAnswer` for a hand-off (dicts of the same shapes do), or None to
+# leave the run waiting.
+Decide = Callable[[dict[str, Any]], PlanReview | PersonAnswer | dict[str, Any] | None]
 _STEP_ANSWER: TypeAdapter[StepAnswer] = TypeAdapter(StepAnswer)
 STEP_ANSWER_FORMS = "'approve', 'reject', {'reject': 'why'} or {'edit': {new arguments}}"
 
@@ -91,6 +97,34 @@ def read_plan_review(value: Any) -> PlanReview:
         problem = str(error["msg"]).removeprefix("Value error, ")
         raise AnswerRefused(f"not a plan review answer: {where + ': ' if where else ''}"
                             f"{problem}") from None
+
+
+def read_hand_off_answer(value: Any, request: dict[str, Any]) -> PersonAnswer:
+    """`value` (a `PersonAnswer` or its JSON) as a `PersonAnswer` of one of the actions the
+    hand-off `request` offers; `AnswerRefused` saying what is wrong. A value is cut from
+    every record of this process from now on (`graph.redaction`), before anything carries
+    it."""
+    offered = [form["action"] for form in request.get("answers", [])]
+    try:
+        answer = PersonAnswer.model_validate(value)
+    except ValidationError as exc:
+        problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise AnswerRefused(f"not a hand-off answer: {problem}; answer one of "
+                            f"{_hand_off_forms(offered)}") from None
+    if answer.lost:
+        raise AnswerRefused("that is the value's mask, not the value: give the value again")
+    if answer.action not in offered:
+        raise AnswerRefused(f"{answer.action!r} does not answer this hand-off; answer one "
+                            f"of {_hand_off_forms(offered)}")
+    if answer.value:
+        redact_secret_forms([answer.value])
+    return answer
+
+
+def _hand_off_forms(offered: Collection[str]) -> str:
+    forms = {"value": "{'action': 'value', 'value': '...'}", "done": "{'action': 'done'}",
+             "refuse": "{'action': 'refuse', 'reason': 'why'}"}
+    return ", ".join(forms[action] for action in offered)
 
 
 def read_step_answers(value: Any, asked: Collection[str]) -> dict[str, StepAnswer]:

@@ -40,8 +40,10 @@ def serializer() -> JsonPlusSerializer:
         StepTally,
         Usage,
     )
+    from tools.people import HandOff, PersonAnswer
 
-    state_types = (Plan, Step, StepResult, StepError, StepTally, Decision, Usage, RunStatus)
+    state_types = (Plan, Step, StepResult, StepError, StepTally, Decision, Usage, RunStatus,
+                   HandOff, PersonAnswer)
     return JsonPlusSerializer(
         allowed_msgpack_modules=[(t.__module__, t.__name__) for t in state_types])
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from tools.errors import ErrorKind
+from tools.people import HandOff
 from tools.sandbox import SandboxPolicy
 
 JsonValue = Any
@@ -166,6 +167,9 @@ class StepResult(BaseModel):
         default=None, description="That time at the run's Nova Act price (`nova_act_prices`) "
                                   "when the step ended; None without Nova Act time or "
                                   "without a price.")
+    hand_off: HandOff | None = Field(
+        default=None, description="What the step handed to a person (`tools.people`): not "
+                                  "a result yet, the step is held until they answer.")
 
     @property
     def usage(self) -> Usage:
@@ -226,6 +230,8 @@ class StepAttempt(BaseModel):
                                  "ran it (remote attempts).")
     nova_act_seconds: float = Field(default=0.0, description="The wall time its Nova Act "
                                     "calls took (remote attempts: the step adds it to its own).")
+    hand_off: HandOff | None = Field(default=None, description="What it handed to a person "
+                                     "(`tools.people.PersonNeeded`).")
 
 
 class Decision(BaseModel):
@@ -257,6 +263,7 @@ class RunStatus(StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
     LOOP_DETECTED = "loop_detected"
     NEEDS_APPROVAL = "needs_approval"
+    NEEDS_PERSON = "needs_person"  # paused: a step handed its page to a person
     CANCELLED = "cancelled"
 
 

@@ -242,6 +242,33 @@ class PlanReviewAnswered(_Event):
     edited_version: int | None = None
 
 
+class HandOffRequested(_Event):
+    """A step handed its page to a person (`tools.people`): what is `asked`, the page's
+    `url`, its masked `screenshot`, the `devtools` link for a takeover, the `answers` that
+    fit; `error` when the last answer was refused."""
+
+    event: Literal["handoff_requested"] = "handoff_requested"
+    step_id: str
+    tool: str
+    need: str  # `tools.people.HandOffKind`
+    asked: str
+    url: str = ""
+    screenshot: str | None = None
+    devtools: str | None = None
+    answers: list[str] = []
+    error: str | None = None
+
+
+class HandOffAnswered(_Event):
+    """A person answered a hand-off, `by` whom: `value` (never the value itself), `done`
+    or `refuse`."""
+
+    event: Literal["handoff_answered"] = "handoff_answered"
+    step_id: str
+    action: str
+    by: str = ""
+
+
 class ToolSourceWaiting(_Event):
     """A tool source (an MCP server) cannot be reached as the run starts: waited for."""
 
@@ -271,7 +298,8 @@ Event = Annotated[
     RunStarted | Resumed | RunRetried | RunFinished | StorageFailed | NodeUpdate
     | StepStarted | StepReplayed | StepWaiting | StepSent | StepRetried | StepFinished
     | ReasoningCall | StructuredOutputSalvaged | ReplayHandedOver | ApprovalRequested
-    | ApprovalAnswered | PlanReviewRequested | PlanReviewAnswered | ToolSourceWaiting
+    | ApprovalAnswered | PlanReviewRequested | PlanReviewAnswered | HandOffRequested
+    | HandOffAnswered | ToolSourceWaiting
     | ToolSourceBack | ToolSourceUnavailable,
     Field(discriminator="event")]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)

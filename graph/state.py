@@ -23,6 +23,7 @@ from graph.contracts import (
     StepTally,
     Usage,
 )
+from tools.people import HandOff, PersonAnswer
 
 
 class StepTask(TypedDict):
@@ -38,11 +39,13 @@ class StepTask(TypedDict):
     side_effects: NotRequired[bool]
     escalated: NotRequired[str]  # why it needs a human even under `approval: auto`
     session_continues: NotRequired[bool]  # a step that depends on it uses its `session`
+    hand_off: NotRequired[HandOff]  # it handed its page to a person (`tools.people`)...
+    person: NotRequired[PersonAnswer]  # ...who answered (a value is dumped masked)
 
 
 # How a run may end for `retry` to continue it (`graph.nodes.retry`); the others either
-# finished (`completed`), wait for a human (`needs_approval`, resumed instead) or stopped
-# on a guard that another attempt would meet again (`loop_detected`).
+# finished (`completed`), wait for a human (`needs_approval`, `needs_person`: resumed
+# instead) or stopped on a guard that another attempt would meet again (`loop_detected`).
 RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.BUDGET_EXHAUSTED})
 
 

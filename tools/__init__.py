@@ -21,6 +21,7 @@ _EXPORTS = {
     "Dependency": "tools.registry", "RegisteredTool": "tools.registry",
     "StepRefused": "tools.registry", "ToolRegistry": "tools.registry",
     "SandboxPolicy": "tools.sandbox",
+    "HandOff": "tools.people", "PersonAnswer": "tools.people", "PersonNeeded": "tools.people",
     "InjectedStep": "tools.step", "StepContext": "tools.step",
     "current_idempotency_key": "tools.step",
     "http_request_tool": "tools.http",

@@ -15,7 +15,9 @@ A named session outlives its browser: after each of its steps the pool keeps its
 state (cookies, local storage) and its page, and a session whose browser died is rebuilt
 from them before its next step. A session the run's auth config keeps as a profile
 (`tools.auth.profiles`) starts from the profile and saves into it. A step whose page is a
-site's login page logs in first (`tools.browser_login`).
+site's login page logs in first (`tools.browser_login`). A step whose page needs a person (a
+CAPTCHA, an MFA code no recipe covers, its own `ask_person`) hands that page to one
+(`tools.people`) and goes on from it once they answered.
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ from tools.chromium import Chromium
 from tools.errors import BlockedError, ErrorKind, ToolError
 from tools.pages import (
     ELEMENT_TIMEOUT_MS,
+    MARK_JS,
     NAVIGATION_TIMEOUT_MS,
     find,
     save_screenshot,
     type_into,
+    where,
 )
+from tools.people import CAPTCHA_SELECTORS, HandOff, PersonNeeded, devtools_links
 from tools.proxy import AllowlistProxy
 from tools.registry import BoundBy, Dependency
 from tools.sandbox import DENY_ALL, SandboxPolicy
@@ -604,6 +609,39 @@ class BrowserPool:
         session.page = context.pages[0] if context.pages else await context.new_page()
         return session.page
 
+    async def devtools_of(self, session: BrowserSession, page: Any
+                          ) -> tuple[str | None, str | None]:
+        """The loopback DevTools link to `page` of `session` and its browser's CDP endpoint
+        (`tools.people.devtools_links`); (None, None) for a browser elsewhere."""
+        shared = self._shared
+        cdp_url = (shared[0].cdp_url if session.context is not None and shared is not None
+                   else session.cdp_url)
+        if not cdp_url:
+            return None, None
+        cdp = await page.context.new_cdp_session(page)
+        try:
+            info = await cdp.send("Target.getTargetInfo")
+        finally:
+            await cdp.detach()
+        return devtools_links(cdp_url, info["targetInfo"]["targetId"])
+
+    async def handed(self, needed: PersonNeeded, page: Any, session: BrowserSession,
+                     step: StepContext, session_name: str | None) -> ToolError:
+        """`needed` completed with `session`'s `page`: its URL, a masked screenshot, the
+        DevTools link. A fresh session ends with its step, so nobody could be handed its
+        page: the step fails `PersonNeeded` instead, saying to name one."""
+        if session_name is None:
+            return ToolError(f"{needed}: give the step a `session` so a person can be "
+                             "handed its page", type_name=ErrorKind.PERSON_NEEDED)
+        shot = None
+        if step.hand_off_files is not None:
+            shot = step.hand_off_files.hand_off_screenshot
+            await save_screenshot(page, step.hand_off_files.save_hand_off_screenshot)
+        devtools, cdp_url = await self.devtools_of(session, page)
+        return PersonNeeded(needed.hand_off.model_copy(update={
+            "url": page.url, "session": session_name, "devtools": devtools,
+            "cdp_url": cdp_url, "screenshot": str(shot) if shot and shot.exists() else None}))
+
     async def aclose(self) -> None:
         """Close every session, the shared Chromium and Playwright."""
         named, self._named, self._used, self._locks = list(self._named.values()), {}, {}, {}
@@ -614,6 +652,17 @@ class BrowserPool:
         start, self._playwright = self._playwright, None
         if start is not None and not _failed(start):
             await _quietly((await start).stop())
+
+
+async def _captcha_check(page: Any, step: StepContext) -> None:
+    """`PersonNeeded` when the page shows a CAPTCHA: the site's own selectors (its login
+    recipe's `captcha`), else the common widgets (`tools.people.CAPTCHA_SELECTORS`)."""
+    recipe = step.auth.login_for(page.url)
+    selectors = recipe.captcha if recipe is not None and recipe.captcha else CAPTCHA_SELECTORS
+    if await page.locator(", ".join(selectors)).count():
+        raise PersonNeeded(HandOff(kind="captcha", acted=True,
+                                   asked=f"solve the CAPTCHA on {where(page.url)}, then "
+                                         "answer done"))
 
 
 def _start_chromium(proxy_url: str) -> Chromium:
@@ -650,6 +699,10 @@ async def _quietly(awaitable: Any, seconds: float = CLOSE_SECONDS) -> None:
 
 
 SESSION_HELP = "Share a browser with other steps of this name."
+ASK_PERSON_HELP = ("What a person must check or do on the page (needs a `session`): the run "
+                   "pauses until they answer, then the step goes on from the page as they "
+                   "left it. browser_goto asks on the page it opened, the others before "
+                   "they act.")
 
 
 class Target(BaseModel):
@@ -661,6 +714,7 @@ class Target(BaseModel):
     role: str | None = Field(default=None, description="ARIA role, e.g. 'button', 'textbox'.")
     name: str | None = Field(default=None, description="Accessible name, with `role`.")
     session: str | None = Field(default=None, description=SESSION_HELP)
+    ask_person: str | None = Field(default=None, description=ASK_PERSON_HELP)
     step: InjectedStep
 
 
@@ -671,6 +725,7 @@ class GotoArgs(BaseModel):
 
     url: str = Field(description="Absolute URL on an allowed host.")
     session: str | None = Field(default=None, description=SESSION_HELP)
+    ask_person: str | None = Field(default=None, description=ASK_PERSON_HELP)
     step: InjectedStep
 
 
@@ -695,22 +750,33 @@ class PlaywrightExecutor:
         self.pool = pool
 
     async def _with_page(self, step: StepContext, session_name: str | None, action: Any,
-                         navigates: Literal["no", "again", "on"] = "no") -> dict[str, Any]:
+                         navigates: Literal["no", "again", "on"] = "no",
+                         ask_person: str | None = None) -> dict[str, Any]:
         """Run `action` on the session's page, logged in first when the page is a site's
         login page. `navigates` says what to do when the action lands on one: "again" log
         in and run it again (a goto), "on" log in and stay where the site leads (a click
-        that followed a link), "no" nothing (it does not navigate)."""
+        that followed a link), "no" nothing (it does not navigate). A page that needs a
+        person (a CAPTCHA, the step's `ask_person`, a sign-in code no recipe covers) is
+        handed to one: `PersonNeeded`, whose answer the step's next run finds in
+        `step.person` (`_answered`)."""
         policy = step.policy
         opened: BrowserSession | None = None
 
         async def logged_in(page: Any) -> dict[str, Any]:
+            finished = await self._answered(page, step) and navigates != "no"
             if navigates != "again":  # a goto leaves the page it finds
                 await self.pool.logins.log_in_if_asked(page, step)
-            result = await action(page)
+                self._ask_person(ask_person, step, acted=False)
+            # A goto or a click the person finished for the step is not done again.
+            result = {"title": await page.title()} if finished else await action(page)
             if navigates != "no" and await self.pool.logins.log_in_if_asked(page, step):
                 if navigates == "again":
-                    return await action(page)
-                result["title"] = await page.title()
+                    result = await action(page)
+                else:
+                    result["title"] = await page.title()
+            if navigates == "again":
+                self._ask_person(ask_person, step, acted=True)
+            await _captcha_check(page, step)
             return result
 
         try:
@@ -721,6 +787,9 @@ class PlaywrightExecutor:
                 try:
                     # Checked before the screenshot, which would wait on a stalled browser.
                     result = await self.pool.stall_checked(logged_in(page), session)
+                except PersonNeeded as needed:
+                    raise await self.pool.handed(needed, page, session, step,
+                                                 session_name) from None
                 finally:
                     # A browser that went away has nothing to show; a stalled one, no answer.
                     if (step.files is not None
@@ -751,32 +820,69 @@ class PlaywrightExecutor:
                 raise
             raise _as_tool_error(exc) from exc
 
-    async def goto(self, url: str, step: StepContext,
-                   session: str | None = None) -> dict[str, Any]:
-        """Open `url`; a URL or redirect outside the allowlist is blocked."""
+    @staticmethod
+    def _ask_person(ask_person: str | None, step: StepContext, acted: bool) -> None:
+        """The step's own `ask_person`, asked once (its next run has the answer)."""
+        if ask_person and step.person is None:
+            raise PersonNeeded(HandOff(kind="check", asked=ask_person, acted=acted))
+
+    @staticmethod
+    async def _answered(page: Any, step: StepContext) -> bool:
+        """Apply the person's answer to the hand-off this step met before: type a value into
+        the field it was asked for (marked first, so no screenshot shows it) and submit it.
+        True when the person finished the step's action themselves (`done` after it
+        acted). A value read back as its mask, or a page that is no longer the one handed
+        over (the browser was rebuilt), is no answer: the step goes on and may ask again."""
+        person, hand_off = step.person, step.hand_off
+        if person is None or hand_off is None:
+            return False
+        if person.action == "done":
+            return hand_off.acted
+        if person.lost or page.url != hand_off.url:
+            return False
+        field = page.locator(hand_off.field or ":focus").first
+        await field.evaluate(MARK_JS)
+        await field.fill(person.value, timeout=ELEMENT_TIMEOUT_MS)
+        if hand_off.submit:
+            await page.locator(hand_off.submit).first.click(timeout=ELEMENT_TIMEOUT_MS)
+        else:
+            await field.press("Enter", timeout=ELEMENT_TIMEOUT_MS)
+        await page.wait_for_load_state()
+        return False
+
+    async def goto(self, url: str, step: StepContext, session: str | None = None,
+                   ask_person: str | None = None) -> dict[str, Any]:
+        """Open `url`; a URL or redirect outside the allowlist is blocked. After a person's
+        answer, a page already at `url` is not loaded again."""
         step.policy.check(url)
 
         async def action(page: Any) -> dict[str, Any]:
+            if step.person is not None and page.url == url:
+                return {"status": None, "title": await page.title()}
             response = await page.goto(url, timeout=NAVIGATION_TIMEOUT_MS)
             return {"status": response.status if response else None,
                     "title": await page.title()}
 
-        return await self._with_page(step, session, action, navigates="again")
+        return await self._with_page(step, session, action, navigates="again",
+                                     ask_person=ask_person)
 
     async def click(self, step: StepContext, selector: str | None = None,
                     role: str | None = None, name: str | None = None,
-                    session: str | None = None) -> dict[str, Any]:
+                    session: str | None = None, ask_person: str | None = None
+                    ) -> dict[str, Any]:
         """Click an element of the session's current page."""
         async def action(page: Any) -> dict[str, Any]:
             await (await find(page, selector, role, name)).click(timeout=ELEMENT_TIMEOUT_MS)
             await page.wait_for_load_state()
             return {"title": await page.title()}
 
-        return await self._with_page(step, session, action, navigates="on")
+        return await self._with_page(step, session, action, navigates="on",
+                                     ask_person=ask_person)
 
     async def fill(self, value: str, step: StepContext, selector: str | None = None,
                    role: str | None = None, name: str | None = None,
-                   session: str | None = None) -> dict[str, Any]:
+                   session: str | None = None, ask_person: str | None = None
+                   ) -> dict[str, Any]:
         """Type `value` into an element of the session's current page; a `${secret.NAME}` in
         it is the secret's value, put in only now and only on the secret's hosts (the
         result shows the reference, never the value)."""
@@ -784,11 +890,12 @@ class PlaywrightExecutor:
             await type_into(await find(page, selector, role, name), value, step.auth, page)
             return {"filled": value}
 
-        return await self._with_page(step, session, action)
+        return await self._with_page(step, session, action, ask_person=ask_person)
 
     async def read(self, step: StepContext, selector: str | None = None,
                    role: str | None = None, name: str | None = None, kind: str = "text",
-                   session: str | None = None) -> dict[str, Any]:
+                   session: str | None = None, ask_person: str | None = None
+                   ) -> dict[str, Any]:
         """Read an element's text, or a table's rows (header cells as keys)."""
         async def action(page: Any) -> dict[str, Any]:
             locator = await find(page, selector, role, name)
@@ -796,7 +903,7 @@ class PlaywrightExecutor:
                 return {"rows": await locator.evaluate(_TABLE_ROWS_JS)}
             return {"text": (await locator.inner_text()).strip()}
 
-        return await self._with_page(step, session, action)
+        return await self._with_page(step, session, action, ask_person=ask_person)
 
     def tools(self) -> list[StructuredTool]:
         """The four tools, for a `ToolRegistry`."""

@@ -4,7 +4,8 @@ step carries on.
 
 A login types its fields (secrets at the last moment, for the page's host only), keeps a
 picture of the filled-in form (`StepFiles.login_screenshot`, secrets masked), submits,
-types a TOTP code when the code page shows, and checks that it worked. A login whose check
+types a TOTP code when the code page shows (or, when the recipe has no TOTP secret, hands
+the page to a person for it: `tools.people`), and checks that it worked. A login whose check
 does not hold is `LoginFailed`, naming the check, and is not tried again in that run (nor
 retried by the step runtime): accounts lock after a few wrong passwords. Every wait is one
 of Playwright's bounded waits, inside the step's own bound.
@@ -13,11 +14,17 @@ of Playwright's bounded waits, inside the step's own bound.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from tools.auth.errors import LoginFailed
 from tools.auth.logins import LoginRecipe, PageMatch
-from tools.pages import ELEMENT_TIMEOUT_MS, NAVIGATION_TIMEOUT_MS, save_screenshot, type_into
+from tools.pages import (
+    ELEMENT_TIMEOUT_MS,
+    NAVIGATION_TIMEOUT_MS,
+    save_screenshot,
+    type_into,
+    where,
+)
+from tools.people import HandOff, PersonNeeded
 from tools.step import StepContext
 
 
@@ -69,9 +76,13 @@ async def _follow(page: Any, recipe: LoginRecipe, step: StepContext) -> None:
                         else await _present(page, totp.field))
         if not on_code_page:
             raise LoginFailed(recipe.name, f"its check {_said(recipe.check)} does not hold "
-                                           f"on {_where(page.url)} after the password, and "
+                                           f"on {where(page.url)} after the password, and "
                                            "the code page did not show")
         code = await _field(page, recipe, totp.field)
+        if totp.secret is None:  # no recipe covers it: a person types the code
+            raise PersonNeeded(HandOff(
+                kind="mfa", asked=f"the sign-in code (MFA) for {recipe.name}",
+                answers=("value", "refuse"), field=totp.field, submit=totp.submit))
         await type_into(code, f"${{secret.{totp.secret}}}", step.auth, page)
         if totp.submit:
             await _submit(page, recipe, totp.submit)
@@ -80,7 +91,7 @@ async def _follow(page: Any, recipe: LoginRecipe, step: StepContext) -> None:
             await page.wait_for_load_state()
     if not await _shows(page, recipe.check, wait=True):
         raise LoginFailed(recipe.name, f"its check {_said(recipe.check)} does not hold on "
-                                       f"{_where(page.url)}")
+                                       f"{where(page.url)}")
     if detour and page.url != asked_from:
         await page.goto(asked_from, timeout=NAVIGATION_TIMEOUT_MS)
 
@@ -94,7 +105,7 @@ async def _field(page: Any, recipe: LoginRecipe, selector: str) -> Any:
         if type(exc).__name__ != "TimeoutError":
             raise
         raise LoginFailed(recipe.name, f"its field {selector!r} is not on "
-                                       f"{_where(page.url)}") from None
+                                       f"{where(page.url)}") from None
     return locator
 
 
@@ -133,9 +144,3 @@ def _said(match: PageMatch) -> str:
     """A check as the config says it: `{not_url: '/login*'}`."""
     return "{" + ", ".join(f"{key}: {value!r}" for key, value in
                            match.model_dump(exclude_none=True).items()) + "}"
-
-
-def _where(url: str) -> str:
-    """A page's host and path (its query may hold what the site echoes back)."""
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}" or url

@@ -46,6 +46,7 @@ class ErrorKind(StrEnum):
     SCHEMA_MISMATCH = "SchemaMismatch"  # Nova Act's extracted data
     # Logins.
     LOGIN_FAILED = "LoginFailed"  # a login recipe's check did not hold: never retried
+    PERSON_NEEDED = "PersonNeeded"  # only a person can go on (`tools.people`)
     MCP_TOOL_ERROR = "MCPToolError"
     MCP_ERROR = "MCPError"
     MCP_SERVER_UNAVAILABLE = "MCPServerUnavailable"

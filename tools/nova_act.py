@@ -38,6 +38,7 @@ from tools.auth.secrets import SecretValue
 from tools.browser import SESSION_HELP, BrowserPool, BrowserSession, browser_dependency
 from tools.errors import BlockedError, ErrorKind, ToolError, ToolUnavailableError
 from tools.pages import MASKED, SECRET_MARK
+from tools.people import HandOff, HandOffKind, PersonNeeded
 from tools.registry import Dependency
 from tools.sandbox import SandboxPolicy
 from tools.step import InjectedStep, StepContext, StepFiles
@@ -159,29 +160,43 @@ class NovaActExecutor:
         step.policy.check(start_url)
         async with self.pool.session(step, name, kind="process") as session:
             return await self.pool.stall_checked(
-                self._steps(session, step, start_url, run), session)
+                self._steps(session, name, step, start_url, run), session)
 
-    async def _steps(self, session: BrowserSession, step: StepContext, start_url: str,
-                     run: Callable[[Any, SandboxPolicy], dict[str, Any]]) -> dict[str, Any]:
+    async def _steps(self, session: BrowserSession, name: str | None, step: StepContext,
+                     start_url: str, run: Callable[[Any, SandboxPolicy], dict[str, Any]]
+                     ) -> dict[str, Any]:
         """Open `start_url` with the SDK, log in there if the site asks (back to
-        `start_url` after), then `run`; the SDK's calls on the session's own thread."""
+        `start_url` after), then `run`; the SDK's calls on the session's own thread. When
+        the agent asks for a human (`approve`, `ui_takeover`), the page is handed to a
+        person (`PersonNeeded`), and the step's next run, with their answer, says yes."""
         loop, worker = asyncio.get_running_loop(), _worker_of(session)
+        # After a person took the page over, the step goes on from where they left it.
+        stay = step.person is not None and step.person.action == "done"
         nova = await loop.run_in_executor(worker, self._open, session, step.policy, start_url,
-                                          step.files)
+                                          step.files, stay)
         if step.auth.logins:
             page = await self.pool.playwright_page(session)  # the page the SDK drives
             if await self.pool.logins.log_in_if_asked(page, step) and page.url != start_url:
                 await loop.run_in_executor(worker, _sdk, nova.go_to_url, start_url)
-        return await loop.run_in_executor(worker, _run, nova, step.policy, run, step.files)
+        person = session.extras["person"]
+        person.expect(step)
+        try:
+            return await loop.run_in_executor(worker, _run, nova, step.policy, run, step.files)
+        finally:
+            if person.asked is not None:  # the agent asked for a human: hand the page over
+                page = await self.pool.playwright_page(session)
+                raise await self.pool.handed(person.asked, page, session, step, name)
 
     def _open(self, session: BrowserSession, policy: SandboxPolicy, start_url: str,
-              files: StepFiles | None) -> Any:
+              files: StepFiles | None, stay: bool = False) -> Any:
         """In the session's own thread: start the SDK at `start_url`, or take the running
-        one there; refuse to go on while a field of the page holds a secret."""
+        one there (or, with `stay`, where it is); refuse to go on while a field of the page
+        holds a secret."""
+        session.extras.setdefault("person", _person_callbacks())
         nova = session.extras.get("nova")
         if nova is None:  # on the browser's first page, as it is: not at `start_url` yet
             nova = _sdk(self._start, session, policy, start_url, files)
-        if nova.page.url != start_url:
+        if nova.page.url != start_url and not stay:
             _sdk(nova.go_to_url, start_url)
         if nova.page.evaluate(_HOLDS_SECRET_JS):
             raise BlockedError(
@@ -226,6 +241,7 @@ class NovaActExecutor:
             logs_directory=str(files.nova_act_logs) if files else None,
             security_options=SecurityOptions(allowed_file_open_paths=[],
                                              allowed_file_upload_paths=[]),
+            human_input_callbacks=session.extras["person"],
             **auth)
         nova.start()
         session.extras["nova"] = nova  # stopped by the worker's closer, on this thread
@@ -243,6 +259,46 @@ class NovaActExecutor:
                 coroutine=self.extract, name="browser_extract", args_schema=ExtractArgs,
                 description="Nova Act: read data from a page as JSON matching `schema`."),
         ]
+
+
+def _person_callbacks() -> Any:
+    """Nova Act's human-input callbacks (its `HumanInputCallbacksBase`), answered by the
+    run's person: a call in a step records what the agent asks and cancels it (the step
+    then hands its page over, `PersonNeeded`); in the step's next run, with the person's
+    `done`, the same kind of call says yes (approved, or taken over and complete)."""
+    from nova_act.tools.human.interface.human_input_callback import (
+        ApprovalResponse,
+        HumanInputCallbacksBase,
+        UiTakeoverResponse,
+    )
+
+    class PersonCallbacks(HumanInputCallbacksBase):
+        def __init__(self) -> None:
+            super().__init__()
+            self.answered: str | None = None  # the hand-off kind the person said done to
+            self.asked: PersonNeeded | None = None
+
+        def expect(self, step: StepContext) -> None:
+            """A step starts: what its person answered, if it met one before."""
+            done = step.person is not None and step.person.action == "done"
+            self.answered = step.hand_off.kind if done and step.hand_off else None
+            self.asked = None
+
+        def _yes(self, kind: HandOffKind, message: str) -> bool:
+            if self.answered == kind:
+                return True
+            self.asked = self.asked or PersonNeeded(HandOff(kind=kind, asked=message))
+            return False
+
+        def approve(self, message: str) -> Any:
+            return (ApprovalResponse.YES if self._yes("nova_act_approve", message)
+                    else ApprovalResponse.CANCEL)
+
+        def ui_takeover(self, message: str) -> Any:
+            return (UiTakeoverResponse.COMPLETE if self._yes("nova_act_takeover", message)
+                    else UiTakeoverResponse.CANCEL)
+
+    return PersonCallbacks()
 
 
 async def _secret_of(reference: str, step: StepContext) -> SecretValue:

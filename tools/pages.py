@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from tools.auth.references import secret_names
 from tools.auth.run import Auth
@@ -79,3 +80,10 @@ async def save_screenshot(page: Any, save: Callable[[bytes], None], *,
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning("could not save a screenshot of %s: %s", page.url,
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def where(url: str) -> str:
+    """A page's host and path, as messages say it (its query may hold what the site echoes
+    back)."""
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}" or url

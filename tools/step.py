@@ -25,6 +25,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticOmit, core_schema
 
 from tools.auth.run import NO_AUTH, Auth
+from tools.people import HandOff, PersonAnswer
 from tools.sandbox import DENY_ALL, SandboxPolicy
 
 
@@ -42,10 +43,20 @@ class StepFiles:
         """The PNG of the page at the end of the step."""
         return self.run_folder / "steps" / f"{self.name}.png"
 
+    @property
+    def hand_off_screenshot(self) -> Path:
+        """The PNG of the page a step hands to a person (`tools.people`)."""
+        return self.run_folder / "steps" / f"{self.name}-person.png"
+
     def save_screenshot(self, image: bytes) -> None:
         """Write the page's PNG, making the run's folder (blocking: off the event loop)."""
         self.screenshot.parent.mkdir(parents=True, exist_ok=True)
         self.screenshot.write_bytes(image)
+
+    def save_hand_off_screenshot(self, image: bytes) -> None:
+        """Write the PNG of the page handed to a person (blocking: off the event loop)."""
+        self.hand_off_screenshot.parent.mkdir(parents=True, exist_ok=True)
+        self.hand_off_screenshot.write_bytes(image)
 
     @property
     def login_screenshot(self) -> Path:
@@ -169,7 +180,10 @@ class StepContext:
     secrets by name, login recipes and HTTP auth (`tools.auth`). `stream_writer` and
     `store`: the run's custom stream and its LangGraph store, for users' own tools (a step
     sent to an executor deployment has neither). `agent_time`: where a tool billed by
-    agent time (Nova Act) records it."""
+    agent time (Nova Act) records it. `hand_off` and `person`: the hand-off this step met
+    before and the person's answer to it (`tools.people`), when it runs again after one;
+    `hand_off_files`: where a hand-off's screenshot goes (kept whatever `files` is: a
+    person must see the page)."""
 
     policy: SandboxPolicy = DENY_ALL
     scope: str = "default"
@@ -181,6 +195,9 @@ class StepContext:
     stream_writer: Callable[[Any], None] = _write_nowhere
     store: Any = None  # a `langgraph.store.base.BaseStore`, when the run has one
     agent_time: AgentTime = field(default_factory=AgentTime)
+    hand_off: HandOff | None = None
+    person: PersonAnswer | None = None
+    hand_off_files: StepFiles | None = None
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any,

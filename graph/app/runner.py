@@ -22,9 +22,11 @@ from langgraph.types import Command
 from pydantic_core import to_jsonable_python
 
 from graph.answers import (
+    HANDOFF,
     PLAN_REVIEW,
     AnswerRefused,
     Decide,
+    read_hand_off_answer,
     read_plan_review,
     read_step_answers,
 )
@@ -49,6 +51,7 @@ from graph.events import (
     ApprovalAnswered,
     ApprovalRequested,
     Event,
+    HandOffRequested,
     NodeUpdate,
     PlanReviewRequested,
     Resumed,
@@ -116,12 +119,15 @@ async def run_thread(
     """Start a run of `task`, or with `task=None` resume `thread_id` from its last checkpoint.
 
     When the run pauses for a person, `decide(request)` answers it (`graph.answers.Decide`:
-    a `PlanReview` for a plan review, a `StepAnswer` per step for an approval, None to leave
-    it waiting); without `decide` the run stops there with status `needs_approval`,
-    resumable later. A `by` attribute on `decide` names who answers, in the trace and the
-    run report. An answer that does not fit its request raises `AnswerRefused`, the run
-    still waiting: before anything is sent when its form is wrong, after the graph
-    refused it otherwise (an edited plan with an invalid step).
+    a `PlanReview` for a plan review, a `StepAnswer` per step for an approval, a
+    `PersonAnswer` for a hand-off, None to leave it waiting); without `decide` the run
+    stops there with status `needs_approval` (`needs_person` for a hand-off), resumable
+    later. A hand-off's value never leaves memory: it is sent to the graph as a
+    `PersonAnswer`, which every record holds masked (`tools.people`). A `by` attribute
+    on `decide` names who answers, in the trace and the run report. An answer that does
+    not fit its request raises `AnswerRefused`, the run still waiting: before anything is
+    sent when its form is wrong, after the graph refused it otherwise (an edited plan with
+    an invalid step).
     Resuming a run that has ended runs nothing: a `resume` event says so, with its status
     (`ended`) and, when `retry_thread` continues it, the command that does (`retry`).
     Returns the thread id and the final state. Raises `ConfigurationError` before any work
@@ -432,7 +438,11 @@ def _ended(thread_id: str, status: str | None) -> Resumed:
 
 
 def _requested(request: dict[str, Any]) -> Event:
-    """The event of a pending interrupt: a plan review, or steps waiting for approval."""
+    """The event of a pending interrupt: a plan review, a hand-off, or steps waiting for
+    approval."""
+    if request.get("kind") == HANDOFF:
+        return HandOffRequested(**{**request, "answers": [
+            form["action"] for form in request["answers"]]})
     if request.get("kind") == PLAN_REVIEW:
         return PlanReviewRequested(plan_version=request["plan_version"], goal=request["goal"],
                                    steps=request["steps"], error=request.get("error"))
@@ -459,6 +469,11 @@ def _answer(waiting: Any, decide: Decide | None, emit: Callable[[Event], None]) 
         answer = decide(pending.value)
         if answer is None:
             return _NO_ANSWER
+        if pending.value.get("kind") == HANDOFF:
+            person = read_hand_off_answer(answer, pending.value)
+            # Sent as the model (never as JSON, which holds the mask): see `run_thread`.
+            answers[pending.id] = person.model_copy(update={"by": person.by or by})
+            continue
         if pending.value.get("kind") == PLAN_REVIEW:
             review = read_plan_review(answer)
             answer = review.model_copy(update={"by": review.by or by})
@@ -466,7 +481,8 @@ def _answer(waiting: Any, decide: Decide | None, emit: Callable[[Event], None]) 
             ids = [step["step_id"] for step in pending.value.get("steps", [])]
             read_step_answers(answer, ids)
         answers[pending.id] = to_jsonable_python(answer, exclude_none=True)
-    if approvals := [answers[p.id] for p in waiting if p.value.get("kind") != PLAN_REVIEW]:
+    if approvals := [answers[p.id] for p in waiting
+                     if p.value.get("kind") not in (PLAN_REVIEW, HANDOFF)]:
         emit(ApprovalAnswered(answers=approvals, by=by))
     return Command(resume=answers)
 

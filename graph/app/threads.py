@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from graph.answers import PLAN_REVIEW
+from graph.answers import HANDOFF, PLAN_REVIEW
 from graph.checkpoints import duet_home, open_checkpointer, open_store
 from graph.context import Context
 from graph.contracts import FinalState, RunStatus, StepResult, Usage
@@ -72,7 +72,12 @@ def final_state(values: dict[str, Any], waiting: Sequence[Any] = (),
     `results` when they are not in the values (a run that has not ended keeps them in
     the step ledger)."""
     status, reason = values.get("status"), values.get("reason", "")
-    if not status and waiting:
+    if not status and waiting and waiting[0].value.get("kind") == HANDOFF:
+        request = waiting[0].value
+        status, reason = RunStatus.NEEDS_PERSON, (
+            f"step {request['step_id']} waits for a person: {request['asked']} "
+            f"({request.get('url', '')})")
+    elif not status and waiting:
         request = waiting[0].value
         steps = [s["step_id"] for w in waiting for s in w.value.get("steps", [])]
         status, reason = RunStatus.NEEDS_APPROVAL, (
@@ -143,7 +148,8 @@ async def recent_runs(limit: int = 20, checkpointer_url: str | None = None
         for path in paths[:limit]:
             values, waiting = await latest(saver, path.stem)
             status = values.get("status") or (
-                RunStatus.NEEDS_APPROVAL if waiting else "not ended" if values else "not started")
+                final_state(values, waiting).status if waiting
+                else "not ended" if values else "not started")
             usage = values.get("usage") or Usage()
             rows.append({"thread_id": path.stem, "task": json.loads(path.read_text())["task"],
                          "status": str(status), "age_seconds": round(time.time()

@@ -73,6 +73,9 @@ class _ReplyFiles(StepFiles):
         """Keep the page's PNG for the reply."""
         self.held["screenshot"] = image
 
+    def save_hand_off_screenshot(self, image: bytes) -> None:
+        """Dropped: hand-offs are for steps run in the caller's process."""
+
     def save_login_screenshot(self, image: bytes) -> None:
         """Dropped: the reply carries the step's own screenshot only."""
 

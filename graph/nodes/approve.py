@@ -5,6 +5,7 @@ one interrupt lists every held step. The answer maps step ids to a `StepAnswer`
 (`graph.answers`): "approve", "reject", {"reject": "why"} (the planner reads why) or
 {"edit": {new args}} (checked against the registry again). A step left out is rejected;
 an answer of another form, or for a step not asked about, is refused and asked again.
+A step that handed its page to a person is asked about on its own (`graph.nodes.people`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from graph.answers import APPROVAL, EditStep, RejectStep, StepAnswer, ask, read_
 from graph.context import Context
 from graph.contracts import StepResult
 from graph.nodes.base import NodeDeps, record_results, runtime_context
+from graph.nodes.people import ask_person
 from graph.runtime.scheduler import not_approved, standing_answer
 from graph.state import State, StepTask
 from tools.registry import StepRefused, ToolRegistry
@@ -42,6 +44,15 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     """Apply the approval policy to the held steps; 'ask' interrupts the run."""
     context = runtime_context(runtime)
     held = state.get("pending_steps") or []
+    queued: list[StepTask] = []
+    refused: list[StepResult] = []
+    for task in [t for t in held if not t["approved"] and "hand_off" in t]:
+        answered = ask_person(task, getattr(runtime, "stream_writer", None))
+        if isinstance(answered, StepResult):
+            refused.append(answered)
+        else:
+            queued.append(answered)
+    held = [t for t in held if t["approved"] or "hand_off" not in t]
     pending = [t for t in held if not t["approved"]]
     answers: dict[str, StepAnswer] = {}
     for task in pending:
@@ -52,8 +63,6 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
         answers |= ask(approval_request(asked, deps.registry),
                        lambda value: read_step_answers(value, ids))
 
-    queued: list[StepTask] = []
-    refused: list[StepResult] = []
     for task in held:
         if task not in pending:
             queued.append(task)

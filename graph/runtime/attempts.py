@@ -19,6 +19,7 @@ from typing import Any
 from graph.contracts import StepAttempt, StepError, StepStatus
 from graph.redaction import redact_text
 from tools.errors import ErrorKind, ToolError
+from tools.people import PersonNeeded
 from tools.registry import StepRefused, ToolRegistry
 from tools.step import StepContext
 
@@ -112,7 +113,8 @@ async def attempt_tool(registry: ToolRegistry, tool: str, args: dict[str, Any],
             not_sent = True
             error.message += f", waiting for {step.waits.reasons[-1]}"
         return StepAttempt(status=status, error=error, not_sent=not_sent,
-                           unreachable=getattr(exc, "unreachable", False))
+                           unreachable=getattr(exc, "unreachable", False),
+                           hand_off=exc.hand_off if isinstance(exc, PersonNeeded) else None)
 
 
 def _error_of(exc: BaseException, timeout: float) -> tuple[StepStatus, StepError]:

@@ -124,17 +124,20 @@ class StepRunner:
             except StepRefused as exc:  # a plan of an earlier registry (a retried run)
                 return StepResult(**base, status="error",
                                   error=StepError(type=exc.kind, message=str(exc)))
-            if entry and not tool.safe_to_repeat:
-                return uncertain_result(base)  # it started before a crash and may have acted
+            if entry and not tool.safe_to_repeat and "person" not in task:
+                # It started before a crash and may have acted (after a hand-off it did:
+                # the person's answer continues it).
+                return uncertain_result(base)
             if side_effects and self.ledger:
                 await self.ledger.started(key, task)
-            files = (StepFiles(run_folder(self.thread_id), f"v{task['plan_version']}-{step.id}")
-                     if self.screenshots else None)
+            files = StepFiles(run_folder(self.thread_id), f"v{task['plan_version']}-{step.id}")
             context = StepContext(
                 policy=self.policy, scope=self.thread_id,
-                idempotency_key=key if side_effects else None, files=files, waits=waits,
+                idempotency_key=key if side_effects else None,
+                files=files if self.screenshots else None, waits=waits,
                 browser=self.browser, auth=self.auth, store=self.store,
-                agent_time=agent_time,
+                agent_time=agent_time, hand_off=task.get("hand_off"),
+                person=task.get("person"), hand_off_files=files,
                 **({"stream_writer": self.writer} if self.writer else {}))
             return await self._attempts(task, tool, base, context, attempt_log)
 
@@ -153,6 +156,12 @@ class StepRunner:
             # Priced as it ends, at the price in force then (as a reasoning call is).
             result.nova_act_seconds = seconds
             result.nova_act_cost_usd = self.nova_act_price.cost_usd(seconds)
+        if result.hand_off is not None:
+            # Not a result: the scheduler holds the step until a person answers, then it
+            # runs again (so nothing goes to the ledger, which would replay it).
+            emit(self.writer, StepWaiting(step_id=step.id, tool=step.tool,
+                                          reason=f"a person: {result.hand_off.asked}"))
+            return result
         if self.ledger:
             await self.ledger.done(key, result, side_effects)
         emit(self.writer, StepFinished(
@@ -211,7 +220,8 @@ class StepRunner:
                                   attempts=attempts)
             if isinstance(verdict, WaitForOutage | Stop):
                 return StepResult(**base, status=attempt.status, error=error,
-                                  attempts=attempts, not_sent=not sent)
+                                  attempts=attempts, not_sent=not sent,
+                                  hand_off=attempt.hand_off)
             assert isinstance(verdict, Retry)
             retries += 1
             emit(self.writer, StepRetried(step_id=task["step"].id, attempt=attempts,

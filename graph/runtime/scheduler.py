@@ -8,14 +8,15 @@ they end, so a kill in the middle loses none of them.
 
 A step that changes things starts only once approved: the context's `auto` and `deny`
 policies answer at once; under `ask` the step is held, and the scheduler returns when
-nothing else can run so that the `approve` node can ask a human. When a step fails or
-needs judgment, no further step starts; the steps in flight finish, then the reasoning
-agent decides. When the run's deadline passes, the steps in flight are cancelled (each is
-recorded as `cancelled`; a write among them may have taken effect, and a retry asks
-first), and the run ends `budget_exhausted`. Under a cost budget (`max_cost_usd`), a step
-billed by Nova Act's agent-hour starts only once its whole time bound, priced, fits what is
-left (`graph.guards.CostBudget`); otherwise nothing more starts and the run ends
-`budget_exhausted` once the steps in flight have finished.
+nothing else can run so that the `approve` node can ask a human. A step that hands its page
+to a person (`tools.people`) is held the same way, and runs again once they answered. When
+a step fails or needs judgment, no further step starts; the steps in flight finish, then
+the reasoning agent decides. When the run's deadline passes, the steps in flight are
+cancelled (each is recorded as `cancelled`; a write among them may have taken effect, and a
+retry asks first), and the run ends `budget_exhausted`. Under a cost budget
+(`max_cost_usd`), a step billed by Nova Act's agent-hour starts only once its whole time
+bound, priced, fits what is left (`graph.guards.CostBudget`); otherwise nothing more starts
+and the run ends `budget_exhausted` once the steps in flight have finished.
 """
 
 from __future__ import annotations
@@ -318,6 +319,13 @@ class Scheduler:
             self._ended.set()
         if (estimate := self._reserved.pop(step.id, None)) is not None:
             self.cost.settle(estimate, result.nova_act_cost_usd or 0.0)
+        if result.hand_off is not None:
+            # Held like a step waiting for approval: the approve node asks the person, and
+            # the step runs again with their answer. The steps beside it go on.
+            earlier = {key: value for key, value in task.items() if key != "person"}
+            self.held.append({**earlier, "approved": False,  # type: ignore[typeddict-item]
+                              "hand_off": result.hand_off})
+            return
         self._record(step, result)
         self._launch_ready()
 

@@ -181,7 +181,8 @@ def test_ls_and_show_read_a_real_thread_without_building_the_graph(tmp_path, sit
     assert duet("show", "no-such-thread").returncode == 2
     # The light commands answer without LangGraph's graph runtime, the Bedrock model or the
     # executors (reading a checkpoint needs LangGraph's serializer, no more). Of `tools`
-    # (whose names load on first use) only what the contracts use: its errors and sandbox.
+    # (whose names load on first use) only what the contracts use: its errors, sandbox and
+    # hand-offs (models only).
     probe = ("import sys; from graph.app.cli import app\n"
              "for args in (['ls'], ['show', 'ls-1'], ['schema']):\n"
              "    try: app(args)\n"
@@ -189,7 +190,7 @@ def test_ls_and_show_read_a_real_thread_without_building_the_graph(tmp_path, sit
              "heavy = [m for m in ('langgraph.graph', 'langgraph.pregel', 'langchain_aws',\n"
              "                     'playwright') if m in sys.modules]\n"
              "heavy += [m for m in sys.modules if m.startswith('tools.')\n"
-             "          and m not in ('tools.errors', 'tools.sandbox')]\n"
+             "          and m not in ('tools.errors', 'tools.sandbox', 'tools.people')]\n"
              "print('HEAVY', heavy)")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             cwd=ROOT, env=os.environ.copy(), timeout=60)

@@ -52,5 +52,5 @@ def test_schema_exports_the_binding_names():
     final = schemas["FinalState"]
     assert set(final["$defs"]["RunStatus"]["enum"]) == {
         "completed", "failed", "budget_exhausted", "loop_detected", "needs_approval",
-        "cancelled"}
+        "needs_person", "cancelled"}
     assert schemas["Decision"]["properties"]["action"]["enum"] == ["continue", "replan", "finish"]

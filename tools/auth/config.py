@@ -58,7 +58,7 @@ class AuthConfig(BaseModel):
         uses = [(f"logins.{key}", secret_names(recipe.fields)) for key, recipe
                 in self.logins.items()]
         uses += [(f"logins.{key}.totp", {recipe.totp.secret}) for key, recipe
-                 in self.logins.items() if recipe.totp]
+                 in self.logins.items() if recipe.totp and recipe.totp.secret]
         uses += [(f"http_auth.{key}", auth.secrets() | secret_names(auth.model_dump()))
                  for key, auth in self.http_auth.items()]
         for where, names in uses:
@@ -66,7 +66,8 @@ class AuthConfig(BaseModel):
                 raise ValueError(f"{where}: unknown secret {unknown[0]!r} (defined: "
                                  f"{', '.join(sorted(self.secrets)) or 'none'})")
         for key, recipe in self.logins.items():
-            if recipe.totp and self.secrets[recipe.totp.secret].kind != "totp":
+            if (recipe.totp and recipe.totp.secret
+                    and self.secrets[recipe.totp.secret].kind != "totp"):
                 raise ValueError(f"logins.{key}.totp: secret {recipe.totp.secret!r} is not "
                                  "of kind totp")
         return self

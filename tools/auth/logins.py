@@ -37,12 +37,13 @@ class PageMatch(BaseModel):
 
 class TotpStep(BaseModel):
     """The second factor after the password: the code of a `totp` secret typed into
-    `field`, then `submit` clicked (or Enter pressed); `page` recognises the code page."""
+    `field`, then `submit` clicked (or Enter pressed); `page` recognises the code page.
+    Without a `secret`, a person is asked for the code (a hand-off, `tools.people`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     field: str
-    secret: str
+    secret: str | None = None
     submit: str | None = None
     page: PageMatch | None = None
 
@@ -53,7 +54,8 @@ class LoginRecipe(BaseModel):
     `login_url`: where to log in when no page shows the form. `fields`: selector to the
     text typed there, literal or `${secret.NAME}`. `submit`: the button. `totp`: an optional
     second factor. `check`: what shows once the login worked (a failed check is
-    `LoginFailed`, never retried: accounts lock)."""
+    `LoginFailed`, never retried: accounts lock). `captcha`: the selectors of the site's
+    CAPTCHA, instead of the common widgets (`tools.people.CAPTCHA_SELECTORS`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,6 +67,7 @@ class LoginRecipe(BaseModel):
     submit: str
     totp: TotpStep | None = None
     check: PageMatch
+    captcha: tuple[str, ...] | None = None
 
 
 class BasicAuth(BaseModel):

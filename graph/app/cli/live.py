@@ -16,7 +16,13 @@ from graph.checkpoints import default_checkpointer_url
 
 if TYPE_CHECKING:
     from graph.contracts import FinalState
-    from graph.events import Event, NodeUpdate, PlanReviewRequested, Resumed
+    from graph.events import (
+        Event,
+        HandOffRequested,
+        NodeUpdate,
+        PlanReviewRequested,
+        Resumed,
+    )
 
 STATUS_STYLE = {"ok": "green", "error": "red", "rejected": "magenta", "timeout": "yellow",
                 "blocked": "red"}
@@ -66,6 +72,12 @@ def print_event(event: Event) -> None:
             console.print(node_line(event))
         case e.PlanReviewRequested():
             print_review(event)
+        case e.HandOffRequested():
+            print_hand_off(event)
+        case e.HandOffAnswered():
+            console.print(f"[bold cyan]● person[/] {escape(event.step_id)} answered "
+                          f"{event.action}{' by ' + escape(event.by) if event.by else ''}",
+                          highlight=False)
         case e.PlanReviewAnswered():
             done = {"approve": "approved", "edit": f"edited: runs as plan "
                     f"v{event.edited_version}", "reject": "rejected"}[event.action]
@@ -95,6 +107,20 @@ def print_review(event: PlanReviewRequested) -> None:
                       f"{escape(json.dumps(step['args']))}"
                       + (f"\n      {' · '.join(marks)}" if marks else ""),
                       highlight=False, soft_wrap=True)
+
+
+def print_hand_off(event: HandOffRequested) -> None:
+    """A step waiting for a person: what is asked, the page, its screenshot, and the
+    DevTools link to take the page over."""
+    console.print(f"[bold yellow]● person needed[/] {escape(event.step_id)} "
+                  f"({escape(event.need)}): {escape(event.asked)}\n  page: "
+                  f"{escape(event.url)}"
+                  + (f"\n  screenshot: {escape(event.screenshot)}" if event.screenshot else "")
+                  + (f"\n  take it over: {escape(event.devtools)}" if event.devtools else ""),
+                  highlight=False, soft_wrap=True)
+    if event.error:
+        err.print(f"  [red]your last answer was refused:[/] {escape(event.error)}",
+                  highlight=False, soft_wrap=True)
 
 
 def node_line(event: NodeUpdate) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -52,6 +53,8 @@ def _ask_human(request: dict[str, Any]) -> Any:
     showed it), or whether each step that changes things may run."""
     if request.get("kind") == "plan_review":
         return _review_at_terminal(request)
+    if request.get("kind") == "handoff":
+        return _hand_off_at_terminal(request)
     answers: dict[str, Any] = {}
     for step in request["steps"]:
         console.print(f"[yellow]approval needed[/] {step['step_id']}: {step['tool']} "
@@ -92,6 +95,30 @@ def _review_at_terminal(request: dict[str, Any]) -> Any:
             err.print(f"[red]{escape(str(exc))}[/]")
 
 
+def _hand_off_at_terminal(request: dict[str, Any]) -> Any:
+    """The person at the terminal answers a hand-off (the live view showed it): a value
+    read without echo (getpass), done once they finished on the page, or refuse."""
+    import getpass
+    import os
+
+    from graph.answers import AnswerRefused, read_hand_off_answer
+
+    actions = [form["action"] for form in request["answers"]]
+    if "done" in actions and request.get("devtools") and os.environ.get("DISPLAY"):
+        webbrowser.open(request["devtools"])  # a display: the page opens for them
+    while True:
+        action = typer.prompt(f"  {' / '.join(actions)}", type=click.Choice(actions))
+        answer: dict[str, str] = {"action": action}
+        if action == "value":
+            answer["value"] = getpass.getpass("  the value (not shown): ")
+        elif action == "refuse":
+            answer["reason"] = typer.prompt("  why", default="", show_default=False)
+        try:
+            return read_hand_off_answer(answer, request)
+        except AnswerRefused as exc:
+            err.print(f"[red]{escape(str(exc))}[/]")
+
+
 _ask_human.by = "a human at the terminal"  # type: ignore[attr-defined]
 
 
@@ -113,6 +140,8 @@ def _decider(decide: Decide | None, reason: str = "",
     step_answer = {"reject": reason} if reason else decide
 
     def fixed(request: dict[str, Any]) -> Any:
+        if request.get("kind") == "handoff":  # a person answers it; reject refuses it
+            return {"action": "refuse", "reason": reason} if decide == "reject" else None
         if request.get("kind") != "plan_review":
             steps = request["steps"]
             return {step["step_id"]: step_answer for step in steps} if step_answer else None

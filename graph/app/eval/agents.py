@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graph.answers import PLAN_REVIEW, PlanReview
+from graph.answers import HANDOFF, PLAN_REVIEW, PlanReview
 from graph.app.eval.environment import Instance
 from graph.app.eval.suite import EvalTask
 from graph.context import Context
@@ -117,10 +117,13 @@ def task_context(run: Run, settings: AgentSettings) -> Context:
 def decider(task: EvalTask) -> Callable[[dict[str, Any]], Any]:
     """Answers every approval request of `task` with its `decide` setting, and approves
     every plan a run under `review_plan` asks to have reviewed (the eval's policy: the
-    checkers judge what the plan did)."""
+    checkers judge what the plan did); a hand-off is refused (no person: the step fails
+    `PersonNeeded`, naming what it needed)."""
     def decide(request: dict[str, Any]) -> Any:
         if request.get("kind") == PLAN_REVIEW:
             return PlanReview(action="approve")
+        if request.get("kind") == HANDOFF:  # no person in an eval: the step fails, typed
+            return {"action": "refuse", "reason": "an eval has no person to hand it to"}
         return {step["step_id"]: task.decide for step in request["steps"]}
 
     decide.by = f"the eval task's decide setting ({task.decide})"  # type: ignore[attr-defined]

@@ -74,7 +74,7 @@ OTHER_ERROR = "_OTHER"  # its value when no better one is known
 PROVIDERS = {"amazon_bedrock": "aws.bedrock", "bedrock": "aws.bedrock",
              "bedrock_converse": "aws.bedrock"}
 # Run statuses that are not failures: the run ended well, or waits for a human.
-RUN_OK = {RunStatus.COMPLETED, RunStatus.NEEDS_APPROVAL}
+RUN_OK = {RunStatus.COMPLETED, RunStatus.NEEDS_APPROVAL, RunStatus.NEEDS_PERSON}
 # How a run in this process began, by the event that says so.
 BEGAN = {"run_started": "start", "resume": "resume", "run_retried": "retry"}
 
