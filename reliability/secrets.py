@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from demo_site.hostile import PAGE_AWS_KEY_ID, PAGE_AWS_SECRET
+from tools.auth.leaks import find_leaks
 
 # Realistic names, fake values: each must be found by the redaction, whatever its shape.
 PLANTED_ENV = {
@@ -42,24 +43,16 @@ def planted() -> Iterator[list[str]]:
                 os.environ[name] = value
 
 
-def _forms(secret: str) -> list[bytes]:
-    """The byte forms a secret takes on disk: plain, JSON-escaped."""
-    escaped = json.dumps(secret)[1:-1]
-    return sorted({secret.encode(), escaped.encode()})
-
-
 def scan(folders: Iterable[Path], texts: Iterable[str] = (),
          secrets: Iterable[str] = PLANTED_VALUES) -> list[str]:
-    """Where any secret appears: every file under `folders` (read as bytes, so SQLite
-    checkpoints and journals count) and each of `texts`. Empty when nothing leaked."""
-    secrets, leaks = list(secrets), []
-    for path in files_under(folders):
-        data = path.read_bytes()
-        leaks += [f"{path}: {s[:12]}..." for s in secrets
-                  if any(form in data for form in _forms(s))]
-    for index, text in enumerate(texts):
-        leaks += [f"output {index}: {s[:12]}..." for s in secrets if s in text]
-    return leaks
+    """Where any secret appears, plain or JSON-escaped: every file under `folders` (read as
+    bytes, so SQLite checkpoints and journals count) and each of `texts`, searched by
+    `tools.auth.leaks.find_leaks`. Empty when nothing leaked."""
+    forms: dict[str, list[str]] = {}
+    for secret in secrets:  # shown by its start only; two with the same start share a line
+        forms.setdefault(f"{secret[:12]}...", []).extend([secret, json.dumps(secret)[1:-1]])
+    outputs = {f"output {index}": text for index, text in enumerate(texts)}
+    return [f"{leak.where}: {leak.secret}" for leak in find_leaks(forms, folders, outputs)]
 
 
 def files_under(folders: Iterable[Path]) -> list[Path]:
