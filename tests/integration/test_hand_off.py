@@ -19,7 +19,7 @@ import pytest
 from langchain_core.tracers.langchain import wait_for_all_tracers
 
 from graph import Context, Decision, Plan, RunStatus, Step
-from graph.app.report import write_report
+from graph.app.report import report_data, write_report
 from graph.app.runner import run_thread
 from graph.app.threads import recent_runs
 from graph.testing import ScriptedChatModel
@@ -92,7 +92,10 @@ async def test_an_mfa_code_no_recipe_covers_is_typed_from_a_person_and_kept_nowh
     assert read.output["text"] == "Initech"
     assert crm.attempts() == [("password", "ok"), ("mfa", "ok")]  # the person's code took
 
-    await write_report(thread)
+    page = await write_report(thread)
+    [handed] = (await report_data(thread))["hand_offs"]
+    assert (handed["step_id"], handed["need"], handed["answer"]) == ("open", "mfa", "value")
+    assert 'class="hand-off"' in page.read_text()
     wait_for_all_tracers()
     assert any(isolated_env.rglob("*.sqlite")) and any(isolated_env.rglob("*.jsonl"))
     assert files_holding(isolated_env, codes[0]) == []

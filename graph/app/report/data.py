@@ -2,7 +2,8 @@
 
 Plain JSON (`duet report THREAD --json`): the task and how the run ended, every plan
 version as a dependency graph, every step with its times, arguments, output and screenshot,
-every reasoning call, the plan reviews and approvals, and the critical path. Nothing here
+every reasoning call, the plan reviews, approvals and hand-offs to a person, and the
+critical path. Nothing here
 is trusted: tool output is capped here and escaped where it is rendered
 (`graph.app.report.render`).
 """
@@ -21,6 +22,8 @@ from graph.contracts import FinalState, StepResult
 from graph.events import (
     ApprovalAnswered,
     Event,
+    HandOffAnswered,
+    HandOffRequested,
     NodeUpdate,
     PlanReviewAnswered,
     ReasoningCall,
@@ -94,7 +97,25 @@ async def report_data(thread_id: str, checkpointer_url: str | None = None) -> di
         "retries": [{"retry": e.retry, "after": e.after, "at": e.t, "again": e.again,
                      "reason": e.reason} for e in events if isinstance(e, RunRetried)],
         "source_waits": _source_waits(events),
+        "hand_offs": _hand_offs(events),
     }
+
+
+def _hand_offs(events: list[Event]) -> list[dict[str, Any]]:
+    """Each time a step handed its page to a person: what was needed and asked, the page,
+    its masked screenshot, and the answer (`value`, never the value itself; `done`;
+    `refuse`) with who gave it, or none while the run still waits."""
+    shown: list[dict[str, Any]] = []
+    for event in events:
+        if isinstance(event, HandOffRequested) and event.error is None:
+            shown.append({"at": event.t, "step_id": event.step_id, "need": event.need,
+                          "asked": event.asked, "url": event.url,
+                          "screenshot": event.screenshot, "answer": None, "by": ""})
+        elif isinstance(event, HandOffAnswered):
+            asked = [h for h in shown if h["step_id"] == event.step_id and h["answer"] is None]
+            if asked:
+                asked[-1] |= {"answer": event.action, "by": event.by}
+    return shown
 
 
 def _source_waits(events: list[Event]) -> list[dict[str, Any]]:
