@@ -314,6 +314,12 @@ def parse_event(data: Any) -> Event | None:
         return None
 
 
+def writer_of(runtime: Any) -> Callable[[Any], None] | None:
+    """The run's stream writer, from a node's LangGraph `Runtime`; None without one (a node
+    called outside a graph run, as tests do)."""
+    return getattr(runtime, "stream_writer", None)
+
+
 def emit(writer: Callable[[Any], None] | None, event: _Event) -> None:
     """Send `event` on a run's custom stream (`writer`: the runtime's stream writer)."""
     if writer is not None:

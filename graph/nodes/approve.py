@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from graph.answers import APPROVAL, EditStep, RejectStep, StepAnswer, ask, read_step_answers
 from graph.context import Context
 from graph.contracts import StepResult
+from graph.events import writer_of
 from graph.nodes.base import NodeDeps, record_results, runtime_context
 from graph.nodes.people import ask_person
 from graph.runtime.scheduler import not_approved, standing_answer
@@ -47,7 +48,7 @@ async def approve(state: State, runtime: Runtime[Context], deps: NodeDeps) -> di
     queued: list[StepTask] = []
     refused: list[StepResult] = []
     for task in [t for t in held if not t["approved"] and "hand_off" in t]:
-        answered = ask_person(task, getattr(runtime, "stream_writer", None))
+        answered = ask_person(task, writer_of(runtime))
         if isinstance(answered, StepResult):
             refused.append(answered)
         else:

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.contracts import Plan, RunStatus, StepResult, StepTally, Usage
-from graph.events import emit
+from graph.events import emit, writer_of
 from graph.guards import CostBudget
 from graph.reasoning import (
     CostLimitReached,
@@ -27,7 +27,7 @@ from graph.reasoning import (
     resolve_reasoner,
 )
 from graph.reasoning.timed import TimedReasoner
-from graph.runtime.execution import thread_of
+from graph.runtime.execution import store_of, thread_of
 from graph.runtime.ledger import LedgerUnavailable, StepLedger
 from graph.runtime.scheduler import Scheduler
 from graph.runtime.secrets import run_auth
@@ -74,7 +74,7 @@ class NodeDeps:
         each call checked against `cost` before it is made; each call it makes is reported
         on the run's stream (a `reasoning` event, for the run report)."""
         inner = resolve_reasoner(runtime_context(runtime), self.model, plan, cost)
-        writer = getattr(runtime, "stream_writer", None)
+        writer = writer_of(runtime)
         return TimedReasoner(inner, lambda event: emit(writer, event))
 
     def scheduler(self, runtime: Runtime[Context] | None, state: State, *,
@@ -161,7 +161,7 @@ async def record_results(runtime: Runtime[Context] | None, results: list[StepRes
     steps = Usage.of_steps(results)
     if spent is not None or steps.nova_act_seconds:
         update["usage"] = (spent or Usage()) + steps
-    store = getattr(runtime, "store", None)
+    store = store_of(runtime)
     if store is None:
         return update | {"results": results}
     ledger = StepLedger(store, thread_of(runtime))

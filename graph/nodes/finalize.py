@@ -19,7 +19,7 @@ from graph.contracts import RunStatus, Usage
 from graph.guards import tokens_spent
 from graph.nodes.base import NodeDeps, cost_budget, runtime_context
 from graph.reasoning import ReasoningError, templated_answer
-from graph.runtime.execution import thread_of
+from graph.runtime.execution import store_of, thread_of
 from graph.runtime.ledger import StepLedger
 from graph.state import State
 
@@ -41,7 +41,7 @@ async def finalize(state: State, runtime: Runtime[Context], deps: NodeDeps) -> d
         await remote_executor(context.executor_url).end_thread(thread_id)
     else:
         await deps.registry.end_scope(thread_id)  # its named browser sessions close
-    if (store := getattr(runtime, "store", None)) is not None:
+    if (store := store_of(runtime)) is not None:
         ended["results"] = Overwrite(await StepLedger(store, thread_id).results())
     decision = state.get("decision")
     if decision is not None and decision.action == "finish" and decision.answer:

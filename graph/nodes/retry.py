@@ -28,10 +28,10 @@ from langgraph.types import Overwrite
 
 from graph.context import Context
 from graph.contracts import Plan, StepResult
-from graph.events import RunRetried, emit
+from graph.events import RunRetried, emit, writer_of
 from graph.nodes.base import NodeDeps, never_raises, runtime_context
 from graph.reasoning import PlanFileReasoner
-from graph.runtime.execution import thread_of
+from graph.runtime.execution import store_of, thread_of
 from graph.runtime.ledger import StepLedger
 from graph.runtime.progress import ReferenceProblem, resolve_args
 from graph.state import RETRYABLE, State
@@ -97,14 +97,14 @@ async def retry(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dict
         update["awaiting_review"] = (runtime_context(runtime).review_plan
                                      and fresh.fingerprint() != plan.fingerprint())
         update["plan"] = plan = fresh
-    if (store := getattr(runtime, "store", None)) is not None:
+    if (store := store_of(runtime)) is not None:
         # `finalize` wrote the whole list; until the retry ends, the ledger holds them.
         update["results"] = Overwrite([])
         if failed:
             await StepLedger(store, thread_of(runtime)).set_aside(
                 state["plan_version"], {r.step_id for r in failed}, retries)
     again = [step.id for step in plan.steps if step.id not in kept] if plan else []
-    emit(getattr(runtime, "stream_writer", None), RunRetried(
+    emit(writer_of(runtime), RunRetried(
         retry=retries, after=str(status), reason=state.get("reason", ""), again=again,
         kept=sorted(kept), uncertain=sorted(uncertain)))
     return update

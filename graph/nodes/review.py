@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 from graph.answers import PLAN_REVIEW, AnswerRefused, PlanReview, ask, read_plan_review
 from graph.context import Context
 from graph.contracts import Plan, Step
-from graph.events import PlanReviewAnswered, emit
+from graph.events import PlanReviewAnswered, emit, writer_of
 from graph.guards import remember_plan
 from graph.nodes.base import (
     NodeDeps,
@@ -102,7 +102,7 @@ async def review(state: State, runtime: Runtime[Context], deps: NodeDeps) -> dic
     answer = ask(request, lambda value: checked_review(value, deps.registry, version + 1,
                                                        secrets))
     edited = answer.plan
-    emit(getattr(runtime, "stream_writer", None), PlanReviewAnswered(
+    emit(writer_of(runtime), PlanReviewAnswered(
         plan_version=version, action=answer.action, by=answer.by, reason=answer.reason,
         edited_version=version + 1 if edited is not None else None))
     update: dict[str, Any] = {"awaiting_review": False}

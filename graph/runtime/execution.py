@@ -19,6 +19,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableLambda
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from graph.checkpoints import run_folder
 from graph.context import Context
@@ -32,6 +33,7 @@ from graph.events import (
     StepStarted,
     StepWaiting,
     emit,
+    writer_of,
 )
 from graph.runtime.attempts import (
     Retry,
@@ -59,6 +61,12 @@ def thread_of(runtime: Runtime[Context] | None) -> str:
     return getattr(info, "thread_id", None) or "default"
 
 
+def store_of(runtime: Runtime[Context] | None) -> BaseStore | None:
+    """The run's store, which holds its step ledger; None for a graph compiled without one
+    (every result then lives in the state)."""
+    return getattr(runtime, "store", None)
+
+
 class StepRunner:
     """Runs the steps of one run: what they share is read once from the run's context, and
     each step gets the run's `auth` (`graph.runtime.secrets.run_auth`; a step sent to an
@@ -76,8 +84,8 @@ class StepRunner:
         self.auth = auth
         self.executor_url = context.executor_url
         self.executor_tools = context.executor_tools
-        self.store = getattr(runtime, "store", None)
-        self.writer = getattr(runtime, "stream_writer", None)
+        self.store = store_of(runtime)
+        self.writer = writer_of(runtime)
         self.ledger = StepLedger(self.store, self.thread_id) if self.store is not None else None
         self.nova_act_price = context.nova_act_price()
 
