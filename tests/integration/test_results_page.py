@@ -77,7 +77,8 @@ async def test_results_page_renders_the_runs_and_their_checks_in_chromium(browse
     # The broken plan's failed check comes first, and in red; the passed ones after it.
     assert broken["passed"] == "no" and broken["checks"][0] == {
         "key": "state", "failed": True, "color": RED}
-    assert [c["failed"] for c in broken["checks"]] == [True, False, False, False]
+    # Then answer, limits, tools and refused (a checker per `CHECKERS`), all passed.
+    assert [c["failed"] for c in broken["checks"]] == [True, False, False, False, False]
     for run, row in zip(seen["runs"][:2], rows[:2], strict=True):
         assert run["link"] == Path(row.report).resolve().as_uri() and Path(row.report).is_file()
     assert by_task["hostile"]["link"] is None
