@@ -60,6 +60,14 @@ def files_holding(folder: Path, code: str) -> list[str]:
             and (plain.search(data := path.read_bytes()) or any(f in data for f in forms))]
 
 
+def mfa_run(crm: Any) -> tuple[Context, ScriptedChatModel]:
+    """A run that reads customer 3 on the CRM, whose MFA code only a person can give."""
+    context = Context(approval="auto", allowed_hosts=[crm.host],
+                      auth_config=json.dumps(mfa_by_a_person(crm)))
+    return context, ScriptedChatModel(responses=[
+        read_customer(crm), Decision(action="finish", reason="read"), "Initech"])
+
+
 @pytest.mark.timeout(180)
 async def test_an_mfa_code_no_recipe_covers_is_typed_from_a_person_and_kept_nowhere(
         crm, isolated_env, langsmith_capture):  # noqa: F811 - fixtures
@@ -71,10 +79,7 @@ async def test_an_mfa_code_no_recipe_covers_is_typed_from_a_person_and_kept_nowh
         codes.append(the_code(crm))
         return {"action": "value", "value": codes[-1]}
 
-    context = Context(approval="auto", allowed_hosts=[crm.host],
-                      auth_config=json.dumps(mfa_by_a_person(crm)))
-    model = ScriptedChatModel(responses=[read_customer(crm),
-                                         Decision(action="finish", reason="read"), "Initech"])
+    context, model = mfa_run(crm)
     registry = default_registry()
     try:
         thread, final = await run_thread("read customer 3", context=context, model=model,
@@ -197,10 +202,7 @@ async def test_a_captcha_taken_over_through_devtools_goes_on_from_the_page_left(
 @pytest.mark.timeout(240)
 async def test_an_unanswered_hand_off_waits_for_a_person_and_a_later_resume_finishes_it(
         crm, isolated_env):
-    context = Context(approval="auto", allowed_hosts=[crm.host],
-                      auth_config=json.dumps(mfa_by_a_person(crm)))
-    model = ScriptedChatModel(responses=[read_customer(crm),
-                                         Decision(action="finish", reason="read"), "Initech"])
+    context, model = mfa_run(crm)
     registry = default_registry()
     try:
         thread, waiting = await run_thread("read customer 3", context=context, model=model,
