@@ -47,6 +47,7 @@ from tools.pages import (
     MARK_JS,
     NAVIGATION_TIMEOUT_MS,
     find,
+    first_line,
     save_screenshot,
     type_into,
     where,
@@ -303,7 +304,7 @@ class BrowserPool:
             await asyncio.to_thread(chromium.close)
             proxy.close()
             if died:  # killed as it started: waited for like a browser killed later
-                raise ToolError(f"Chromium exited as it started: {_first_line(exc)}",
+                raise ToolError(f"Chromium exited as it started: {first_line(exc)}",
                                 retryable=True, type_name=ErrorKind.BROWSER_CRASHED,
                                 unreachable=True) from exc
             raise
@@ -391,7 +392,7 @@ class BrowserPool:
             now = await asyncio.wait_for(self._state_of(session), CLOSE_SECONDS)
         except Exception as exc:  # noqa: BLE001 - the step's result matters more
             log.warning("could not keep the state of browser session %r: %s", key[1],
-                        _first_line(exc))
+                        first_line(exc))
             return
         before = self._memory.get(key)
         self._memory[key] = now
@@ -401,7 +402,7 @@ class BrowserPool:
                 await asyncio.to_thread(Profiles(auth.profiles_dir).save, key[1], now.state)
             except Exception as exc:  # noqa: BLE001 - kept in memory still; said once
                 log.warning("could not save the browser profile %r: %s", key[1],
-                            _first_line(exc))
+                            first_line(exc))
 
     async def _named_session(self, key: SessionKey, kind: SessionKind,
                              auth: Auth) -> BrowserSession:
@@ -439,7 +440,7 @@ class BrowserPool:
                 await page.goto(memory.url, timeout=NAVIGATION_TIMEOUT_MS)
             except Exception as exc:  # noqa: BLE001 - the step says what it cannot find
                 log.warning("browser session %r: could not open its last page again: %s",
-                            key[1], _first_line(exc))
+                            key[1], first_line(exc))
         return session
 
     async def close_scope(self, scope: str) -> None:
@@ -548,11 +549,11 @@ class BrowserPool:
                 session.stalled = True
                 log.warning("the remote browser at %s gave no answer within %gs after a step "
                             "timed out (%s): what the step held there is dropped, not closed",
-                            session.cdp_url, PROBE_SECONDS, _first_line(exc))
+                            session.cdp_url, PROBE_SECONDS, first_line(exc))
                 return
             log.warning("Chromium (pid %d) gave no answer within %gs after a step timed out "
                         "(%s): killing it; the next step starts a new one", process.pid,
-                        PROBE_SECONDS, _first_line(exc))
+                        PROBE_SECONDS, first_line(exc))
         await asyncio.to_thread(lifetime.stop, process, 0)
         async with self._shared_lock:
             if self._shared is not None and self._shared[0] is chromium:
@@ -602,7 +603,7 @@ class BrowserPool:
                     raise
                 # Down (a remote browser restarting, say): waited for like any outage.
                 raise ToolError(f"the browser at {session.cdp_url} cannot be reached: "
-                                f"{_first_line(exc)}", retryable=True, not_sent=True,
+                                f"{first_line(exc)}", retryable=True, not_sent=True,
                                 type_name=ErrorKind.BROWSER_UNREACHABLE,
                                 unreachable=True) from exc
         context = session.browser.contexts[0]
@@ -807,13 +808,13 @@ class PlaywrightExecutor:
                 # Killed (stalled, see `stall_checked`) or crashed under the step: the pool
                 # starts a new one for the next attempt, so the step waits for it like any
                 # unreachable dependency.
-                raise ToolError(f"the browser went away: {_first_line(exc)}", retryable=True,
+                raise ToolError(f"the browser went away: {first_line(exc)}", retryable=True,
                                 type_name=ErrorKind.BROWSER_CRASHED, unreachable=True) from exc
             if opened is not None and opened.stalled:
                 # A remote browser that gave no answer to the probe: another attempt would
                 # meet the same stall.
                 raise ToolError(f"the browser at {opened.cdp_url} stalled: "
-                                f"{_first_line(exc)}, then no answer to a CDP probe within "
+                                f"{first_line(exc)}, then no answer to a CDP probe within "
                                 f"{PROBE_SECONDS:g}s",
                                 type_name=ErrorKind.BROWSER_STALLED) from exc
             if isinstance(exc, ToolError):  # blocked or typed already
@@ -944,7 +945,7 @@ _TABLE_ROWS_JS = """table => {
 def _as_tool_error(exc: Exception) -> ToolError:
     """Playwright's errors as typed tool errors (a timeout may pass; a crash will not)."""
     name = type(exc).__name__
-    message = _first_line(exc)
+    message = first_line(exc)
     if name == "TimeoutError":
         return ToolError(f"timed out: {message}", retryable=True,
                          type_name=ErrorKind.BROWSER_TIMEOUT)
@@ -952,7 +953,3 @@ def _as_tool_error(exc: Exception) -> ToolError:
         return ToolError(f"the browser failed: {message}", retryable=True,
                          type_name=ErrorKind.BROWSER_CRASHED)
     return ToolError(message, type_name=f"Browser{name}")
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

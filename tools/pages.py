@@ -45,6 +45,7 @@ async def find(page: Any, selector: str | None, role: str | None, name: str | No
     except Exception as exc:
         if type(exc).__name__ != "TimeoutError":
             raise
+        # Raised here, so Playwright's timeout is its context: the stall check reads it.
         raise ToolError(f"no element matches {target} on {page.url}",
                         type_name=ErrorKind.ELEMENT_NOT_FOUND) from None
     return locator
@@ -78,8 +79,12 @@ async def save_screenshot(page: Any, save: Callable[[bytes], None], *,
         image = await page.screenshot(timeout=timeout_ms, mask=masks(page))
         await asyncio.to_thread(save, image)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.warning("could not save a screenshot of %s: %s", page.url,
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        log.warning("could not save a screenshot of %s: %s", page.url, first_line(exc))
+
+
+def first_line(exc: BaseException) -> str:
+    """An error as one line of a log: its message's first line, else its class's name."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def where(url: str) -> str:
